@@ -1,0 +1,57 @@
+// The one schema file: the sfrik:: operators, and the pybind11 module sfrik_plugin._C whose
+// import loads every registration of this library (schemas here, kernels per device in
+// cpu/ and cuda/) and exposes the facts of the build.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#ifdef SFRIK_WITH_CUDA
+#include <cuda.h>
+#endif
+
+#ifndef SFRIK_TORCH_VERSION
+#error "setup.py defines SFRIK_TORCH_VERSION (the torch version the extension is built against)"
+#endif
+
+TORCH_LIBRARY(sfrik, m) {
+  // out = sum_k coeffs[k] * P_k(dim; t), elementwise; coeffs[0] is degree 0 (numpy's legval order).
+  m.def("legendre_series(Tensor t, float[] coeffs, int dim) -> Tensor");
+  // The same series summed (mean=False) or averaged (mean=True) over all elements of t,
+  // without writing the elementwise result: a 0-dim tensor of t's dtype.
+  m.def("legendre_series_reduce(Tensor t, float[] coeffs, int dim, bool mean) -> Tensor");
+  // grad * d^order/dt^order of the series, in one pass over t. grad has t's shape or is a
+  // single value (0-dim, or expanded with all strides 0) that is broadcast.
+  m.def(
+      "legendre_series_backward(Tensor grad, Tensor t, float[] coeffs, int dim, int order=1) "
+      "-> Tensor");
+}
+
+namespace {
+
+bool cpu_has_avx2_fma() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "sfrik_plugin._C: Legendre-series operators (registered as torch.ops.sfrik.*)";
+#ifdef SFRIK_WITH_CUDA
+  m.attr("with_cuda") = true;
+  m.attr("cuda_version") = std::to_string(CUDA_VERSION / 1000) + "." + std::to_string(CUDA_VERSION % 1000 / 10);
+#else
+  m.attr("with_cuda") = false;
+  m.attr("cuda_version") = py::none();
+#endif
+  m.attr("torch_version") = SFRIK_TORCH_VERSION;
+#ifdef _OPENMP
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
+  m.def("cpu_kernel_isa", []() { return cpu_has_avx2_fma() ? "avx2+fma" : "baseline"; },
+        "Instruction set the CPU kernels dispatch to on this processor");
+}
