@@ -1,0 +1,70 @@
+"""Loading faults, simulated in fresh interpreters: a missing extension, an extension built for
+another torch, and the SFRIK_REQUIRE_EXTENSION switch."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import sfrik_plugin
+
+PRELUDES = {
+    # The binary cannot be imported (not built, or a broken build).
+    "missing": "import sys; sys.modules['sfrik_plugin._C'] = None",
+    # The installed torch is not the one the extension was built against.
+    "mismatch": "import torch; torch.__version__ = '0.0.1'",
+}
+
+PROBE = textwrap.dedent("""
+    import warnings, torch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import sfrik_plugin
+        t = torch.linspace(-1, 1, 5, dtype=torch.float64)
+        a = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
+        b = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3, reduction="mean")
+    expected = t + 2 * (3 * t**2 - 1) / 2
+    assert torch.allclose(a, expected) and torch.allclose(b, expected.mean())
+    info = sfrik_plugin.extension_info()
+    print("LOADED", info["loaded"])
+    print("WARNINGS", len([w for w in caught if issubclass(w.category, RuntimeWarning)]))
+    for w in caught:
+        print("MESSAGE", w.message)
+""")
+
+
+def _run(prelude: str, require: bool) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("SFRIK_REQUIRE_EXTENSION", None)
+    if require:
+        env["SFRIK_REQUIRE_EXTENSION"] = "1"
+    return subprocess.run([sys.executable, "-c", prelude + "\n" + PROBE], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("fault", sorted(PRELUDES))
+def test_fault_falls_back_with_one_warning(fault):
+    proc = _run(PRELUDES[fault], require=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED False" in proc.stdout
+    assert "WARNINGS 1" in proc.stdout  # once, although the API was called twice
+    assert "rebuild" in proc.stdout and "pure-PyTorch reference" in proc.stdout
+    if fault == "mismatch":
+        assert "built against torch" in proc.stdout and "0.0.1" in proc.stdout
+
+
+@pytest.mark.parametrize("fault", sorted(PRELUDES))
+def test_fault_is_an_error_when_the_extension_is_required(fault):
+    proc = _run(PRELUDES[fault], require=True)
+    assert proc.returncode != 0
+    assert "ExtensionError" in proc.stderr and "rebuild" in proc.stderr
+    assert "SFRIK_REQUIRE_EXTENSION=1 forbids" in proc.stderr
+
+
+def test_required_extension_is_loaded_here():
+    # CI runs the suite with SFRIK_REQUIRE_EXTENSION=1: then the compiled operators are the ones tested.
+    if os.environ.get("SFRIK_REQUIRE_EXTENSION") != "1":
+        pytest.skip("SFRIK_REQUIRE_EXTENSION is not set")
+    info = sfrik_plugin.extension_info()
+    assert info["loaded"] and info["error"] is None and info["torch_version_built"] == info["torch_version"]

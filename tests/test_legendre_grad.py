@@ -1,0 +1,94 @@
+"""Derivatives of the operators: closed forms (scipy), gradcheck, double backward."""
+import numpy as np
+import pytest
+import torch
+from numpy.polynomial import chebyshev
+from scipy.special import eval_gegenbauer
+
+import sfrik_plugin
+from conftest import DIMS, gram, requires_extension, scipy_legendre_derivative
+
+pytestmark = requires_extension
+
+T64 = torch.linspace(-1, 1, 101, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+def test_backward_op_matches_closed_form_derivative(dim):
+    ones = torch.ones_like(T64)
+    for degree in range(13):
+        coeffs = [0.0] * degree + [1.0]
+        got = torch.ops.sfrik.legendre_series_backward(ones, T64, coeffs, dim, 1).numpy()
+        np.testing.assert_allclose(got, scipy_legendre_derivative(degree, dim, T64.numpy()),
+                                   rtol=1e-11, atol=1e-11 * max(1, degree**2), err_msg=f"degree {degree}")
+
+
+@pytest.mark.parametrize("dim", (2, 3, 64, 8192))
+def test_autograd_gradient_of_series(dim):
+    coeffs = [0.3, 1.0, 40.0, 40.0, 2.0]
+    t = T64.clone().requires_grad_()
+    sfrik_plugin.legendre_series(t, coeffs, dim).backward(torch.arange(101, dtype=torch.float64))
+    expected = sum(c * scipy_legendre_derivative(k, dim, T64.numpy()) for k, c in enumerate(coeffs))
+    np.testing.assert_allclose(t.grad.numpy(), expected * np.arange(101), rtol=1e-11, atol=1e-9)
+
+
+@pytest.mark.parametrize("reduction", ("mean", "sum"))
+def test_reduction_gradient(reduction):
+    g = gram(40, generator=torch.Generator().manual_seed(5)).requires_grad_()
+    coeffs = [0.0, 1.0, 40.0, 40.0]
+    sfrik_plugin.legendre_series(g, coeffs, 8192, reduction=reduction).backward(torch.tensor(3.0, dtype=torch.float64))
+    scale = 3.0 / g.numel() if reduction == "mean" else 3.0
+    expected = scale * sum(c * scipy_legendre_derivative(k, 8192, g.detach().numpy()) for k, c in enumerate(coeffs))
+    np.testing.assert_allclose(g.grad.numpy(), expected, rtol=1e-11, atol=1e-12)
+
+
+def test_second_derivative_matches_closed_form():
+    # (C_l^a)'' = 4 a (a + 1) C_{l-2}^{a+2} for dim >= 3; Chebyshev's from numpy for dim 2.
+    for dim in (2, 3, 7, 1024):
+        for degree in (2, 3, 6):
+            t = T64.clone().requires_grad_()
+            (d1,) = torch.autograd.grad(sfrik_plugin.legendre(t, degree, dim).sum(), t, create_graph=True)
+            (d2,) = torch.autograd.grad(d1.sum(), t)
+            if dim == 2:
+                expected = chebyshev.chebval(T64.numpy(), chebyshev.chebder([0] * degree + [1], 2))
+            else:
+                a = (dim - 2) / 2
+                expected = 4 * a * (a + 1) * eval_gegenbauer(degree - 2, a + 2, T64.numpy()) / eval_gegenbauer(degree, a, 1.0)
+            np.testing.assert_allclose(d2.numpy(), expected, rtol=1e-10, atol=1e-9, err_msg=f"{dim} {degree}")
+
+
+@pytest.mark.parametrize("reduction", ("none", "mean", "sum"))
+def test_gradcheck_and_gradgradcheck(reduction):
+    t = (torch.rand(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * 2 - 1).requires_grad_()
+    fn = lambda x: sfrik_plugin.legendre_series(x, [0.5, 1.0, 4.0, 4.0, 1.0], 7, reduction=reduction)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (t,))
+    assert torch.autograd.gradgradcheck(fn, (t,))
+    # Through a transposed view and with a scalar grad broadcast over the input.
+    assert torch.autograd.gradcheck(lambda x: fn(x.T), (t,))
+
+
+def test_backward_op_gradients_in_both_inputs():
+    t = (torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(7)) * 2 - 1).requires_grad_()
+    grad = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).requires_grad_()
+    scalar_grad = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    for order in (0, 1, 2):
+        op = lambda g, x: torch.ops.sfrik.legendre_series_backward(g, x, [0.1, 1.0, 3.0, 2.0], 5, order)  # noqa: E731
+        assert torch.autograd.gradcheck(op, (grad, t))
+        assert torch.autograd.gradcheck(op, (scalar_grad, t))
+        assert torch.autograd.gradgradcheck(op, (grad, t))
+
+
+def test_expanded_grad_is_not_materialised():
+    # autograd gives out.mean() backward an expanded scalar: the kernel must read one value.
+    t = gram(30).requires_grad_()
+    out = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 9)
+    expanded = torch.tensor(2.0, dtype=torch.float64).expand_as(out)
+    direct = torch.ops.sfrik.legendre_series_backward(expanded, t.detach(), [0.0, 1.0, 2.0], 9, 1)
+    dense = torch.ops.sfrik.legendre_series_backward(expanded.contiguous(), t.detach(), [0.0, 1.0, 2.0], 9, 1)
+    torch.testing.assert_close(direct, dense, rtol=0, atol=0)
+
+
+def test_degree_zero_series_has_zero_gradient():
+    t = T64.clone().requires_grad_()
+    sfrik_plugin.legendre_series(t, [5.0], 3, reduction="sum").backward()
+    assert torch.equal(t.grad, torch.zeros_like(t))

@@ -1,0 +1,96 @@
+"""The operators as PyTorch sees them: opcheck (schema, fake kernels, autograd registration,
+AOT dispatch), torch.compile(fullgraph=True), and autocast."""
+import pytest
+import torch
+
+import sfrik_plugin
+from conftest import gram, requires_extension
+
+pytestmark = requires_extension
+
+COEFFS = [0.0, 1.0, 40.0, 40.0]
+
+
+def _samples():
+    g = gram(12, generator=torch.Generator().manual_seed(9)).float()
+    yield g
+    yield g.T
+    yield g[::2, 1::3]
+    yield g.double().requires_grad_()
+    yield g.T.clone().requires_grad_()
+    yield torch.empty(0, 4)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_opcheck(index):
+    t = list(_samples())[index]
+    torch.library.opcheck(torch.ops.sfrik.legendre_series.default, (t, COEFFS, 8192))
+    for mean in (True, False) if t.numel() else (False,):  # (the mean of nothing is NaN, and NaN != NaN)
+        torch.library.opcheck(torch.ops.sfrik.legendre_series_reduce.default, (t, COEFFS, 8192, mean))
+    grad = torch.rand(t.shape, dtype=t.dtype)
+    for g in (grad, torch.tensor(0.5, dtype=t.dtype)):
+        torch.library.opcheck(torch.ops.sfrik.legendre_series_backward.default,
+                              (g.requires_grad_(t.requires_grad), t, COEFFS, 8192, 1))
+
+
+def _sfrik_regulariser(z):
+    z = torch.nn.functional.normalize(z, dim=1)
+    return sfrik_plugin.legendre_series(z @ z.T, COEFFS, 256, reduction="mean")
+
+
+def _elementwise_then_mean(g):
+    return sfrik_plugin.legendre_series(g, COEFFS, 256).mean()
+
+
+@pytest.mark.parametrize("fn", (_sfrik_regulariser, _elementwise_then_mean))
+def test_compile_fullgraph_matches_eager(fn):
+    torch._dynamo.reset()
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(10))
+    if fn is _elementwise_then_mean:
+        x = gram(64, generator=torch.Generator().manual_seed(10)).float()
+    x_eager, x_comp = x.clone().requires_grad_(), x.clone().requires_grad_()
+    eager = fn(x_eager)
+    eager.backward()
+    compiled = torch.compile(fn, fullgraph=True)(x_comp)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(x_comp.grad, x_eager.grad)
+
+
+def test_compiled_graph_calls_the_custom_ops():
+    # Dynamo must keep the ops whole (not fall back to Python or decompose them).
+    torch._dynamo.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    g = gram(8).float().requires_grad_()
+    torch.compile(_elementwise_then_mean, backend=backend, fullgraph=True)(g)
+    code = "\n".join(gm.code for gm in graphs)
+    assert "sfrik.legendre_series" in code
+
+
+@pytest.mark.parametrize("dtype", (torch.bfloat16, torch.float16))
+def test_autocast_runs_in_float32(dtype):
+    z = torch.randn(32, 64, generator=torch.Generator().manual_seed(11))
+    z = torch.nn.functional.normalize(z, dim=1)
+    with torch.autocast("cpu", dtype=dtype):
+        g = z @ z.T
+        assert g.dtype == dtype
+        out = sfrik_plugin.legendre_series(g, COEFFS, 32768)
+        red = sfrik_plugin.legendre_series(g, COEFFS, 32768, reduction="mean")
+    assert out.dtype == torch.float32 and red.dtype == torch.float32
+    # The float32 series of the (rounded) low-precision Gram matrix, outside autocast.
+    torch.testing.assert_close(out, sfrik_plugin.legendre_series(g.float(), COEFFS, 32768))
+    torch.testing.assert_close(red, out.mean())
+
+
+def test_autocast_backward_gradient_dtype():
+    z = torch.randn(16, 32, generator=torch.Generator().manual_seed(12)).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        zn = torch.nn.functional.normalize(z, dim=1)
+        loss = sfrik_plugin.legendre_series(zn @ zn.T, COEFFS, 32, reduction="mean")
+    loss.backward()
+    assert z.grad.dtype == torch.float32 and torch.isfinite(z.grad).all()
