@@ -1,0 +1,358 @@
+"""SFRIK and AUH losses on L2-normalised embeddings, two-view and SwAV-style multi-crop.
+
+    SFRIK:  sim_w * mse(u1, u2) + mmd_w * (R(u1) + R(u2)) / 2
+            R(u) = (1/n^2) sum_{i,j} psi(u_i . u_j),  psi = sum_{l=1..L} b_l P_l(q; .)
+    AUH:    sim_w * mse(u1, u2) + unif_w * (U(u1) + U(u2)) / 2
+            U(u) = log mean_{i != j} exp(-2 t (1 - u_i . u_j))
+
+u = z / ||z|| row-wise. The invariance (mse) uses the local batch; the regulariser uses the global
+batch, all-gathered with gradients when torch.distributed runs with more than one process.
+Normalisation, Gram matrix and kernel run in float32 (float64 stays float64), also under autocast.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import warnings
+from typing import List, NamedTuple, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .legendre import check_coeffs, legendre_series
+
+__all__ = [
+    "LossTerms",
+    "mmd_uniform",
+    "sfrik_loss_terms",
+    "sfrik_loss_func",
+    "SFRIKLoss",
+    "auh_loss_terms",
+    "auh_loss_func",
+    "AUHLoss",
+    "sfrik_multicrop_loss_terms",
+    "sfrik_multicrop_loss_func",
+    "gather_rows",
+]
+
+
+class LossTerms(NamedTuple):
+    """loss = sim_loss_weight * invariance + (mmd|unif)_loss_weight * regulariser; the terms are
+    unweighted and keep their graph (detach them for logging)."""
+    loss: torch.Tensor
+    invariance: torch.Tensor
+    regulariser: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+
+
+def _check_embedding(z, name: str) -> None:
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {z.dtype}")
+    if z.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (batch, features), got shape {tuple(z.shape)}")
+    if z.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one embedding (batch size >= 1), got shape {tuple(z.shape)}")
+    if z.shape[1] < 2:
+        raise ValueError(f"{name} must have at least 2 features (the sphere S^(q-1) needs q >= 2), "
+                         f"got shape {tuple(z.shape)}")
+
+
+def _check_same_views(views: Sequence[torch.Tensor], names: Sequence[str]) -> None:
+    """Each view a valid embedding, all with the shape, device and dtype of the first."""
+    for z, name in zip(views, names):
+        _check_embedding(z, name)
+    first, first_name = views[0], names[0]
+    for z, name in zip(views[1:], names[1:]):
+        if z.shape != first.shape:
+            raise ValueError(f"{name} must have the shape of {first_name}: got {tuple(z.shape)} and "
+                             f"{tuple(first.shape)}")
+        if z.device != first.device:
+            raise ValueError(f"{name} must be on the device of {first_name}: got {z.device} and {first.device}")
+        if z.dtype != first.dtype:
+            raise TypeError(f"{name} must have the dtype of {first_name}: got {z.dtype} and {first.dtype}")
+
+
+def _check_weight(value, name: str, *, positive: bool = False) -> float:
+    """A finite real number, >= 0 (or > 0 with positive=True)."""
+    bound = "> 0" if positive else ">= 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number {bound}, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def check_kernel_weights(kernel_weights) -> List[float]:
+    """(b_1, ..., b_L): non-empty, finite, >= 0. b_1 is the weight of degree 1 (degree 0 is a
+    constant that cancels in the MMD). b_l >= 0 keeps the kernel positive definite (Schoenberg),
+    which makes the regulariser an MMD, hence >= 0."""
+    weights = check_coeffs(kernel_weights, "kernel_weights")
+    for degree, b in enumerate(weights, start=1):
+        if b < 0:
+            raise ValueError(f"kernel_weights must be >= 0 (positive definite kernel), got b_{degree} = {b} "
+                             f"(kernel_weights[{degree - 1}])")
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared numerics: float32 region, normalisation, all-gather
+
+
+@contextlib.contextmanager
+def _autocast_disabled(device_type: str):
+    # torch.autocast rejects device types it does not know; there is nothing to disable there.
+    try:
+        ctx = torch.autocast(device_type, enabled=False)
+    except RuntimeError:
+        ctx = contextlib.nullcontext()
+    with ctx:
+        yield
+
+
+def _to_sphere(z: torch.Tensor) -> torch.Tensor:
+    """Rows of z L2-normalised, in float32 for half inputs (float64 stays float64). Called inside
+    an autocast-disabled region: 1/(q-1) at q = 32768 is subnormal in float16, and the Gram
+    entries of a long float16 dot product lose the digits psi needs."""
+    if z.dtype in (torch.float16, torch.bfloat16):
+        z = z.float()
+    return F.normalize(z, p=2, dim=1)
+
+
+def _distributed_world_size() -> int:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def gather_rows(z: torch.Tensor) -> torch.Tensor:
+    """Concatenation along dim 0 of z from every process of the default group, rank order,
+    differentiable; z itself when torch.distributed is not initialised or has one process.
+    Every process must pass the same shape (equal local batch sizes).
+
+    Gradient: torch.distributed.nn.functional.all_gather's backward sums, over all ranks, the
+    gradients that reach this rank's slice. Every rank computes the same global regulariser R, so
+    rank r receives sum_r' dR/dz_r = W * dR/dz_r (W = world size). DDP then averages parameter
+    gradients over the W ranks: (1/W) sum_r W * dR/dz_r * dz_r/dtheta = dR/dtheta, exactly the
+    gradient of one process holding the global batch, with no 1/W error. (A backward that only
+    kept the local slice of one rank's gradient would give dR/dtheta / W.)
+    """
+    if _distributed_world_size() <= 1:
+        return z
+    import torch.distributed.nn.functional as dist_nn
+
+    with warnings.catch_warnings():
+        # Recent torch marks it deprecated (FutureWarning on every call) in favour of the private
+        # _functional_collectives; it is still the public autograd all-gather of every torch >= 2.6,
+        # for gloo and nccl alike.
+        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
+                                category=FutureWarning)
+        parts = dist_nn.all_gather(z)
+    return torch.cat(parts, dim=0)
+
+
+def _gather_views(views: Sequence[torch.Tensor], enabled: bool) -> List[torch.Tensor]:
+    """The global batch of each view, with one collective for all views (latency)."""
+    if not enabled or _distributed_world_size() <= 1:
+        return list(views)
+    stacked = torch.stack(list(views), dim=1)            # (n, V, q): gather dim 0 stays the batch
+    return list(gather_rows(stacked).unbind(dim=1))      # V x (W n, q)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regularisers on unit vectors (u: (n, q), rows of norm 1)
+
+
+def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float]) -> torch.Tensor:
+    """(1/n^2) sum_{i,j} psi(u_i . u_j), diagonal included; fused mean, no n x n psi written."""
+    gram = u @ u.T
+    return legendre_series(gram, [0.0, *kernel_weights], u.shape[1], reduction="mean")
+
+
+def _log_mean_gaussian_off_diagonal(u: torch.Tensor, t: float) -> torch.Tensor:
+    """log mean_{i != j} exp(-2 t (1 - u_i . u_j)) as a logsumexp: the mean of the exponentials
+    underflows in float32 once 4t exceeds about 87 (antipodal pairs) and loses digits before."""
+    n = u.shape[0]
+    if n < 2:
+        raise ValueError(f"AUH needs at least 2 embeddings in the (global) batch, got {n}")
+    logits = (2.0 * t) * (u @ u.T - 1.0)
+    diagonal = torch.eye(n, dtype=torch.bool, device=u.device)
+    logits = logits.masked_fill(diagonal, float("-inf"))
+    return torch.logsumexp(logits.flatten(), dim=0) - math.log(n * (n - 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# SFRIK
+
+
+def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = False) -> torch.Tensor:
+    """MMD^2 (V-statistic) between the rows of z, L2-normalised here, and the uniform distribution
+    on S^(q-1) for the kernel psi(u . v) = sum_{l=1..L} b_l P_l(q; u . v):
+    (1/n^2) sum over all n^2 pairs (diagonal included) of psi(u_i . u_j). >= 0.
+
+    kernel_weights: (b_1, ..., b_L), b_l >= 0. gather_distributed: all-gather z (with gradients)
+    over the default process group first, when torch.distributed runs with world size > 1.
+    """
+    _check_embedding(z, "z")
+    weights = check_kernel_weights(kernel_weights)
+    with _autocast_disabled(z.device.type):
+        (u,) = _gather_views([_to_sphere(z)], gather_distributed)
+        return _mmd_on_sphere(u, weights)
+
+
+def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
+                     mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
+                     gather_distributed: bool = True) -> LossTerms:
+    """SFRIK loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
+    invariance = mse(u1, u2) on the local batch, regulariser = (R(u1) + R(u2)) / 2 on the global
+    batch (see mmd_uniform). Defaults: the paper's IN20% setting."""
+    _check_same_views([z1, z2], ["z1", "z2"])
+    sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+    mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
+    weights = check_kernel_weights(kernel_weights)
+    with _autocast_disabled(z1.device.type):
+        u1, u2 = _to_sphere(z1), _to_sphere(z2)
+        invariance = F.mse_loss(u1, u2)
+        g1, g2 = _gather_views([u1, u2], gather_distributed)
+        regulariser = (_mmd_on_sphere(g1, weights) + _mmd_on_sphere(g2, weights)) / 2
+        loss = sim_loss_weight * invariance + mmd_loss_weight * regulariser
+    return LossTerms(loss, invariance, regulariser)
+
+
+def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
+                    mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
+                    gather_distributed: bool = True) -> torch.Tensor:
+    """SFRIK loss (a 0-dim tensor); see sfrik_loss_terms."""
+    return sfrik_loss_terms(z1, z2, sim_loss_weight=sim_loss_weight, mmd_loss_weight=mmd_loss_weight,
+                            kernel_weights=kernel_weights, gather_distributed=gather_distributed).loss
+
+
+class SFRIKLoss(nn.Module):
+    """SFRIK loss as a module: forward(z1, z2) -> loss. Arguments as sfrik_loss_terms."""
+
+    def __init__(self, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
+                 kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True):
+        super().__init__()
+        # Validated here so that a bad configuration fails at construction, not at step 1.
+        self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+        self.mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
+        self.kernel_weights = tuple(check_kernel_weights(kernel_weights))
+        self.gather_distributed = bool(gather_distributed)
+
+    def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
+        return sfrik_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight,
+                                mmd_loss_weight=self.mmd_loss_weight, kernel_weights=self.kernel_weights,
+                                gather_distributed=self.gather_distributed)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return self.terms(z1, z2).loss
+
+    def extra_repr(self) -> str:
+        return (f"sim_loss_weight={self.sim_loss_weight}, mmd_loss_weight={self.mmd_loss_weight}, "
+                f"kernel_weights={self.kernel_weights}, gather_distributed={self.gather_distributed}")
+
+
+def _check_num_large_crops(num_large_crops, num_views: int) -> int:
+    if isinstance(num_large_crops, bool) or not isinstance(num_large_crops, numbers.Integral):
+        raise TypeError(f"num_large_crops must be an integer, got {num_large_crops!r}")
+    num_large_crops = int(num_large_crops)
+    if not 1 <= num_large_crops <= num_views:
+        raise ValueError(f"num_large_crops must be between 1 and len(views) = {num_views}, got {num_large_crops}")
+    return num_large_crops
+
+
+def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
+                               sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
+                               kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True) -> LossTerms:
+    """SwAV-style multi-crop SFRIK. views: list of (n, q) embeddings of the same images, the first
+    num_large_crops from large (global) crops. invariance = mean over large views v of the mean
+    over every other view w != v of mse(v, w), local batch; regulariser = mean of R over the
+    large views (reg_small=False) or over all views (reg_small=True), global batch."""
+    if isinstance(views, torch.Tensor) or not isinstance(views, Sequence):
+        raise TypeError(f"views must be a list of (n, q) tensors, got {type(views).__name__}")
+    if len(views) < 2:
+        raise ValueError(f"views must hold at least 2 views, got {len(views)}")
+    _check_same_views(views, [f"views[{i}]" for i in range(len(views))])
+    num_large_crops = _check_num_large_crops(num_large_crops, len(views))
+    sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+    mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
+    weights = check_kernel_weights(kernel_weights)
+    with _autocast_disabled(views[0].device.type):
+        units = [_to_sphere(z) for z in views]
+        per_large = [torch.stack([F.mse_loss(units[v], units[w]) for w in range(len(units)) if w != v]).mean()
+                     for v in range(num_large_crops)]
+        invariance = torch.stack(per_large).mean()
+        regularised = units if reg_small else units[:num_large_crops]
+        gathered = _gather_views(regularised, gather_distributed)
+        regulariser = torch.stack([_mmd_on_sphere(u, weights) for u in gathered]).mean()
+        loss = sim_loss_weight * invariance + mmd_loss_weight * regulariser
+    return LossTerms(loss, invariance, regulariser)
+
+
+def sfrik_multicrop_loss_func(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
+                              sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
+                              kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True) -> torch.Tensor:
+    """SwAV-style multi-crop SFRIK loss (a 0-dim tensor); see sfrik_multicrop_loss_terms."""
+    return sfrik_multicrop_loss_terms(views, num_large_crops, reg_small=reg_small, sim_loss_weight=sim_loss_weight,
+                                      mmd_loss_weight=mmd_loss_weight, kernel_weights=kernel_weights,
+                                      gather_distributed=gather_distributed).loss
+
+
+# ---------------------------------------------------------------------------------------------
+# AUH (alignment and uniformity on the hypersphere, as in the official SFRIK code)
+
+
+def auh_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 3000.0,
+                   unif_loss_weight: float = 1.0, t: float = 2.5, gather_distributed: bool = True) -> LossTerms:
+    """AUH loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
+    invariance = mse(u1, u2) on the local batch, regulariser = (U(u1) + U(u2)) / 2 with
+    U(u) = log mean_{i != j} exp(-2 t (1 - u_i . u_j)) on the global batch (n >= 2)."""
+    _check_same_views([z1, z2], ["z1", "z2"])
+    sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+    unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
+    t = _check_weight(t, "t", positive=True)
+    with _autocast_disabled(z1.device.type):
+        u1, u2 = _to_sphere(z1), _to_sphere(z2)
+        invariance = F.mse_loss(u1, u2)
+        g1, g2 = _gather_views([u1, u2], gather_distributed)
+        regulariser = (_log_mean_gaussian_off_diagonal(g1, t) + _log_mean_gaussian_off_diagonal(g2, t)) / 2
+        loss = sim_loss_weight * invariance + unif_loss_weight * regulariser
+    return LossTerms(loss, invariance, regulariser)
+
+
+def auh_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 3000.0,
+                  unif_loss_weight: float = 1.0, t: float = 2.5, gather_distributed: bool = True) -> torch.Tensor:
+    """AUH loss (a 0-dim tensor); see auh_loss_terms."""
+    return auh_loss_terms(z1, z2, sim_loss_weight=sim_loss_weight, unif_loss_weight=unif_loss_weight, t=t,
+                          gather_distributed=gather_distributed).loss
+
+
+class AUHLoss(nn.Module):
+    """AUH loss as a module: forward(z1, z2) -> loss. Arguments as auh_loss_terms."""
+
+    def __init__(self, sim_loss_weight: float = 3000.0, unif_loss_weight: float = 1.0, t: float = 2.5,
+                 gather_distributed: bool = True):
+        super().__init__()
+        self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+        self.unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
+        self.t = _check_weight(t, "t", positive=True)
+        self.gather_distributed = bool(gather_distributed)
+
+    def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
+        return auh_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight, unif_loss_weight=self.unif_loss_weight,
+                              t=self.t, gather_distributed=self.gather_distributed)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return self.terms(z1, z2).loss
+
+    def extra_repr(self) -> str:
+        return (f"sim_loss_weight={self.sim_loss_weight}, unif_loss_weight={self.unif_loss_weight}, t={self.t}, "
+                f"gather_distributed={self.gather_distributed}")
