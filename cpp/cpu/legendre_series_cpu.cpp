@@ -1,8 +1,10 @@
-// CPU kernels of the sfrik:: operators. One pass over t: values are loaded in blocks of
-// kBlock, the recurrence runs degree by degree over the block (an inner loop over elements
-// that the compiler vectorises), and the block is then scaled by grad, stored or summed.
-// The hot function is compiled twice (x86-64-v3, i.e. AVX2+FMA, and the baseline) and the
-// loader picks the clone the processor supports, so one binary runs everywhere.
+// CPU kernels of the sfrik:: operators. One pass over t, register-blocked: each group of
+// kUnroll SIMD vectors runs the whole recurrence in registers (no intermediate arrays), is
+// scaled by grad, then stored or added to vector partial sums that are flushed into a double
+// every kFlushGroups groups (float partial sums over millions of elements would lose digits).
+// SIMD through GCC/Clang vector extensions, so the hot function is compiled twice
+// (x86-64-v3, i.e. AVX2+FMA, and the baseline) and the loader picks the clone the processor
+// supports: one binary runs everywhere.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -10,7 +12,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <utility>
+#include <cstring>
+#include <type_traits>
 
 #include "../legendre_recurrence.h"
 
@@ -23,9 +26,17 @@
 namespace sfrik {
 namespace {
 
-constexpr int64_t kBlock = 256;
-constexpr int64_t kGrain = 16 * kBlock;  // elements per parallel task at least
-constexpr int kLanes = 8;                // partial sums kept apart so the sum vectorises
+constexpr int64_t kGrain = 16384;  // elements per parallel task at least
+constexpr int kUnroll = 4;         // independent vectors in flight (hides FMA latency)
+constexpr int kFlushGroups = 64;   // groups summed in the compute type before a flush to double
+
+// 32-byte vectors of the compute type (AVX2 registers in the x86-64-v3 clone, pairs of SSE
+// registers in the baseline one).
+typedef float vfloat __attribute__((vector_size(32)));
+typedef double vdouble __attribute__((vector_size(32)));
+template <typename opmath_t> struct Simd;
+template <> struct Simd<float> { using type = vfloat; };
+template <> struct Simd<double> { using type = vdouble; };
 
 template <typename opmath_t>
 struct CpuTables {
@@ -35,80 +46,142 @@ struct CpuTables {
   int64_t degree;
 };
 
-// acc[i] = sum_k coeff[k] P_k(x[i]) for i < m.
-template <typename opmath_t>
-C10_ALWAYS_INLINE void series_block(const opmath_t* __restrict__ x, opmath_t* __restrict__ acc,
-                                    int64_t m, const CpuTables<opmath_t>& tab) {
-  const opmath_t c0 = tab.coeff[0];
-  if (tab.degree == 0) {
-    for (int64_t i = 0; i < m; ++i) acc[i] = c0;
-    return;
-  }
-  alignas(64) opmath_t buf_a[kBlock];
-  alignas(64) opmath_t buf_b[kBlock];
-  const opmath_t c1 = tab.coeff[1];
-  for (int64_t i = 0; i < m; ++i) {
-    buf_a[i] = opmath_t(1);
-    buf_b[i] = x[i];
-    acc[i] = c0 + c1 * x[i];
-  }
-  opmath_t* prev = buf_a;  // P_{l-1}
-  opmath_t* cur = buf_b;   // P_l
-  for (int64_t l = 1; l < tab.degree; ++l) {
-    const opmath_t a = tab.alpha[l - 1];
-    const opmath_t b = tab.beta[l - 1];
-    const opmath_t c = tab.coeff[l + 1];
-    opmath_t* __restrict__ p_prev = prev;
-    const opmath_t* __restrict__ p_cur = cur;
-    for (int64_t i = 0; i < m; ++i) {
-      const opmath_t next = a * x[i] * p_cur[i] - b * p_prev[i];
-      p_prev[i] = next;  // P_{l-1} is not needed any more: it becomes P_{l+1}
-      acc[i] += c * next;
+// A copy of the table for a degree known at compile time: the recurrence unrolls and its
+// constants stay in registers for the whole chunk (the small degrees SFRIK uses, L = 2..4).
+constexpr int kMaxFixedDegree = 4;
+template <typename opmath_t, int kDegree>
+struct FixedTables {
+  static constexpr int64_t degree = kDegree;
+  opmath_t coeff[kDegree + 1];
+  opmath_t alpha[kDegree > 1 ? kDegree - 1 : 1];
+  opmath_t beta[kDegree > 1 ? kDegree - 1 : 1];
+  explicit FixedTables(const CpuTables<opmath_t>& tab) {
+    for (int k = 0; k <= kDegree; ++k) coeff[k] = tab.coeff[k];
+    for (int k = 0; k + 1 < kDegree; ++k) {
+      alpha[k] = tab.alpha[k];
+      beta[k] = tab.beta[k];
     }
-    std::swap(prev, cur);
+  }
+};
+
+template <typename scalar_t, typename opmath_t, typename V = typename Simd<opmath_t>::type>
+C10_ALWAYS_INLINE V load(const scalar_t* p) {
+  V v;
+  if constexpr (std::is_same<scalar_t, opmath_t>::value) {
+    std::memcpy(&v, p, sizeof(V));
+  } else {  // float16 / bfloat16: widen lane by lane
+    constexpr int lanes = sizeof(V) / sizeof(opmath_t);
+    for (int i = 0; i < lanes; ++i) v[i] = static_cast<opmath_t>(p[i]);
+  }
+  return v;
+}
+
+template <typename scalar_t, typename opmath_t, typename V = typename Simd<opmath_t>::type>
+C10_ALWAYS_INLINE void store(scalar_t* p, V v) {
+  if constexpr (std::is_same<scalar_t, opmath_t>::value) {
+    std::memcpy(p, &v, sizeof(V));
+  } else {
+    constexpr int lanes = sizeof(V) / sizeof(opmath_t);
+    for (int i = 0; i < lanes; ++i) p[i] = static_cast<scalar_t>(v[i]);
   }
 }
 
+// sum_k coeff[k] P_k(x) for one value or one vector (the same code for both).
+template <typename T, typename Tables>
+C10_ALWAYS_INLINE T eval_series(T x, const Tables& tab) {
+  using opmath_t = typename std::remove_cv<typename std::remove_reference<decltype(tab.coeff[0])>::type>::type;
+  T acc = T{} + tab.coeff[0];  // (T{} + s broadcasts s to every lane of a vector)
+  if (tab.degree == 0) return acc;
+  T prev = T{} + opmath_t(1);  // P_{l-1}
+  T cur = x;                       // P_l
+  acc += tab.coeff[1] * x;
+  for (int64_t l = 1; l < tab.degree; ++l) {
+    const T next = tab.alpha[l - 1] * x * cur - tab.beta[l - 1] * prev;
+    prev = cur;
+    cur = next;
+    acc += tab.coeff[l + 1] * next;
+  }
+  return acc;
+}
+
 // Processes t[0..n): out[i] = g_i * psi(t[i]) when out is given, else returns sum_i g_i psi(t[i]).
-template <typename scalar_t, typename opmath_t>
+template <typename scalar_t, typename opmath_t, typename Tables>
 C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad,
                                       GradMode mode, opmath_t grad_scalar, scalar_t* __restrict__ out,
-                                      int64_t n, const CpuTables<opmath_t>& tab) {
-  alignas(64) opmath_t x[kBlock];
-  alignas(64) opmath_t acc[kBlock];
+                                      int64_t n, const Tables& tab) {
+  using V = typename Simd<opmath_t>::type;
+  constexpr int64_t lanes = sizeof(V) / sizeof(opmath_t);
+  constexpr int64_t group = lanes * kUnroll;
   double total = 0.0;
-  for (int64_t start = 0; start < n; start += kBlock) {
-    const int64_t m = std::min(kBlock, n - start);
-    for (int64_t i = 0; i < m; ++i) x[i] = static_cast<opmath_t>(t[start + i]);
-    series_block(x, acc, m, tab);
+  V partial[kUnroll] = {};
+  int64_t i = 0;
+  for (int64_t since_flush = 0; i + group <= n; i += group) {
+    V acc[kUnroll];
+    for (int u = 0; u < kUnroll; ++u) acc[u] = eval_series<V>(load<scalar_t, opmath_t>(t + i + u * lanes), tab);
     if (mode == GradMode::kScalar) {
-      for (int64_t i = 0; i < m; ++i) acc[i] *= grad_scalar;
+      for (int u = 0; u < kUnroll; ++u) acc[u] *= grad_scalar;
     } else if (mode == GradMode::kElementwise) {
-      for (int64_t i = 0; i < m; ++i) acc[i] *= static_cast<opmath_t>(grad[start + i]);
+      for (int u = 0; u < kUnroll; ++u) acc[u] *= load<scalar_t, opmath_t>(grad + i + u * lanes);
     }
     if (out != nullptr) {
-      for (int64_t i = 0; i < m; ++i) out[start + i] = static_cast<scalar_t>(acc[i]);
+      for (int u = 0; u < kUnroll; ++u) store<scalar_t, opmath_t>(out + i + u * lanes, acc[u]);
     } else {
-      opmath_t lanes[kLanes] = {};
-      int64_t i = 0;
-      for (; i + kLanes <= m; i += kLanes) {
-        for (int j = 0; j < kLanes; ++j) lanes[j] += acc[i + j];
+      for (int u = 0; u < kUnroll; ++u) partial[u] += acc[u];
+      if (++since_flush == kFlushGroups) {
+        for (int u = 0; u < kUnroll; ++u) {
+          for (int k = 0; k < lanes; ++k) total += partial[u][k];
+          partial[u] = V{};
+        }
+        since_flush = 0;
       }
-      double block_sum = 0.0;
-      for (; i < m; ++i) block_sum += acc[i];
-      for (int j = 0; j < kLanes; ++j) block_sum += lanes[j];
-      total += block_sum;
+    }
+  }
+  for (int u = 0; u < kUnroll; ++u) {
+    for (int k = 0; k < lanes; ++k) total += partial[u][k];
+  }
+  for (; i < n; ++i) {  // the tail, one value at a time
+    opmath_t v = eval_series<opmath_t>(static_cast<opmath_t>(t[i]), tab);
+    if (mode == GradMode::kScalar) {
+      v *= grad_scalar;
+    } else if (mode == GradMode::kElementwise) {
+      v *= static_cast<opmath_t>(grad[i]);
+    }
+    if (out != nullptr) {
+      out[i] = static_cast<scalar_t>(v);
+    } else {
+      total += v;
     }
   }
   return total;
 }
 
+// Dispatches a chunk to the kernel specialised for its degree.
+template <typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
+C10_ALWAYS_INLINE double series_chunk_any_degree(const scalar_t* t, const scalar_t* grad, GradMode mode,
+                                                 opmath_t grad_scalar, scalar_t* out, int64_t n,
+                                                 const CpuTables<opmath_t>& tab) {
+  switch (tab.degree) {
+#define SFRIK_FIXED_DEGREE(D) \
+  case D:                     \
+    return series_chunk(t, grad, mode, grad_scalar, out, n, FixedTables<opmath_t, D>(tab));
+    SFRIK_FIXED_DEGREE(0)
+    SFRIK_FIXED_DEGREE(1)
+    SFRIK_FIXED_DEGREE(2)
+    SFRIK_FIXED_DEGREE(3)
+    SFRIK_FIXED_DEGREE(4)
+#undef SFRIK_FIXED_DEGREE
+    default:
+      return series_chunk(t, grad, mode, grad_scalar, out, n, tab);
+  }
+}
+static_assert(kMaxFixedDegree == 4, "the switch above lists the fixed degrees");
+
 // The multiversioned entry points, one per dtype (target_clones needs plain functions).
-#define SFRIK_DEFINE_CHUNK(scalar_t)                                                               \
-  SFRIK_CPU_CLONES double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode,         \
-                                    at::opmath_type<scalar_t> grad_scalar, scalar_t* out, int64_t n, \
-                                    const CpuTables<at::opmath_type<scalar_t>>& tab) {              \
-    return series_chunk<scalar_t, at::opmath_type<scalar_t>>(t, grad, mode, grad_scalar, out, n, tab); \
+#define SFRIK_DEFINE_CHUNK(scalar_t)                                                                   \
+  SFRIK_CPU_CLONES double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode,             \
+                                    at::opmath_type<scalar_t> grad_scalar, scalar_t* out, int64_t n,     \
+                                    const CpuTables<at::opmath_type<scalar_t>>& tab) {                  \
+    return series_chunk_any_degree<scalar_t>(t, grad, mode, grad_scalar, out, n, tab);                 \
   }
 SFRIK_DEFINE_CHUNK(float)
 SFRIK_DEFINE_CHUNK(double)
