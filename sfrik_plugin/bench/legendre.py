@@ -1,0 +1,254 @@
+"""Legendre-series suite: forward + backward of psi(G).mean(), psi(t) = sum_l b_l P_l(q; t).
+
+G is the Gram matrix z @ z.T of n L2-normalised random embeddings z (n, 128), entries in
+[-1, 1], a leaf with requires_grad=True. Each method computes the same scalar loss and its
+gradient with respect to G:
+
+  ext_mean                         legendre_series(G, c, q, reduction="mean"): fused reduction,
+                                   never writes psi(G); backward is one compiled pass.
+  ext_elementwise                  legendre_series(G, c, q).mean(): psi(G) written, mean in eager.
+  eager_official                   official_psi(G, b, q).mean(): the official SFRIK closed forms
+                                   (L <= 4 only; "n/a" otherwise).
+  eager_recurrence                 legendre_series_reference(G, c, q).mean(), eager autograd.
+  compiled_recurrence_mean         torch.compile of G -> legendre_series_reference(G, c, q).mean():
+                                   Inductor may fuse the reduction, as ext_mean does.
+  compiled_recurrence_elementwise  torch.compile of G -> legendre_series_reference(G, c, q)
+                                   (returns psi(G)), then .mean() in eager, exactly as
+                                   ext_elementwise: both write psi(G) and reduce it outside.
+
+c = [0] + b (no degree 0); b = (1, 40, 40) for L = 3 and L ones otherwise. Compiled functions
+are built per (n, L) after torch._dynamo.reset(), with dynamic=False (shapes specialised, the
+compiler's best case), and warmed up before timing; their first call (compile time, which
+includes any Inductor cache hit) is reported separately; Inductor compiles in-process
+(compile_threads = 1) so that no pool of compile workers competes with the timed runs. Times are
+the median of --repeats runs after one warm-up; "x ext_mean" is a method's time over ext_mean's
+(above 1: slower). Peak extra memory and how it is measured: see bench.common.
+"grad rel err" is max |dG - dG_ext_mean| / max |dG_ext_mean|: every method must agree.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch._inductor.config
+
+import sfrik_plugin
+from sfrik_plugin.reference import legendre_series_reference, official_psi
+
+from . import common
+
+HELP = "psi(G).mean() forward + backward: extension vs eager and torch.compile"
+DEFAULT_SIZES = (512, 2048, 4096)
+DEFAULT_DEGREES = (3, 10)
+QUICK_SIZES, QUICK_DEGREES, QUICK_REPEATS = (256, 512), (3,), 2
+HEADLINE_N, HEADLINE_DEGREE = 2048, 3
+OFFICIAL_MAX_DEGREE = 4
+# Check (c) is about n x n buffers: the 0-dim temporaries (the loss, its gradient, mean's
+# divisor) take a few bytes each and are allowed for.
+SCALAR_SLACK_BYTES = 4096
+EMBEDDING_DIM = 128
+METHODS = (
+    "ext_mean",
+    "ext_elementwise",
+    "eager_official",
+    "eager_recurrence",
+    "compiled_recurrence_mean",
+    "compiled_recurrence_elementwise",
+)
+COMPILED = {"compiled_recurrence_mean", "compiled_recurrence_elementwise"}
+CSV_FIELDS = (
+    "suite", "n", "degree", "dim", "dtype", "device", "method", "status", "ms_median", "ms_min",
+    "repeats", "ratio_to_ext_mean", "peak_extra_mib", "peak_extra_buffers", "compile_s", "grad_rel_err",
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--sizes", type=common.positive_int, nargs="+", default=list(DEFAULT_SIZES),
+                        metavar="N", help="G is n x n")
+    parser.add_argument("--degrees", type=common.positive_int, nargs="+", default=list(DEFAULT_DEGREES),
+                        metavar="L", help="number of kernel weights b_1 .. b_L")
+    parser.add_argument("--dim", type=int, default=8192, help="dimension q of the Legendre polynomials")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: n in {QUICK_SIZES}, L in {QUICK_DEGREES}, {QUICK_REPEATS} repeats")
+    common.add_common_arguments(parser)
+
+
+def kernel_weights(degree: int) -> list:
+    """b_1 .. b_L: the SFRIK default (1, 40, 40) for L = 3, ones otherwise."""
+    return [1.0, 40.0, 40.0] if degree == 3 else [1.0] * degree
+
+
+def default_repeats(n: int) -> int:
+    # The fused steps take milliseconds: many repeats steady their medians on a noisy machine;
+    # a 4096 x 4096 eager run takes seconds on a small CPU: fewer repeats keep the grid short.
+    return 21 if n <= 512 else 11 if n <= 2048 else 3
+
+
+def gram_matrix(n: int, dtype: torch.dtype, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """Leaf n x n Gram matrix of L2-normalised random embeddings, entries in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, EMBEDDING_DIM, generator=generator, dtype=dtype).to(device)
+    z = torch.nn.functional.normalize(z, dim=1)
+    # Rounding can put the diagonal a hair above 1, outside the series' natural domain.
+    return (z @ z.T).clamp_(-1.0, 1.0).requires_grad_(True)
+
+
+def build_steps(weights: list, dim: int) -> dict:
+    """method name -> step(G) returning the scalar loss, or None where the method does not apply."""
+    coeffs = [0.0] + weights
+    torch._dynamo.reset()  # fresh compiles per cell: no recompile limits, comparable compile times
+    compiled_mean = torch.compile(lambda g: legendre_series_reference(g, coeffs, dim).mean(), dynamic=False)
+    compiled_psi = torch.compile(lambda g: legendre_series_reference(g, coeffs, dim), dynamic=False)
+    official = None
+    if len(weights) <= OFFICIAL_MAX_DEGREE:
+        official = lambda g: official_psi(g, weights, dim).mean()  # noqa: E731
+    return {
+        "ext_mean": lambda g: sfrik_plugin.legendre_series(g, coeffs, dim, reduction="mean"),
+        "ext_elementwise": lambda g: sfrik_plugin.legendre_series(g, coeffs, dim).mean(),
+        "eager_official": official,
+        "eager_recurrence": lambda g: legendre_series_reference(g, coeffs, dim).mean(),
+        "compiled_recurrence_mean": compiled_mean,
+        "compiled_recurrence_elementwise": lambda g: compiled_psi(g).mean(),
+    }
+
+
+def compile_all(steps: dict, leaf: torch.Tensor) -> dict:
+    """Compile (first call of) every compiled method; method name -> seconds. Done before any
+    timing, so no compile work overlaps a timed run."""
+    return {name: common.first_call_seconds(steps[name], leaf) for name in METHODS if name in COMPILED}
+
+
+def measure(name: str, step, leaf: torch.Tensor, repeats: int):
+    """Timings and peak extra memory of one method: (row, the gradient it computed)."""
+    n = leaf.shape[0]
+    times = common.time_step_ms(step, leaf, repeats)
+    peak = common.peak_extra_bytes(step, leaf)  # leaves this method's gradient in leaf.grad
+    grad, leaf.grad = leaf.grad, None
+    row = {
+        "method": name,
+        "status": "ok",
+        "ms_median": common.median(times),
+        "ms_min": min(times),
+        "repeats": repeats,
+        "peak_extra_mib": peak / 2**20,
+        "peak_extra_buffers": peak / common.buffer_bytes(n, leaf.dtype),
+    }
+    return row, grad
+
+
+def relative_error(grad: torch.Tensor, reference: torch.Tensor) -> float:
+    """max |grad - reference| / max |reference|: all methods compute the same gradient."""
+    scale = reference.abs().max().item() or 1.0
+    return (grad - reference).abs().max().item() / scale
+
+
+def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype) -> list:
+    """All methods at one (n, L); rows in METHODS order."""
+    leaf = gram_matrix(n, dtype, device)
+    repeats = args.repeats or default_repeats(n)
+    steps = build_steps(kernel_weights(degree), args.dim)
+    compile_s = compile_all(steps, leaf)
+    rows, reference_grad = [], None
+    for name in METHODS:
+        if steps[name] is None:
+            row = {"method": name, "status": f"n/a (L > {OFFICIAL_MAX_DEGREE})"}
+        else:
+            row, grad = measure(name, steps[name], leaf, repeats)
+            reference_grad = grad if reference_grad is None else reference_grad  # ext_mean's
+            row["grad_rel_err"] = relative_error(grad, reference_grad)
+        row.update(suite="legendre", n=n, degree=degree, dim=args.dim, dtype=args.dtype, device=str(device),
+                   compile_s=compile_s.get(name, math.nan))
+        rows.append(row)
+    base = rows[0]["ms_median"]
+    for row in rows:
+        if row["status"] == "ok":
+            row["ratio_to_ext_mean"] = row["ms_median"] / base
+    return rows
+
+
+def cell_table(rows: list) -> str:
+    header = ("method", "ms fwd+bwd", "ms min", "x ext_mean", "peak extra MiB", "n x n buffers", "compile s",
+              "grad rel err")
+    body = []
+    for r in rows:
+        if r["status"] != "ok":
+            body.append((r["method"], "n/a", "", "", "", "", "", ""))
+            continue
+        compile_s = "" if math.isnan(r["compile_s"]) else f"{r['compile_s']:.1f}"
+        body.append((r["method"], f"{r['ms_median']:.2f}", f"{r['ms_min']:.2f}",
+                     f"{r['ratio_to_ext_mean']:.2f}",
+                     f"{r['peak_extra_mib']:.1f}", f"{r['peak_extra_buffers']:.2f}", compile_s,
+                     f"{r['grad_rel_err']:.0e}"))
+    return common.format_table(header, body)
+
+
+def headline_cell(rows: list):
+    """(n, L) of the headline checks: n = 2048, L = 3, or the largest n with L = 3 in the grid."""
+    sizes = sorted({r["n"] for r in rows if r["degree"] == HEADLINE_DEGREE})
+    if not sizes:
+        return None
+    return (HEADLINE_N if HEADLINE_N in sizes else sizes[-1]), HEADLINE_DEGREE
+
+
+def headline_checks(rows: list) -> list:
+    """Lines of text, one per check, each ending in PASS or FAIL."""
+    cell = headline_cell(rows)
+    if cell is None:
+        return [f"headline checks skipped: no L = {HEADLINE_DEGREE} in the grid"]
+    n, degree = cell
+    by = {r["method"]: r for r in rows if (r["n"], r["degree"]) == cell}
+    ms = {m: r.get("ms_median", math.nan) for m, r in by.items()}
+    speedup = ms["eager_official"] / ms["ext_mean"]
+    mean_vs = ms["compiled_recurrence_mean"] / ms["ext_mean"]
+    elem_vs = ms["compiled_recurrence_elementwise"] / ms["ext_elementwise"]
+    buffers = max(by["ext_mean"]["peak_extra_buffers"], by["ext_elementwise"]["peak_extra_buffers"])
+    slack_buffers = SCALAR_SLACK_BYTES / common.buffer_bytes(n, common.DTYPES[by["ext_mean"]["dtype"]])
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    where = "" if n == HEADLINE_N else f" (n = {HEADLINE_N} not in the grid)"
+    return [
+        f"headline checks at n = {n}, L = {degree}{where}:",
+        f"  (a) ext_mean {speedup:.2f}x faster than eager_official (need >= 3): {verdict(speedup >= 3)}",
+        f"  (b) compiled_recurrence_mean / ext_mean = {mean_vs:.2f}, compiled_recurrence_elementwise"
+        f" / ext_elementwise = {elem_vs:.2f} (need both >= 1): {verdict(mean_vs >= 1 and elem_vs >= 1)}",
+        f"  (c) ext peak extra memory {buffers:.2f} n x n buffers (need <= 2):"
+        f" {verdict(buffers <= 2 + slack_buffers)}",
+    ]
+
+
+def print_machine(device: torch.device, dtype: torch.dtype) -> None:
+    for key, value in common.machine_info(device).items():
+        print(f"{key:>10}: {value}")
+    print(f" extension: {sfrik_plugin.extension_info()}")
+    probe_n = 256
+    measured = common.probe_self_check(probe_n, dtype, device)
+    print(f"memory probe self-check: known peak 3.00 n x n buffers, measured {measured:.2f}")
+
+
+def run(args) -> int:
+    device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
+    # Compile in this process: Inductor's pool of compile workers would otherwise start in the
+    # background and compete with the timed runs for the CPU cores.
+    torch._inductor.config.compile_threads = 1
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    sizes, degrees = (QUICK_SIZES, QUICK_DEGREES) if args.quick else (args.sizes, args.degrees)
+    if args.quick and args.repeats is None:
+        args.repeats = QUICK_REPEATS
+    print_machine(device, dtype)
+    print(f"q = {args.dim}, dtype = {args.dtype}, sizes = {list(sizes)}, degrees = {list(degrees)}")
+    rows = []
+    for n in sizes:
+        for degree in degrees:
+            cell = run_cell(n, degree, args, device, dtype)
+            print(f"\nn = {n}, L = {degree}, b = {kernel_weights(degree)}, repeats = {cell[0]['repeats']}")
+            print(cell_table(cell), flush=True)
+            rows.extend(cell)
+    print()
+    print("\n".join(headline_checks(rows)))
+    if args.csv:
+        common.write_csv(args.csv, CSV_FIELDS, rows)
+        print(f"rows written to {args.csv}")
+    return 0
