@@ -80,18 +80,23 @@ def first_call_seconds(step: Step, leaf: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
-def time_step_ms(step: Step, leaf: torch.Tensor, repeats: int, warmup: int = 1) -> list:
-    """Milliseconds of each of `repeats` forward + backward runs, after `warmup` untimed runs."""
-    for _ in range(warmup):
-        run_step(step, leaf)
-    times = []
+def time_steps_round_robin(steps: dict, leaf: torch.Tensor, repeats: int, warmup: int = 1) -> dict:
+    """name -> milliseconds of each of `repeats` forward + backward runs of every step, timed in
+    turn (one run of each step per round), so that a change of load on a shared machine falls
+    on all steps alike instead of on whichever step happened to be running."""
+    for step in steps.values():
+        for _ in range(warmup):
+            run_step(step, leaf)
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        leaf.grad = None  # freed outside the timed region, so every run allocates it afresh
-        synchronize(leaf.device)
-        start = time.perf_counter()
-        step(leaf).backward()
-        synchronize(leaf.device)
-        times.append((time.perf_counter() - start) * 1e3)
+        for name, step in steps.items():
+            leaf.grad = None  # freed outside the timed region, so every run allocates it afresh
+            synchronize(leaf.device)
+            start = time.perf_counter()
+            step(leaf).backward()
+            synchronize(leaf.device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    leaf.grad = None
     return times
 
 

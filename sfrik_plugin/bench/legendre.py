@@ -21,7 +21,8 @@ are built per (n, L) after torch._dynamo.reset(), with dynamic=False (shapes spe
 compiler's best case), and warmed up before timing; their first call (compile time, which
 includes any Inductor cache hit) is reported separately; Inductor compiles in-process
 (compile_threads = 1) so that no pool of compile workers competes with the timed runs. Times are
-the median of --repeats runs after one warm-up; "x ext_mean" is a method's time over ext_mean's
+the median of --repeats runs after one warm-up, the methods timed in turn (one run of each per
+round, so a change of load hits all alike); "x ext_mean" is a method's time over ext_mean's
 (above 1: slower). Peak extra memory and how it is measured: see bench.common.
 "grad rel err" is max |dG - dG_ext_mean| / max |dG_ext_mean|: every method must agree.
 """
@@ -118,10 +119,9 @@ def compile_all(steps: dict, leaf: torch.Tensor) -> dict:
     return {name: common.first_call_seconds(steps[name], leaf) for name in METHODS if name in COMPILED}
 
 
-def measure(name: str, step, leaf: torch.Tensor, repeats: int):
-    """Timings and peak extra memory of one method: (row, the gradient it computed)."""
+def measure(name: str, step, leaf: torch.Tensor, times: list):
+    """Peak extra memory of one method, with its timings: (row, the gradient it computed)."""
     n = leaf.shape[0]
-    times = common.time_step_ms(step, leaf, repeats)
     peak = common.peak_extra_bytes(step, leaf)  # leaves this method's gradient in leaf.grad
     grad, leaf.grad = leaf.grad, None
     row = {
@@ -129,7 +129,7 @@ def measure(name: str, step, leaf: torch.Tensor, repeats: int):
         "status": "ok",
         "ms_median": common.median(times),
         "ms_min": min(times),
-        "repeats": repeats,
+        "repeats": len(times),
         "peak_extra_mib": peak / 2**20,
         "peak_extra_buffers": peak / common.buffer_bytes(n, leaf.dtype),
     }
@@ -148,12 +148,14 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
     repeats = args.repeats or default_repeats(n)
     steps = build_steps(kernel_weights(degree), args.dim)
     compile_s = compile_all(steps, leaf)
+    applicable = {name: steps[name] for name in METHODS if steps[name] is not None}
+    times = common.time_steps_round_robin(applicable, leaf, repeats)
     rows, reference_grad = [], None
     for name in METHODS:
         if steps[name] is None:
             row = {"method": name, "status": f"n/a (L > {OFFICIAL_MAX_DEGREE})"}
         else:
-            row, grad = measure(name, steps[name], leaf, repeats)
+            row, grad = measure(name, steps[name], leaf, times[name])
             reference_grad = grad if reference_grad is None else reference_grad  # ext_mean's
             row["grad_rel_err"] = relative_error(grad, reference_grad)
         row.update(suite="legendre", n=n, degree=degree, dim=args.dim, dtype=args.dtype, device=str(device),
