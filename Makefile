@@ -22,14 +22,15 @@ $(VENV)/.torch-installed:
 # The extension is built against the venv's torch (no build isolation), in place (editable).
 build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.torch-installed $(SOURCES)
-	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test]"
+	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test,bench]"
 	touch $@
 
 test: build
 	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs
 
 bench: build
-	$(PY) -m sfrik_plugin.bench legendre $(BENCH_ARGS)
+	mkdir -p bench_out
+	$(PY) -m sfrik_plugin.bench legendre --csv bench_out/legendre.csv --plot bench_out/legendre.png $(BENCH_ARGS)
 
 # Compiles the CUDA kernels (no GPU needed) into a scratch folder and loads the result.
 cuda-check: $(VENV)/.torch-installed

@@ -51,6 +51,7 @@ def add_common_arguments(parser) -> None:
                         help="timed runs per method after warm-up (median reported); "
                              "default depends on the size")
     parser.add_argument("--csv", metavar="PATH", default=None, help="write every row to this CSV file")
+    parser.add_argument("--plot", metavar="PATH", default=None, help="write a PNG plot of the results (matplotlib)")
 
 
 def positive_int(text: str) -> int:
@@ -188,6 +189,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def device_name(device: torch.device) -> str:
+    """The processor that runs the benchmark: the GPU's name, or the CPU model and thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
+
+
 def machine_info(device: torch.device) -> dict:
     info = {
         "platform": platform.platform(),
@@ -224,3 +232,14 @@ def write_csv(path: str, fields: Sequence[str], rows: Iterable[dict]) -> None:
 def _csv_value(value):
     # NaN marks "does not apply" (e.g. compile time of an eager method): an empty cell says so.
     return "" if isinstance(value, float) and math.isnan(value) else value
+
+
+def pyplot():
+    """matplotlib.pyplot with a file-only backend; a clear error where matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install matplotlib (or the package's [bench] extra)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

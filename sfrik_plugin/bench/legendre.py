@@ -220,6 +220,28 @@ def headline_checks(rows: list) -> list:
     ]
 
 
+def plot(rows: list, path: str, title: str) -> None:
+    """Time of forward + backward against n, one panel per L, one line per method (log-log)."""
+    plt = common.pyplot()
+    degrees = sorted({r["degree"] for r in rows})
+    fig, axes = plt.subplots(1, len(degrees), figsize=(6 * len(degrees), 4.5), squeeze=False)
+    for ax, degree in zip(axes[0], degrees):
+        for method in METHODS:
+            points = sorted((r["n"], r["ms_median"]) for r in rows
+                            if r["degree"] == degree and r["method"] == method and r["status"] == "ok")
+            if points:
+                style = "-o" if method.startswith("ext") else "--x"
+                ax.plot(*zip(*points), style, label=method)
+        ax.set(xscale="log", yscale="log", xlabel="n (G is n x n)", ylabel="ms, forward + backward",
+               title=f"L = {degree}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def print_machine(device: torch.device, dtype: torch.dtype) -> None:
     for key, value in common.machine_info(device).items():
         print(f"{key:>10}: {value}")
@@ -253,4 +275,7 @@ def run(args) -> int:
     if args.csv:
         common.write_csv(args.csv, CSV_FIELDS, rows)
         print(f"rows written to {args.csv}")
+    if args.plot:
+        plot(rows, args.plot, f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}")
+        print(f"plot written to {args.plot}")
     return 0
