@@ -231,7 +231,7 @@ def plot(rows: list, path: str, title: str) -> None:
                             if r["degree"] == degree and r["method"] == method and r["status"] == "ok")
             if points:
                 style = "-o" if method.startswith("ext") else "--x"
-                ax.plot(*zip(*points), style, label=method)
+                ax.plot(*zip(*points), style, label=method, color=f"C{METHODS.index(method)}")  # same colour in every panel
         ax.set(xscale="log", yscale="log", xlabel="n (G is n x n)", ylabel="ms, forward + backward",
                title=f"L = {degree}")
         ax.grid(True, which="both", alpha=0.3)
