@@ -102,6 +102,6 @@ def available_for(t: torch.Tensor) -> bool:
     """Whether the compiled operators have a kernel for t's device."""
     if _C is None:
         return False
-    if t.device.type == "cpu":
+    if t.device.type in ("cpu", "meta"):  # meta: the fake kernels registered in ops.py
         return True
     return t.device.type == "cuda" and bool(_C.with_cuda)

@@ -68,3 +68,43 @@ def test_required_extension_is_loaded_here():
         pytest.skip("SFRIK_REQUIRE_EXTENSION is not set")
     info = sfrik_plugin.extension_info()
     assert info["loaded"] and info["error"] is None and info["torch_version_built"] == info["torch_version"]
+
+
+def test_device_without_kernels_falls_back_once(monkeypatch):
+    # What a CUDA tensor meets in a CPU-only build, simulated on the CPU: the reference runs,
+    # with one warning per device type; with the extension required it is an error.
+    import importlib
+    import warnings
+
+    import torch
+    from sfrik_plugin import _extension
+
+    legendre = importlib.import_module("sfrik_plugin.legendre")  # (the package's `legendre` is the function)
+
+    if not _extension.extension_info()["loaded"]:
+        pytest.skip("compiled extension not loaded")
+    monkeypatch.setattr(_extension, "available_for", lambda t: False)
+    monkeypatch.setattr(legendre, "_warned_devices", set())
+    monkeypatch.delenv("SFRIK_REQUIRE_EXTENSION", raising=False)
+    t = torch.linspace(-1, 1, 7, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
+        sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3, reduction="sum")
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == [
+        "sfrik_plugin._C was built without CPU kernels: using the pure-PyTorch reference on cpu (slower, more memory)"]
+    torch.testing.assert_close(a, t + (3 * t**2 - 1))
+    monkeypatch.setenv("SFRIK_REQUIRE_EXTENSION", "1")
+    with pytest.raises(RuntimeError, match="built without CPU kernels; SFRIK_REQUIRE_EXTENSION=1 forbids"):
+        sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
+
+
+def test_meta_tensors_use_the_fake_kernels():
+    import torch
+
+    if not sfrik_plugin.extension_info()["loaded"]:
+        pytest.skip("compiled extension not loaded")
+    t = torch.empty(5, 3, device="meta").T
+    out = sfrik_plugin.legendre_series(t, [0.0, 1.0], 3)
+    assert out.device.type == "meta" and out.shape == (3, 5) and out.stride() == torch.empty_like(t).stride()
+    assert sfrik_plugin.legendre_series(t, [0.0, 1.0], 3, reduction="mean").shape == ()
