@@ -189,6 +189,20 @@ def _log_mean_gaussian_off_diagonal(u: torch.Tensor, t: float) -> torch.Tensor:
     return torch.logsumexp(logits.flatten(), dim=0) - math.log(n * (n - 1))
 
 
+def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of, sim_loss_weight: float,
+                    reg_loss_weight: float, gather_distributed: bool) -> LossTerms:
+    """The two-view loss shape SFRIK and AUH share: invariance = mse(u1, u2) on the local batch,
+    regulariser = mean of regulariser_of(u) over the two views' global batches (weights checked)."""
+    _check_same_views([z1, z2], ["z1", "z2"])
+    with _autocast_disabled(z1.device.type):
+        u1, u2 = _to_sphere(z1), _to_sphere(z2)
+        invariance = F.mse_loss(u1, u2)
+        g1, g2 = _gather_views([u1, u2], gather_distributed)
+        regulariser = (regulariser_of(g1) + regulariser_of(g2)) / 2
+        loss = sim_loss_weight * invariance + reg_loss_weight * regulariser
+    return LossTerms(loss, invariance, regulariser)
+
+
 # ---------------------------------------------------------------------------------------------
 # SFRIK
 
@@ -214,17 +228,11 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
     """SFRIK loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
     invariance = mse(u1, u2) on the local batch, regulariser = (R(u1) + R(u2)) / 2 on the global
     batch (see mmd_uniform). Defaults: the paper's IN20% setting."""
-    _check_same_views([z1, z2], ["z1", "z2"])
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    with _autocast_disabled(z1.device.type):
-        u1, u2 = _to_sphere(z1), _to_sphere(z2)
-        invariance = F.mse_loss(u1, u2)
-        g1, g2 = _gather_views([u1, u2], gather_distributed)
-        regulariser = (_mmd_on_sphere(g1, weights) + _mmd_on_sphere(g2, weights)) / 2
-        loss = sim_loss_weight * invariance + mmd_loss_weight * regulariser
-    return LossTerms(loss, invariance, regulariser)
+    return _two_view_terms(z1, z2, lambda u: _mmd_on_sphere(u, weights), sim_loss_weight, mmd_loss_weight,
+                           gather_distributed)
 
 
 def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
@@ -315,17 +323,11 @@ def auh_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float
     """AUH loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
     invariance = mse(u1, u2) on the local batch, regulariser = (U(u1) + U(u2)) / 2 with
     U(u) = log mean_{i != j} exp(-2 t (1 - u_i . u_j)) on the global batch (n >= 2)."""
-    _check_same_views([z1, z2], ["z1", "z2"])
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
     t = _check_weight(t, "t", positive=True)
-    with _autocast_disabled(z1.device.type):
-        u1, u2 = _to_sphere(z1), _to_sphere(z2)
-        invariance = F.mse_loss(u1, u2)
-        g1, g2 = _gather_views([u1, u2], gather_distributed)
-        regulariser = (_log_mean_gaussian_off_diagonal(g1, t) + _log_mean_gaussian_off_diagonal(g2, t)) / 2
-        loss = sim_loss_weight * invariance + unif_loss_weight * regulariser
-    return LossTerms(loss, invariance, regulariser)
+    return _two_view_terms(z1, z2, lambda u: _log_mean_gaussian_off_diagonal(u, t), sim_loss_weight,
+                           unif_loss_weight, gather_distributed)
 
 
 def auh_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 3000.0,
