@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import legendre
+from . import legendre, losses
 
-SUITES = {"legendre": legendre}
+SUITES = {"legendre": legendre, "losses": losses}
 
 
 def build_parser() -> argparse.ArgumentParser:

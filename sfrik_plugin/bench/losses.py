@@ -1,0 +1,324 @@
+"""Loss-cost suite: forward + backward time and peak memory of SFRIK against VICReg, Barlow Twins,
+SimCLR and AUH on the same random embeddings, for a global batch n and an embedding width q.
+
+Every method computes its whole two-view loss from the same z1, z2 (n, q) (one leaf Z = (2, n, q),
+requires_grad) and the gradient with respect to them:
+
+  sfrik            sfrik_plugin.sfrik_loss_func: Gram matrices + the compiled fused Legendre mean
+  sfrik_reference  the same loss with psi through the pure-PyTorch recurrence (eager autograd)
+  vicreg           baseline implementations from an established library: solo-learn's loss
+  barlow_twins     functions when solo-learn is installed, otherwise lightly's losses; a baseline
+  simclr           neither provides is skipped and said so (no home-made copies)
+  auh              sfrik_plugin.auh_loss_func (the official AUH formula)
+
+The cost model (sfrik-method.md, section 4): SFRIK's regulariser costs 2 n^2 q FLOPs per Gram
+matrix and n^2 memory, VICReg's covariance 2 n q^2 FLOPs and q^2 memory; their ratio is n / q in
+time and n^2 / q^2 in memory. The table puts each measured ratio to VICReg next to it.
+
+Cells that would not fit are skipped before they run, and the skip is printed: a method whose
+predicted peak memory exceeds --memory-fraction of the available memory, or whose predicted time
+of one forward + backward (FLOP count over the machine's measured matmul rate) exceeds
+--max-seconds.
+
+"Floor" check: the whole SFRIK loss (both branches, forward + backward) against its floor, the
+forward + backward of the two bare Gram-matrix products (z1 z1^T and z2 z2^T, summed): at
+n = 2048, q = 8192 the loss should cost at most 1.15x the floor.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Dict, Optional
+
+import torch
+
+import sfrik_plugin
+from sfrik_plugin.reference import legendre_series_reference
+
+from . import common
+
+HELP = "SFRIK loss against VICReg, Barlow Twins, SimCLR and AUH: time and memory against q"
+DEFAULT_BATCHES = (256, 1024, 2048)
+DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
+QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)
+METHODS = ("sfrik", "sfrik_reference", "vicreg", "barlow_twins", "simclr", "auh")
+KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
+FLOOR_N, FLOOR_Q, FLOOR_TARGET = 2048, 8192, 1.15
+HEADLINE_N, HEADLINE_Q, HEADLINE_TARGET = 2048, 32768, 10.0
+CSV_FIELDS = (
+    "suite", "n", "q", "dtype", "device", "method", "source", "status", "ms_median", "ms_min", "repeats",
+    "peak_extra_mib", "time_vs_vicreg", "memory_vs_vicreg", "model_time_vs_vicreg", "model_memory_vs_vicreg",
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--batches", type=common.positive_int, nargs="+", default=list(DEFAULT_BATCHES),
+                        metavar="N", help="global batch sizes n")
+    parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS),
+                        metavar="Q", help="embedding widths q")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--max-seconds", type=float, default=20.0,
+                        help="skip a method whose predicted forward + backward time exceeds this")
+    parser.add_argument("--memory-fraction", type=float, default=0.6,
+                        help="skip a method whose predicted peak exceeds this fraction of the available memory")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: n in {QUICK_BATCHES}, q in {QUICK_DIMS}")
+    common.add_common_arguments(parser)
+
+
+# ---------------------------------------------------------------------------------------------
+# The methods
+
+
+def _baseline_losses() -> Dict[str, tuple]:
+    """name -> (source, loss(z1, z2)) from solo-learn, else lightly; names neither has are absent."""
+    try:
+        from solo.losses import barlow_loss_func, simclr_loss_func, vicreg_loss_func
+    except ImportError:
+        pass
+    else:
+        def simclr(z1, z2):
+            indexes = torch.arange(z1.shape[0], device=z1.device).repeat(2)  # view pairs share an index
+            return simclr_loss_func(torch.cat([z1, z2]), indexes=indexes, temperature=0.15)
+
+        return {"vicreg": ("solo-learn", vicreg_loss_func), "barlow_twins": ("solo-learn", barlow_loss_func),
+                "simclr": ("solo-learn", simclr)}
+    try:
+        from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
+    except ImportError:
+        return {}
+    return {"vicreg": ("lightly", VICRegLoss()), "barlow_twins": ("lightly", BarlowTwinsLoss()),
+            "simclr": ("lightly", NTXentLoss(temperature=0.15))}
+
+
+def _sfrik_reference_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """sfrik_loss_func's formula with psi through the eager pure-PyTorch recurrence."""
+    u1, u2 = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
+    coeffs, q = [0.0, *KERNEL_WEIGHTS], z1.shape[1]
+    mmd = [legendre_series_reference(u @ u.T, coeffs, q).mean() for u in (u1, u2)]
+    return 4000.0 * torch.nn.functional.mse_loss(u1, u2) + (mmd[0] + mmd[1]) / 2
+
+
+def build_methods() -> Dict[str, tuple]:
+    """name -> (source, loss(z1, z2)); baselines that no installed library provides are missing."""
+    methods = {
+        "sfrik": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)),
+        "sfrik_reference": ("sfrik_plugin.reference", _sfrik_reference_loss),
+        "auh": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.auh_loss_func(z1, z2, gather_distributed=False)),
+    }
+    methods.update(_baseline_losses())
+    return methods
+
+
+def as_step(loss: Callable) -> common.Step:
+    """A step on the packed leaf Z = (2, n, q) (the benchmark helpers take one leaf)."""
+    return lambda z: loss(z[0], z[1])
+
+
+def floor_step(z: torch.Tensor) -> torch.Tensor:
+    """The two bare Gram-matrix products, summed so that backward runs through both."""
+    return sum((v @ v.T).sum() for v in (z[0], z[1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# What fits: predicted FLOPs and bytes of one forward + backward
+
+
+def predicted_flops(method: str, n: int, q: int) -> float:
+    """Matmul FLOPs of forward + backward (about 3x the forward's), both branches."""
+    gram = 2 * n * n * q
+    forward = {"vicreg": 2 * 2 * n * q * q, "barlow_twins": 2 * n * q * q, "simclr": 2 * (2 * n) ** 2 * q}
+    return 3 * forward.get(method, 2 * gram)
+
+
+def predicted_bytes(method: str, n: int, q: int, element: int) -> float:
+    """Rough peak of forward + backward: the q x q or n x n matrices each method keeps alive."""
+    per_matrix = {"vicreg": q * q, "barlow_twins": q * q, "simclr": (2 * n) ** 2}.get(method, n * n)
+    matrices = {"vicreg": 8, "barlow_twins": 6, "simclr": 8, "sfrik": 4, "sfrik_reference": 12, "auh": 8}[method]
+    return element * (matrices * per_matrix + 8 * n * q)
+
+
+def available_bytes(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free)
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    return math.inf
+
+
+def matmul_flops_per_second(device: torch.device, dtype: torch.dtype) -> float:
+    """The machine's matmul rate, measured on a 2048^3 product (for the time predictions)."""
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    (a @ a).sum().item()
+    common.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    common.synchronize(device)
+    return 3 * 2 * 2048**3 / (time.perf_counter() - start)
+
+
+def skip_reason(method: str, n: int, q: int, args, device, dtype, rate: float) -> Optional[str]:
+    need = predicted_bytes(method, n, q, torch.finfo(dtype).bits // 8)
+    have = available_bytes(device)
+    if need > args.memory_fraction * have:
+        return f"does not fit: needs ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
+    seconds = predicted_flops(method, n, q) / rate
+    if seconds > args.max_seconds:
+        return f"too slow here: ~{seconds:.0f} s per run > --max-seconds {args.max_seconds:g}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a cell (one n, q)
+
+
+def embeddings(n: int, q: int, dtype, device, seed: int = 0) -> torch.Tensor:
+    """Z = (z1, z2): correlated views (z2 = z1 + noise), as a projector's outputs would be."""
+    generator = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(n, q, generator=generator, dtype=dtype)
+    z2 = z1 + 0.5 * torch.randn(n, q, generator=generator, dtype=dtype)
+    return torch.stack([z1, z2]).to(device).requires_grad_(True)
+
+
+def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) -> list:
+    rows, runnable = [], {}
+    for name in args.methods:
+        base = {"suite": "losses", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "method": name}
+        if name not in methods:
+            rows.append({**base, "status": "skipped: neither solo-learn nor lightly is installed"})
+            continue
+        reason = skip_reason(name, n, q, args, device, dtype, rate)
+        rows.append({**base, "source": methods[name][0], "status": reason or "ok"})
+        if reason is None:
+            runnable[name] = as_step(methods[name][1])
+    if runnable:
+        leaf = embeddings(n, q, dtype, device)
+        repeats = args.repeats or (5 if n * q <= 2048 * 8192 else 3)
+        times = common.time_steps_round_robin(runnable, leaf, repeats)
+        for row in rows:
+            if row["method"] in runnable:
+                peak = common.peak_extra_bytes(runnable[row["method"]], leaf)
+                leaf.grad = None
+                t = times[row["method"]]
+                row.update(ms_median=common.median(t), ms_min=min(t), repeats=len(t), peak_extra_mib=peak / 2**20)
+    vicreg = next((r for r in rows if r["method"] == "vicreg" and r["status"] == "ok"), None)
+    for row in rows:
+        row["model_time_vs_vicreg"] = n / q if row["method"].startswith("sfrik") else math.nan
+        row["model_memory_vs_vicreg"] = n * n / (q * q) if row["method"].startswith("sfrik") else math.nan
+        if vicreg is not None and row["status"] == "ok":
+            row["time_vs_vicreg"] = row["ms_median"] / vicreg["ms_median"]
+            row["memory_vs_vicreg"] = row["peak_extra_mib"] / vicreg["peak_extra_mib"]
+    return rows
+
+
+def cell_table(rows: list) -> str:
+    header = ("method", "source", "ms fwd+bwd", "peak extra MiB", "time / VICReg", "model", "memory / VICReg",
+              "model")
+
+    def fmt(value, spec):
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+    body = []
+    for r in rows:
+        if r["status"] != "ok":
+            body.append((r["method"], r.get("source", ""), r["status"], "", "", "", "", ""))
+            continue
+        body.append((r["method"], r["source"], fmt(r["ms_median"], ".1f"), fmt(r["peak_extra_mib"], ".1f"),
+                     fmt(r.get("time_vs_vicreg"), ".3f"), fmt(r["model_time_vs_vicreg"], ".3f"),
+                     fmt(r.get("memory_vs_vicreg"), ".3f"), fmt(r["model_memory_vs_vicreg"], ".4f")))
+    return common.format_table(header, body)
+
+
+def floor_check(methods: dict, args, device, dtype) -> str:
+    """The whole SFRIK loss against its floor (the two bare Gram products), fwd + bwd, at n x q."""
+    n, q = FLOOR_N, FLOOR_Q
+    if not ({n} <= set(args.batches) and {q} <= set(args.dims)) or args.quick:
+        n, q = max(args.batches if not args.quick else QUICK_BATCHES), max(args.dims if not args.quick else QUICK_DIMS)
+    leaf = embeddings(n, q, dtype, device)
+    steps = {"sfrik": as_step(methods["sfrik"][1]), "floor": floor_step}
+    times = common.time_steps_round_robin(steps, leaf, args.repeats or 7)
+    ratio = common.median(times["sfrik"]) / common.median(times["floor"])
+    verdict = "PASS" if ratio <= FLOOR_TARGET else "FAIL"
+    where = "" if (n, q) == (FLOOR_N, FLOOR_Q) else f" (n = {FLOOR_N}, q = {FLOOR_Q} not in the grid)"
+    return (f"SFRIK loss / its floor (two bare Gram products, fwd+bwd) at n = {n}, q = {q}{where}: "
+            f"{common.median(times['sfrik']):.1f} ms / {common.median(times['floor']):.1f} ms = {ratio:.3f} "
+            f"(need <= {FLOOR_TARGET}): {verdict}")
+
+
+def headline(rows: list) -> str:
+    cell = [r for r in rows if (r["n"], r["q"]) == (HEADLINE_N, HEADLINE_Q)]
+    if not cell:
+        return f"n = {HEADLINE_N}, q = {HEADLINE_Q} not in the grid"
+    by = {r["method"]: r for r in cell}
+    sfrik, vicreg = by.get("sfrik"), by.get("vicreg")
+    if sfrik is None or sfrik["status"] != "ok":
+        return f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK did not run ({sfrik and sfrik['status']})"
+    if vicreg is None or vicreg["status"] != "ok":
+        return (f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK runs ({sfrik['ms_median']:.0f} ms, "
+                f"{sfrik['peak_extra_mib']:.0f} MiB); VICReg {vicreg['status'] if vicreg else 'absent'}")
+    t, m = 1 / sfrik["time_vs_vicreg"], 1 / sfrik["memory_vs_vicreg"]
+    ok = t >= HEADLINE_TARGET and m >= HEADLINE_TARGET
+    return (f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK {t:.1f}x cheaper in time and {m:.1f}x in memory "
+            f"than VICReg (need >= {HEADLINE_TARGET:g}): {'PASS' if ok else 'FAIL'}")
+
+
+def plot(rows: list, path: str, title: str) -> None:
+    """Time and memory against q (log-log): one line per method and n."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    batches = sorted({r["n"] for r in rows})
+    styles = ["-", "--", ":", "-."]
+    for key, ax, label in (("ms_median", axes[0], "ms, forward + backward"),
+                           ("peak_extra_mib", axes[1], "peak extra MiB")):
+        for i, method in enumerate(METHODS):
+            for j, n in enumerate(batches):
+                points = sorted((r["q"], r[key]) for r in rows
+                                if r["method"] == method and r["n"] == n and r["status"] == "ok")
+                if points:
+                    ax.plot(*zip(*points), styles[j % len(styles)], marker="o", markersize=3, color=f"C{i}",
+                            label=f"{method}, n = {n}")
+        ax.set(xscale="log", yscale="log", xlabel="q (embedding width)", ylabel=label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
+    for key, value in common.machine_info(device).items():
+        print(f"{key:>10}: {value}")
+    methods = build_methods()
+    missing = [m for m in args.methods if m not in methods]
+    if missing:
+        print(f"baselines without an implementation here (install solo-learn or lightly): {missing}")
+    rate = matmul_flops_per_second(device, dtype)
+    print(f"matmul rate {rate / 1e9:.0f} GFLOP/s; skip limits: {args.max_seconds:g} s per run, "
+          f"{args.memory_fraction:g} of available memory")
+    rows = []
+    for n in batches:
+        for q in dims:
+            cell = run_cell(n, q, methods, args, device, dtype, rate)
+            print(f"\nn = {n}, q = {q} (cost model SFRIK / VICReg: time n/q = {n / q:.3f}, memory n^2/q^2 = "
+                  f"{n * n / (q * q):.4f})")
+            print(cell_table(cell), flush=True)
+            rows.extend(cell)
+    print()
+    if "sfrik" in methods:
+        print(floor_check(methods, args, device, dtype))
+    print(headline(rows))
+    if args.csv:
+        common.write_csv(args.csv, CSV_FIELDS, rows)
+        print(f"rows written to {args.csv}")
+    if args.plot:
+        plot(rows, args.plot, f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}")
+        print(f"plot written to {args.plot}")
+    return 0
