@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .legendre import check_coeffs, legendre_series
+from .series import check_coeffs, legendre_series
 
 __all__ = [
     "LossTerms",

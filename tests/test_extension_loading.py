@@ -79,12 +79,12 @@ def test_device_without_kernels_falls_back_once(monkeypatch):
     import torch
     from sfrik_plugin import _extension
 
-    legendre = importlib.import_module("sfrik_plugin.legendre")  # (the package's `legendre` is the function)
+    series = importlib.import_module("sfrik_plugin.series")
 
     if not _extension.extension_info()["loaded"]:
         pytest.skip("compiled extension not loaded")
     monkeypatch.setattr(_extension, "available_for", lambda t: False)
-    monkeypatch.setattr(legendre, "_warned_devices", set())
+    monkeypatch.setattr(series, "_warned_devices", set())
     monkeypatch.delenv("SFRIK_REQUIRE_EXTENSION", raising=False)
     t = torch.linspace(-1, 1, 7, dtype=torch.float64)
     with warnings.catch_warnings(record=True) as caught:
