@@ -38,3 +38,34 @@ cuda-check: $(VENV)/.torch-installed
 
 clean:
 	rm -rf build *.egg-info sfrik_plugin/_C*.so sfrik_plugin/_build_info.json $(VENV)/.built
+
+# solo-learn at the commit the plugin is tested against, installed into $(VENV) with the plugin
+# (whose Hydra plugin makes its configs and methods visible to solo's scripts). Uses the checkout
+# $(SOLO_LEARN_DIR) when it exists, else clones it there. solo's setup.py imports pkg_resources,
+# gone from setuptools >= 82: the build runs with setuptools < 82, and a constraint file keeps the
+# venv's torch and torchvision (solo only asks for torch >= 1.10).
+# Then: cd $(SOLO_LEARN_DIR) && python main_pretrain.py --config-name sfrik (docs/solo-learn.md);
+# SOLO_LEARN_DIR=$(SOLO_LEARN_DIR) make test also runs the end-to-end test.
+SOLO_LEARN_DIR ?= ../solo-learn
+SOLO_LEARN_URL ?= https://github.com/vturrisi/solo-learn
+SOLO_LEARN_COMMIT ?= 9187ea39c2c3
+SOLO_LEARN_CONSTRAINTS := $(VENV)/solo-learn-constraints.txt
+
+.PHONY: solo-learn
+solo-learn: build
+	@if [ -f "$(SOLO_LEARN_DIR)/setup.py" ]; then \
+		echo "solo-learn: using the checkout $(SOLO_LEARN_DIR)"; \
+		if [ -d "$(SOLO_LEARN_DIR)/.git" ]; then \
+			head=$$(git -C "$(SOLO_LEARN_DIR)" rev-parse HEAD); \
+			case $$head in $(SOLO_LEARN_COMMIT)*) ;; \
+			*) echo "solo-learn: warning: $(SOLO_LEARN_DIR) is at $$head, not $(SOLO_LEARN_COMMIT) (the tested commit)";; \
+			esac; \
+		fi; \
+	else \
+		git clone $(SOLO_LEARN_URL) "$(SOLO_LEARN_DIR)" && \
+		git -C "$(SOLO_LEARN_DIR)" checkout --detach $(SOLO_LEARN_COMMIT); \
+	fi
+	$(PY) -c "from importlib.metadata import version; print(*(f'{d}=={version(d)}' for d in ('torch', 'torchvision')), 'setuptools<82', sep='\n')" > $(SOLO_LEARN_CONSTRAINTS)
+	$(PY) -m pip install -c $(SOLO_LEARN_CONSTRAINTS) "setuptools>=77.0.3,<82" wheel
+	PIP_CONSTRAINT=$(abspath $(SOLO_LEARN_CONSTRAINTS)) $(PY) -m pip install --no-build-isolation "$(SOLO_LEARN_DIR)"
+	$(PY) -c "from sfrik_plugin.solo import register_methods; print('solo-learn methods:', sorted(register_methods()))"

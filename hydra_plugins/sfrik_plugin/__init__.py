@@ -1,0 +1,1 @@
+"""Hydra plugin of sfrik-plugin (discovered by Hydra in the hydra_plugins namespace package)."""
