@@ -1,17 +1,16 @@
 """AUH (alignment and uniformity on the hypersphere, as in the official SFRIK code) as a
 solo-learn method (method: auh), written like solo.methods.vicreg."""
-from typing import Any, Dict, List, Sequence
+from typing import Any, Sequence
 
 import omegaconf
 import torch
-from solo.methods.base import BaseMethod
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin.losses import AUHLoss, auh_loss_terms
-from sfrik_plugin.solo.sfrik import assert_projector_cfg, build_projector, check_loss_kwargs
+from sfrik_plugin.solo.projected import ProjectedMethod, assert_projector_cfg, check_loss_kwargs
 
 
-class AUH(BaseMethod):
+class AUH(ProjectedMethod):
     def __init__(self, cfg: omegaconf.DictConfig):
         """Implements AUH (Wang and Isola, https://arxiv.org/abs/2005.10242) in the form the SFRIK
         paper compares: sim_loss_weight * mse of the L2-normalised views + unif_loss_weight * the
@@ -31,10 +30,6 @@ class AUH(BaseMethod):
         self.sim_loss_weight: float = cfg.method_kwargs.sim_loss_weight
         self.unif_loss_weight: float = cfg.method_kwargs.unif_loss_weight
         self.t: float = cfg.method_kwargs.t
-
-        self.projector = build_projector(
-            self.features_dim, cfg.method_kwargs.proj_hidden_dim, cfg.method_kwargs.proj_output_dim
-        )
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -74,32 +69,6 @@ class AUH(BaseMethod):
         cfg.method_kwargs.t = loss.t
 
         return cfg
-
-    @property
-    def learnable_params(self) -> List[dict]:
-        """Adds projector parameters to the parent's learnable parameters.
-
-        Returns:
-            List[dict]: list of learnable parameters.
-        """
-
-        extra_learnable_params = [{"name": "projector", "params": self.projector.parameters()}]
-        return super().learnable_params + extra_learnable_params
-
-    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        """Performs the forward pass of the backbone and the projector.
-
-        Args:
-            X (torch.Tensor): a batch of images in the tensor format.
-
-        Returns:
-            Dict[str, Any]: a dict containing the outputs of the parent and the projected features.
-        """
-
-        out = super().forward(X)
-        z = self.projector(out["feats"])
-        out.update({"z": z})
-        return out
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         """Training step for AUH reusing BaseMethod training step.
