@@ -118,13 +118,36 @@ def _autocast_disabled(device_type: str):
         yield
 
 
+class _RowNormalize(torch.autograd.Function):
+    """u = z / max(||z||, eps) row-wise, as F.normalize, with a fused backward
+    dz = (du - u <du, u>) / ||z|| (du / eps for rows shorter than eps): F.normalize's autograd
+    (division rule, then the norm's) makes about twice as many passes over the n x q data."""
+
+    @staticmethod
+    def forward(ctx, z, eps):
+        u = z / torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(eps)
+        ctx.save_for_backward(z, u)
+        ctx.eps = eps
+        return u
+
+    @staticmethod
+    def backward(ctx, du):
+        # Written with differentiable ops of z and of the output u (the norm recomputed from z,
+        # one read-only pass), so that double backward is exact too.
+        # Rows shorter than eps are z / eps: their dot is masked to 0 (n-vector ops, no n x q pass).
+        z, u = ctx.saved_tensors
+        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+        dot = torch.linalg.vecdot(du, u, dim=1).unsqueeze(1) * (norm >= ctx.eps)  # <du_i, u_i>
+        return torch.addcmul(du, u, dot, value=-1.0) / norm.clamp_min(ctx.eps), None
+
+
 def _to_sphere(z: torch.Tensor) -> torch.Tensor:
     """Rows of z L2-normalised, in float32 for half inputs (float64 stays float64). Called inside
     an autocast-disabled region: 1/(q-1) at q = 32768 is subnormal in float16, and the Gram
     entries of a long float16 dot product lose the digits psi needs."""
     if z.dtype in (torch.float16, torch.bfloat16):
         z = z.float()
-    return F.normalize(z, p=2, dim=1)
+    return _RowNormalize.apply(z, 1e-12)  # F.normalize's default eps
 
 
 def _distributed_world_size() -> int:
@@ -171,9 +194,30 @@ def _gather_views(views: Sequence[torch.Tensor], enabled: bool) -> List[torch.Te
 # Regularisers on unit vectors (u: (n, q), rows of norm 1)
 
 
+class _GramMatrix(torch.autograd.Function):
+    """G = u u^T with a one-GEMM backward: dL/du = (Gbar + Gbar^T) u, where autograd's matmul
+    rule spends two GEMMs (Gbar u and Gbar^T u). Exact for any Gbar (the sum is formed first,
+    an n x n pass, cheap next to an n x n x q product)."""
+
+    @staticmethod
+    def forward(ctx, u):
+        ctx.save_for_backward(u)
+        return u @ u.T
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        return (grad + grad.T) @ u
+
+
+def gram_matrix(u: torch.Tensor) -> torch.Tensor:
+    """u u^T, differentiable with one GEMM in the backward (see _GramMatrix)."""
+    return _GramMatrix.apply(u)
+
+
 def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float]) -> torch.Tensor:
     """(1/n^2) sum_{i,j} psi(u_i . u_j), diagonal included; fused mean, no n x n psi written."""
-    gram = u @ u.T
+    gram = gram_matrix(u)
     return legendre_series(gram, [0.0, *kernel_weights], u.shape[1], reduction="mean")
 
 
@@ -183,7 +227,7 @@ def _log_mean_gaussian_off_diagonal(u: torch.Tensor, t: float) -> torch.Tensor:
     n = u.shape[0]
     if n < 2:
         raise ValueError(f"AUH needs at least 2 embeddings in the (global) batch, got {n}")
-    logits = (2.0 * t) * (u @ u.T - 1.0)
+    logits = (2.0 * t) * (gram_matrix(u) - 1.0)
     diagonal = torch.eye(n, dtype=torch.bool, device=u.device)
     logits = logits.masked_fill(diagonal, float("-inf"))
     return torch.logsumexp(logits.flatten(), dim=0) - math.log(n * (n - 1))

@@ -33,3 +33,4 @@ def test_floor_step_is_the_two_gram_products():
     z = torch.randn(2, 5, 3, dtype=torch.float64)
     expected = (z[0] @ z[0].T).sum() + (z[1] @ z[1].T).sum()
     torch.testing.assert_close(losses.floor_step(z), expected)
+    torch.testing.assert_close(losses.plain_floor_step(z), expected)

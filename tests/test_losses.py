@@ -370,3 +370,35 @@ def test_two_process_gloo_matches_single_process_global_batch():
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     mp.spawn(dist_helpers.worker, args=(2, dist_helpers.free_port()), nprocs=2, join=True)
+
+
+def test_gram_matrix_gradient_is_exact():
+    # The one-GEMM backward against autograd's own matmul rule, for a non-symmetric upstream grad.
+    from sfrik_plugin.losses import gram_matrix
+
+    u = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram_matrix, (u,))
+    assert torch.autograd.gradgradcheck(gram_matrix, (u,))
+    upstream = torch.randn(7, 7, dtype=torch.float64)
+    (mine,) = torch.autograd.grad(gram_matrix(u), u, upstream)
+    (plain,) = torch.autograd.grad(u @ u.T, u, upstream)
+    torch.testing.assert_close(mine, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_row_normalisation_matches_f_normalize():
+    from sfrik_plugin.losses import _RowNormalize
+
+    z = torch.randn(6, 4, dtype=torch.float64)
+    z[2] = 0.0            # a zero row: F.normalize's eps branch
+    z[4] *= 1e-14         # shorter than eps
+    z.requires_grad_(True)
+    upstream = torch.randn(6, 4, dtype=torch.float64)
+    mine = _RowNormalize.apply(z, 1e-12)
+    ref = torch.nn.functional.normalize(z, dim=1)
+    torch.testing.assert_close(mine, ref, rtol=0, atol=0)
+    (g_mine,) = torch.autograd.grad(mine, z, upstream)
+    (g_ref,) = torch.autograd.grad(ref, z, upstream)
+    torch.testing.assert_close(g_mine, g_ref, rtol=1e-12, atol=1e-12)
+    zz = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: _RowNormalize.apply(x, 1e-12), (zz,))
+    assert torch.autograd.gradgradcheck(lambda x: _RowNormalize.apply(x, 1e-12), (zz,))
