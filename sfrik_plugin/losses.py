@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .series import check_coeffs, legendre_series
+from .series import check_coeffs, check_int, legendre_series
 
 __all__ = [
     "LossTerms",
@@ -313,10 +313,8 @@ class SFRIKLoss(nn.Module):
 
 
 def _check_num_large_crops(num_large_crops, num_views: int) -> int:
-    if isinstance(num_large_crops, bool) or not isinstance(num_large_crops, numbers.Integral):
-        raise TypeError(f"num_large_crops must be an integer, got {num_large_crops!r}")
-    num_large_crops = int(num_large_crops)
-    if not 1 <= num_large_crops <= num_views:
+    num_large_crops = check_int(num_large_crops, "num_large_crops", 1)
+    if num_large_crops > num_views:
         raise ValueError(f"num_large_crops must be between 1 and len(views) = {num_views}, got {num_large_crops}")
     return num_large_crops
 

@@ -28,7 +28,8 @@ def _check_t(t) -> None:
         raise TypeError(f"t must be a floating-point tensor (float16, bfloat16, float32, float64), got {t.dtype}")
 
 
-def _check_int(value, name: str, minimum: int) -> int:
+def check_int(value, name: str, minimum: int) -> int:
+    """An integer (not a bool or a float) >= minimum, named in the error."""
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     try:
@@ -42,7 +43,7 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 def check_dim(dim) -> int:
     """dim is the ambient dimension q of the sphere S^{q-1}; q = 2 gives Chebyshev polynomials."""
-    return _check_int(dim, "dim", 2)
+    return check_int(dim, "dim", 2)
 
 
 def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
@@ -122,5 +123,5 @@ def legendre_series(t: torch.Tensor, coeffs: Coeffs, dim: int, reduction: str = 
 def legendre(t: torch.Tensor, degree: int, dim: int) -> torch.Tensor:
     """P_degree(dim; t), elementwise (P_degree(dim; 1) = 1; dim = 3 is the classical Legendre
     polynomial, dim = 2 Chebyshev's T)."""
-    degree = _check_int(degree, "degree", 0)
+    degree = check_int(degree, "degree", 0)
     return legendre_series(t, [0.0] * degree + [1.0], dim)
