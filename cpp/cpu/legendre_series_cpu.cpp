@@ -48,7 +48,6 @@ struct CpuTables {
 
 // A copy of the table for a degree known at compile time: the recurrence unrolls and its
 // constants stay in registers for the whole chunk (the small degrees SFRIK uses, L = 2..4).
-constexpr int kMaxFixedDegree = 4;
 template <typename opmath_t, int kDegree>
 struct FixedTables {
   static constexpr int64_t degree = kDegree;
@@ -155,7 +154,7 @@ C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scal
   return total;
 }
 
-// Dispatches a chunk to the kernel specialised for its degree.
+// Dispatches a chunk to the kernel specialised for its degree (FixedTables for 0..4).
 template <typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
 C10_ALWAYS_INLINE double series_chunk_any_degree(const scalar_t* t, const scalar_t* grad, GradMode mode,
                                                  opmath_t grad_scalar, scalar_t* out, int64_t n,
@@ -174,7 +173,6 @@ C10_ALWAYS_INLINE double series_chunk_any_degree(const scalar_t* t, const scalar
       return series_chunk(t, grad, mode, grad_scalar, out, n, tab);
   }
 }
-static_assert(kMaxFixedDegree == 4, "the switch above lists the fixed degrees");
 
 // The multiversioned entry points, one per dtype (target_clones needs plain functions).
 #define SFRIK_DEFINE_CHUNK(scalar_t)                                                                   \
