@@ -28,23 +28,9 @@ from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms  # noqa: E402
 from sfrik_plugin.solo import AUH, SFRIK, register_methods  # noqa: E402
 from sfrik_plugin.solo.knn import find_solo_learn_dir, split_args  # noqa: E402
 
-NUM_CLASSES = 5   # solo's LinearModel computes top-5 accuracy: at least 5 classes
-IMAGES_PER_CLASS = 4
+from solo_helpers import NUM_CLASSES, make_image_folder  # noqa: E402
+
 SUBPROCESS_TIMEOUT_S = 300
-
-
-def make_image_folder(root: Path, num_classes: int = NUM_CLASSES, per_class: int = IMAGES_PER_CLASS) -> Path:
-    """An ImageFolder of random 32x32 RGB PNGs: root/<class>/<i>.png."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c in range(num_classes):
-        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
