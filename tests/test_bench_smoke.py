@@ -42,6 +42,7 @@ def test_quick_legendre_bench_writes_csv(tmp_path):
 @pytest.mark.slow
 def test_quick_losses_bench_writes_csv(tmp_path):
     from sfrik_plugin.bench import losses
+    from sfrik_plugin.baselines import baseline_losses
 
     out = tmp_path / "losses.csv"
     proc = subprocess.run(
@@ -54,7 +55,7 @@ def test_quick_losses_bench_writes_csv(tmp_path):
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert {(int(r["n"]), int(r["q"])) for r in rows} == {(n, q) for n in losses.QUICK_BATCHES for q in losses.QUICK_DIMS}
-    baselines = losses._baseline_losses()
+    baselines = baseline_losses()
     for r in rows:
         if r["method"] in ("sfrik", "sfrik_reference", "auh") or r["method"] in baselines:
             assert r["status"] == "ok", r

@@ -133,6 +133,11 @@ def profile_cpu_peak_bytes(fn: Callable[[], object]) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
+    return profiled_cpu_peak_bytes(prof)
+
+
+def profiled_cpu_peak_bytes(prof) -> int:
+    """Peak of the running sum of CPU tensor allocations and frees recorded by a finished profile."""
     running = peak = 0
     for _, size in _cpu_allocation_events(prof):
         running += size

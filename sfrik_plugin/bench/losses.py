@@ -35,6 +35,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 import sfrik_plugin
+from sfrik_plugin.baselines import baseline_losses
 from sfrik_plugin.losses import gram_matrix
 from sfrik_plugin.reference import legendre_series_reference
 
@@ -72,27 +73,6 @@ def add_arguments(parser) -> None:
 # The methods
 
 
-def _baseline_losses() -> Dict[str, tuple]:
-    """name -> (source, loss(z1, z2)) from solo-learn, else lightly; names neither has are absent."""
-    try:
-        from solo.losses import barlow_loss_func, simclr_loss_func, vicreg_loss_func
-    except ImportError:
-        pass
-    else:
-        def simclr(z1, z2):
-            indexes = torch.arange(z1.shape[0], device=z1.device).repeat(2)  # view pairs share an index
-            return simclr_loss_func(torch.cat([z1, z2]), indexes=indexes, temperature=0.15)
-
-        return {"vicreg": ("solo-learn", vicreg_loss_func), "barlow_twins": ("solo-learn", barlow_loss_func),
-                "simclr": ("solo-learn", simclr)}
-    try:
-        from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
-    except ImportError:
-        return {}
-    return {"vicreg": ("lightly", VICRegLoss()), "barlow_twins": ("lightly", BarlowTwinsLoss()),
-            "simclr": ("lightly", NTXentLoss(temperature=0.15))}
-
-
 def _sfrik_reference_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """sfrik_loss_func's formula with psi through the eager pure-PyTorch recurrence."""
     u1, u2 = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
@@ -108,7 +88,7 @@ def build_methods() -> Dict[str, tuple]:
         "sfrik_reference": ("sfrik_plugin.reference", _sfrik_reference_loss),
         "auh": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.auh_loss_func(z1, z2, gather_distributed=False)),
     }
-    methods.update(_baseline_losses())
+    methods.update(baseline_losses())
     return methods
 
 

@@ -1,0 +1,96 @@
+"""Self-supervised pretraining of a backbone + projector with one objective, as a LightningModule,
+and a callback that measures the seconds per training step and the peak memory of one step."""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable, List
+
+import lightning as L
+import torch
+from torch import nn
+
+from sfrik_plugin.bench.common import profiled_cpu_peak_bytes
+
+
+class SelfSupervised(L.LightningModule):
+    """Two augmented views of each image through backbone and projector, one loss on the two
+    projections. AdamW with a linear warm-up and a cosine decay per step (the same for every method)."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module, objective: Callable, augment: nn.Module, *,
+                 lr: float, weight_decay: float, warmup_epochs: float):
+        super().__init__()
+        self.backbone, self.projector, self.augment = backbone, projector, augment
+        self.objective = objective
+        self.lr, self.weight_decay, self.warmup_epochs = lr, weight_decay, warmup_epochs
+
+    def training_step(self, batch, batch_idx):
+        images = batch[0]
+        z1, z2 = (self.projector(self.backbone(self.augment(images))) for _ in range(2))
+        loss = self.objective(z1, z2)
+        if not torch.isfinite(loss):
+            # Never train on NaN silently: stop and say where.
+            raise FloatingPointError(f"the loss is {loss.item()} at step {self.global_step} (batch {batch_idx})")
+        self.log("loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, self.trainer.estimated_stepping_batches)
+        warmup = min(total - 1, round(self.warmup_epochs * total / max(1, self.trainer.max_epochs)))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class StepCost(L.Callback):
+    """Median wall time of a training step (forward, backward, optimiser; the first `skip` steps
+    and the measured step excluded) and the peak extra memory of step number `measure_at`: exact
+    allocator events on CPU (the torch profiler), torch.cuda.max_memory_allocated on a GPU."""
+
+    def __init__(self, skip: int = 2, measure_at: int = 1):
+        self.skip, self.measure_at = skip, measure_at
+        self.times: List[float] = []
+        self.peak_bytes = math.nan
+        self._start = 0.0
+        self._profiler = None
+        self._baseline = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        step = trainer.global_step
+        if step == self.measure_at:
+            if module.device.type == "cuda":
+                torch.cuda.synchronize(module.device)
+                self._baseline = torch.cuda.memory_allocated(module.device)
+                torch.cuda.reset_peak_memory_stats(module.device)
+            else:
+                from torch.profiler import ProfilerActivity, profile
+                self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+                self._profiler.__enter__()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+        elapsed = time.perf_counter() - self._start
+        step = trainer.global_step - 1          # global_step counts optimiser steps already taken
+        if step == self.measure_at:
+            if module.device.type == "cuda":
+                self.peak_bytes = torch.cuda.max_memory_allocated(module.device) - self._baseline
+            else:
+                self._profiler.__exit__(None, None, None)
+                self.peak_bytes = profiled_cpu_peak_bytes(self._profiler)
+                self._profiler = None
+        elif step >= self.skip:
+            self.times.append(elapsed)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return statistics.median(self.times) if self.times else math.nan
+
