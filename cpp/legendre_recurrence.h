@@ -51,9 +51,8 @@ inline void check_coeffs(c10::ArrayRef<double> coeffs) {
   }
 }
 
-// Coefficients of d/dt sum_k c_k P_k(dim; t) as a series in dimension dim + 2.
-inline std::vector<double> derivative_coeffs(const std::vector<double>& c, int64_t dim) {
-  const double q = static_cast<double>(dim);
+// Coefficients of d/dt sum_k c_k P_k(q; t) as a series in dimension q + 2.
+inline std::vector<double> derivative_coeffs(const std::vector<double>& c, double q) {
   if (c.size() <= 1) return {0.0};  // derivative of a constant
   std::vector<double> d(c.size() - 1);
   for (size_t j = 0; j + 1 < c.size(); ++j) {
@@ -69,9 +68,15 @@ inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t dim, int64
   check_coeffs(coeffs);
   TORCH_CHECK_VALUE(order >= 0, "sfrik: order must be >= 0, got ", order);
   std::vector<double> c(coeffs.begin(), coeffs.end());
+  // The dimension grows by 2 per derivative, in double: dim + 2 * order can leave int64's range.
+  double q = static_cast<double>(dim);
   for (int64_t k = 0; k < order; ++k) {
-    c = derivative_coeffs(c, dim);
-    dim += 2;
+    if (c.size() <= 1) {  // a constant: this and every further derivative is 0 (order may be huge)
+      c = {0.0};
+      break;
+    }
+    c = derivative_coeffs(c, q);
+    q += 2.0;
   }
   for (size_t k = 0; k < c.size(); ++k) {
     TORCH_CHECK_VALUE(std::isfinite(c[k]), "sfrik: derivative of order ", order,
@@ -80,7 +85,6 @@ inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t dim, int64
   SeriesTables tab;
   tab.degree = static_cast<int64_t>(c.size()) - 1;
   tab.coeff = std::move(c);
-  const double q = static_cast<double>(dim);
   for (int64_t l = 1; l < tab.degree; ++l) {
     const double ld = static_cast<double>(l);
     tab.alpha.push_back((2.0 * ld + q - 2.0) / (ld + q - 2.0));
@@ -95,7 +99,9 @@ enum class GradMode : int { kNone = 0, kScalar = 1, kElementwise = 2 };
 
 // Input checks common to every op and device.
 inline void check_input(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), "sfrik: ", name,
+  // Not at::isFloatingType: it also admits the float8 types, which the kernels do not dispatch.
+  const at::ScalarType s = t.scalar_type();
+  TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "sfrik: ", name,
                    " must be a floating-point tensor (float16, bfloat16, float32 or float64), got ",
                    t.scalar_type());
 }

@@ -3,8 +3,10 @@
 reference with a one-time warning (an error with SFRIK_REQUIRE_EXTENSION=1)."""
 from __future__ import annotations
 
+import collections.abc
 import math
 import operator
+import sys
 import warnings
 from typing import Sequence, Union
 
@@ -21,11 +23,18 @@ REDUCTIONS = ("none", "mean", "sum")
 _warned_devices: set = set()
 
 
+# The kernels' dtypes: is_floating_point() also admits the float8 types, which no kernel handles.
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _check_t(t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
+    if t.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"t must be a floating-point tensor (float16, bfloat16, float32, float64), got {t.dtype}")
+
+
+_INT64_MAX = 2**63 - 1
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -38,12 +47,19 @@ def check_int(value, name: str, minimum: int) -> int:
         raise TypeError(f"{name} must be an integer >= {minimum}, got {type(value).__name__}") from None
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if value > _INT64_MAX:  # the operators take int64; the dispatcher's own error does not name the argument
+        raise ValueError(f"{name} must be an integer between {minimum} and 2**63 - 1, got {value}")
     return value
 
 
 def check_dim(dim) -> int:
     """dim is the ambient dimension q of the sphere S^{q-1}; q = 2 gives Chebyshev polynomials."""
     return check_int(dim, "dim", 2)
+
+
+def _is_numpy_array(value) -> bool:
+    np = sys.modules.get("numpy")  # an array exists only if numpy is imported already
+    return np is not None and isinstance(value, np.ndarray)
 
 
 def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
@@ -54,7 +70,15 @@ def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
         if coeffs.dim() != 1:
             raise ValueError(f"{name} must be a 1-D tensor, got shape {tuple(coeffs.shape)}")
         coeffs = coeffs.detach().cpu().tolist()
-    elif isinstance(coeffs, (str, bytes)) or not hasattr(coeffs, "__len__"):
+    elif _is_numpy_array(coeffs):
+        if coeffs.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D array, got shape {coeffs.shape}")
+        if coeffs.dtype.kind not in "fiu":  # bool, complex, objects, strings
+            raise TypeError(f"{name} must hold real numbers, got an array of {coeffs.dtype}")
+        coeffs = coeffs.tolist()
+    elif (isinstance(coeffs, (str, bytes, collections.abc.Set, collections.abc.Mapping))
+          or not hasattr(coeffs, "__len__")):
+        # sets and mappings have a length but no order of degrees
         raise TypeError(f"{name} must be a sequence of floats or a 1-D tensor, got {type(coeffs).__name__}")
     out = []
     for k, c in enumerate(coeffs):
