@@ -69,3 +69,16 @@ solo-learn: build
 	$(PY) -m pip install -c $(SOLO_LEARN_CONSTRAINTS) "setuptools>=77.0.3,<82" wheel
 	PIP_CONSTRAINT=$(abspath $(SOLO_LEARN_CONSTRAINTS)) $(PY) -m pip install --no-build-isolation "$(SOLO_LEARN_DIR)"
 	$(PY) -c "from sfrik_plugin.solo import register_methods; print('solo-learn methods:', sorted(register_methods()))"
+
+# Reliability (docs in the README): the long fuzz run of the operators and the losses
+# (tests/test_fuzz.py with FUZZ_EXAMPLES examples per property, fresh randomness, seed printed),
+# and the operator tests against an AddressSanitizer + UBSan build of the extension (built in a
+# scratch folder; the normal build is untouched).
+FUZZ_EXAMPLES ?= 5000
+
+.PHONY: fuzz sanitize
+fuzz: build
+	$(PY) scripts/fuzz.py --examples $(FUZZ_EXAMPLES)
+
+sanitize: build
+	PY=$(abspath $(PY)) MAX_JOBS=$(MAX_JOBS) scripts/sanitize.sh
