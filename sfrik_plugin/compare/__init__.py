@@ -267,7 +267,7 @@ def compare(checkout: Path, out: Path, steps: Sequence[Tuple[Step, Step]], overr
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="sfrik-compare", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="sfrik-compare",
         description="Pretrain and linear-probe several methods with solo-learn's scripts and the packaged "
                     "configs, then tabulate linear top-1, time per epoch and peak memory.",
         epilog="Overrides after `--` go to both scripts (e.g. data.train_path=...). The scripts run from the "
