@@ -2,6 +2,8 @@
 
 Switches (environment variables):
   SFRIK_CPU_ONLY=1   build the CPU kernels only, even where CUDA is available
+  SFRIK_SANITIZE=1   CPU kernels with AddressSanitizer + UndefinedBehaviorSanitizer (UBSan fatal),
+                     for scripts/sanitize.sh; load with LD_PRELOAD of gcc's libasan
   FORCE_CUDA=1       build the CUDA kernels even where no GPU is visible (needs nvcc; set
                      TORCH_CUDA_ARCH_LIST, e.g. "9.0", since there is no GPU to detect)
   CUDA_HOME          the CUDA toolkit to use (default: found from nvcc)
@@ -11,7 +13,9 @@ Without either switch, CUDA kernels are built when torch sees a GPU and a toolki
 import glob
 import json
 import os
+import shlex
 import shutil
+import sysconfig
 
 from setuptools import find_packages, setup
 
@@ -67,24 +71,42 @@ def _cuda_header_dirs():
     return dirs
 
 
+def _has_nvcc(home):
+    return home is not None and os.path.isfile(os.path.join(home, "bin", "nvcc"))
+
+
 def _use_cuda():
     cpu_only, force_cuda = _flag("SFRIK_CPU_ONLY"), _flag("FORCE_CUDA")
     if cpu_only and force_cuda:
         raise SystemExit("setup.py: SFRIK_CPU_ONLY=1 and FORCE_CUDA=1 contradict each other: set one.")
+    if _flag("SFRIK_SANITIZE"):
+        if force_cuda:
+            raise SystemExit("setup.py: SFRIK_SANITIZE=1 builds the CPU kernels only: unset FORCE_CUDA.")
+        return False
     if cpu_only:
         return False
     if force_cuda:
-        if CUDA_HOME is None:
-            raise SystemExit("setup.py: FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME.")
+        # CUDA_HOME may be set (or guessed by torch) without a toolkit there: say so now rather
+        # than let the build fail later on a missing nvcc.
+        if not _has_nvcc(CUDA_HOME):
+            raise SystemExit(
+                f"setup.py: FORCE_CUDA=1 but no CUDA toolkit was found (CUDA_HOME={CUDA_HOME}, no bin/nvcc "
+                f"there): install the CUDA toolkit for torch's CUDA {torch.version.cuda} and set CUDA_HOME, "
+                "or build the CPU kernels only with SFRIK_CPU_ONLY=1.")
         if torch.version.cuda is None:
             raise SystemExit(f"setup.py: FORCE_CUDA=1 but torch {torch.__version__} is a CPU-only build.")
         return True
-    return torch.cuda.is_available() and CUDA_HOME is not None
+    if torch.cuda.is_available() and not _has_nvcc(CUDA_HOME):
+        print(f"sfrik_plugin: warning: torch sees a GPU but no CUDA toolkit was found (CUDA_HOME={CUDA_HOME}): "
+              "building the CPU kernels only; CUDA tensors will use the pure-PyTorch reference (with a "
+              "warning). Set CUDA_HOME to a toolkit to build the CUDA kernels.")
+        return False
+    return torch.cuda.is_available()
 
 
 def get_extensions():
     use_cuda = _use_cuda()
-    debug = _flag("SFRIK_DEBUG")
+    debug, sanitize = _flag("SFRIK_DEBUG"), _flag("SFRIK_SANITIZE")
     opt = ["-O0", "-g"] if debug else ["-O3"]
     define = [("SFRIK_TORCH_VERSION", json.dumps(torch.__version__))]
     # -Wno-psabi: GCC notes that 32-byte vectors are passed differently without AVX; the CPU
@@ -92,6 +114,13 @@ def get_extensions():
     cxx = opt + ["-fopenmp", "-fdiagnostics-color=always", "-Wno-psabi"]
     sources = sorted(glob.glob("cpp/*.cpp")) + sorted(glob.glob("cpp/cpu/*.cpp"))
     kwargs = dict(extra_link_args=["-fopenmp"])
+    if sanitize:
+        # -O1: the sanitizers' usual level (fast enough, few false negatives from optimisation);
+        # no recovery, so any UBSan report aborts the test run instead of scrolling past.
+        # -fno-wrapv undoes Python's -fwrapv, under which UBSan does not check signed overflow.
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+        cxx = [f for f in cxx if not f.startswith("-O")] + ["-O1", "-fno-wrapv"] + san
+        kwargs["extra_link_args"] += san
     if use_cuda:
         define.append(("SFRIK_WITH_CUDA", None))
         sources += sorted(glob.glob("cpp/cuda/*.cu"))
@@ -105,11 +134,26 @@ def get_extensions():
     return [ext("sfrik_plugin._C", sources, define_macros=define, **kwargs)]
 
 
+def _missing_build_tools():
+    """The C++ compiler and the linker the build will call (CXX / LDSHARED / CC or Python's
+    defaults) that are not on PATH."""
+    ldshared = os.environ.get("LDSHARED") or os.environ.get("CC") or sysconfig.get_config_var("LDSHARED") or ""
+    tools = {"C++ compiler (CXX)": os.environ.get("CXX", "c++"),  # as torch.utils.cpp_extension picks it
+             "linker (LDSHARED or CC)": (shlex.split(ldshared) or [""])[0]}
+    return [f"{role} {cmd!r}" for role, cmd in tools.items() if cmd and shutil.which(cmd) is None]
+
+
 class BuildWithInfo(BuildExtension):
     """Writes _build_info.json beside the compiled module, so that the package can compare the
     torch it was built against with the torch it runs with before it loads the binary."""
 
     def run(self):
+        missing = _missing_build_tools()
+        if missing:  # before torch's own checks, whose errors for a missing compiler are obscure
+            raise SystemExit(
+                f"setup.py: cannot build sfrik_plugin._C: {' and '.join(missing)} not found on PATH. "
+                "Install a C++17 compiler (e.g. `apt-get install g++`, or build-essential) or point CXX "
+                "(and CC) at one, then install again.")
         super().run()
         for ext in self.extensions:
             target_dir = os.path.dirname(self.get_ext_fullpath(ext.name))
