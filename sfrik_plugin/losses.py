@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .series import check_coeffs, check_int, legendre_series
+from .sphere_autograd import _RowNormalize, gram_matrix, two_view_sphere_grams
 
 __all__ = [
     "LossTerms",
@@ -118,36 +119,16 @@ def _autocast_disabled(device_type: str):
         yield
 
 
-class _RowNormalize(torch.autograd.Function):
-    """u = z / max(||z||, eps) row-wise, as F.normalize, with a fused backward
-    dz = (du - u <du, u>) / ||z|| (du / eps for rows shorter than eps): F.normalize's autograd
-    (division rule, then the norm's) makes about twice as many passes over the n x q data."""
-
-    @staticmethod
-    def forward(ctx, z, eps):
-        u = z / torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(eps)
-        ctx.save_for_backward(z, u)
-        ctx.eps = eps
-        return u
-
-    @staticmethod
-    def backward(ctx, du):
-        # Written with differentiable ops of z and of the output u (the norm recomputed from z,
-        # one read-only pass), so that double backward is exact too.
-        # Rows shorter than eps are z / eps: their dot is masked to 0 (n-vector ops, no n x q pass).
-        z, u = ctx.saved_tensors
-        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
-        dot = torch.linalg.vecdot(du, u, dim=1).unsqueeze(1) * (norm >= ctx.eps)  # <du_i, u_i>
-        return torch.addcmul(du, u, dot, value=-1.0) / norm.clamp_min(ctx.eps), None
+def _as_float(z: torch.Tensor) -> torch.Tensor:
+    """float32 for half inputs (float64 stays float64). Used inside an autocast-disabled region:
+    1/(q-1) at q = 32768 is subnormal in float16, and the Gram entries of a long float16 dot
+    product lose the digits psi needs."""
+    return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
 
 
 def _to_sphere(z: torch.Tensor) -> torch.Tensor:
-    """Rows of z L2-normalised, in float32 for half inputs (float64 stays float64). Called inside
-    an autocast-disabled region: 1/(q-1) at q = 32768 is subnormal in float16, and the Gram
-    entries of a long float16 dot product lose the digits psi needs."""
-    if z.dtype in (torch.float16, torch.bfloat16):
-        z = z.float()
-    return _RowNormalize.apply(z, 1e-12)  # F.normalize's default eps
+    """Rows of z L2-normalised (F.normalize's eps), in float32 for half inputs (see _as_float)."""
+    return _RowNormalize.apply(_as_float(z), 1e-12)
 
 
 def _distributed_world_size() -> int:
@@ -194,55 +175,39 @@ def _gather_views(views: Sequence[torch.Tensor], enabled: bool) -> List[torch.Te
 # Regularisers on unit vectors (u: (n, q), rows of norm 1)
 
 
-class _GramMatrix(torch.autograd.Function):
-    """G = u u^T with a one-GEMM backward: dL/du = (Gbar + Gbar^T) u, where autograd's matmul
-    rule spends two GEMMs (Gbar u and Gbar^T u). Exact for any Gbar (the sum is formed first,
-    an n x n pass, cheap next to an n x n x q product)."""
-
-    @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
-        return u @ u.T
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        return (grad + grad.T) @ u
-
-
-def gram_matrix(u: torch.Tensor) -> torch.Tensor:
-    """u u^T, differentiable with one GEMM in the backward (see _GramMatrix)."""
-    return _GramMatrix.apply(u)
-
-
 def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float]) -> torch.Tensor:
-    """(1/n^2) sum_{i,j} psi(u_i . u_j), diagonal included; fused mean, no n x n psi written."""
-    gram = gram_matrix(u)
-    return legendre_series(gram, [0.0, *kernel_weights], u.shape[1], reduction="mean")
+    """(1/n^2) sum_{i,j} psi(u_i . u_j) of unit rows u (n, q)."""
+    return legendre_series(gram_matrix(u), [0.0, *kernel_weights], u.shape[1], reduction="mean")
 
 
-def _log_mean_gaussian_off_diagonal(u: torch.Tensor, t: float) -> torch.Tensor:
-    """log mean_{i != j} exp(-2 t (1 - u_i . u_j)) as a logsumexp: the mean of the exponentials
+def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tensor:
+    """log mean_{i != j} exp(-2 t (1 - G_ij)) as a logsumexp: the mean of the exponentials
     underflows in float32 once 4t exceeds about 87 (antipodal pairs) and loses digits before."""
-    n = u.shape[0]
+    n = gram.shape[0]
     if n < 2:
         raise ValueError(f"AUH needs at least 2 embeddings in the (global) batch, got {n}")
-    logits = (2.0 * t) * (gram_matrix(u) - 1.0)
-    diagonal = torch.eye(n, dtype=torch.bool, device=u.device)
+    logits = (2.0 * t) * (gram - 1.0)
+    diagonal = torch.eye(n, dtype=torch.bool, device=gram.device)
     logits = logits.masked_fill(diagonal, float("-inf"))
     return torch.logsumexp(logits.flatten(), dim=0) - math.log(n * (n - 1))
 
 
-def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of, sim_loss_weight: float,
+def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim_loss_weight: float,
                     reg_loss_weight: float, gather_distributed: bool) -> LossTerms:
     """The two-view loss shape SFRIK and AUH share: invariance = mse(u1, u2) on the local batch,
-    regulariser = mean of regulariser_of(u) over the two views' global batches (weights checked)."""
+    regulariser = mean of regulariser_of_gram(G, q) over the Gram matrices of the two views'
+    global batches (weights checked). Without a gather, normalisation, Gram matrices and
+    invariance run as one fused autograd function (fewer passes over the n x q data)."""
     _check_same_views([z1, z2], ["z1", "z2"])
+    q = z1.shape[1]
     with _autocast_disabled(z1.device.type):
-        u1, u2 = _to_sphere(z1), _to_sphere(z2)
-        invariance = F.mse_loss(u1, u2)
-        g1, g2 = _gather_views([u1, u2], gather_distributed)
-        regulariser = (regulariser_of(g1) + regulariser_of(g2)) / 2
+        if gather_distributed and _distributed_world_size() > 1:
+            u1, u2 = _to_sphere(z1), _to_sphere(z2)
+            invariance = F.mse_loss(u1, u2)
+            grams = [gram_matrix(u) for u in _gather_views([u1, u2], True)]
+        else:
+            _, _, *grams, invariance = two_view_sphere_grams(_as_float(z1), _as_float(z2))
+        regulariser = (regulariser_of_gram(grams[0], q) + regulariser_of_gram(grams[1], q)) / 2
         loss = sim_loss_weight * invariance + reg_loss_weight * regulariser
     return LossTerms(loss, invariance, regulariser)
 
@@ -275,8 +240,8 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    return _two_view_terms(z1, z2, lambda u: _mmd_on_sphere(u, weights), sim_loss_weight, mmd_loss_weight,
-                           gather_distributed)
+    return _two_view_terms(z1, z2, lambda gram, q: legendre_series(gram, [0.0, *weights], q, reduction="mean"),
+                           sim_loss_weight, mmd_loss_weight, gather_distributed)
 
 
 def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
@@ -368,7 +333,7 @@ def auh_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
     t = _check_weight(t, "t", positive=True)
-    return _two_view_terms(z1, z2, lambda u: _log_mean_gaussian_off_diagonal(u, t), sim_loss_weight,
+    return _two_view_terms(z1, z2, lambda gram, q: _log_mean_gaussian_off_diagonal(gram, t), sim_loss_weight,
                            unif_loss_weight, gather_distributed)
 
 

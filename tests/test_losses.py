@@ -374,7 +374,7 @@ def test_two_process_gloo_matches_single_process_global_batch():
 
 def test_gram_matrix_gradient_is_exact():
     # The one-GEMM backward against autograd's own matmul rule, for a non-symmetric upstream grad.
-    from sfrik_plugin.losses import gram_matrix
+    from sfrik_plugin.sphere_autograd import gram_matrix
 
     u = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(gram_matrix, (u,))
@@ -386,7 +386,7 @@ def test_gram_matrix_gradient_is_exact():
 
 
 def test_row_normalisation_matches_f_normalize():
-    from sfrik_plugin.losses import _RowNormalize
+    from sfrik_plugin.sphere_autograd import _RowNormalize
 
     z = torch.randn(6, 4, dtype=torch.float64)
     z[2] = 0.0            # a zero row: F.normalize's eps branch
@@ -402,3 +402,70 @@ def test_row_normalisation_matches_f_normalize():
     zz = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: _RowNormalize.apply(x, 1e-12), (zz,))
     assert torch.autograd.gradgradcheck(lambda x: _RowNormalize.apply(x, 1e-12), (zz,))
+
+
+def _composed_two_view(z1, z2):
+    """The same five outputs through F.normalize, plain matmul and F.mse_loss (autograd's rules)."""
+    u1, u2 = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
+    return u1, u2, u1 @ u1.T, u2 @ u2.T, torch.nn.functional.mse_loss(u1, u2)
+
+
+@pytest.mark.parametrize("used", ["all", "grams_and_mse", "grams_only", "mse_only", "one_view"])
+def test_fused_two_view_grams_match_the_composed_formula(used):
+    # The fused backward (one addmm per view) against autograd through the plain formula, in
+    # float64, with a zero row and a row shorter than eps (F.normalize's eps branch).
+    from sfrik_plugin.sphere_autograd import two_view_sphere_grams
+
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(2, 9, 6, dtype=torch.float64, generator=g)
+    z1[2] = 0.0
+    z2[5] *= 1e-14
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
+    upstream = [torch.randn(o.shape, dtype=torch.float64, generator=g) for o in _composed_two_view(z1, z2)]
+    keep = {"all": [0, 1, 2, 3, 4], "grams_and_mse": [2, 3, 4], "grams_only": [2, 3], "mse_only": [4],
+            "one_view": [2]}[used]
+
+    def objective(outputs):
+        return sum((outputs[i] * upstream[i]).sum() for i in keep)
+
+    mine, ref = two_view_sphere_grams(z1, z2), _composed_two_view(z1, z2)
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+    g_mine = torch.autograd.grad(objective(mine), (z1, z2), allow_unused=True)
+    g_ref = torch.autograd.grad(objective(ref), (z1, z2), allow_unused=True)
+    for a, b in zip(g_mine, g_ref):
+        if b is None or (used == "one_view" and not b.abs().max() > 0):
+            assert a is None or not a.abs().max() > 0
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_fused_two_view_grams_gradcheck_and_double_backward():
+    from sfrik_plugin.sphere_autograd import two_view_sphere_grams
+
+    z = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: two_view_sphere_grams(a, b), (z[0].detach().requires_grad_(),
+                                                                             z[1].detach().requires_grad_()))
+    assert torch.autograd.gradgradcheck(lambda a, b: two_view_sphere_grams(a, b),
+                                        (z[0].detach().requires_grad_(), z[1].detach().requires_grad_()))
+
+
+def test_sfrik_and_auh_losses_fused_path_equals_the_gathered_path(monkeypatch):
+    # Without a process group the fused function runs; forcing the generic path (normalise,
+    # mse, gather, Gram) must give the same loss and gradients.
+    from sfrik_plugin import losses
+
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = (torch.randn(16, 12, dtype=torch.float64, generator=g).requires_grad_() for _ in range(2))
+    for fn in (losses.sfrik_loss_func, losses.auh_loss_func):
+        fused = fn(z1, z2)
+        g_fused = torch.autograd.grad(fused, (z1, z2))
+        monkeypatch.setattr(losses, "_distributed_world_size", lambda: 2)
+        monkeypatch.setattr(losses, "gather_rows", lambda z: z)       # one process standing for two
+        generic = fn(z1, z2)
+        g_generic = torch.autograd.grad(generic, (z1, z2))
+        monkeypatch.undo()
+        torch.testing.assert_close(fused, generic, rtol=1e-13, atol=1e-15)
+        for a, b in zip(g_fused, g_generic):
+            torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-14)
