@@ -7,7 +7,12 @@ import torch
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin.losses import AUHLoss, auh_loss_terms
-from sfrik_plugin.solo.projected import ProjectedMethod, assert_projector_cfg, check_loss_kwargs
+from sfrik_plugin.solo.projected import (
+    ProjectedMethod,
+    assert_projector_cfg,
+    assert_stop_on_non_finite_cfg,
+    check_loss_kwargs,
+)
 
 
 class AUH(ProjectedMethod):
@@ -23,6 +28,8 @@ class AUH(ProjectedMethod):
                 sim_loss_weight (float): weight of the invariance (alignment) term.
                 unif_loss_weight (float): weight of the uniformity term.
                 t (float): scale of the Gaussian kernel, > 0.
+                stop_on_non_finite (bool): stop training with an error naming the step and the
+                    term when a loss term is NaN or Inf (default true; false: warn once, go on).
         """
 
         super().__init__(cfg)
@@ -46,6 +53,7 @@ class AUH(ProjectedMethod):
         cfg = super(AUH, AUH).add_and_assert_specific_cfg(cfg)
 
         assert_projector_cfg(cfg, "AUH")
+        assert_stop_on_non_finite_cfg(cfg, "AUH")
 
         # the official code has no multi-crop AUH: fail before training rather than silently
         # dropping the small crops
@@ -103,5 +111,7 @@ class AUH(ProjectedMethod):
             "train_regulariser": terms.regulariser.detach(),
         }
         self.log_dict(metrics, on_epoch=True, sync_dist=True)
+        self.check_finite(batch_idx, [("invariance (sim)", terms.invariance), ("regulariser (unif)", terms.regulariser),
+                                      ("weighted sum (auh loss)", terms.loss), ("online classifier loss", class_loss)])
 
         return terms.loss + class_loss

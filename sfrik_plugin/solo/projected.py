@@ -1,14 +1,20 @@
 """What SFRIK and AUH share as solo-learn methods: the official code's projector, its config
-checks, and the forward passes that add the projected features z (as solo's methods do).
+checks, the forward passes that add the projected features z (as solo's methods do), the stop on
+a non-finite loss, and random-number states in checkpoints (exact resume).
 
 Needs solo-learn: imported only where solo is installed.
 """
-from typing import Any, Dict, List
+import math
+import random
+import warnings
+from typing import Any, Dict, List, Sequence
 
+import numpy as np
 import omegaconf
 import torch
 import torch.nn as nn
 from solo.methods.base import BaseMethod
+from solo.utils.misc import omegaconf_select
 
 
 def build_projector(features_dim: int, proj_hidden_dim: int, proj_output_dim: int) -> nn.Sequential:
@@ -36,12 +42,27 @@ def assert_projector_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
             raise ValueError(f"{method}: {path} must be an integer >= {minimum}, got {value!r}")
 
 
+def assert_stop_on_non_finite_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
+    """method_kwargs.stop_on_non_finite: true (default) or false."""
+    value = omegaconf_select(cfg, "method_kwargs.stop_on_non_finite", True)
+    if not isinstance(value, bool):
+        raise ValueError(f"{method}: method_kwargs.stop_on_non_finite must be true or false, got {value!r}")
+    cfg.method_kwargs.stop_on_non_finite = value
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term went NaN or Inf in a training step (method_kwargs.stop_on_non_finite=true)."""
+
+
 def check_loss_kwargs(method: str, loss_class, **kwargs):
     """Builds loss_class(**kwargs) only for its argument checks, naming the config block in errors."""
     try:
         return loss_class(**kwargs)
     except (TypeError, ValueError) as err:
         raise type(err)(f"{method} method_kwargs: {err}") from err
+
+
+RNG_STATES_KEY = "sfrik_plugin_rng_states"
 
 
 class ProjectedMethod(BaseMethod):
@@ -52,6 +73,61 @@ class ProjectedMethod(BaseMethod):
         self.projector = build_projector(
             self.features_dim, cfg.method_kwargs.proj_hidden_dim, cfg.method_kwargs.proj_output_dim
         )
+        self.stop_on_non_finite: bool = omegaconf_select(cfg, "method_kwargs.stop_on_non_finite", True)
+        self._warned_non_finite = False
+
+    def check_finite(self, batch_idx: int, terms: Sequence[tuple]) -> None:
+        """terms: (name, 0-dim tensor) pairs. If one is NaN or Inf, raises NonFiniteLossError
+        naming the step and the terms (or, with method_kwargs.stop_on_non_finite=false, warns
+        once and lets training go on). One host sync per step, for the one stacked check."""
+        values = torch.stack([value.detach().float() for _, value in terms])
+        if bool(torch.isfinite(values).all()):
+            return
+        method = type(self).__name__
+        report = ", ".join(f"{name} = {float(v)}" for (name, _), v in zip(terms, values.cpu()))
+        bad = [name for (name, _), v in zip(terms, values.cpu()) if not math.isfinite(float(v))]
+        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.stop_on_non_finite:
+            raise NonFiniteLossError(
+                f"{method}: non-finite loss at {where}: {' and '.join(bad)} went non-finite ({report}). "
+                "Training stops here rather than go on with NaN parameters: lower the learning rate, check "
+                "the inputs or the precision, or set method_kwargs.stop_on_non_finite=false to go on anyway.")
+        if not self._warned_non_finite:
+            self._warned_non_finite = True
+            warnings.warn(f"{method}: non-finite loss at {where}: {' and '.join(bad)} ({report}); training goes "
+                          "on (method_kwargs.stop_on_non_finite=false). Warned once.", RuntimeWarning)
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Adds the random-number states: Lightning's checkpoints have none, so a run resumed
+        from one would draw other shuffles and augmentations than the uninterrupted run."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[RNG_STATES_KEY] = {
+            "python": random.getstate(),
+            # plain Python values: torch.load's weights_only default (main_linear) refuses arrays
+            "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Keeps the states saved above for on_train_epoch_start."""
+        super().on_load_checkpoint(checkpoint)
+        self._rng_states_to_restore = checkpoint.get(RNG_STATES_KEY)  # None: an older checkpoint
+
+    def on_train_epoch_start(self) -> None:
+        """Restores the states of a loaded checkpoint here rather than on loading: when resuming,
+        Lightning (2.x) creates a first data-loader iterator in between, whose base-seed draw the
+        uninterrupted run never makes. In every process: solo seeds every rank alike."""
+        super().on_train_epoch_start()
+        states, self._rng_states_to_restore = getattr(self, "_rng_states_to_restore", None), None
+        if states is None:
+            return
+        random.setstate(states["python"])
+        kind, keys, *rest = states["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] is not None and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
     @property
     def learnable_params(self) -> List[dict]:

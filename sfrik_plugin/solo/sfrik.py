@@ -9,7 +9,12 @@ import torch
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin.losses import SFRIKLoss, sfrik_loss_terms, sfrik_multicrop_loss_terms
-from sfrik_plugin.solo.projected import ProjectedMethod, assert_projector_cfg, check_loss_kwargs
+from sfrik_plugin.solo.projected import (
+    ProjectedMethod,
+    assert_projector_cfg,
+    assert_stop_on_non_finite_cfg,
+    check_loss_kwargs,
+)
 
 
 class SFRIK(ProjectedMethod):
@@ -26,6 +31,8 @@ class SFRIK(ProjectedMethod):
                 mmd_loss_weight (float): weight of the MMD term.
                 kernel_weights (List[float]): (b_1, ..., b_L), b_l >= 0; L = its length.
                 reg_small (bool): with small crops, also regularise the small-crop embeddings.
+                stop_on_non_finite (bool): stop training with an error naming the step and the
+                    term when a loss term is NaN or Inf (default true; false: warn once, go on).
         """
 
         super().__init__(cfg)
@@ -50,6 +57,7 @@ class SFRIK(ProjectedMethod):
         cfg = super(SFRIK, SFRIK).add_and_assert_specific_cfg(cfg)
 
         assert_projector_cfg(cfg, "SFRIK")
+        assert_stop_on_non_finite_cfg(cfg, "SFRIK")
 
         cfg.method_kwargs.sim_loss_weight = omegaconf_select(cfg, "method_kwargs.sim_loss_weight", 4000.0)
         cfg.method_kwargs.mmd_loss_weight = omegaconf_select(cfg, "method_kwargs.mmd_loss_weight", 1.0)
@@ -114,5 +122,7 @@ class SFRIK(ProjectedMethod):
             "train_regulariser": terms.regulariser.detach(),
         }
         self.log_dict(metrics, on_epoch=True, sync_dist=True)
+        self.check_finite(batch_idx, [("invariance (sim)", terms.invariance), ("regulariser (mmd)", terms.regulariser),
+                                      ("weighted sum (sfrik loss)", terms.loss), ("online classifier loss", class_loss)])
 
         return terms.loss + class_loss
