@@ -231,3 +231,14 @@ def test_demo_end_to_end_on_an_image_folder(tmp_path):
         else:
             assert float(r["sec_per_step"]) > 0 and float(r["peak_mem_mb"]) > 0
     assert (out / "results.png").stat().st_size > 1000 and (out / "run.json").exists()
+
+
+def test_validation_split_holds_out_part_of_the_training_split():
+    images = torch.arange(60, dtype=torch.uint8).view(60, 1, 1, 1)
+    data = datasets.ImageData("toy", images, torch.arange(60) % 3, images[:5], torch.zeros(5, dtype=torch.long))
+    val = data.validation_split(seed=1)
+    assert len(val.test_labels) == 10 and len(val.train_labels) == 50
+    train_ids, val_ids = set(val.train_images.flatten().tolist()), set(val.test_images.flatten().tolist())
+    assert not train_ids & val_ids and train_ids | val_ids == set(range(60))      # no test images used
+    assert torch.equal(val.test_labels, val.test_images.flatten().long() % 3)
+    assert torch.equal(data.validation_split(seed=1).test_images, val.test_images)  # fixed

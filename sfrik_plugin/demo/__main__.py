@@ -85,6 +85,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no-download", dest="download", action="store_false",
                         help="never let torchvision download a dataset that is not there")
     parser.add_argument("--image-size", type=positive_int, default=32, help="image size for --dataset folder")
+    parser.add_argument("--validation", action="store_true",
+                        help="evaluate on a held-out sixth of the training split instead of the test split "
+                             "(to choose hyper-parameters)")
     parser.add_argument("--out", help="write results.csv, results.png and run.json into this folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
@@ -206,6 +209,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from sfrik_plugin.demo.model import build_backbone
 
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
+    if args.validation:
+        data = data.validation_split(seed=args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
                           else "cpu")
     title = (f"{data.name}: {setting.arch} (width {setting.width}), {setting.epochs} epochs of "
@@ -240,6 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         plot_results(rows, out / "results.png", title)
         (out / "run.json").write_text(json.dumps(
             {"setting": args.setting, **asdict(setting), "dataset": data.name, "seed": args.seed,
+             "evaluated_on": "validation split" if args.validation else "test split",
              "precision": args.precision, "sources": sources, "machine": machine_info(device),
              "device_name": device_name(device)}, indent=2))
         print(f"wrote {out / 'results.csv'}, {out / 'results.png'}, {out / 'run.json'}")

@@ -36,6 +36,16 @@ class ImageData:
     def num_classes(self) -> int:
         return int(torch.cat([self.train_labels, self.test_labels]).max()) + 1
 
+    def validation_split(self, fraction: float = 1 / 6, seed: int = 0) -> "ImageData":
+        """The training split cut in two: a fixed random `fraction` becomes the evaluation set and
+        the rest the training set, so that hyper-parameters can be chosen without the test split."""
+        n = len(self.train_labels)
+        held = max(1, round(n * fraction))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        train, val = order[held:].sort().values, order[:held].sort().values
+        return ImageData(f"{self.name} (validation split)", self.train_images[train], self.train_labels[train],
+                         self.train_images[val], self.train_labels[val])
+
     def channel_stats(self):
         """Per-channel mean and std of the training images in [0, 1], for normalisation."""
         x = self.train_images[:10000].float().div_(255)
