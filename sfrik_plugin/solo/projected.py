@@ -12,23 +12,10 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import omegaconf
 import torch
-import torch.nn as nn
 from solo.methods.base import BaseMethod
 from solo.utils.misc import omegaconf_select
 
-
-def build_projector(features_dim: int, proj_hidden_dim: int, proj_output_dim: int) -> nn.Sequential:
-    """Linear-BN-ReLU, Linear-BN-ReLU, Linear without bias: the projector of the official SFRIK
-    code (valeoai/sfrik, ``Projector``), shared by every method it compares."""
-    return nn.Sequential(
-        nn.Linear(features_dim, proj_hidden_dim),
-        nn.BatchNorm1d(proj_hidden_dim),
-        nn.ReLU(),
-        nn.Linear(proj_hidden_dim, proj_hidden_dim),
-        nn.BatchNorm1d(proj_hidden_dim),
-        nn.ReLU(),
-        nn.Linear(proj_hidden_dim, proj_output_dim, bias=False),
-    )
+from sfrik_plugin.projector import build_projector
 
 
 def assert_projector_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
