@@ -52,11 +52,15 @@ class LossTerms(NamedTuple):
 # Argument checks
 
 
+_EMBEDDING_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)   # float8: no GEMM, no norm
+
+
 def _check_embedding(z, name: str) -> None:
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {z.dtype}")
+    if z.dtype not in _EMBEDDING_DTYPES:
+        raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
+                        f"got {z.dtype}")
     if z.dim() != 2:
         raise ValueError(f"{name} must be 2-D (batch, features), got shape {tuple(z.shape)}")
     if z.shape[0] < 1:

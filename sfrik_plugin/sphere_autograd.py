@@ -11,6 +11,19 @@ import torch
 import torch.nn.functional as F
 
 
+def row_norms(z: torch.Tensor) -> torch.Tensor:
+    """||z_i|| as an (n, 1) column. The sum of squares overflows in float32 once an entry passes
+    ~1.8e19 (a diverging network) although the norm itself is representable: those rows are
+    recomputed from z / max|z_i|, so the loss stays right instead of turning them into 0. The
+    check costs one host sync, on rows that are inf only."""
+    norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+    if torch.isinf(norm).any():
+        overflow = torch.isinf(norm) & torch.isfinite(z).all(dim=1, keepdim=True)   # inf entries stay inf
+        scale = z.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
+        norm = torch.where(overflow, torch.linalg.vector_norm(z / scale, dim=1, keepdim=True) * scale, norm)
+    return norm
+
+
 class _RowNormalize(torch.autograd.Function):
     """u = z / max(||z||, eps) row-wise, as F.normalize, with a fused backward
     dz = (du - u <du, u>) / ||z|| (du / eps for rows shorter than eps): F.normalize's autograd
@@ -18,7 +31,7 @@ class _RowNormalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, eps):
-        u = z / torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(eps)
+        u = z / row_norms(z).clamp_min(eps)
         ctx.save_for_backward(z, u)
         ctx.eps = eps
         return u
@@ -29,7 +42,7 @@ class _RowNormalize(torch.autograd.Function):
         # one read-only pass), so that double backward is exact too.
         # Rows shorter than eps are z / eps: their dot is masked to 0 (n-vector ops, no n x q pass).
         z, u = ctx.saved_tensors
-        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+        norm = row_norms(z)
         dot = torch.linalg.vecdot(du, u, dim=1).unsqueeze(1) * (norm >= ctx.eps)  # <du_i, u_i>
         return torch.addcmul(du, u, dot, value=-1.0) / norm.clamp_min(ctx.eps), None
 
@@ -70,7 +83,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z1, z2, eps):
         ctx.set_materialize_grads(False)
-        u1, u2 = (z / torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(eps) for z in (z1, z2))
+        u1, u2 = (z / row_norms(z).clamp_min(eps) for z in (z1, z2))
         g1, g2 = u1 @ u1.T, u2 @ u2.T
         invariance = F.mse_loss(u1, u2)
         ctx.save_for_backward(z1, z2, u1, u2, g1, g2)
@@ -88,7 +101,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             if du is None and dg is None and scale is None:
                 grads.append(None)
                 continue
-            norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+            norm = row_norms(z)
             denom = norm.clamp_min(ctx.eps)
             dot = torch.zeros_like(norm)                      # <g_i, u_i>
             coef_u = torch.zeros_like(norm)                   # M = (coef_u u + coef_v v + du) / d

@@ -15,6 +15,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from scipy.special import eval_chebyt, eval_gegenbauer
 
+import sfrik_plugin
+
 from sfrik_plugin.losses import (AUHLoss, LossTerms, SFRIKLoss, auh_loss_func, auh_loss_terms, gather_rows,
                                  mmd_uniform, sfrik_loss_func, sfrik_loss_terms, sfrik_multicrop_loss_func,
                                  sfrik_multicrop_loss_terms)
@@ -469,3 +471,40 @@ def test_sfrik_and_auh_losses_fused_path_equals_the_gathered_path(monkeypatch):
         torch.testing.assert_close(fused, generic, rtol=1e-13, atol=1e-15)
         for a, b in zip(g_fused, g_generic):
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-14)
+
+
+def test_float32_rows_whose_squares_overflow_keep_the_right_loss_and_gradient():
+    # Entries past ~1.8e19 overflow the float32 sum of squares, not the norm: the loss and its
+    # gradient must still match float64 (a diverging network must not get a silently wrong loss).
+    z1 = torch.tensor([[1e20, 1e20, 0.0], [3e30, -1e30, 2e30], [1.0, 2.0, 3.0], [0.5, -1e25, 1.0]])
+    z2 = z1 * torch.tensor([[1.0], [-0.5], [2.0], [1.0]]) + torch.tensor([0.0, 1e19, 0.0])
+    for fn in (sfrik_plugin.sfrik_loss_func, sfrik_plugin.auh_loss_func):
+        values, grads = [], []
+        for dtype in (torch.float32, torch.float64):
+            a, b = z1.to(dtype).requires_grad_(), z2.to(dtype).requires_grad_()
+            loss = fn(a, b, gather_distributed=False)
+            values.append(loss.double())
+            grads.append([g.double() for g in torch.autograd.grad(loss, (a, b))])
+        torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-5)
+        for g32, g64, z in zip(*grads, (z1, z2)):
+            # dz scales as 1 / ||z_i||: compare the dimensionless ||z_i|| dz_i row by row
+            norms = z.double().norm(dim=1, keepdim=True)
+            scale = float((g64 * norms).abs().max())            # float32 rounding of the whole gradient
+            torch.testing.assert_close(g32 * norms, g64 * norms, rtol=0, atol=1e-5 * scale)
+    torch.testing.assert_close(sfrik_plugin.mmd_uniform(z1, [1.0, 40.0]).double(),
+                               sfrik_plugin.mmd_uniform(z1.double(), [1.0, 40.0]), rtol=1e-5, atol=1e-5)
+
+
+def test_an_infinite_entry_still_gives_a_non_finite_loss():
+    z = torch.tensor([[float("inf"), 1.0, 0.0], [1.0, 2.0, 3.0]])
+    assert not torch.isfinite(sfrik_plugin.mmd_uniform(z, [1.0]))
+    assert not torch.isfinite(sfrik_plugin.sfrik_loss_func(z, z.flip(0), gather_distributed=False))
+
+
+@pytest.mark.parametrize("fn", ["mmd", "sfrik", "auh"])
+def test_float8_embeddings_rejected_by_name(fn):
+    z = torch.randn(4, 3).to(torch.float8_e4m3fn)
+    call = {"mmd": lambda: sfrik_plugin.mmd_uniform(z, [1.0]), "sfrik": lambda: sfrik_plugin.sfrik_loss_terms(z, z),
+            "auh": lambda: sfrik_plugin.auh_loss_terms(z, z)}[fn]
+    with pytest.raises(TypeError, match=r"^z1? must be a floating-point tensor \(float16, bfloat16"):
+        call()
