@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make bench   set everything up, build, run the main job (for now the operator benchmark)
+#   make demo    set everything up, build, fetch Fashion-MNIST, run the main job (sfrik-demo --quick)
 #   make test    set everything up, build, run the test suite with the compiled extension required
 # Everything is installed into $(VENV); override TORCH_SPEC for another torch build.
 PYTHON ?= python3
@@ -10,7 +10,7 @@ MAX_JOBS ?= 2
 SOURCES := setup.py pyproject.toml $(wildcard cpp/*.h cpp/*.cpp cpp/cpu/*.cpp cpp/cuda/*.cu)
 BENCH_ARGS ?=
 
-.PHONY: setup build test bench cuda-check clean
+.PHONY: setup build test demo bench cuda-check clean
 
 setup: $(VENV)/.torch-installed
 
@@ -22,11 +22,20 @@ $(VENV)/.torch-installed:
 # The extension is built against the venv's torch (no build isolation), in place (editable).
 build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.torch-installed $(SOURCES)
-	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test,bench]"
+	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test,bench,demo]"
 	touch $@
 
 test: build
 	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist where apt-get can install it (no internet
+# needed); elsewhere the demo lets torchvision download it.
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+DEMO_ARGS ?=
+demo: build
+	@if [ ! -d $(FASHION_MNIST_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
+	$(PY) -m sfrik_plugin.demo --out demo_out $(DEMO_ARGS)
 
 bench: build
 	mkdir -p bench_out
