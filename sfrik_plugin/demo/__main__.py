@@ -41,7 +41,7 @@ class Setting:
 
 
 SETTINGS = {
-    "quick": Setting(arch="resnet10", width=16, epochs=4, train_size=15000, probe_size=10000),
+    "quick": Setting(arch="resnet10", width=16, epochs=3, train_size=15000, probe_size=10000),
     # Sized for 2 CPU cores (~35 min for the five methods); on a GPU use e.g. --arch resnet18 --width 64.
     "long": Setting(arch="resnet10", width=16, epochs=12, train_size=20000, probe_size=0),
 }
