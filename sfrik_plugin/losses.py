@@ -210,7 +210,7 @@ def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim
             invariance = F.mse_loss(u1, u2)
             grams = [gram_matrix(u) for u in _gather_views([u1, u2], True)]
         else:
-            _, _, *grams, invariance = two_view_sphere_grams(_as_float(z1), _as_float(z2))
+            *grams, invariance = two_view_sphere_grams(_as_float(z1), _as_float(z2))
         regulariser = (regulariser_of_gram(grams[0], q) + regulariser_of_gram(grams[1], q)) / 2
         loss = sim_loss_weight * invariance + reg_loss_weight * regulariser
     return LossTerms(loss, invariance, regulariser)
