@@ -43,7 +43,7 @@ class Setting:
 SETTINGS = {
     "quick": Setting(arch="resnet10", width=16, epochs=3, train_size=15000, probe_size=10000),
     # Sized for 2 CPU cores (~35 min for the five methods); on a GPU use e.g. --arch resnet18 --width 64.
-    "long": Setting(arch="resnet10", width=16, epochs=12, train_size=20000, probe_size=0),
+    "long": Setting(arch="resnet10", width=16, epochs=10, train_size=20000, probe_size=0),
 }
 
 
@@ -152,8 +152,8 @@ def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> D
                         enable_model_summary=False, callbacks=[cost], log_every_n_steps=10)
     start = time.perf_counter()
     trainer.fit(module, loader)
-    return {"backbone": backbone, "source": source, "sec_per_step": cost.seconds_per_step,
-            "peak_mem_mb": cost.peak_bytes / 2 ** 20, "minutes": (time.perf_counter() - start) / 60}
+    return {"backbone": backbone, "source": source, "sec_per_step": round(cost.seconds_per_step, 4),
+            "peak_mem_mb": round(cost.peak_bytes / 2 ** 20, 1), "minutes": (time.perf_counter() - start) / 60}
 
 
 def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device) -> Dict[str, float]:
@@ -164,8 +164,8 @@ def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device)
     train_x = extract_features(backbone, data.train_images[probe], mean, std, device=device)
     test_x = extract_features(backbone, data.test_images, mean, std, device=device)
     train_y, test_y = data.train_labels[probe], data.test_labels
-    return {"linear_top1": linear_probe_top1(train_x, train_y, test_x, test_y),
-            "knn_top1": knn_top1(train_x, train_y, test_x, test_y, k=setting.knn_k)}
+    return {"linear_top1": round(linear_probe_top1(train_x, train_y, test_x, test_y), 2),
+            "knn_top1": round(knn_top1(train_x, train_y, test_x, test_y, k=setting.knn_k), 2)}
 
 
 def format_results(rows: List[dict]) -> str:
