@@ -779,21 +779,5 @@ def test_loss_bad_arguments_raise_clear_errors(data):
     assert any(re.match(rf"{name}[ \[:]", message) for name in bad), f"{message!r} names none of {sorted(bad)}"
 
 
-# Found by the fuzzer in sfrik_plugin/losses.py, fixed there (9f1f71c), pinned here.
-
-
-def test_float32_embeddings_with_large_norms():
-    # the sum of squares overflowed past ~1.8e19: u became 0 and the loss a finite wrong number
-    z = torch.tensor([[1e20, 1e20, 0.0], [3e30, -1e30, 2e30], [1.0, 2.0, 3.0]])
-    expected = sfrik_plugin.mmd_uniform(z.double(), [1.0, 40.0, 40.0])
-    torch.testing.assert_close(sfrik_plugin.mmd_uniform(z, [1.0, 40.0, 40.0]).double(), expected, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("fn", ["mmd", "sfrik", "auh"])
-def test_float8_embeddings_are_rejected_by_name(fn):
-    # they passed is_floating_point() and failed in torch with a NotImplementedError naming nothing
-    z = torch.randn(4, 3).to(torch.float8_e4m3fn)
-    call = {"mmd": lambda: sfrik_plugin.mmd_uniform(z, [1.0]), "sfrik": lambda: sfrik_plugin.sfrik_loss_terms(z, z),
-            "auh": lambda: sfrik_plugin.auh_loss_terms(z, z)}[fn]
-    with pytest.raises(TypeError, match=r"^z1? must be a floating-point tensor"):
-        call()
+# The fuzzer's findings in sfrik_plugin/losses.py (float32 rows past ~1.8e19, float8 embeddings)
+# are pinned in tests/test_losses.py, with gradients.
