@@ -179,9 +179,15 @@ def _gather_views(views: Sequence[torch.Tensor], enabled: bool) -> List[torch.Te
 # Regularisers on unit vectors (u: (n, q), rows of norm 1)
 
 
+def _mmd_of_gram(gram: torch.Tensor, q: int, kernel_weights: Sequence[float]) -> torch.Tensor:
+    """(1/n^2) sum_{i,j} psi(G_ij) for the Gram matrix of n unit vectors of R^q, diagonal
+    included; fused mean, no n x n psi written."""
+    return legendre_series(gram, [0.0, *kernel_weights], q, reduction="mean")
+
+
 def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float]) -> torch.Tensor:
     """(1/n^2) sum_{i,j} psi(u_i . u_j) of unit rows u (n, q)."""
-    return legendre_series(gram_matrix(u), [0.0, *kernel_weights], u.shape[1], reduction="mean")
+    return _mmd_of_gram(gram_matrix(u), u.shape[1], kernel_weights)
 
 
 def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tensor:
@@ -244,8 +250,8 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    return _two_view_terms(z1, z2, lambda gram, q: legendre_series(gram, [0.0, *weights], q, reduction="mean"),
-                           sim_loss_weight, mmd_loss_weight, gather_distributed)
+    return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight, mmd_loss_weight,
+                           gather_distributed)
 
 
 def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,

@@ -135,7 +135,7 @@ def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> D
     L.seed_everything(args.seed)          # the same initial backbone for every method
     backbone = build_backbone(setting.arch, setting.width, data.channels).to(memory_format=torch.channels_last)
     source, objective = build_objective(method, sfrik_sim_weight=setting.sfrik_sim_weight)
-    mean, std = data.channel_stats()
+    mean, std = data.channel_stats
     augment = BatchAugment(data.train_images.shape[-1], mean, std)
     module = SelfSupervised(backbone, build_projector(backbone.features_dim, setting.proj_dim, setting.proj_dim),
                             objective, augment, lr=setting.lr, weight_decay=setting.weight_decay,
@@ -159,7 +159,7 @@ def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> D
 def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device) -> Dict[str, float]:
     from .evaluate import extract_features, knn_top1, linear_probe_top1
 
-    mean, std = data.channel_stats()
+    mean, std = data.channel_stats
     probe = subset(len(data.train_images), setting.probe_size, args.seed + 1)
     train_x = extract_features(backbone, data.train_images[probe], mean, std, device=device)
     test_x = extract_features(backbone, data.test_images, mean, std, device=device)

@@ -4,6 +4,7 @@ through torchvision (downloaded unless download=False; a copy already there is u
 image folder. Small datasets in memory keep 2 CPU cores on the network."""
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
@@ -46,6 +47,7 @@ class ImageData:
         return ImageData(f"{self.name} (validation split)", self.train_images[train], self.train_labels[train],
                          self.train_images[val], self.train_labels[val])
 
+    @functools.cached_property
     def channel_stats(self):
         """Per-channel mean and std of the training images in [0, 1], for normalisation."""
         x = self.train_images[:10000].float().div_(255)
