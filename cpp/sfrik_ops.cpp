@@ -23,6 +23,14 @@ TORCH_LIBRARY(sfrik, m) {
   m.def(
       "legendre_series_backward(Tensor grad, Tensor t, float[] coeffs, int dim, int order=1) "
       "-> Tensor");
+  // Tiled sum over the Gram matrix x y^T of a series, never holding more than two tile x tile
+  // matrices: (S, grad_x, grad_y) with S = sum_{i,j} psi(x_i . y_j) (0-dim, x's dtype, summed in
+  // double) and, when asked, dS/dx = psi'(x y^T) y and dS/dy = psi'(x y^T)^T x (else empty
+  // tensors of shape [0]). y = None means y = x: only tiles i <= j are computed (symmetry) and
+  // grad_x is the whole gradient 2 psi'(x x^T) x; grad_y must then be false.
+  m.def(
+      "gram_series_sum(Tensor x, Tensor? y, float[] coeffs, int dim, int tile, bool grad_x, bool grad_y) "
+      "-> (Tensor, Tensor, Tensor)");
 }
 
 namespace {

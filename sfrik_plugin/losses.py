@@ -6,7 +6,9 @@
             U(u) = log mean_{i != j} exp(-2 t (1 - u_i . u_j))
 
 u = z / ||z|| row-wise. The invariance (mse) uses the local batch; the regulariser uses the global
-batch, all-gathered with gradients when torch.distributed runs with more than one process.
+batch when torch.distributed runs with more than one process: sharded (each process its own rows
+against the gathered batch, sfrik_plugin/tiled.py) or all-gathered with gradients (shard=False).
+R is computed densely (n x n Gram matrix) or in tiles that never hold it (impl / mmd_impl).
 Normalisation, Gram matrix and kernel run in float32 (float64 stays float64), also under autocast.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from .series import check_coeffs, check_int, legendre_series
 from .sphere_autograd import _RowNormalize, gram_matrix, two_view_sphere_grams
+from .tiled import check_impl, check_tile_size, gram_series_sum, sharded_mmd, use_tiled
 
 __all__ = [
     "LossTerms",
@@ -190,6 +193,37 @@ def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float]) -> torch.Te
     return _mmd_of_gram(gram_matrix(u), u.shape[1], kernel_weights)
 
 
+class _RegulariserPlan(NamedTuple):
+    """How R is computed for a batch: sharded over processes, and in tiles (else dense)."""
+    sharded: bool
+    tiled: bool
+    tile_size: int
+
+
+def _plan_regulariser(local_rows: int, device: torch.device, gather_distributed: bool, impl, tile_size,
+                      shard) -> _RegulariserPlan:
+    impl = check_impl(impl)
+    tile_size = check_tile_size(tile_size, device)
+    if not isinstance(shard, bool):
+        raise TypeError(f"shard must be a bool, got {shard!r}")
+    world = _distributed_world_size() if gather_distributed else 1
+    return _RegulariserPlan(shard and world > 1, use_tiled(impl, local_rows * world, tile_size), tile_size)
+
+
+def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[float], gather_distributed: bool,
+                      plan: _RegulariserPlan) -> List[torch.Tensor]:
+    """R of the global batch of each view of local unit rows, as planned."""
+    q = units[0].shape[1]
+    coeffs = [0.0, *kernel_weights]
+    if plan.sharded:
+        rows = units[0].shape[0] * _distributed_world_size()
+        return sharded_mmd(units, coeffs, q, plan.tile_size if plan.tiled else rows)   # dense: one tile
+    gathered = _gather_views(units, gather_distributed)
+    if plan.tiled:
+        return [gram_series_sum(u, None, coeffs, q, plan.tile_size) / u.shape[0] ** 2 for u in gathered]
+    return [_mmd_on_sphere(u, kernel_weights) for u in gathered]
+
+
 def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tensor:
     """log mean_{i != j} exp(-2 t (1 - G_ij)) as a logsumexp: the mean of the exponentials
     underflows in float32 once 4t exceeds about 87 (antipodal pairs) and loses digits before."""
@@ -226,65 +260,92 @@ def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim
 # SFRIK
 
 
-def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = False) -> torch.Tensor:
+def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = False, impl: str = "auto",
+                tile_size=None, shard: bool = True) -> torch.Tensor:
     """MMD^2 (V-statistic) between the rows of z, L2-normalised here, and the uniform distribution
     on S^(q-1) for the kernel psi(u . v) = sum_{l=1..L} b_l P_l(q; u . v):
     (1/n^2) sum over all n^2 pairs (diagonal included) of psi(u_i . u_j). >= 0.
 
-    kernel_weights: (b_1, ..., b_L), b_l >= 0. gather_distributed: all-gather z (with gradients)
-    over the default process group first, when torch.distributed runs with world size > 1.
+    kernel_weights: (b_1, ..., b_L), b_l >= 0. gather_distributed: the batch is the concatenation
+    of z over the default process group, when torch.distributed runs with world size > 1; then
+    shard=True has each process compute its own rows against it (1/W of the pairs; the gradient
+    convention of gather_rows), shard=False all-gathers z with gradients and computes every pair.
+    impl: "dense" (the n x n Gram matrix), "tiled" (tiles of tile_size rows, never the n x n
+    matrix; only tiles i <= j), "auto" (tiled once the batch spans more than one tile).
+    tile_size: rows per tile (default: 1024 on CPU, 4096 on CUDA).
     """
     _check_embedding(z, "z")
     weights = check_kernel_weights(kernel_weights)
+    plan = _plan_regulariser(z.shape[0], z.device, gather_distributed, impl, tile_size, shard)
     with _autocast_disabled(z.device.type):
-        (u,) = _gather_views([_to_sphere(z)], gather_distributed)
-        return _mmd_on_sphere(u, weights)
+        return _mmd_regularisers([_to_sphere(z)], weights, gather_distributed, plan)[0]
 
 
 def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
                      mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
-                     gather_distributed: bool = True) -> LossTerms:
+                     gather_distributed: bool = True, mmd_impl: str = "auto", tile_size=None,
+                     shard: bool = True) -> LossTerms:
     """SFRIK loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
     invariance = mse(u1, u2) on the local batch, regulariser = (R(u1) + R(u2)) / 2 on the global
-    batch (see mmd_uniform). Defaults: the paper's IN20% setting."""
+    batch (see mmd_uniform, whose impl, tile_size and shard are mmd_impl, tile_size and shard here).
+    Defaults: the paper's IN20% setting."""
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight, mmd_loss_weight,
-                           gather_distributed)
+    _check_same_views([z1, z2], ["z1", "z2"])
+    plan = _plan_regulariser(z1.shape[0], z1.device, gather_distributed, mmd_impl, tile_size, shard)
+    if not (plan.sharded or plan.tiled):
+        return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight,
+                               mmd_loss_weight, gather_distributed)
+    with _autocast_disabled(z1.device.type):
+        units = [_to_sphere(z1), _to_sphere(z2)]
+        invariance = F.mse_loss(*units)
+        regulariser = sum(_mmd_regularisers(units, weights, gather_distributed, plan)) / 2
+        loss = sim_loss_weight * invariance + mmd_loss_weight * regulariser
+    return LossTerms(loss, invariance, regulariser)
 
 
 def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
                     mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
-                    gather_distributed: bool = True) -> torch.Tensor:
+                    gather_distributed: bool = True, mmd_impl: str = "auto", tile_size=None,
+                    shard: bool = True) -> torch.Tensor:
     """SFRIK loss (a 0-dim tensor); see sfrik_loss_terms."""
     return sfrik_loss_terms(z1, z2, sim_loss_weight=sim_loss_weight, mmd_loss_weight=mmd_loss_weight,
-                            kernel_weights=kernel_weights, gather_distributed=gather_distributed).loss
+                            kernel_weights=kernel_weights, gather_distributed=gather_distributed,
+                            mmd_impl=mmd_impl, tile_size=tile_size, shard=shard).loss
 
 
 class SFRIKLoss(nn.Module):
     """SFRIK loss as a module: forward(z1, z2) -> loss. Arguments as sfrik_loss_terms."""
 
     def __init__(self, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                 kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True):
+                 kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True, mmd_impl: str = "auto",
+                 tile_size=None, shard: bool = True):
         super().__init__()
         # Validated here so that a bad configuration fails at construction, not at step 1.
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
         self.mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
         self.kernel_weights = tuple(check_kernel_weights(kernel_weights))
         self.gather_distributed = bool(gather_distributed)
+        self.mmd_impl = check_impl(mmd_impl)
+        self.tile_size = None if tile_size is None else check_tile_size(tile_size, torch.device("cpu"))
+        if not isinstance(shard, bool):
+            raise TypeError(f"shard must be a bool, got {shard!r}")
+        self.shard = shard
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
         return sfrik_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight,
                                 mmd_loss_weight=self.mmd_loss_weight, kernel_weights=self.kernel_weights,
-                                gather_distributed=self.gather_distributed)
+                                gather_distributed=self.gather_distributed, mmd_impl=self.mmd_impl,
+                                tile_size=self.tile_size, shard=self.shard)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return self.terms(z1, z2).loss
 
     def extra_repr(self) -> str:
         return (f"sim_loss_weight={self.sim_loss_weight}, mmd_loss_weight={self.mmd_loss_weight}, "
-                f"kernel_weights={self.kernel_weights}, gather_distributed={self.gather_distributed}")
+                f"kernel_weights={self.kernel_weights}, gather_distributed={self.gather_distributed}, "
+                f"mmd_impl={self.mmd_impl!r}, tile_size={self.tile_size}, shard={self.shard}")
 
 
 def _check_num_large_crops(num_large_crops, num_views: int) -> int:
@@ -296,11 +357,13 @@ def _check_num_large_crops(num_large_crops, num_views: int) -> int:
 
 def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
                                sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                               kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True) -> LossTerms:
+                               kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True,
+                               mmd_impl: str = "auto", tile_size=None, shard: bool = True) -> LossTerms:
     """SwAV-style multi-crop SFRIK. views: list of (n, q) embeddings of the same images, the first
     num_large_crops from large (global) crops. invariance = mean over large views v of the mean
     over every other view w != v of mse(v, w), local batch; regulariser = mean of R over the
-    large views (reg_small=False) or over all views (reg_small=True), global batch."""
+    large views (reg_small=False) or over all views (reg_small=True), global batch (mmd_impl,
+    tile_size, shard: see sfrik_loss_terms)."""
     if isinstance(views, torch.Tensor) or not isinstance(views, Sequence):
         raise TypeError(f"views must be a list of (n, q) tensors, got {type(views).__name__}")
     if len(views) < 2:
@@ -310,25 +373,27 @@ def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: i
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
+    plan = _plan_regulariser(views[0].shape[0], views[0].device, gather_distributed, mmd_impl, tile_size, shard)
     with _autocast_disabled(views[0].device.type):
         units = [_to_sphere(z) for z in views]
         per_large = [torch.stack([F.mse_loss(units[v], units[w]) for w in range(len(units)) if w != v]).mean()
                      for v in range(num_large_crops)]
         invariance = torch.stack(per_large).mean()
         regularised = units if reg_small else units[:num_large_crops]
-        gathered = _gather_views(regularised, gather_distributed)
-        regulariser = torch.stack([_mmd_on_sphere(u, weights) for u in gathered]).mean()
+        regulariser = torch.stack(_mmd_regularisers(regularised, weights, gather_distributed, plan)).mean()
         loss = sim_loss_weight * invariance + mmd_loss_weight * regulariser
     return LossTerms(loss, invariance, regulariser)
 
 
 def sfrik_multicrop_loss_func(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
                               sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                              kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True) -> torch.Tensor:
+                              kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True,
+                              mmd_impl: str = "auto", tile_size=None, shard: bool = True) -> torch.Tensor:
     """SwAV-style multi-crop SFRIK loss (a 0-dim tensor); see sfrik_multicrop_loss_terms."""
     return sfrik_multicrop_loss_terms(views, num_large_crops, reg_small=reg_small, sim_loss_weight=sim_loss_weight,
                                       mmd_loss_weight=mmd_loss_weight, kernel_weights=kernel_weights,
-                                      gather_distributed=gather_distributed).loss
+                                      gather_distributed=gather_distributed, mmd_impl=mmd_impl,
+                                      tile_size=tile_size, shard=shard).loss
 
 
 # ---------------------------------------------------------------------------------------------

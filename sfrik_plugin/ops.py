@@ -76,3 +76,51 @@ torch.library.register_autograd("sfrik::legendre_series_backward", _backward_gra
 for _op in ("sfrik::legendre_series", "sfrik::legendre_series_reduce", "sfrik::legendre_series_backward"):
     for _device in ("cpu", "cuda"):
         torch.library.register_autocast(_op, _device, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# sfrik::gram_series_sum (tiled): S = sum_ij psi(x_i . y_j) and, on request, its gradients.
+
+_gram_sum = torch.ops.sfrik.gram_series_sum.default
+
+
+@torch.library.register_fake("sfrik::gram_series_sum")
+def _gram_sum_fake(x, y, coeffs, dim, tile, grad_x, grad_y):
+    other = x if y is None else y
+    return (x.new_empty(()), x.new_empty(x.shape) if grad_x else x.new_empty(0),
+            other.new_empty(other.shape) if grad_y else other.new_empty(0))
+
+
+def _gram_sum_setup(ctx, inputs, output):
+    x, y, coeffs, dim, tile, grad_x, grad_y = inputs
+    _, gx, gy = output
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(x, y, gx if grad_x else None, gy if grad_y else None)
+    ctx.coeffs, ctx.dim, ctx.tile = coeffs, dim, tile
+
+
+def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
+    if grad_gx is not None or grad_gy is not None:
+        raise NotImplementedError("sfrik::gram_series_sum: its gradient outputs (grad_x, grad_y) are not "
+                                  "differentiable; differentiate the sum S instead")
+    x, y, gx, gy = ctx.saved_tensors
+    need_x, need_y = ctx.needs_input_grad[:2]
+    if grad_sum is None:
+        return None, None, None, None, None, None, None
+    if torch.is_grad_enabled():
+        # create_graph: the gradient as differentiable ops of x and y (dense, n x m memory), so
+        # that higher derivatives are exact.
+        other = x if y is None else y
+        slope = _backward(grad_sum, x @ other.T, ctx.coeffs, ctx.dim, 1)
+        if y is None:
+            return 2 * (slope @ x), None, None, None, None, None, None
+        return slope @ y if need_x else None, slope.T @ x if need_y else None, None, None, None, None, None
+    if (need_x and gx is None) or (need_y and gy is None):   # called without asking for them: recompute
+        _, gx, gy = _gram_sum(x, y, ctx.coeffs, ctx.dim, ctx.tile, need_x, need_y and y is not None)
+    return (grad_sum * gx if need_x else None, grad_sum * gy if need_y and y is not None else None,
+            None, None, None, None, None)
+
+
+torch.library.register_autograd("sfrik::gram_series_sum", _gram_sum_grad, setup_context=_gram_sum_setup)
+for _device in ("cpu", "cuda"):
+    torch.library.register_autocast("sfrik::gram_series_sum", _device, torch.float32)

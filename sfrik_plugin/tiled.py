@@ -1,0 +1,136 @@
+"""The MMD regulariser without the n x n matrix, and sharded over processes.
+
+    S(x, y) = sum_{i,j} psi(x_i . y_j),  psi = sum_k coeffs[k] P_k(dim; .)
+
+- gram_series_sum: S and its gradients computed in tiles of the Gram matrix (the compiled
+  sfrik::gram_series_sum; a Python loop over the same tiles when the extension is missing).
+  With y = None (y = x) only tiles i <= j are computed.
+- sharded_mmd: under torch.distributed, R(u) = S(U, U) / N^2 of the global batch U (N rows) where
+  each process computes only its own rows against the gathered batch, S(u_r, U): the regulariser's
+  FLOPs per process drop by the world size W. The value is all-reduced, so every process returns
+  the same R. The gradient needs no collective: R is symmetric in its pairs, so
+      dR/du_k = (2 / N^2) sum_j psi'(u_k . U_j) U_j
+  for the process's own rows k, which is 2 x dS(u_r, U)/du_r / N^2. It is returned multiplied by W,
+  the convention of losses.gather_rows: DDP averages parameter gradients over the W processes,
+  which then equal those of one process computing R on the global batch.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from .reference import legendre_series_reference
+from .series import _use_extension, check_int
+
+# Rows per tile: the tile GEMMs stay efficient and two float32 tiles (the Gram tile and psi' of
+# it) take 2 x 4 MiB on a CPU, 2 x 64 MiB on a GPU (measured: sfrik-bench tiled).
+DEFAULT_TILE_SIZE = {"cpu": 1024, "cuda": 4096}
+IMPLS = ("auto", "dense", "tiled")
+
+
+def default_tile_size(device: torch.device) -> int:
+    return DEFAULT_TILE_SIZE.get(device.type, 1024)
+
+
+def check_impl(impl) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    return impl
+
+
+def check_tile_size(tile_size, device: torch.device) -> int:
+    if tile_size is None:
+        return default_tile_size(device)
+    return check_int(tile_size, "tile_size", 1)
+
+
+def use_tiled(impl: str, rows: int, tile_size: int) -> bool:
+    """impl "auto": the tiled path once the Gram matrix spans more than one tile (it is then as
+    fast as the dense path or faster, and its memory stays a few tiles; sfrik-bench tiled)."""
+    return impl == "tiled" or (impl == "auto" and rows > tile_size)
+
+
+def _gram_series_sum_python(x, y, coeffs, dim, tile, grad_x, grad_y):
+    """The operator's contract in plain PyTorch over the same tiles (the fallback without the
+    compiled extension; differentiable by autograd, so it returns no gradients itself)."""
+    symmetric = y is None
+    other = x if symmetric else y
+    total = x.new_zeros((), dtype=torch.float64)
+    for i0 in range(0, x.shape[0], tile):
+        for j0 in range(i0 if symmetric else 0, other.shape[0], tile):
+            block = legendre_series_reference(x[i0:i0 + tile] @ other[j0:j0 + tile].T, coeffs, dim).sum()
+            total = total + block * (2.0 if symmetric and j0 != i0 else 1.0)
+    return total.to(x.dtype)
+
+
+def gram_series_sum(x: torch.Tensor, y: Optional[torch.Tensor], coeffs: Sequence[float], dim: int,
+                    tile_size: int) -> torch.Tensor:
+    """S = sum_{i,j} psi(x_i . y_j) (y = None: y = x, symmetric tiles), differentiable in x and y.
+    Arguments are checked by the callers (float32/float64 2-D rows, coefficients, dim, tile)."""
+    if not _use_extension(x):
+        return _gram_series_sum_python(x, y, coeffs, dim, tile_size, False, False)
+    need_x = x.requires_grad and torch.is_grad_enabled()
+    need_y = y is not None and y.requires_grad and torch.is_grad_enabled()
+    total, _, _ = torch.ops.sfrik.gram_series_sum(x, y, list(coeffs), dim, tile_size, need_x, need_y)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharded across processes
+
+
+def _all_gather_rows(stacked: torch.Tensor) -> torch.Tensor:
+    """(n, V, q) from every process, concatenated in rank order along dim 0; no autograd."""
+    parts = [torch.empty_like(stacked) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, stacked.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+class _ShardedMMD(torch.autograd.Function):
+    """(u_1 .. u_V local unit rows) -> (R(U_1), .., R(U_V)), each U_v gathered over the processes;
+    see the module docstring for the gradient."""
+
+    @staticmethod
+    def forward(ctx, coeffs, dim, tile, *views):
+        world = dist.get_world_size()
+        gathered = _all_gather_rows(torch.stack(views, dim=1)).unbind(dim=1)
+        rows = gathered[0].shape[0]
+        sums, grads = [], []
+        for v, (local, full) in enumerate(zip(views, gathered)):
+            if _use_extension(local):
+                total, grad, _ = torch.ops.sfrik.gram_series_sum(local, full, list(coeffs), dim, tile,
+                                                                 ctx.needs_input_grad[3 + v], False)
+            else:
+                with torch.enable_grad():
+                    leaf = local.detach().requires_grad_()
+                    total = _gram_series_sum_python(leaf, full, coeffs, dim, tile, False, False)
+                    grad, = torch.autograd.grad(total, leaf) if ctx.needs_input_grad[3 + v] else (None,)
+                total = total.detach()
+            sums.append(total)
+            grads.append(grad)
+        totals = torch.stack(sums)
+        dist.all_reduce(totals)                      # every process: the sums over all row blocks
+        ctx.save_for_backward(*[g if need else None for g, need in zip(grads, ctx.needs_input_grad[3:])])
+        ctx.scale = 2.0 * world / rows**2
+        return totals / rows**2
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise NotImplementedError("double backward through the sharded regulariser is not implemented; "
+                                      "pass shard=False (all-gather with autograd) for higher derivatives")
+        return (None, None, None, *[None if g is None else g * (grad[v] * ctx.scale)
+                                    for v, g in enumerate(ctx.saved_tensors)])
+
+
+def sharded_mmd(views: Sequence[torch.Tensor], coeffs: Sequence[float], dim: int, tile_size: int) -> List[torch.Tensor]:
+    """[R(U_v)] for the local unit rows of each view (same shape on every process): each process
+    computes its rows against the gathered batch. tile_size: rows per tile (the block is one tile,
+    i.e. dense, when tile_size >= the global batch)."""
+    return list(_ShardedMMD.apply(list(coeffs), dim, tile_size, *views).unbind(0))
+
+
+__all__ = ["gram_series_sum", "sharded_mmd", "default_tile_size", "check_impl", "check_tile_size", "use_tiled",
+           "IMPLS", "DEFAULT_TILE_SIZE"]
