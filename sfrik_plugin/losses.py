@@ -200,14 +200,14 @@ class _RegulariserPlan(NamedTuple):
     tile_size: int
 
 
-def _plan_regulariser(local_rows: int, device: torch.device, gather_distributed: bool, impl, tile_size,
+def _plan_regulariser(local_rows: int, q: int, device: torch.device, gather_distributed: bool, impl, tile_size,
                       shard) -> _RegulariserPlan:
     impl = check_impl(impl)
     tile_size = check_tile_size(tile_size, device)
     if not isinstance(shard, bool):
         raise TypeError(f"shard must be a bool, got {shard!r}")
     world = _distributed_world_size() if gather_distributed else 1
-    return _RegulariserPlan(shard and world > 1, use_tiled(impl, local_rows * world, tile_size), tile_size)
+    return _RegulariserPlan(shard and world > 1, use_tiled(impl, local_rows * world, q, tile_size), tile_size)
 
 
 def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[float], gather_distributed: bool,
@@ -271,12 +271,12 @@ def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = F
     shard=True has each process compute its own rows against it (1/W of the pairs; the gradient
     convention of gather_rows), shard=False all-gathers z with gradients and computes every pair.
     impl: "dense" (the n x n Gram matrix), "tiled" (tiles of tile_size rows, never the n x n
-    matrix; only tiles i <= j), "auto" (tiled once the batch spans more than one tile).
-    tile_size: rows per tile (default: 1024 on CPU, 4096 on CUDA).
+    matrix; only tiles i <= j), "auto" (the faster of the two by size, see tiled.use_tiled).
+    tile_size: rows per tile (default: 512 on CPU, 4096 on CUDA).
     """
     _check_embedding(z, "z")
     weights = check_kernel_weights(kernel_weights)
-    plan = _plan_regulariser(z.shape[0], z.device, gather_distributed, impl, tile_size, shard)
+    plan = _plan_regulariser(*z.shape, z.device, gather_distributed, impl, tile_size, shard)
     with _autocast_disabled(z.device.type):
         return _mmd_regularisers([_to_sphere(z)], weights, gather_distributed, plan)[0]
 
@@ -293,7 +293,7 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
     _check_same_views([z1, z2], ["z1", "z2"])
-    plan = _plan_regulariser(z1.shape[0], z1.device, gather_distributed, mmd_impl, tile_size, shard)
+    plan = _plan_regulariser(*z1.shape, z1.device, gather_distributed, mmd_impl, tile_size, shard)
     if not (plan.sharded or plan.tiled):
         return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight,
                                mmd_loss_weight, gather_distributed)
@@ -373,7 +373,7 @@ def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: i
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    plan = _plan_regulariser(views[0].shape[0], views[0].device, gather_distributed, mmd_impl, tile_size, shard)
+    plan = _plan_regulariser(*views[0].shape, views[0].device, gather_distributed, mmd_impl, tile_size, shard)
     with _autocast_disabled(views[0].device.type):
         units = [_to_sphere(z) for z in views]
         per_large = [torch.stack([F.mse_loss(units[v], units[w]) for w in range(len(units)) if w != v]).mean()

@@ -25,8 +25,12 @@ from .reference import legendre_series_reference
 from .series import _use_extension, check_int
 
 # Rows per tile: the tile GEMMs stay efficient and two float32 tiles (the Gram tile and psi' of
-# it) take 2 x 4 MiB on a CPU, 2 x 64 MiB on a GPU (measured: sfrik-bench tiled).
-DEFAULT_TILE_SIZE = {"cpu": 1024, "cuda": 4096}
+# it) take 2 x 1 MiB on a CPU, 2 x 64 MiB on a GPU. CPU: 384-1024 within 3% of each other at
+# n = 4096, q = 8192, 512 best on the forward pass (sfrik-bench tiled --tiles).
+DEFAULT_TILE_SIZE = {"cpu": 512, "cuda": 4096}
+# "auto" goes tiled at this many rows whatever q: the dense path's n x n float32 matrices (several
+# live at once) would take 1 GiB each.
+AUTO_TILED_ROWS = 16384
 IMPLS = ("auto", "dense", "tiled")
 
 
@@ -46,10 +50,15 @@ def check_tile_size(tile_size, device: torch.device) -> int:
     return check_int(tile_size, "tile_size", 1)
 
 
-def use_tiled(impl: str, rows: int, tile_size: int) -> bool:
-    """impl "auto": the tiled path once the Gram matrix spans more than one tile (it is then as
-    fast as the dense path or faster, and its memory stays a few tiles; sfrik-bench tiled)."""
-    return impl == "tiled" or (impl == "auto" and rows > tile_size)
+def use_tiled(impl: str, rows: int, q: int, tile_size: int) -> bool:
+    """impl "auto": tiled once the Gram matrix spans more than one tile and the n x n work is not
+    dwarfed by the n x q passes (4 n >= q): there the tiled path measured as fast as the fused dense
+    two-view path or faster (2.4x at n = 2048, q = 256), while at n = 1024, q = 8192 the dense path,
+    which never writes the normalised rows, was 1.3x faster (sfrik-bench tiled). Always tiled from
+    AUTO_TILED_ROWS rows on (memory)."""
+    if impl != "auto":
+        return impl == "tiled"
+    return rows >= AUTO_TILED_ROWS or (rows > tile_size and 4 * rows >= q)
 
 
 def _gram_series_sum_python(x, y, coeffs, dim, tile, grad_x, grad_y):

@@ -2,7 +2,7 @@
 spawned processes import only torch and sfrik_plugin (not pytest, scipy or the test module).
 
 Each rank holds its half of a fixed global batch and a copy of a small shared linear layer, computes
-a loss with the all-gather, backpropagates, then averages the layer's gradients over the ranks with
+a loss over the global batch (the regulariser sharded or all-gathered, dense or tiled), backpropagates, then averages the layer's gradients over the ranks with
 all_reduce (as DDP does). The result must equal one process computing the same loss on the whole
 global batch: same loss (the invariance term averaged over ranks), same gradients.
 """
@@ -39,20 +39,29 @@ def make_problem(num_views: int):
     return inputs, layer
 
 
-# name -> (number of views, loss terms of the projected views); invariance is the local-batch term.
+# The regulariser's ways across processes: sharded (each rank its rows against the gathered batch)
+# with one dense block or in tiles of 3 rows, and the all-gather with autograd (shard=False).
+VARIANTS = {"sharded dense": dict(shard=True, mmd_impl="dense"),
+            "sharded tiled": dict(shard=True, mmd_impl="tiled", tile_size=3),
+            "gathered dense": dict(shard=False, mmd_impl="dense"),
+            "gathered tiled": dict(shard=False, mmd_impl="tiled", tile_size=3)}
+
+# name -> (number of views, loss terms of the projected views, variants); invariance is the local-batch term.
 CASES = {
-    "sfrik": (2, lambda zs, gather: sfrik_loss_terms(zs[0], zs[1], kernel_weights=(1.0, 40.0, 40.0),
-                                                     gather_distributed=gather)),
-    "auh": (2, lambda zs, gather: auh_loss_terms(zs[0], zs[1], gather_distributed=gather)),
-    "multicrop": (4, lambda zs, gather: sfrik_multicrop_loss_terms(zs, 2, reg_small=True,
-                                                                   kernel_weights=(1.0, 5.0, 2.0, 1.0),
-                                                                   gather_distributed=gather)),
+    "sfrik": (2, lambda zs, gather, **kw: sfrik_loss_terms(zs[0], zs[1], kernel_weights=(1.0, 40.0, 40.0),
+                                                           gather_distributed=gather, **kw), VARIANTS),
+    "auh": (2, lambda zs, gather, **kw: auh_loss_terms(zs[0], zs[1], gather_distributed=gather), {"gathered": {}}),
+    "multicrop": (4, lambda zs, gather, **kw: sfrik_multicrop_loss_terms(zs, 2, reg_small=True,
+                                                                         kernel_weights=(1.0, 5.0, 2.0, 1.0),
+                                                                         gather_distributed=gather, **kw),
+                  VARIANTS),
 }
 
 
-def _loss_and_grads(layer, inputs, case, gather):
+def _loss_and_grads(layer, inputs, case, gather, variant=None):
     layer.zero_grad()
-    terms = CASES[case][1]([layer(x) for x in inputs], gather)
+    options = CASES[case][2][variant] if variant else {}
+    terms = CASES[case][1]([layer(x) for x in inputs], gather, **options)
     terms.loss.backward()
     return terms, [p.grad.detach().clone() for p in layer.parameters()]
 
@@ -67,12 +76,13 @@ def _check_close(actual, expected, what):
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12, msg=lambda m: f"{what}: {m}")
 
 
-def check_case(rank: int, world_size: int, case: str) -> None:
+def check_case(rank: int, world_size: int, case: str, variant: str) -> None:
     inputs, layer = make_problem(CASES[case][0])
     local = slice(rank * GLOBAL_BATCH // world_size, (rank + 1) * GLOBAL_BATCH // world_size)
 
     expected, expected_grads = _loss_and_grads(layer, inputs, case, gather=False)
-    terms, grads = _loss_and_grads(layer, [x[local] for x in inputs], case, gather=True)
+    terms, grads = _loss_and_grads(layer, [x[local] for x in inputs], case, gather=True, variant=variant)
+    case = f"{case} ({variant})"
 
     # The regulariser is global: identical on every rank and equal to the single-process one.
     _check_close(terms.regulariser.detach(), expected.regulariser.detach(), f"{case} regulariser, rank {rank}")
@@ -88,11 +98,18 @@ def check_mmd_uniform(rank: int, world_size: int) -> None:
     expected = mmd_uniform(layer(x), (1.0, 2.0))
     expected.backward()
     expected_grad = layer.weight.grad.clone()
-    layer.zero_grad()
-    loss = mmd_uniform(layer(x[local]), (1.0, 2.0), gather_distributed=True)
-    loss.backward()
-    _check_close(loss.detach(), expected.detach(), f"mmd_uniform, rank {rank}")
-    _check_close(_mean_over_ranks(layer.weight.grad, world_size), expected_grad, "mmd_uniform grad")
+    for name, variant in VARIANTS.items():
+        options = {("impl" if k == "mmd_impl" else k): v for k, v in variant.items()}
+        layer.zero_grad()
+        loss = mmd_uniform(layer(x[local]), (1.0, 2.0), gather_distributed=True, **options)
+        loss.backward()
+        _check_close(loss.detach(), expected.detach(), f"mmd_uniform ({name}), rank {rank}")
+        _check_close(_mean_over_ranks(layer.weight.grad, world_size), expected_grad, f"mmd_uniform ({name}) grad")
+        # The sharded path's gradient per rank is the all-gather path's (W x dR/dz_r), not only its mean.
+        if name == "sharded dense":
+            sharded_grad = layer.weight.grad.clone()
+        if name == "gathered dense":
+            _check_close(layer.weight.grad, sharded_grad, f"mmd_uniform per-rank grad, rank {rank}")
     # gather_rows concatenates in rank order.
     rows = gather_rows(torch.full((2, 3), float(rank)))
     assert rows[:, 0].tolist() == [float(r) for r in range(world_size) for _ in range(2)], rows
@@ -103,8 +120,9 @@ def worker(rank: int, world_size: int, port: int) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
                             timeout=datetime.timedelta(seconds=60))
     try:
-        for case in CASES:
-            check_case(rank, world_size, case)
+        for case, (_, _, variants) in CASES.items():
+            for variant in variants:
+                check_case(rank, world_size, case, variant)
         check_mmd_uniform(rank, world_size)
         dist.barrier()
     finally:

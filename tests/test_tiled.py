@@ -1,0 +1,182 @@
+"""The tiled regulariser (sfrik::gram_series_sum and mmd_uniform(impl="tiled")): values against a
+scipy Gegenbauer sum, gradients against float64 autograd of the dense formula, equality with the
+dense path (odd sizes, n not a multiple of the tile, one-row tiles), memory below one n x n
+matrix, registrations (opcheck), argument errors, and the "auto" choice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import requires_extension, scipy_series
+from sfrik_plugin.bench.common import profile_cpu_peak_bytes
+from sfrik_plugin.losses import mmd_uniform, sfrik_loss_terms, sfrik_multicrop_loss_terms
+from sfrik_plugin.reference import legendre_series_reference
+from sfrik_plugin.tiled import AUTO_TILED_ROWS, _gram_series_sum_python, use_tiled
+
+pytestmark = requires_extension
+
+COEFFS = [0.0, 1.0, 40.0, 40.0]
+WEIGHTS = (1.0, 40.0, 40.0)
+
+
+def unit_rows(n: int, q: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    return F.normalize(torch.randn(n, q, generator=torch.Generator().manual_seed(seed), dtype=dtype), dim=1)
+
+
+def dense_sum_and_grads(x, y, coeffs, dim):
+    """float64 autograd of sum psi(x y^T) through the pure-PyTorch recurrence (independent of the op)."""
+    x = x.detach().double().requires_grad_()
+    other = x if y is None else y.detach().double().requires_grad_()
+    total = legendre_series_reference(x @ other.T, coeffs, dim).sum()
+    wanted = (x,) if y is None else (x, other)
+    return total.detach(), torch.autograd.grad(total, wanted)
+
+
+@pytest.mark.parametrize("symmetric", (True, False))
+@pytest.mark.parametrize("m,n,tile", [(1, 1, 1), (5, 3, 2), (64, 64, 64), (100, 37, 32), (257, 300, 64), (90, 90, 7)])
+def test_op_value_matches_scipy_and_gradients_match_autograd(symmetric, m, n, tile):
+    q = 12
+    x = unit_rows(m, q, seed=m)
+    y = None if symmetric else unit_rows(n, q, seed=n + 1)
+    total, gx, gy = torch.ops.sfrik.gram_series_sum(x, y, COEFFS, q, tile, True, not symmetric)
+    other = x if symmetric else y
+    expected = scipy_series(COEFFS, q, (x @ other.T).numpy()).sum()
+    np.testing.assert_allclose(total.item(), expected, rtol=1e-12)
+    _, grads = dense_sum_and_grads(x, y, COEFFS, q)
+    torch.testing.assert_close(gx, grads[0], rtol=1e-11, atol=1e-11)
+    if symmetric:
+        assert gy.shape == (0,)
+    else:
+        torch.testing.assert_close(gy, grads[1], rtol=1e-11, atol=1e-11)
+
+
+def test_op_without_gradients_returns_empty_gradient_tensors():
+    x = unit_rows(20, 5, seed=1)
+    total, gx, gy = torch.ops.sfrik.gram_series_sum(x, x, COEFFS, 5, 8, False, False)
+    assert gx.shape == (0,) and gy.shape == (0,)
+    # y given as the same rows: every pair once, no symmetry shortcut, the same sum.
+    symmetric, _, _ = torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 8, False, False)
+    torch.testing.assert_close(total, symmetric, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("n,tile", [(1, 3), (2, 1), (7, 3), (100, 32), (257, 64), (300, 1000), (513, 512)])
+def test_mmd_uniform_tiled_equals_dense_with_gradients(dtype, tol, n, tile):
+    z = torch.randn(n, 12, generator=torch.Generator().manual_seed(n), dtype=dtype).requires_grad_()
+    dense = mmd_uniform(z, WEIGHTS, impl="dense")
+    tiled = mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=tile)
+    (g_dense,) = torch.autograd.grad(dense, z)
+    (g_tiled,) = torch.autograd.grad(tiled, z)
+    torch.testing.assert_close(tiled, dense, rtol=tol, atol=tol)
+    scale = g_dense.abs().max().item()
+    torch.testing.assert_close(g_tiled, g_dense, rtol=tol, atol=tol * scale)
+
+
+def test_float32_tiled_against_float64():
+    z = torch.randn(1000, 64, generator=torch.Generator().manual_seed(3))
+    exact = mmd_uniform(z.double(), WEIGHTS, impl="dense")
+    torch.testing.assert_close(mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=128).double(), exact,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_gradcheck_and_double_backward():
+    z = torch.randn(40, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64).requires_grad_()
+    fn = lambda v: mmd_uniform(v, (1.0, 2.0, 0.5), impl="tiled", tile_size=16)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z,))
+    assert torch.autograd.gradgradcheck(fn, (z,))
+    x, y = unit_rows(9, 4, seed=5).requires_grad_(), unit_rows(11, 4, seed=6).requires_grad_()
+    op = lambda a, b: torch.ops.sfrik.gram_series_sum(a, b, COEFFS, 4, 4, True, True)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(op, (x, y))
+    assert torch.autograd.gradgradcheck(op, (x, y))
+
+
+def test_gradient_of_the_sum_when_the_op_was_not_asked_for_it():
+    x = unit_rows(30, 6, seed=7).requires_grad_()
+    total, _, _ = torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 6, 8, False, False)
+    (grad,) = torch.autograd.grad(total, x)
+    torch.testing.assert_close(grad, dense_sum_and_grads(x, None, COEFFS, 6)[1][0], rtol=1e-11, atol=1e-11)
+
+
+def test_gradient_outputs_are_not_differentiable():
+    x = unit_rows(6, 3, seed=8).requires_grad_()
+    _, gx, _ = torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 3, 4, True, False)
+    with pytest.raises(NotImplementedError, match="grad_x, grad_y"):
+        gx.sum().backward()
+
+
+def test_python_tiles_equal_the_compiled_operator():
+    for y in (None, unit_rows(50, 8, seed=9)):
+        x = unit_rows(70, 8, seed=10)
+        expected, _, _ = torch.ops.sfrik.gram_series_sum(x, y, COEFFS, 8, 16, False, False)
+        torch.testing.assert_close(_gram_series_sum_python(x, y, COEFFS, 8, 16, False, False), expected,
+                                   rtol=1e-12, atol=0)
+
+
+def test_sfrik_and_multicrop_losses_tiled_equal_dense():
+    z = [torch.randn(70, 12, generator=torch.Generator().manual_seed(s), dtype=torch.float64).requires_grad_()
+         for s in range(4)]
+    for fn in (lambda impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=32),
+               lambda impl: sfrik_multicrop_loss_terms(z, 2, reg_small=True, mmd_impl=impl, tile_size=32)):
+        dense, tiled = fn("dense"), fn("tiled")
+        for a, b in zip(dense, tiled):
+            torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+        for a, b in zip(torch.autograd.grad(dense.loss, z, allow_unused=True),
+                        torch.autograd.grad(tiled.loss, z, allow_unused=True)):
+            if a is not None:
+                torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-13)
+
+
+def test_peak_memory_is_tiles_not_the_n_by_n_matrix():
+    n, q, tile = 4096, 16, 256
+    z = torch.randn(n, q, generator=torch.Generator().manual_seed(11)).requires_grad_()
+    n_by_n = n * n * 4
+
+    def step(impl):
+        z.grad = None
+        mmd_uniform(z, WEIGHTS, impl=impl, tile_size=tile).backward()
+
+    dense, tiled = profile_cpu_peak_bytes(lambda: step("dense")), profile_cpu_peak_bytes(lambda: step("tiled"))
+    assert dense >= n_by_n                                  # the dense path holds n x n matrices
+    assert tiled <= 4 * tile * tile * 4 + 8 * n * q * 4, tiled   # a few tiles + O(n q)
+
+
+def test_opcheck():
+    x, y = unit_rows(33, 5, seed=12, dtype=torch.float32), unit_rows(21, 5, seed=13, dtype=torch.float32)
+    for args in ((x, None, COEFFS, 5, 8, True, False), (x, y, COEFFS, 5, 8, True, True),
+                 (x, y, COEFFS, 5, 64, False, False)):
+        torch.library.opcheck(torch.ops.sfrik.gram_series_sum.default, args)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda x: torch.ops.sfrik.gram_series_sum(x.half(), None, COEFFS, 5, 8, False, False), TypeError,
+     "x must be a float32 or float64"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x[0], None, COEFFS, 5, 8, False, False), ValueError, "x must be 2-D"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x, x[:, :3], COEFFS, 5, 8, False, False), ValueError,
+     "y must have as many features"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x, x.double(), COEFFS, 5, 8, False, False), ValueError,
+     "y must have the dtype"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 8, True, True), ValueError, "grad_y must be false"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 0, False, False), ValueError, "tile must be"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 1, 8, False, False), ValueError, "dim must be"),
+    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, [1.0, float("nan")], 5, 8, False, False), ValueError,
+     "coeffs must be finite"),
+    (lambda x: mmd_uniform(x, WEIGHTS, impl="flash"), ValueError, "impl must be one of"),
+    (lambda x: mmd_uniform(x, WEIGHTS, tile_size=0), ValueError, "tile_size must be an integer >= 1"),
+    (lambda x: mmd_uniform(x, WEIGHTS, tile_size=2.5), TypeError, "tile_size must be an integer"),
+    (lambda x: mmd_uniform(x, WEIGHTS, shard="yes"), TypeError, "shard must be a bool"),
+    (lambda x: sfrik_loss_terms(x, x, mmd_impl="fast"), ValueError, "impl must be one of"),
+])
+def test_bad_arguments_raise_naming_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call(unit_rows(10, 5, seed=14, dtype=torch.float32))
+
+
+def test_auto_chooses_by_size():
+    assert not use_tiled("auto", 512, 256, 512)              # one tile: dense
+    assert use_tiled("auto", 2048, 256, 512)                 # n x n work dominates
+    assert use_tiled("auto", 2048, 8192, 512)                # 4 n >= q
+    assert not use_tiled("auto", 1024, 8192, 512)            # n x q passes dominate: the fused dense path
+    assert use_tiled("auto", AUTO_TILED_ROWS, 10**6, 512)    # memory
+    assert use_tiled("tiled", 3, 8, 512) and not use_tiled("dense", 10**6, 8, 512)
