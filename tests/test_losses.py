@@ -474,12 +474,14 @@ def test_fused_two_view_grams_gradcheck_and_double_backward():
 
 def test_sfrik_and_auh_losses_fused_path_equals_the_gathered_path(monkeypatch):
     # Without a process group the fused function runs; forcing the generic path (normalise,
-    # mse, gather, Gram) must give the same loss and gradients.
+    # mse, gather, Gram; SFRIK's all-gather variant, shard=False) must give the same loss and gradients.
+    import functools
+
     from sfrik_plugin import losses
 
     g = torch.Generator().manual_seed(1)
     z1, z2 = (torch.randn(16, 12, dtype=torch.float64, generator=g).requires_grad_() for _ in range(2))
-    for fn in (losses.sfrik_loss_func, losses.auh_loss_func):
+    for fn in (functools.partial(losses.sfrik_loss_func, shard=False), losses.auh_loss_func):
         fused = fn(z1, z2)
         g_fused = torch.autograd.grad(fused, (z1, z2))
         monkeypatch.setattr(losses, "_distributed_world_size", lambda: 2)
