@@ -157,14 +157,36 @@ def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
     assert num_views == 4 and set(shapes) == {(4, 256)} and num_large == 2
     assert kwargs["reg_small"] is reg_small and kwargs["kernel_weights"] == [1.0, 40.0, 40.0]
     assert kwargs["gather_distributed"] is True
+    assert (kwargs["mmd_impl"], kwargs["tile_size"], kwargs["shard"]) == ("auto", None, True)
+
+
+def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
+    cfg = cpu_cfg("sfrik_cpu", image_folder, "method_kwargs.mmd_impl=tiled", "method_kwargs.mmd_tile_size=3",
+                  "method_kwargs.shard_mmd=false")
+    model = SFRIK(cfg)
+    calls = []
+    real = sfrik_module.sfrik_loss_terms
+
+    def spy(z1, z2, **kwargs):
+        calls.append(kwargs)
+        return real(z1, z2, **kwargs)
+
+    monkeypatch.setattr(sfrik_module, "sfrik_loss_terms", spy)
+    loss, _ = run_training_step(model, fake_batch())
+    assert torch.isfinite(loss)
+    (kwargs,) = calls
+    assert (kwargs["mmd_impl"], kwargs["tile_size"], kwargs["shard"]) == ("tiled", 3, False)
 
 
 def test_defaults_filled_in(image_folder):
     cfg = cpu_cfg("sfrik_cpu", image_folder, "~method_kwargs.sim_loss_weight", "~method_kwargs.mmd_loss_weight",
-                  "~method_kwargs.kernel_weights", "~method_kwargs.reg_small")
+                  "~method_kwargs.kernel_weights", "~method_kwargs.reg_small", "~method_kwargs.mmd_impl",
+                  "~method_kwargs.shard_mmd")  # mmd_tile_size: null already
     cfg = SFRIK.add_and_assert_specific_cfg(cfg)
     assert cfg.method_kwargs.sim_loss_weight == 4000.0 and cfg.method_kwargs.mmd_loss_weight == 1.0
     assert list(cfg.method_kwargs.kernel_weights) == [1.0, 40.0, 40.0] and cfg.method_kwargs.reg_small is False
+    assert (cfg.method_kwargs.mmd_impl, cfg.method_kwargs.mmd_tile_size, cfg.method_kwargs.shard_mmd) == (
+        "auto", None, True)
 
     cfg = cpu_cfg("auh_cpu", image_folder, "~method_kwargs.sim_loss_weight", "~method_kwargs.unif_loss_weight",
                   "~method_kwargs.t")
@@ -191,6 +213,9 @@ def test_sweep_overrides_accepted(image_folder):
         ("sfrik_cpu", "method_kwargs.sim_loss_weight=-1", ValueError, r"sim_loss_weight must be a finite number >= 0"),
         ("sfrik_cpu", "method_kwargs.mmd_loss_weight=abc", TypeError, r"mmd_loss_weight must be a real number"),
         ("sfrik_cpu", "method_kwargs.reg_small=maybe", ValueError, r"reg_small must be true or false"),
+        ("sfrik_cpu", "method_kwargs.mmd_impl=flash", ValueError, r"SFRIK method_kwargs: impl must be one of"),
+        ("sfrik_cpu", "method_kwargs.mmd_tile_size=0", ValueError, r"tile_size must be an integer >= 1"),
+        ("sfrik_cpu", "method_kwargs.shard_mmd=maybe", TypeError, r"shard must be a bool"),
         ("sfrik_cpu", "method_kwargs.proj_output_dim=1", ValueError, r"proj_output_dim must be an integer >= 2"),
         ("sfrik_cpu", "~method_kwargs.proj_hidden_dim", ValueError, r"method_kwargs.proj_hidden_dim must be set"),
         ("auh_cpu", "method_kwargs.t=0", ValueError, r"AUH method_kwargs: t must be a finite number > 0"),

@@ -31,6 +31,12 @@ class SFRIK(ProjectedMethod):
                 mmd_loss_weight (float): weight of the MMD term.
                 kernel_weights (List[float]): (b_1, ..., b_L), b_l >= 0; L = its length.
                 reg_small (bool): with small crops, also regularise the small-crop embeddings.
+                mmd_impl (str): how the MMD is computed: "dense" (n x n Gram matrix), "tiled"
+                    (never the n x n matrix) or "auto" (the faster by size; default).
+                mmd_tile_size (int | None): rows per tile (None: 512 on CPU, 4096 on CUDA).
+                shard_mmd (bool): with several processes, each computes only its own rows of
+                    the MMD against the gathered batch (default true; false: every process
+                    computes the whole global MMD, the all-gather with gradients).
                 stop_on_non_finite (bool): stop training with an error naming the step and the
                     term when a loss term is NaN or Inf (default true; false: warn once, go on).
         """
@@ -41,6 +47,9 @@ class SFRIK(ProjectedMethod):
         self.mmd_loss_weight: float = cfg.method_kwargs.mmd_loss_weight
         self.kernel_weights: List[float] = list(cfg.method_kwargs.kernel_weights)
         self.reg_small: bool = cfg.method_kwargs.reg_small
+        self.mmd_impl: str = cfg.method_kwargs.mmd_impl
+        self.mmd_tile_size = cfg.method_kwargs.mmd_tile_size
+        self.shard_mmd: bool = cfg.method_kwargs.shard_mmd
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -65,6 +74,9 @@ class SFRIK(ProjectedMethod):
             cfg, "method_kwargs.kernel_weights", [1.0, 40.0, 40.0]
         )
         cfg.method_kwargs.reg_small = omegaconf_select(cfg, "method_kwargs.reg_small", False)
+        cfg.method_kwargs.mmd_impl = omegaconf_select(cfg, "method_kwargs.mmd_impl", "auto")
+        cfg.method_kwargs.mmd_tile_size = omegaconf_select(cfg, "method_kwargs.mmd_tile_size", None)
+        cfg.method_kwargs.shard_mmd = omegaconf_select(cfg, "method_kwargs.shard_mmd", True)
         reg_small = cfg.method_kwargs.reg_small
         if not isinstance(reg_small, bool):
             raise ValueError(f"SFRIK: method_kwargs.reg_small must be true or false, got {reg_small!r}")
@@ -77,6 +89,9 @@ class SFRIK(ProjectedMethod):
             sim_loss_weight=cfg.method_kwargs.sim_loss_weight,
             mmd_loss_weight=cfg.method_kwargs.mmd_loss_weight,
             kernel_weights=cfg.method_kwargs.kernel_weights,
+            mmd_impl=cfg.method_kwargs.mmd_impl,
+            tile_size=cfg.method_kwargs.mmd_tile_size,
+            shard=cfg.method_kwargs.shard_mmd,
         )
         cfg.method_kwargs.sim_loss_weight = loss.sim_loss_weight
         cfg.method_kwargs.mmd_loss_weight = loss.mmd_loss_weight
@@ -100,13 +115,17 @@ class SFRIK(ProjectedMethod):
         class_loss = out["loss"]
 
         # ------- sfrik loss -------
-        # the regulariser is computed on the global batch (all-gather with gradients), like
-        # the official code; the invariance on the local batch
+        # the regulariser is computed on the global batch, like the official code (sharded:
+        # each process its own rows against the gathered batch, unless shard_mmd is false); the
+        # invariance on the local batch
         loss_kwargs = dict(
             sim_loss_weight=self.sim_loss_weight,
             mmd_loss_weight=self.mmd_loss_weight,
             kernel_weights=self.kernel_weights,
             gather_distributed=True,
+            mmd_impl=self.mmd_impl,
+            tile_size=self.mmd_tile_size,
+            shard=self.shard_mmd,
         )
         if self.multicrop:
             terms = sfrik_multicrop_loss_terms(
