@@ -64,3 +64,45 @@ def test_quick_losses_bench_writes_csv(tmp_path):
             assert r["status"].startswith("skipped: neither solo-learn nor lightly"), r
         if r["method"].startswith("sfrik"):
             assert abs(float(r["model_time_vs_vicreg"]) - int(r["n"]) / int(r["q"])) < 1e-12
+
+
+@pytest.mark.slow
+def test_quick_tiled_bench_writes_csv(tmp_path):
+    from sfrik_plugin.bench import tiled
+
+    out = tmp_path / "tiled.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sfrik_plugin.bench", "tiled", "--quick", "--loss", "--tiles", "64", "--csv", str(out)],
+        capture_output=True, text=True, timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "tiled fwd+bwd ran in" in proc.stdout
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(int(r["n"]), int(r["q"])) for r in rows if r["what"] == "mmd_uniform"}
+    assert cells == {(n, q) for n in tiled.QUICK_BATCHES for q in tiled.QUICK_DIMS} | {tiled.QUICK_LARGE}
+    assert {r["what"] for r in rows} == {"mmd_uniform", "sfrik_loss", "tile sweep"}
+    for r in rows:
+        assert r["status"] == "ok", r
+        for field in ("forward_ms", "forward_backward_ms", "peak_extra_mib"):
+            value = float(r[field])
+            assert math.isfinite(value) and value > 0, (field, r)
+
+
+@pytest.mark.slow
+def test_quick_sharded_bench_writes_csv(tmp_path):
+    from sfrik_plugin.bench import sharded
+
+    out = tmp_path / "sharded.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sfrik_plugin.bench", "sharded", "--quick", "--device", "cpu", "--threads", "1",
+         "--csv", str(out)],
+        capture_output=True, text=True, timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows] == list(sharded.VARIANTS)
+    for r in rows:
+        assert int(r["world_size"]) == 2 and float(r["ms_median"]) > 0 and float(r["peak_extra_mib"]) > 0, r
+    assert all(float(r["gathered_over_sharded"]) > 0 for r in rows if r["variant"].startswith("sharded"))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import legendre, losses
+from . import legendre, losses, sharded, tiled
 
-SUITES = {"legendre": legendre, "losses": losses}
+SUITES = {"legendre": legendre, "losses": losses, "tiled": tiled, "sharded": sharded}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,19 +85,37 @@ def time_steps_round_robin(steps: dict, leaf: torch.Tensor, repeats: int, warmup
     """name -> milliseconds of each of `repeats` forward + backward runs of every step, timed in
     turn (one run of each step per round), so that a change of load on a shared machine falls
     on all steps alike instead of on whichever step happened to be running."""
-    for step in steps.values():
-        for _ in range(warmup):
-            run_step(step, leaf)
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            leaf.grad = None  # freed outside the timed region, so every run allocates it afresh
-            synchronize(leaf.device)
-            start = time.perf_counter()
+    def forward_backward(step):
+        def call():
             step(leaf).backward()
-            synchronize(leaf.device)
-            times[name].append((time.perf_counter() - start) * 1e3)
+        return call
+
+    def clear():  # freed outside the timed region, so every run allocates the gradient afresh
+        leaf.grad = None
+
+    times = time_calls_round_robin({name: forward_backward(step) for name, step in steps.items()}, leaf.device,
+                                   repeats, warmup, before_each=clear)
     leaf.grad = None
+    return times
+
+
+def time_calls_round_robin(calls: dict, device: torch.device, repeats: int, warmup: int = 1,
+                           before_each: Callable[[], None] = lambda: None) -> dict:
+    """name -> milliseconds of each of `repeats` runs of every zero-argument call, in turn (see
+    time_steps_round_robin); before_each runs untimed before every call."""
+    for call in calls.values():
+        for _ in range(warmup):
+            before_each()
+            call()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            before_each()
+            synchronize(device)
+            start = time.perf_counter()
+            call()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
     return times
 
 

@@ -1,0 +1,290 @@
+"""Tiled-MMD suite: the regulariser R(z) = mean_{i,j} psi(u_i . u_j) (sfrik_plugin.mmd_uniform)
+computed three ways on the same random z (n, q), measured side by side in one run:
+
+  dense        impl="dense": the n x n Gram matrix, the fused Legendre mean, autograd
+  tiled-all    the tiled operator over every tile (y = x passed explicitly: no symmetry)
+  tiled        impl="tiled": the tiled operator over tiles i <= j only (the symmetric variant)
+
+Each is timed forward only (under torch.no_grad: the value) and forward + backward (the value and
+the gradient with respect to z), round robin, median of --repeats; peak extra memory of forward +
+backward (CPU: the profiler's allocation events, CUDA: the allocator's counters).
+
+Targets (issue 5), checked and printed at the end:
+  - forward + backward: tiled within 1.3x of dense at n = 2048 and n = 8192;
+  - forward: tiled (symmetric) at least 1.6x faster than dense at n = 4096, q = 8192;
+  - n = 65536, q = 256 runs tiled on this machine (one dense n x n float32 matrix alone is 16 GiB).
+The large cell runs only the tiled variant when the dense one's predicted memory does not fit;
+the skip is printed. --loss adds the two-view SFRIK loss (sfrik_loss_terms) dense against tiled,
+the evidence behind impl="auto"; --tiles T.. times the tiled operator per tile size.
+"""
+from __future__ import annotations
+
+import math
+import resource
+from typing import Dict, List
+
+import torch
+
+from sfrik_plugin.losses import _to_sphere, mmd_uniform, sfrik_loss_terms
+from sfrik_plugin.tiled import default_tile_size, gram_series_sum
+
+from . import common
+from .losses import available_bytes
+
+HELP = "tiled (memory-free, symmetric) MMD against the dense n x n path: time and memory"
+KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
+DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 8192)
+LARGE_N, LARGE_Q = 65536, 256
+QUICK_BATCHES, QUICK_DIMS, QUICK_LARGE = (300, 700), (64,), (3000, 32)
+WITHIN_TARGET, WITHIN_BATCHES = 1.3, (2048, 8192)
+SYMMETRY_TARGET, SYMMETRY_CELL = 1.6, (4096, 8192)
+IMPLS = ("dense", "tiled-all", "tiled")
+CSV_FIELDS = ("suite", "n", "q", "dtype", "device", "what", "impl", "tile", "status", "forward_ms",
+              "forward_backward_ms", "repeats", "peak_extra_mib", "forward_speedup_vs_dense",
+              "forward_backward_ratio_to_dense", "peak_rss_mib")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--batches", type=common.positive_int, nargs="+", default=list(DEFAULT_BATCHES), metavar="N")
+    parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
+    parser.add_argument("--large", type=common.positive_int, nargs=2, default=[LARGE_N, LARGE_Q], metavar=("N", "Q"),
+                        help="the memory cell (default: 65536 256)")
+    parser.add_argument("--no-large", action="store_true", help="skip the memory cell")
+    parser.add_argument("--tile-size", type=common.positive_int, default=None,
+                        help="rows per tile (default: the package's, 512 on CPU, 4096 on CUDA)")
+    parser.add_argument("--tiles", type=common.positive_int, nargs="*", default=[],
+                        help="also time the tiled operator at these tile sizes (at the symmetry cell)")
+    parser.add_argument("--loss", action="store_true", help="also the two-view SFRIK loss, dense against tiled")
+    parser.add_argument("--memory-fraction", type=float, default=0.6,
+                        help="skip the dense path where its predicted peak exceeds this fraction of available memory")
+    parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
+    common.add_common_arguments(parser)
+
+
+def regulariser(impl: str, tile: int):
+    """z -> R(z) computed as `impl`."""
+    if impl == "tiled-all":
+        def tiled_all(z):
+            u = _to_sphere(z)
+            return gram_series_sum(u, u, [0.0, *KERNEL_WEIGHTS], z.shape[1], tile) / z.shape[0] ** 2
+        return tiled_all
+    return lambda z: mmd_uniform(z, KERNEL_WEIGHTS, impl=impl, tile_size=tile)
+
+
+def dense_bytes(n: int, element: int) -> int:
+    """The dense path's peak, about three n x n matrices (Gram, psi', their symmetrised sum)."""
+    return 3 * n * n * element
+
+
+def leaf_for(n: int, q: int, dtype, device) -> torch.Tensor:
+    return torch.randn(n, q, generator=torch.Generator().manual_seed(n + q), dtype=dtype).to(device).requires_grad_()
+
+
+def forward_only(fn, leaf):
+    def call():
+        with torch.no_grad():
+            fn(leaf)
+    return call
+
+
+def measure(steps: Dict[str, object], leaf: torch.Tensor, repeats: int) -> Dict[str, dict]:
+    """name -> forward ms, forward + backward ms (medians) and peak extra MiB of forward + backward."""
+    fwd = common.time_calls_round_robin({k: forward_only(f, leaf) for k, f in steps.items()}, leaf.device, repeats)
+    both = common.time_steps_round_robin(steps, leaf, repeats)
+    out = {}
+    for name, step in steps.items():
+        peak = common.peak_extra_bytes(step, leaf)
+        leaf.grad = None
+        out[name] = dict(forward_ms=common.median(fwd[name]), forward_backward_ms=common.median(both[name]),
+                         repeats=repeats, peak_extra_mib=peak / 2**20, status="ok")
+    return out
+
+
+def run_cell(n: int, q: int, args, device, dtype, tile: int, impls=IMPLS) -> List[dict]:
+    base = {"suite": "tiled", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "what": "mmd_uniform",
+            "tile": tile}
+    element = torch.finfo(dtype).bits // 8
+    rows, steps = [], {}
+    for impl in impls:
+        need = dense_bytes(n, element) if impl == "dense" else 0
+        if need > args.memory_fraction * available_bytes(device):
+            rows.append({**base, "impl": impl, "status": f"skipped: needs ~{need / 2**30:.0f} GiB "
+                                                         f"({available_bytes(device) / 2**30:.0f} GiB available)"})
+        else:
+            steps[impl] = regulariser(impl, tile)
+            rows.append({**base, "impl": impl})
+    repeats = args.repeats or (3 if n * n * q <= 4096 * 4096 * 8192 else 1)
+    results = measure(steps, leaf_for(n, q, dtype, device), repeats)
+    for row in rows:
+        row.update(results.get(row["impl"], {}))
+    dense = results.get("dense")
+    for row in rows:
+        if dense is not None and row.get("status") == "ok":
+            row["forward_speedup_vs_dense"] = dense["forward_ms"] / row["forward_ms"]
+            row["forward_backward_ratio_to_dense"] = row["forward_backward_ms"] / dense["forward_backward_ms"]
+    return rows
+
+
+def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> List[dict]:
+    """The two-view SFRIK loss (invariance + both views' R), dense (fused) against tiled."""
+    generator = torch.Generator().manual_seed(n)
+    z1 = torch.randn(n, q, generator=generator, dtype=dtype)
+    leaf = torch.stack([z1, z1 + 0.5 * torch.randn(n, q, generator=generator, dtype=dtype)]).to(device)
+    leaf.requires_grad_()
+    steps = {impl: (lambda z, impl=impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=tile,
+                                                          gather_distributed=False).loss)
+             for impl in ("dense", "tiled")}
+    results = measure(steps, leaf, args.repeats or 3)
+    rows = [{"suite": "tiled", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "what": "sfrik_loss",
+             "impl": impl, "tile": tile, **results[impl]} for impl in steps]
+    for row in rows:
+        row["forward_speedup_vs_dense"] = results["dense"]["forward_ms"] / row["forward_ms"]
+        row["forward_backward_ratio_to_dense"] = row["forward_backward_ms"] / results["dense"]["forward_backward_ms"]
+    return rows
+
+
+def table(rows: List[dict]) -> str:
+    def fmt(row, key, spec):
+        value = row.get(key)
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+    body = [(r["what"], r["n"], r["q"], r["impl"], r["tile"], fmt(r, "forward_ms", ".1f"),
+             fmt(r, "forward_speedup_vs_dense", ".2f"), fmt(r, "forward_backward_ms", ".1f"),
+             fmt(r, "forward_backward_ratio_to_dense", ".2f"), fmt(r, "peak_extra_mib", ".1f"),
+             r["status"] if r["status"] != "ok" else "") for r in rows]
+    return common.format_table(("what", "n", "q", "impl", "tile", "fwd ms", "fwd speed-up", "fwd+bwd ms",
+                                "fwd+bwd / dense", "peak extra MiB", "note"), body)
+
+
+def verdicts(rows: List[dict], large) -> List[str]:
+    lines = []
+    for n in WITHIN_BATCHES:
+        cells = [r for r in rows if r["what"] == "mmd_uniform" and r["n"] == n and r["impl"] == "tiled"
+                 and "forward_backward_ratio_to_dense" in r]
+        for r in cells:
+            ok = r["forward_backward_ratio_to_dense"] <= WITHIN_TARGET
+            lines.append(f"fwd+bwd tiled / dense at n = {n}, q = {r['q']}: {r['forward_backward_ratio_to_dense']:.2f} "
+                         f"(need <= {WITHIN_TARGET}): {'PASS' if ok else 'FAIL'}")
+        if not cells:
+            lines.append(f"n = {n}: not in the grid")
+    n, q = SYMMETRY_CELL
+    cell = [r for r in rows if (r["what"], r["n"], r["q"], r["impl"]) == ("mmd_uniform", n, q, "tiled")
+            and "forward_speedup_vs_dense" in r]
+    if cell:
+        s = cell[0]["forward_speedup_vs_dense"]
+        lines.append(f"forward speed-up of the symmetric tiled path over dense at n = {n}, q = {q}: {s:.2f}x "
+                     f"(need >= {SYMMETRY_TARGET}): {'PASS' if s >= SYMMETRY_TARGET else 'FAIL'}; fwd+bwd "
+                     f"{1 / cell[0]['forward_backward_ratio_to_dense']:.2f}x (bound 2 / 1.5 = 1.33x: the "
+                     f"gradient psi'(G) u costs a full n^2 q product whatever the symmetry)")
+    else:
+        lines.append(f"n = {n}, q = {q}: not in the grid")
+    if large:
+        r = large
+        if r.get("status") == "ok":
+            lines.append(f"n = {r['n']}, q = {r['q']}: tiled fwd+bwd ran in {r['forward_backward_ms'] / 1e3:.1f} s, "
+                         f"peak extra {r['peak_extra_mib']:.0f} MiB (profiler), process peak RSS over the cell "
+                         f"{r['peak_rss_mib'] / 1024:.2f} GiB (torch and the libraries included); one dense n x n float32 matrix: "
+                         f"{r['n'] ** 2 * 4 / 2**30:.0f} GiB: PASS")
+        else:
+            lines.append(f"n = {r['n']}, q = {r['q']}: tiled did not run ({r.get('status')}): FAIL")
+    return lines
+
+
+def reset_peak_rss() -> bool:
+    """Resets the process's peak RSS (VmHWM) so that it measures what follows (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """VmHWM (peak resident set since the last reset), or the lifetime peak where unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tile_sweep(args, device, dtype) -> List[dict]:
+    n, q = (QUICK_BATCHES[-1], QUICK_DIMS[0]) if args.quick else SYMMETRY_CELL
+    leaf = leaf_for(n, q, dtype, device)
+    steps = {f"tile {t}": regulariser("tiled", t) for t in args.tiles}
+    results = measure(steps, leaf, args.repeats or 3)
+    return [{"suite": "tiled", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "what": "tile sweep",
+             "impl": "tiled", "tile": t, **results[f"tile {t}"]} for t in args.tiles]
+
+
+def run(args) -> int:
+    device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    tile = args.tile_size or default_tile_size(device)
+    batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
+    for key, value in common.machine_info(device).items():
+        print(f"{key:>10}: {value}")
+    print(f"tile: {tile} rows")
+    rows = []
+    for n in batches:
+        for q in dims:
+            cell = run_cell(n, q, args, device, dtype, tile)
+            if args.loss:
+                cell += loss_cell(n, q, args, device, dtype, tile)
+            print()
+            print(table(cell), flush=True)
+            rows.extend(cell)
+    if args.tiles:
+        sweep = tile_sweep(args, device, dtype)
+        print()
+        print(table(sweep), flush=True)
+        rows.extend(sweep)
+    large = None
+    if not args.no_large:
+        n, q = QUICK_LARGE if args.quick else args.large
+        reset_peak_rss()
+        cell = run_cell(n, q, args, device, dtype, tile, impls=("dense", "tiled"))
+        large = next(r for r in cell if r["impl"] == "tiled")
+        large["peak_rss_mib"] = peak_rss_mib() if device.type == "cpu" else math.nan
+        print()
+        print(table(cell), flush=True)
+        rows.extend(cell)
+    print()
+    for line in verdicts(rows, large):
+        print(line)
+    if args.csv:
+        common.write_csv(args.csv, CSV_FIELDS, rows)
+        print(f"rows written to {args.csv}")
+    if args.plot:
+        plot(rows, args.plot, f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}")
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def plot(rows: List[dict], path: str, title: str) -> None:
+    """Forward and forward + backward time against n, one line per impl and q."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    data = [r for r in rows if r["what"] == "mmd_uniform" and r.get("status") == "ok"]
+    for ax, key, label in ((axes[0], "forward_ms", "ms, forward"), (axes[1], "forward_backward_ms",
+                                                                     "ms, forward + backward"),
+                           (axes[2], "peak_extra_mib", "peak extra MiB (fwd + bwd)")):
+        for i, impl in enumerate(IMPLS):
+            for j, q in enumerate(sorted({r["q"] for r in data})):
+                points = sorted((r["n"], r[key]) for r in data if r["impl"] == impl and r["q"] == q)
+                if points:
+                    ax.plot(*zip(*points), ["-", "--", ":"][j % 3], marker="o", color=f"C{i}", label=f"{impl}, q = {q}")
+        ax.set(xscale="log", yscale="log", xlabel="n (global batch)", ylabel=label)
+        ax.set_xticks(sorted({r["n"] for r in data}), [str(n) for n in sorted({r["n"] for r in data})])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+    axes[2].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
