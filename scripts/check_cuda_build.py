@@ -1,6 +1,7 @@
 """Checks that the CUDA sources compile and link (FORCE_CUDA=1, one architecture), without a GPU:
 builds into a scratch folder, then loads that build in a fresh interpreter and checks that it
-reports CUDA, registers CUDA kernels for every operator, and still computes on the CPU."""
+reports CUDA, registers CUDA kernels for every operator (the tiled driver through its
+device-generic registration), and still computes on the CPU."""
 import os
 import shutil
 import subprocess
@@ -17,8 +18,13 @@ PROBE = textwrap.dedent("""
     assert info["loaded"] and info["cuda"], info
     for op in ("legendre_series", "legendre_series_reduce", "legendre_series_backward"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key("sfrik::" + op, "CUDA"), op
+    # The tiled driver is device-generic (CompositeExplicitAutograd): CUDA resolves to it.
+    assert torch._C._dispatch_has_computed_kernel_for_dispatch_key("sfrik::gram_series_sum", "CUDA")
     t = torch.tensor([0.5], dtype=torch.float64)
     assert torch.allclose(sfrik_plugin.legendre(t, 2, 3), torch.tensor([-0.125], dtype=torch.float64))
+    x = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)   # Gram entries 1, 0.6, 0.6, 1
+    total = torch.ops.sfrik.gram_series_sum(x, None, [0.0, 1.0], 3, 1, False, False)[0]
+    assert torch.allclose(total, torch.tensor(3.2, dtype=torch.float64)), total
     print("CUDA build OK:", info)
 """)
 

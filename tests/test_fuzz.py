@@ -636,8 +636,9 @@ def check_value(got: torch.Tensor, ref: float, tol: float, what: str):
 
 @fuzz_settings(in_suite=100)
 @given(zs=embeddings(), kernel_weights=kernel_weight_lists, sim=st.floats(0, 1e4), reg=st.floats(0, 10),
-       loss=st.sampled_from(["sfrik", "auh", "mmd"]), t=st.floats(0.05, 10))
-def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t):
+       loss=st.sampled_from(["sfrik", "auh", "mmd"]), t=st.floats(0.05, 10), impl=st.sampled_from(["dense", "tiled"]),
+       tile=st.integers(1, 8))
+def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl, tile):
     z1, z2 = zs
     n, q = z1.shape
     bounds = LossBounds(q, z1.dtype)
@@ -645,7 +646,8 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t):
     with watchdog():
         if loss == "mmd":
             ref, tol = bounds.mmd(u1, kernel_weights)
-            check_value(sfrik_plugin.mmd_uniform(z1, kernel_weights), ref, tol, "mmd_uniform")
+            check_value(sfrik_plugin.mmd_uniform(z1, kernel_weights, impl=impl, tile_size=tile), ref, tol,
+                        f"mmd_uniform ({impl})")
             return
         if loss == "auh" and n < 2:
             with pytest.raises(ValueError, match="AUH needs at least 2 embeddings"):
@@ -653,7 +655,7 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t):
             return
         if loss == "sfrik":
             terms = sfrik_plugin.sfrik_loss_terms(z1, z2, sim_loss_weight=sim, mmd_loss_weight=reg,
-                                                  kernel_weights=kernel_weights)
+                                                  kernel_weights=kernel_weights, mmd_impl=impl, tile_size=tile)
             regs = [bounds.mmd(u, kernel_weights) for u in (u1, u2)]
         else:
             terms = sfrik_plugin.auh_loss_terms(z1, z2, sim_loss_weight=sim, unif_loss_weight=reg, t=t)
@@ -713,8 +715,9 @@ def plain_terms(z1, z2, loss, kernel_weights, t):
 
 @fuzz_settings(in_suite=60)
 @given(zs=embeddings(), kernel_weights=kernel_weight_lists, loss=st.sampled_from(["sfrik", "auh"]),
-       t=st.floats(0.05, 10), w=st.tuples(st.floats(-3, 3), st.floats(-3, 3)))
-def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w):
+       t=st.floats(0.05, 10), w=st.tuples(st.floats(-3, 3), st.floats(-3, 3)), impl=st.sampled_from(["dense", "tiled"]),
+       tile=st.integers(1, 8))
+def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w, impl, tile):
     # float64, finite inputs: the custom backwards (row normalisation, Gram matrix, the series
     # operator) against autograd through the plain formulas, for any mix of the two terms.
     z1, z2 = (z.double() for z in zs)
@@ -724,7 +727,7 @@ def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w):
     a, b = (x.detach().clone().requires_grad_() for x in (z1, z2))
     with watchdog():
         if loss == "sfrik":
-            terms = sfrik_plugin.sfrik_loss_terms(a, b, kernel_weights=kernel_weights)
+            terms = sfrik_plugin.sfrik_loss_terms(a, b, kernel_weights=kernel_weights, mmd_impl=impl, tile_size=tile)
         else:
             terms = sfrik_plugin.auh_loss_terms(a, b, t=t)
         got = torch.autograd.grad(w[0] * terms.invariance + w[1] * terms.regulariser, (a, b))

@@ -272,10 +272,5 @@ def run(args) -> int:
             rows.extend(cell)
     print()
     print("\n".join(headline_checks(rows)))
-    if args.csv:
-        common.write_csv(args.csv, CSV_FIELDS, rows)
-        print(f"rows written to {args.csv}")
-    if args.plot:
-        plot(rows, args.plot, f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}")
-        print(f"plot written to {args.plot}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot, f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}")
     return 0

@@ -305,10 +305,5 @@ def run(args) -> int:
     if "sfrik" in methods:
         print(floor_check(methods, args, device, dtype))
     print(headline(rows))
-    if args.csv:
-        common.write_csv(args.csv, CSV_FIELDS, rows)
-        print(f"rows written to {args.csv}")
-    if args.plot:
-        plot(rows, args.plot, f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}")
-        print(f"plot written to {args.plot}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot, f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}")
     return 0

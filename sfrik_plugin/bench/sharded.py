@@ -18,8 +18,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
-import sys
 import tempfile
 import time
 
@@ -48,12 +46,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     common.add_common_arguments(parser)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _slowest(ms: float, device) -> float:
@@ -114,11 +106,7 @@ def _worker(rank: int, world: int, port: int, config: dict, out_path: str) -> No
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    # Done (rank 0 wrote the rows). Leave without the interpreter's teardown, where gloo/c10d
-    # shutdown sometimes aborts after a clean destroy_process_group (see tests/dist_helpers.py).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    common.exit_without_teardown()   # rank 0 wrote the rows
 
 
 def run(args) -> int:
@@ -138,7 +126,7 @@ def run(args) -> int:
     print(f"{world} processes, {threads} thread(s) each" if device.type == "cpu" else f"{world} processes")
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "rows.json")
-        mp.spawn(_worker, args=(world, _free_port(), config, out_path), nprocs=world, join=True)
+        mp.spawn(_worker, args=(world, common.free_port(), config, out_path), nprocs=world, join=True)
         with open(out_path) as f:
             rows = json.load(f)
     for row in rows:
@@ -151,7 +139,24 @@ def run(args) -> int:
     print()
     print(common.format_table(("variant", "N (global)", "q", "ms fwd+bwd per process", "peak extra MiB (rank 0)",
                                f"gathered / sharded (W = {world})"), body))
-    if args.csv:
-        common.write_csv(args.csv, CSV_FIELDS, rows)
-        print(f"rows written to {args.csv}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot,
+                         f"MMD per process, {world} processes, {common.device_name(device)}, {args.dtype}")
     return 0
+
+
+def plot(rows: list, path: str, title: str) -> None:
+    """Per-process forward + backward time of each variant, grouped by (N, q)."""
+    plt = common.pyplot()
+    cells = sorted({(r["n"], r["q"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cells)), 4.5))
+    width = 0.8 / len(VARIANTS)
+    for i, name in enumerate(VARIANTS):
+        values = [next(r["ms_median"] for r in rows if (r["n"], r["q"], r["variant"]) == (n, q, name)) for n, q in cells]
+        ax.bar([c + (i - (len(VARIANTS) - 1) / 2) * width for c in range(len(cells))], values, width, label=name)
+    ax.set_xticks(range(len(cells)), [f"N = {n}\nq = {q}" for n, q in cells])
+    ax.set(yscale="log", ylabel="ms, forward + backward, per process")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -257,12 +257,7 @@ def run(args) -> int:
     print()
     for line in verdicts(rows, large):
         print(line)
-    if args.csv:
-        common.write_csv(args.csv, CSV_FIELDS, rows)
-        print(f"rows written to {args.csv}")
-    if args.plot:
-        plot(rows, args.plot, f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}")
-        print(f"plot written to {args.plot}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot, f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}")
     return 0
 
 
