@@ -445,3 +445,69 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
         print(type(model).__name__, tuple(out["feats"].shape), tuple(out["z"].shape))
     """, cwd=checkout)
     assert proc.stdout.strip().splitlines()[-1] == "SFRIK (2, 512) (2, 256)"
+
+
+# A launcher that counts the sharded regulariser's calls per rank, then runs solo's script;
+# sys.argv[0] stays the launcher, so Lightning's DDP launcher starts the other rank through it too.
+COUNTING_LAUNCHER = """
+import atexit, json, os
+import sfrik_plugin.losses as losses
+calls = {"sharded": 0}
+real = losses.sharded_mmd
+def counted(*args, **kwargs):
+    calls["sharded"] += 1
+    return real(*args, **kwargs)
+losses.sharded_mmd = counted
+def report():
+    rank = os.environ.get("LOCAL_RANK", "0")
+    with open(os.path.join(os.environ["SFRIK_CALLS_DIR"], f"rank{rank}.json"), "w") as f:
+        json.dump(calls, f)
+atexit.register(report)
+# exec, not runpy.run_path: run_path points sys.argv[0] at the script while it runs
+script = os.path.abspath("main_pretrain.py")
+with open(script) as f:
+    exec(compile(f.read(), script, "exec"), {"__name__": "__main__", "__file__": script})
+"""
+
+
+@pytest.mark.slow
+def test_ddp_pretraining_shards_the_mmd_and_equals_the_all_gather(tmp_path, image_folder):
+    # Two CPU processes (DDP, gloo), one optimiser step at the constant base lr, from the same
+    # seed: by default every rank goes through the sharded regulariser, and the weights after the
+    # step equal those of the same run with shard_mmd=false (all-gather with autograd, every pair
+    # on every rank), while the step itself moved them.
+    checkout = solo_learn_checkout()
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(COUNTING_LAUNCHER)
+    states = {}
+    for shard in ("true", "false"):
+        calls_dir, ckpt_dir = tmp_path / f"calls_{shard}", tmp_path / f"ckpt_{shard}"
+        calls_dir.mkdir()
+        env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1", SFRIK_CALLS_DIR=str(calls_dir))
+        proc = subprocess.run(
+            [sys.executable, str(launcher), "--config-name", "sfrik_cpu", f"data.train_path={image_folder}",
+             f"checkpoint.dir={ckpt_dir}", "+limit_train_batches=1", f"+default_root_dir={tmp_path / 'runs'}",
+             'devices="2"', "strategy=ddp", f"method_kwargs.shard_mmd={shard}", "scheduler.name=none"],
+            cwd=checkout, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env)
+        assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
+        calls = {p.name: json.loads(p.read_text())["sharded"] for p in calls_dir.iterdir()}
+        assert set(calls) == {"rank0.json", "rank1.json"}, calls
+        if shard == "true":
+            assert all(n > 0 for n in calls.values()), calls
+        else:
+            assert all(n == 0 for n in calls.values()), calls
+        (ckpt,) = (ckpt_dir / "sfrik").glob("*/*.ckpt")
+        states[shard] = torch.load(ckpt, map_location="cpu")["state_dict"]
+    assert states["true"].keys() == states["false"].keys()
+    import lightning
+
+    lightning.seed_everything(cpu_cfg("sfrik_cpu", image_folder).seed)     # main_pretrain's order: seed, build
+    initial = SFRIK(cpu_cfg("sfrik_cpu", image_folder)).state_dict()
+    key = "projector.0.weight"
+    step = (states["true"][key] - initial[key]).abs().max()
+    assert step > 100 * (states["true"][key] - states["false"][key]).abs().max(), step
+    for key, value in states["true"].items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, states["false"][key], rtol=1e-4, atol=1e-5, msg=key)
+        else:
+            assert torch.equal(value, states["false"][key]), key
