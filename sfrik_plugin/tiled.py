@@ -54,16 +54,17 @@ def use_tiled(impl: str, rows: int, q: int, tile_size: int) -> bool:
     """impl "auto": tiled once the Gram matrix spans more than one tile and the n x n work is not
     dwarfed by the n x q passes (4 n >= q): there the tiled path measured as fast as the fused dense
     two-view path or faster (2.4x at n = 2048, q = 256), while at n = 1024, q = 8192 the dense path,
-    which never writes the normalised rows, was 1.3x faster (sfrik-bench tiled). Always tiled from
+    which never writes the normalised rows, was 1.2x faster (sfrik-bench tiled). Always tiled from
     AUTO_TILED_ROWS rows on (memory)."""
     if impl != "auto":
         return impl == "tiled"
     return rows >= AUTO_TILED_ROWS or (rows > tile_size and 4 * rows >= q)
 
 
-def _gram_series_sum_python(x, y, coeffs, dim, tile, grad_x, grad_y):
-    """The operator's contract in plain PyTorch over the same tiles (the fallback without the
-    compiled extension; differentiable by autograd, so it returns no gradients itself)."""
+def _gram_series_sum_python(x, y, coeffs, dim, tile):
+    """S of the operator in plain PyTorch over the same tiles: the fallback without the compiled
+    extension (warned). Differentiable by autograd, which keeps every tile for the backward, so
+    the fallback holds O(n^2) memory like the dense path."""
     symmetric = y is None
     other = x if symmetric else y
     total = x.new_zeros((), dtype=torch.float64)
@@ -79,7 +80,7 @@ def gram_series_sum(x: torch.Tensor, y: Optional[torch.Tensor], coeffs: Sequence
     """S = sum_{i,j} psi(x_i . y_j) (y = None: y = x, symmetric tiles), differentiable in x and y.
     Arguments are checked by the callers (float32/float64 2-D rows, coefficients, dim, tile)."""
     if not _use_extension(x):
-        return _gram_series_sum_python(x, y, coeffs, dim, tile_size, False, False)
+        return _gram_series_sum_python(x, y, coeffs, dim, tile_size)
     need_x = x.requires_grad and torch.is_grad_enabled()
     need_y = y is not None and y.requires_grad and torch.is_grad_enabled()
     total, _, _ = torch.ops.sfrik.gram_series_sum(x, y, list(coeffs), dim, tile_size, need_x, need_y)
@@ -114,7 +115,7 @@ class _ShardedMMD(torch.autograd.Function):
             else:
                 with torch.enable_grad():
                     leaf = local.detach().requires_grad_()
-                    total = _gram_series_sum_python(leaf, full, coeffs, dim, tile, False, False)
+                    total = _gram_series_sum_python(leaf, full, coeffs, dim, tile)
                     grad, = torch.autograd.grad(total, leaf) if ctx.needs_input_grad[3 + v] else (None,)
                 total = total.detach()
             sums.append(total)

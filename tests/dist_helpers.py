@@ -102,6 +102,18 @@ def check_mmd_uniform(rank: int, world_size: int) -> None:
             sharded_grad = layer.weight.grad.clone()
         if name == "gathered dense":
             _check_close(layer.weight.grad, sharded_grad, f"mmd_uniform per-rank grad, rank {rank}")
+    # The sharded path without the compiled operator (the pure-PyTorch fallback over the same tiles).
+    import sfrik_plugin.tiled as tiled
+
+    compiled, tiled._use_extension = tiled._use_extension, lambda t: False
+    try:
+        layer.zero_grad()
+        loss = mmd_uniform(layer(x[local]), (1.0, 2.0), gather_distributed=True, impl="tiled", tile_size=3)
+        loss.backward()
+    finally:
+        tiled._use_extension = compiled
+    _check_close(loss.detach(), expected.detach(), f"mmd_uniform (sharded, fallback), rank {rank}")
+    _check_close(layer.weight.grad, sharded_grad, f"mmd_uniform (sharded, fallback) per-rank grad, rank {rank}")
     # gather_rows concatenates in rank order.
     rows = gather_rows(torch.full((2, 3), float(rank)))
     assert rows[:, 0].tolist() == [float(r) for r in range(world_size) for _ in range(2)], rows

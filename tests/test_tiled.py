@@ -110,8 +110,20 @@ def test_python_tiles_equal_the_compiled_operator():
     for y in (None, unit_rows(50, 8, seed=9)):
         x = unit_rows(70, 8, seed=10)
         expected, _, _ = torch.ops.sfrik.gram_series_sum(x, y, COEFFS, 8, 16, False, False)
-        torch.testing.assert_close(_gram_series_sum_python(x, y, COEFFS, 8, 16, False, False), expected,
+        torch.testing.assert_close(_gram_series_sum_python(x, y, COEFFS, 8, 16), expected,
                                    rtol=1e-12, atol=0)
+
+
+def test_fallback_without_the_operator_equals_dense(monkeypatch):
+    import sfrik_plugin.tiled as tiled
+
+    monkeypatch.setattr(tiled, "_use_extension", lambda t: False)
+    z = torch.randn(45, 7, generator=torch.Generator().manual_seed(15), dtype=torch.float64).requires_grad_()
+    dense = mmd_uniform(z, WEIGHTS, impl="dense")
+    fallback = mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=8)
+    torch.testing.assert_close(fallback, dense, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(fallback, z)[0], torch.autograd.grad(dense, z)[0],
+                               rtol=1e-11, atol=1e-13)
 
 
 def test_sfrik_and_multicrop_losses_tiled_equal_dense():
