@@ -699,6 +699,13 @@ def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, nu
                     "multicrop loss")
 
 
+# Weights of the two terms; below 1e-100 they are 0: their products with the terms' derivatives
+# fall into float64's subnormals, where no relative precision is left to compare (found by the
+# fuzzer: w = 1.1e-308 gave gradients ~1e-297 that differ in the 6th digit, as any two orders of
+# the same products would).
+term_weights = st.floats(-3, 3).map(lambda v: 0.0 if abs(v) < 1e-100 else v)
+
+
 def plain_terms(z1, z2, loss, kernel_weights, t):
     """The loss written with plain differentiable torch ops in float64 (F.normalize, u @ u.T, the
     pure-PyTorch recurrence): the reference for the gradients of the fused implementation."""
@@ -715,7 +722,7 @@ def plain_terms(z1, z2, loss, kernel_weights, t):
 
 @fuzz_settings(in_suite=60)
 @given(zs=embeddings(), kernel_weights=kernel_weight_lists, loss=st.sampled_from(["sfrik", "auh"]),
-       t=st.floats(0.05, 10), w=st.tuples(st.floats(-3, 3), st.floats(-3, 3)), impl=st.sampled_from(["dense", "tiled"]),
+       t=st.floats(0.05, 10), w=st.tuples(term_weights, term_weights), impl=st.sampled_from(["dense", "tiled"]),
        tile=st.integers(1, 8))
 def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w, impl, tile):
     # float64, finite inputs: the custom backwards (row normalisation, Gram matrix, the series
