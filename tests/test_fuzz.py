@@ -675,8 +675,9 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl
 
 @fuzz_settings(in_suite=40)
 @given(zs=embeddings(views=4), kernel_weights=kernel_weight_lists, num_views=st.integers(2, 4),
-       num_large=st.integers(1, 4), reg_small=st.booleans())
-def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, num_large, reg_small):
+       num_large=st.integers(1, 4), reg_small=st.booleans(), impl=st.sampled_from(["dense", "tiled"]),
+       tile=st.integers(1, 8))
+def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, num_large, reg_small, impl, tile):
     views = zs[:num_views]
     if num_large > num_views:
         with pytest.raises(ValueError, match="num_large_crops must be between 1 and len"):
@@ -684,7 +685,8 @@ def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, nu
         return
     with watchdog():
         terms = sfrik_plugin.sfrik_multicrop_loss_terms(views, num_large, reg_small=reg_small, sim_loss_weight=10.0,
-                                                        mmd_loss_weight=2.0, kernel_weights=kernel_weights)
+                                                        mmd_loss_weight=2.0, kernel_weights=kernel_weights,
+                                                        mmd_impl=impl, tile_size=tile)
     bounds = LossBounds(views[0].shape[1], views[0].dtype)
     units = [np_sphere(z.double().numpy()) for z in views]
     pairs = [[bounds.invariance(units[v], units[w]) for w in range(num_views) if w != v] for v in range(num_large)]
