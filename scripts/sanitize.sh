@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 CXX=${CXX:-g++}
 SCRATCH=${SANITIZE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sfrik-sanitize-XXXXXX")}
-TESTS=(tests/test_legendre_values.py tests/test_legendre_grad.py tests/test_inputs.py tests/test_fuzz.py)
+TESTS=(tests/test_legendre_values.py tests/test_legendre_grad.py tests/test_inputs.py tests/test_fuzz.py tests/test_tiled.py)
 
 LIBASAN=$("$CXX" -print-file-name=libasan.so)
 LIBSTDCXX=$("$CXX" -print-file-name=libstdc++.so.6)
