@@ -24,9 +24,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .series import check_coeffs, check_int, legendre_series
+from .series import SUPPORTED_DTYPES, check_coeffs, check_int, legendre_series
 from .sphere_autograd import _RowNormalize, gram_matrix, two_view_sphere_grams
-from .tiled import check_impl, check_tile_size, gram_series_sum, sharded_mmd, use_tiled
+from .tiled import check_impl, check_shard, check_tile_size, default_tile_size, gram_series_sum, sharded_mmd, use_tiled
 
 __all__ = [
     "LossTerms",
@@ -55,13 +55,10 @@ class LossTerms(NamedTuple):
 # Argument checks
 
 
-_EMBEDDING_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)   # float8: no GEMM, no norm
-
-
 def _check_embedding(z, name: str) -> None:
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if z.dtype not in _EMBEDDING_DTYPES:
+    if z.dtype not in SUPPORTED_DTYPES:   # the kernels' dtypes (float8: no GEMM, no norm either)
         raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
                         f"got {z.dtype}")
     if z.dim() != 2:
@@ -203,11 +200,10 @@ class _RegulariserPlan(NamedTuple):
 def _plan_regulariser(local_rows: int, q: int, device: torch.device, gather_distributed: bool, impl, tile_size,
                       shard) -> _RegulariserPlan:
     impl = check_impl(impl)
-    tile_size = check_tile_size(tile_size, device)
-    if not isinstance(shard, bool):
-        raise TypeError(f"shard must be a bool, got {shard!r}")
+    tile_size = check_tile_size(tile_size) or default_tile_size(device)
     world = _distributed_world_size() if gather_distributed else 1
-    return _RegulariserPlan(shard and world > 1, use_tiled(impl, local_rows * world, q, tile_size), tile_size)
+    return _RegulariserPlan(check_shard(shard) and world > 1, use_tiled(impl, local_rows * world, q, tile_size),
+                            tile_size)
 
 
 def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[float], gather_distributed: bool,
@@ -237,21 +233,27 @@ def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tenso
 
 
 def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim_loss_weight: float,
-                    reg_loss_weight: float, gather_distributed: bool) -> LossTerms:
+                    reg_loss_weight: float, gather_distributed: bool, regularisers_of_units=None) -> LossTerms:
     """The two-view loss shape SFRIK and AUH share: invariance = mse(u1, u2) on the local batch,
     regulariser = mean of regulariser_of_gram(G, q) over the Gram matrices of the two views'
-    global batches (weights checked). Without a gather, normalisation, Gram matrices and
-    invariance run as one fused autograd function (fewer passes over the n x q data)."""
+    global batches (weights checked), or of regularisers_of_units([u1, u2]) when given (the
+    tiled or sharded MMD, from the local unit rows). Without a gather and without
+    regularisers_of_units, normalisation, Gram matrices and invariance run as one fused autograd
+    function (fewer passes over the n x q data)."""
     _check_same_views([z1, z2], ["z1", "z2"])
     q = z1.shape[1]
     with _autocast_disabled(z1.device.type):
-        if gather_distributed and _distributed_world_size() > 1:
-            u1, u2 = _to_sphere(z1), _to_sphere(z2)
-            invariance = F.mse_loss(u1, u2)
-            grams = [gram_matrix(u) for u in _gather_views([u1, u2], True)]
-        else:
+        if regularisers_of_units is None and not (gather_distributed and _distributed_world_size() > 1):
             *grams, invariance = two_view_sphere_grams(_as_float(z1), _as_float(z2))
-        regulariser = (regulariser_of_gram(grams[0], q) + regulariser_of_gram(grams[1], q)) / 2
+            regularisers = [regulariser_of_gram(gram, q) for gram in grams]
+        else:
+            units = [_to_sphere(z1), _to_sphere(z2)]
+            invariance = F.mse_loss(*units)
+            if regularisers_of_units is not None:
+                regularisers = regularisers_of_units(units)
+            else:
+                regularisers = [regulariser_of_gram(gram_matrix(u), q) for u in _gather_views(units, True)]
+        regulariser = (regularisers[0] + regularisers[1]) / 2
         loss = sim_loss_weight * invariance + reg_loss_weight * regulariser
     return LossTerms(loss, invariance, regulariser)
 
@@ -294,15 +296,10 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
     weights = check_kernel_weights(kernel_weights)
     _check_same_views([z1, z2], ["z1", "z2"])
     plan = _plan_regulariser(*z1.shape, z1.device, gather_distributed, mmd_impl, tile_size, shard)
-    if not (plan.sharded or plan.tiled):
-        return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight,
-                               mmd_loss_weight, gather_distributed)
-    with _autocast_disabled(z1.device.type):
-        units = [_to_sphere(z1), _to_sphere(z2)]
-        invariance = F.mse_loss(*units)
-        regulariser = sum(_mmd_regularisers(units, weights, gather_distributed, plan)) / 2
-        loss = sim_loss_weight * invariance + mmd_loss_weight * regulariser
-    return LossTerms(loss, invariance, regulariser)
+    of_units = ((lambda units: _mmd_regularisers(units, weights, gather_distributed, plan))
+                if plan.sharded or plan.tiled else None)      # None: the fused dense two-view function
+    return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight, mmd_loss_weight,
+                           gather_distributed, of_units)
 
 
 def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
@@ -328,10 +325,8 @@ class SFRIKLoss(nn.Module):
         self.kernel_weights = tuple(check_kernel_weights(kernel_weights))
         self.gather_distributed = bool(gather_distributed)
         self.mmd_impl = check_impl(mmd_impl)
-        self.tile_size = None if tile_size is None else check_tile_size(tile_size, torch.device("cpu"))
-        if not isinstance(shard, bool):
-            raise TypeError(f"shard must be a bool, got {shard!r}")
-        self.shard = shard
+        self.tile_size = check_tile_size(tile_size)
+        self.shard = check_shard(shard)
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
         return sfrik_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight,

@@ -116,9 +116,8 @@ def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
             return 2 * (slope @ x), None, None, None, None, None, None
         return slope @ y if need_x else None, slope.T @ x if need_y else None, None, None, None, None, None
     if (need_x and gx is None) or (need_y and gy is None):   # called without asking for them: recompute
-        _, gx, gy = _gram_sum(x, y, ctx.coeffs, ctx.dim, ctx.tile, need_x, need_y and y is not None)
-    return (grad_sum * gx if need_x else None, grad_sum * gy if need_y and y is not None else None,
-            None, None, None, None, None)
+        _, gx, gy = _gram_sum(x, y, ctx.coeffs, ctx.dim, ctx.tile, need_x, need_y)
+    return grad_sum * gx if need_x else None, grad_sum * gy if need_y else None, None, None, None, None, None
 
 
 torch.library.register_autograd("sfrik::gram_series_sum", _gram_sum_grad, setup_context=_gram_sum_setup)

@@ -44,10 +44,15 @@ def check_impl(impl) -> str:
     return impl
 
 
-def check_tile_size(tile_size, device: torch.device) -> int:
-    if tile_size is None:
-        return default_tile_size(device)
-    return check_int(tile_size, "tile_size", 1)
+def check_tile_size(tile_size) -> Optional[int]:
+    """None (the device's default, chosen when the rows are known) or an integer >= 1."""
+    return None if tile_size is None else check_int(tile_size, "tile_size", 1)
+
+
+def check_shard(shard) -> bool:
+    if not isinstance(shard, bool):
+        raise TypeError(f"shard must be a bool, got {shard!r}")
+    return shard
 
 
 def use_tiled(impl: str, rows: int, q: int, tile_size: int) -> bool:
@@ -108,21 +113,17 @@ class _ShardedMMD(torch.autograd.Function):
         gathered = _all_gather_rows(torch.stack(views, dim=1)).unbind(dim=1)
         rows = gathered[0].shape[0]
         sums, grads = [], []
-        for v, (local, full) in enumerate(zip(views, gathered)):
-            if _use_extension(local):
-                total, grad, _ = torch.ops.sfrik.gram_series_sum(local, full, list(coeffs), dim, tile,
-                                                                 ctx.needs_input_grad[3 + v], False)
-            else:
-                with torch.enable_grad():
-                    leaf = local.detach().requires_grad_()
-                    total = _gram_series_sum_python(leaf, full, coeffs, dim, tile)
-                    grad, = torch.autograd.grad(total, leaf) if ctx.needs_input_grad[3 + v] else (None,)
-                total = total.detach()
-            sums.append(total)
-            grads.append(grad)
+        for local, full, need in zip(views, gathered, ctx.needs_input_grad[3:]):
+            # S(u_r, U) and dS/du_r through the one differentiable entry point (the compiled
+            # operator forms the gradient in its forward pass, autograd hands it back).
+            with torch.enable_grad():
+                leaf = local.detach().requires_grad_(need)
+                total = gram_series_sum(leaf, full, coeffs, dim, tile)
+                grads.append(torch.autograd.grad(total, leaf)[0] if need else None)
+            sums.append(total.detach())
         totals = torch.stack(sums)
         dist.all_reduce(totals)                      # every process: the sums over all row blocks
-        ctx.save_for_backward(*[g if need else None for g, need in zip(grads, ctx.needs_input_grad[3:])])
+        ctx.save_for_backward(*grads)
         ctx.scale = 2.0 * world / rows**2
         return totals / rows**2
 
@@ -142,5 +143,5 @@ def sharded_mmd(views: Sequence[torch.Tensor], coeffs: Sequence[float], dim: int
     return list(_ShardedMMD.apply(list(coeffs), dim, tile_size, *views).unbind(0))
 
 
-__all__ = ["gram_series_sum", "sharded_mmd", "default_tile_size", "check_impl", "check_tile_size", "use_tiled",
-           "IMPLS", "DEFAULT_TILE_SIZE"]
+__all__ = ["gram_series_sum", "sharded_mmd", "default_tile_size", "check_impl", "check_tile_size", "check_shard",
+           "use_tiled", "IMPLS", "DEFAULT_TILE_SIZE"]
