@@ -134,12 +134,18 @@ FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_unusable_extension_falls_back_with_one_warning(tmp_path, fault):
+def probe_damaged(tmp_path, fault: str, require: bool):
+    """The probe's run on a copy of the package damaged as FAULTS[fault] says, and the texts its
+    message must contain."""
     damage, prelude, expected = FAULTS[fault]
     pkg = copy_package(tmp_path)
     damage(pkg)
-    proc = run_probe(tmp_path, pkg, require=False, prelude=prelude)
+    return run_probe(tmp_path, pkg, require=require, prelude=prelude), expected
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_unusable_extension_falls_back_with_one_warning(tmp_path, fault):
+    proc, expected = probe_damaged(tmp_path, fault, require=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LOADED False" in proc.stdout and "WARNINGS 1" in proc.stdout, proc.stdout
     assert "pure-PyTorch reference" in proc.stdout
@@ -151,10 +157,7 @@ def test_unusable_extension_falls_back_with_one_warning(tmp_path, fault):
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_unusable_extension_is_an_error_when_required(tmp_path, fault):
-    damage, prelude, expected = FAULTS[fault]
-    pkg = copy_package(tmp_path)
-    damage(pkg)
-    proc = run_probe(tmp_path, pkg, require=True, prelude=prelude)
+    proc, expected = probe_damaged(tmp_path, fault, require=True)
     assert proc.returncode != 0
     assert "ExtensionError" in proc.stderr and "SFRIK_REQUIRE_EXTENSION=1 forbids" in proc.stderr
     for text in expected:

@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sfrik_plugin.losses import mmd_uniform
+
 from . import common
 
 HELP = "sharded MMD across processes against the all-gather: per-process time and memory"
@@ -55,8 +57,6 @@ def _slowest(ms: float, device) -> float:
 
 
 def _time_variant(options: dict, z: torch.Tensor, repeats: int) -> list:
-    from sfrik_plugin.losses import mmd_uniform
-
     times = []
     for run in range(repeats + 1):                         # run 0 warms up
         z.grad = None
@@ -66,7 +66,7 @@ def _time_variant(options: dict, z: torch.Tensor, repeats: int) -> list:
         mmd_uniform(z, KERNEL_WEIGHTS, gather_distributed=True, **options).backward()
         common.synchronize(z.device)
         if run:
-            times.append(_slowest((time.perf_counter() - begin) * 1e3, z.device if z.is_cuda else "cpu"))
+            times.append(_slowest((time.perf_counter() - begin) * 1e3, z.device))
     return times
 
 
@@ -80,8 +80,6 @@ def _worker(rank: int, world: int, port: int, config: dict, out_path: str) -> No
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(minutes=10))
-    from sfrik_plugin.losses import mmd_uniform
-
     rows = []
     try:
         dtype = common.DTYPES[config["dtype"]]
