@@ -71,8 +71,9 @@ class ProjectedMethod(BaseMethod):
         if bool(torch.isfinite(values).all()):
             return
         method = type(self).__name__
-        report = ", ".join(f"{name} = {float(v)}" for (name, _), v in zip(terms, values.cpu()))
-        bad = [name for (name, _), v in zip(terms, values.cpu()) if not math.isfinite(float(v))]
+        found = [(name, float(v)) for (name, _), v in zip(terms, values.cpu())]
+        report = ", ".join(f"{name} = {v}" for name, v in found)
+        bad = [name for name, v in found if not math.isfinite(v)]
         where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
         if self.stop_on_non_finite:
             raise NonFiniteLossError(
