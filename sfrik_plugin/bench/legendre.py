@@ -272,5 +272,6 @@ def run(args) -> int:
             rows.extend(cell)
     print()
     print("\n".join(headline_checks(rows)))
-    common.write_outputs(args, CSV_FIELDS, rows, plot, f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot,
+                         f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}")
     return 0

@@ -305,5 +305,6 @@ def run(args) -> int:
     if "sfrik" in methods:
         print(floor_check(methods, args, device, dtype))
     print(headline(rows))
-    common.write_outputs(args, CSV_FIELDS, rows, plot, f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot,
+                         f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}")
     return 0

@@ -257,7 +257,8 @@ def run(args) -> int:
     print()
     for line in verdicts(rows, large):
         print(line)
-    common.write_outputs(args, CSV_FIELDS, rows, plot, f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}")
+    common.write_outputs(args, CSV_FIELDS, rows, plot,
+                         f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}")
     return 0
 
 
