@@ -16,7 +16,9 @@ _EXPORTS = {
     **{name: ".losses" for name in (
         "mmd_uniform", "LossTerms", "sfrik_loss_terms", "sfrik_loss_func", "SFRIKLoss",
         "sfrik_multicrop_loss_terms", "sfrik_multicrop_loss_func", "auh_loss_terms", "auh_loss_func", "AUHLoss",
+        "kernel_mmd_uniform", "kernel_mmd_loss_terms", "KernelMMDLoss",
     )},
+    **{name: ".kernels" for name in ("GaussianKernel", "DistanceKernel")},
 }
 __all__ = list(_EXPORTS)
 

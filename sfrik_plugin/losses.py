@@ -40,6 +40,9 @@ __all__ = [
     "sfrik_multicrop_loss_terms",
     "sfrik_multicrop_loss_func",
     "gather_rows",
+    "kernel_mmd_uniform",
+    "kernel_mmd_loss_terms",
+    "KernelMMDLoss",
 ]
 
 
@@ -435,3 +438,61 @@ class AUHLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"sim_loss_weight={self.sim_loss_weight}, unif_loss_weight={self.unif_loss_weight}, t={self.t}, "
                 f"gather_distributed={self.gather_distributed}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariance + MMD to the uniform distribution with another rotation-invariant kernel (the
+# paper's kernel ablation: sfrik_plugin.kernels)
+
+
+def _check_kernel(kernel):
+    from .kernels import DistanceKernel, GaussianKernel
+
+    if not isinstance(kernel, (GaussianKernel, DistanceKernel)):
+        raise TypeError(f"kernel must be a GaussianKernel or a DistanceKernel (sfrik_plugin.kernels), got {kernel!r}")
+    return kernel
+
+
+def kernel_mmd_uniform(z: torch.Tensor, kernel, *, gather_distributed: bool = False) -> torch.Tensor:
+    """MMD^2 between the rows of z, L2-normalised here, and the uniform distribution on S^(q-1)
+    for a Gaussian or distance kernel (sfrik_plugin.kernels), up to an additive constant with no
+    gradient: (1/n^2) sum over all pairs of k(u_i . u_j). The Legendre kernel is mmd_uniform."""
+    _check_embedding(z, "z")
+    kernel = _check_kernel(kernel)
+    with _autocast_disabled(z.device.type):
+        u = _gather_views([_to_sphere(z)], gather_distributed)[0]
+        return kernel.mean_of_gram(gram_matrix(u))
+
+
+def kernel_mmd_loss_terms(z1: torch.Tensor, z2: torch.Tensor, kernel, *, sim_loss_weight: float = 4000.0,
+                          mmd_loss_weight: float = 1.0, gather_distributed: bool = True) -> LossTerms:
+    """SFRIK's loss with another kernel: sim_w * mse(u1, u2) + mmd_w * (R_k(u1) + R_k(u2)) / 2,
+    R_k = kernel_mmd_uniform (global batch when gather_distributed and a process group runs)."""
+    kernel = _check_kernel(kernel)
+    sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+    mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
+    return _two_view_terms(z1, z2, lambda gram, q: kernel.mean_of_gram(gram), sim_loss_weight, mmd_loss_weight,
+                           gather_distributed)
+
+
+class KernelMMDLoss(nn.Module):
+    """kernel_mmd_loss_terms as a module: forward(z1, z2) -> loss."""
+
+    def __init__(self, kernel, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
+                 gather_distributed: bool = True):
+        super().__init__()
+        self.kernel = _check_kernel(kernel)
+        self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
+        self.mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
+        self.gather_distributed = bool(gather_distributed)
+
+    def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
+        return kernel_mmd_loss_terms(z1, z2, self.kernel, sim_loss_weight=self.sim_loss_weight,
+                                     mmd_loss_weight=self.mmd_loss_weight, gather_distributed=self.gather_distributed)
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return self.terms(z1, z2).loss
+
+    def extra_repr(self) -> str:
+        return (f"kernel={self.kernel}, sim_loss_weight={self.sim_loss_weight}, "
+                f"mmd_loss_weight={self.mmd_loss_weight}, gather_distributed={self.gather_distributed}")
