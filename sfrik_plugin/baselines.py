@@ -1,43 +1,88 @@
-"""Baseline losses from an established implementation, shared by the loss benchmark and the demo:
-solo-learn's loss functions when solo-learn is installed, otherwise lightly's (no home-made copies).
-Each is a callable loss(z1, z2) on the two views' projections."""
+"""Baseline losses from an established implementation, shared by the loss benchmark, the demo and
+the study: solo-learn's loss functions or lightly's (no home-made copies). Each is a callable
+loss(z1, z2) on the two views' projections, built with its main hyper-parameters."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
 BASELINES = ("vicreg", "barlow_twins", "simclr")
+LIBRARIES = ("solo-learn", "lightly")
 SIMCLR_TEMPERATURE = 0.15
 
-
-def baseline_losses() -> Dict[str, Tuple[str, Callable]]:
-    """name -> (source, loss(z1, z2)) from solo-learn, else lightly; empty when neither is installed."""
-    try:
-        from solo.losses import barlow_loss_func, simclr_loss_func, vicreg_loss_func
-    except ImportError:
-        pass
-    else:
-        def simclr(z1, z2):
-            indexes = torch.arange(z1.shape[0], device=z1.device).repeat(2)  # view pairs share an index
-            return simclr_loss_func(torch.cat([z1, z2]), indexes=indexes, temperature=SIMCLR_TEMPERATURE)
-
-        return {"vicreg": ("solo-learn", vicreg_loss_func), "barlow_twins": ("solo-learn", barlow_loss_func),
-                "simclr": ("solo-learn", simclr)}
-    try:
-        from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
-    except ImportError:
-        return {}
-    return {"vicreg": ("lightly", VICRegLoss()), "barlow_twins": ("lightly", BarlowTwinsLoss()),
-            "simclr": ("lightly", NTXentLoss(temperature=SIMCLR_TEMPERATURE))}
+# Each baseline's hyper-parameters, with the defaults of its paper (SimCLR: the SFRIK paper's
+# tuned temperature). The study tunes one of each (VICReg: the invariance weight, Barlow Twins:
+# lambda, SimCLR: the temperature).
+DEFAULTS: Dict[str, Dict[str, float]] = {
+    "vicreg": {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0},
+    "barlow_twins": {"lamb": 5e-3},
+    "simclr": {"temperature": SIMCLR_TEMPERATURE},
+}
 
 
-def baseline_loss(name: str) -> Tuple[str, Callable]:
-    """(source, loss) for one baseline, or a clear error saying what to install."""
+def available_library() -> Optional[str]:
+    """solo-learn when it imports, else lightly, else None."""
+    for library, module in (("solo-learn", "solo.losses"), ("lightly", "lightly.loss")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return library
+    return None
+
+
+def _solo(name: str, p: Dict[str, float]) -> Callable:
+    from solo.losses import barlow_loss_func, simclr_loss_func, vicreg_loss_func
+
+    if name == "vicreg":
+        return lambda z1, z2: vicreg_loss_func(z1, z2, **p)
+    if name == "barlow_twins":
+        return lambda z1, z2: barlow_loss_func(z1, z2, lamb=p["lamb"])
+
+    def simclr(z1, z2):
+        indexes = torch.arange(z1.shape[0], device=z1.device).repeat(2)  # view pairs share an index
+        return simclr_loss_func(torch.cat([z1, z2]), indexes=indexes, temperature=p["temperature"])
+
+    return simclr
+
+
+def _lightly(name: str, p: Dict[str, float]) -> Callable:
+    from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
+
+    if name == "vicreg":
+        return VICRegLoss(lambda_param=p["sim_loss_weight"], mu_param=p["var_loss_weight"],
+                          nu_param=p["cov_loss_weight"])
+    if name == "barlow_twins":
+        return BarlowTwinsLoss(lambda_param=p["lamb"])
+    return NTXentLoss(temperature=p["temperature"])
+
+
+def baseline_loss(name: str, library: Optional[str] = None, **hyper_parameters: float) -> Tuple[str, Callable]:
+    """(library, loss) for one baseline with the given hyper-parameters (the rest at DEFAULTS).
+    library: "solo-learn", "lightly", or None for whichever is installed (solo-learn first)."""
     if name not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {name!r}")
-    losses = baseline_losses()
-    if name not in losses:
-        raise RuntimeError(f"the {name} baseline comes from solo-learn or lightly, and neither is installed: "
-                           f"pip install lightly (or the package's [demo] extra)")
-    return losses[name]
+    unknown = set(hyper_parameters) - set(DEFAULTS[name])
+    if unknown:
+        raise ValueError(f"{name} takes the hyper-parameters {sorted(DEFAULTS[name])}, got {sorted(unknown)}")
+    if library is None:
+        library = available_library()
+        if library is None:
+            raise RuntimeError(f"the {name} baseline comes from solo-learn or lightly, and neither is installed: "
+                               f"pip install lightly (or the package's [demo] extra)")
+    elif library not in LIBRARIES:
+        raise ValueError(f"library must be one of {LIBRARIES} or None, got {library!r}")
+    params = {**DEFAULTS[name], **{k: float(v) for k, v in hyper_parameters.items()}}
+    try:
+        return library, (_solo if library == "solo-learn" else _lightly)(name, params)
+    except ImportError as error:
+        raise RuntimeError(f"library {library!r} was asked for the {name} baseline but does not import "
+                           f"({error})") from None
+
+
+def baseline_losses(library: Optional[str] = None) -> Dict[str, Tuple[str, Callable]]:
+    """name -> (library, loss(z1, z2)) at the defaults; empty when neither library is installed."""
+    if library is None and available_library() is None:
+        return {}
+    return {name: baseline_loss(name, library) for name in BASELINES}

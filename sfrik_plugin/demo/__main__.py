@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -19,6 +18,8 @@ from typing import Dict, List, Optional
 import torch
 
 from . import data as datasets
+from . import experiment
+from .experiment import Pretrained, TrainConfig, subset
 from .objectives import METHODS
 
 RESULT_FIELDS = ("method", "linear_top1", "knn_top1", "sec_per_step", "peak_mem_mb")
@@ -114,58 +115,25 @@ def resolve_setting(args: argparse.Namespace) -> Setting:
     return replace(setting, **changes)
 
 
-def subset(n: int, size: int, seed: int) -> torch.Tensor:
-    """A fixed random subset of range(n) (all of it for size 0 or size >= n)."""
-    if size == 0 or size >= n:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+def train_config(setting: Setting) -> TrainConfig:
+    return TrainConfig(arch=setting.arch, width=setting.width, epochs=setting.epochs, batch_size=setting.batch_size,
+                       proj_dim=setting.proj_dim, lr=setting.lr, weight_decay=setting.weight_decay,
+                       warmup_epochs=setting.warmup_epochs)
 
 
-def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> Dict[str, object]:
-    """Pretrains one method; returns the trained backbone and its step cost."""
-    import lightning as L
-
-    from sfrik_plugin.projector import build_projector
-
-    from .augment import BatchAugment
-    from .model import build_backbone
-    from .objectives import build_objective
-    from .pretrain import SelfSupervised, StepCost
-
-    L.seed_everything(args.seed)          # the same initial backbone for every method
-    backbone = build_backbone(setting.arch, setting.width, data.channels).to(memory_format=torch.channels_last)
-    source, objective = build_objective(method, sfrik_sim_weight=setting.sfrik_sim_weight)
-    mean, std = data.channel_stats
-    augment = BatchAugment(data.train_images.shape[-1], mean, std)
-    module = SelfSupervised(backbone, build_projector(backbone.features_dim, setting.proj_dim, setting.proj_dim),
-                            objective, augment, lr=setting.lr, weight_decay=setting.weight_decay,
-                            warmup_epochs=setting.warmup_epochs)
+def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> Pretrained:
+    """Pretrains one method on the setting's fixed subset of the training images."""
     images = data.train_images[subset(len(data.train_images), setting.train_size, args.seed)]
-    if len(images) < setting.batch_size:
-        raise ValueError(f"--batch-size {setting.batch_size} is larger than the {len(images)} pretraining images")
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=setting.batch_size,
-                                         shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(args.seed))
-    cost = StepCost()
-    trainer = L.Trainer(max_epochs=setting.epochs, accelerator=args.accelerator, devices=args.devices,
-                        precision=args.precision, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, callbacks=[cost], log_every_n_steps=10)
-    start = time.perf_counter()
-    trainer.fit(module, loader)
-    return {"backbone": backbone, "source": source, "sec_per_step": round(cost.seconds_per_step, 4),
-            "peak_mem_mb": round(cost.peak_bytes / 2 ** 20, 1), "minutes": (time.perf_counter() - start) / 60}
+    hyper_parameters = {"sim_loss_weight": setting.sfrik_sim_weight} if method == "sfrik" else {}
+    return experiment.pretrain(method, images, data.channel_stats, train_config(setting), seed=args.seed,
+                               hyper_parameters=hyper_parameters, accelerator=args.accelerator,
+                               devices=args.devices, precision=args.precision)
 
 
 def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device) -> Dict[str, float]:
-    from .evaluate import extract_features, knn_top1, linear_probe_top1
-
-    mean, std = data.channel_stats
     probe = subset(len(data.train_images), setting.probe_size, args.seed + 1)
-    train_x = extract_features(backbone, data.train_images[probe], mean, std, device=device)
-    test_x = extract_features(backbone, data.test_images, mean, std, device=device)
-    train_y, test_y = data.train_labels[probe], data.test_labels
-    return {"linear_top1": round(linear_probe_top1(train_x, train_y, test_x, test_y), 2),
-            "knn_top1": round(knn_top1(train_x, train_y, test_x, test_y, k=setting.knn_k), 2)}
+    return experiment.evaluate(backbone, data.train_images[probe], data.train_labels[probe], data.test_images,
+                               data.test_labels, data.channel_stats, device=device, knn_k=setting.knn_k)
 
 
 def format_results(rows: List[dict]) -> str:
@@ -230,10 +198,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for i, method in enumerate(args.methods, start=2):
         print(f"[{i}/{len(args.methods) + 1}] pretraining {method}", flush=True)
         trained = pretrain(method, data, setting, args)
-        sources[method] = trained["source"]
-        rows.append({"method": method, **evaluate(trained["backbone"], data, setting, args, device),
-                     "sec_per_step": trained["sec_per_step"], "peak_mem_mb": trained["peak_mem_mb"]})
-        print(f"    {method} ({trained['source']}, {trained['minutes']:.1f} min): linear {rows[-1]['linear_top1']:.2f} %,"
+        sources[method] = trained.source
+        rows.append({"method": method, **evaluate(trained.backbone, data, setting, args, device),
+                     "sec_per_step": trained.sec_per_step, "peak_mem_mb": trained.peak_mem_mb})
+        print(f"    {method} ({trained.source}, {trained.minutes:.1f} min): linear {rows[-1]['linear_top1']:.2f} %,"
               f" kNN {rows[-1]['knn_top1']:.2f} %", flush=True)
 
     print("\n" + format_results(rows))

@@ -1,22 +1,34 @@
-"""The self-supervised objectives the demo compares, each a loss(z1, z2) on two views' projections:
-SFRIK and AUH from this plugin, VICReg, Barlow Twins and SimCLR from solo-learn or lightly (the same
+"""The self-supervised objectives the demo and the study compare, each a loss(z1, z2) on two views'
+projections: SFRIK, AUH and SFRIK's loss with the Gaussian or distance kernel (the kernel
+ablation) from this plugin; VICReg, Barlow Twins and SimCLR from solo-learn or lightly (the same
 implementations as the loss benchmark, sfrik_plugin.baselines)."""
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from sfrik_plugin.baselines import BASELINES, baseline_loss
-from sfrik_plugin.losses import AUHLoss, SFRIKLoss
+from sfrik_plugin.kernels import DistanceKernel, GaussianKernel
+from sfrik_plugin.losses import AUHLoss, KernelMMDLoss, SFRIKLoss
 
 METHODS = ("sfrik", *BASELINES, "auh")
+KERNEL_METHODS = ("mmd_gaussian", "mmd_distance")
+ALL_METHODS = (*METHODS, *KERNEL_METHODS)
 
 
-def build_objective(name: str, *, sfrik_sim_weight: float = 4000.0) -> Tuple[str, Callable]:
-    """(source, loss) for a method name."""
+def build_objective(name: str, library: Optional[str] = None, **hyper_parameters) -> Tuple[str, Callable]:
+    """(source, loss) for a method name and its hyper-parameters (the loss's keyword arguments;
+    for the kernel methods also s or p). library: where the baselines come from (see
+    sfrik_plugin.baselines.baseline_loss); the plugin's own losses ignore it."""
     if name == "sfrik":
-        return "sfrik_plugin", SFRIKLoss(sim_loss_weight=sfrik_sim_weight)
+        return "sfrik_plugin", SFRIKLoss(**hyper_parameters)
     if name == "auh":
-        return "sfrik_plugin", AUHLoss()
+        return "sfrik_plugin", AUHLoss(**hyper_parameters)
+    if name == "mmd_gaussian":
+        params = dict(hyper_parameters)
+        return "sfrik_plugin", KernelMMDLoss(GaussianKernel(params.pop("s", 2.5)), **params)
+    if name == "mmd_distance":
+        params = dict(hyper_parameters)
+        return "sfrik_plugin", KernelMMDLoss(DistanceKernel(params.pop("p", 1.0)), **params)
     if name in BASELINES:
-        return baseline_loss(name)
-    raise ValueError(f"method must be one of {METHODS}, got {name!r}")
+        return baseline_loss(name, library, **hyper_parameters)
+    raise ValueError(f"method must be one of {ALL_METHODS}, got {name!r}")

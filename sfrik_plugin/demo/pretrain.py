@@ -2,10 +2,13 @@
 and a callback that measures the seconds per training step and the peak memory of one step."""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import statistics
+import sys
 import time
-from typing import Callable, List
+from typing import Callable, Iterator, List
 
 import lightning as L
 import torch
@@ -49,6 +52,24 @@ class SelfSupervised(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+@contextlib.contextmanager
+def stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null: the CPU memory profiler's C++ layers print start/stop
+    lines, a failed GPU probe ("gpuGetDeviceCount failed") and allocator notes there, which say
+    nothing about the run."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class StepCost(L.Callback):
     """Median wall time of a training step (forward, backward, optimiser; the first `skip` steps
     and the measured step excluded) and the peak extra memory of step number `measure_at`: exact
@@ -60,6 +81,7 @@ class StepCost(L.Callback):
         self.peak_bytes = math.nan
         self._start = 0.0
         self._profiler = None
+        self._silence: contextlib.ExitStack = contextlib.ExitStack()
         self._baseline = 0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -71,6 +93,7 @@ class StepCost(L.Callback):
                 torch.cuda.reset_peak_memory_stats(module.device)
             else:
                 from torch.profiler import ProfilerActivity, profile
+                self._silence.enter_context(stderr_silenced())
                 self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
                 self._profiler.__enter__()
         self._start = time.perf_counter()
@@ -87,8 +110,15 @@ class StepCost(L.Callback):
                 self._profiler.__exit__(None, None, None)
                 self.peak_bytes = profiled_cpu_peak_bytes(self._profiler)
                 self._profiler = None
+                self._silence.close()
         elif step >= self.skip:
             self.times.append(elapsed)
+
+    def on_exception(self, trainer, module, exception):
+        self._silence.close()      # never leave stderr silenced for the traceback
+
+    def teardown(self, trainer, module, stage):
+        self._silence.close()
 
     @property
     def seconds_per_step(self) -> float:
