@@ -1,0 +1,129 @@
+"""sfrik-study: SFRIK against VICReg, Barlow Twins, SimCLR and AUH, every method tuned alike on a
+validation split, then several seeds on the test split, at several q, with the paper's ablations.
+
+  sfrik-study --out runs/study                       # the full study on Fashion-MNIST (hours on 2 CPU cores)
+  sfrik-study --preset smoke --out runs/smoke        # every phase at toy sizes (minutes)
+  sfrik-study --dataset folder --data-dir my_images/ --out runs/mine
+  sfrik-study --out runs/study --phases timing       # the interleaved timing pass (run it on a quiet machine)
+  sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far
+
+Rerunning a command skips the runs already in <out>/results.csv; an interruption loses at most the
+run in progress. <out>/summary.md and the plots are rewritten after every phase.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+from typing import List, Optional
+
+from sfrik_plugin.demo import data as datasets
+
+from .plan import PHASES, PRESETS, Planner, study_runs
+from .store import ResultsFile
+
+ALL_PHASES = (*PHASES, "timing")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sfrik-study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument("--out", required=True, help="folder of results.csv, timing.csv, summary.md and the plots")
+    parser.add_argument("--dataset", choices=datasets.DATASETS, help="default: the preset's (fashion-mnist)")
+    parser.add_argument("--data-dir", help="dataset root; for --dataset folder: class subfolders, or train/ and test/")
+    parser.add_argument("--image-size", type=int, default=32, help="image size for --dataset folder")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="never let torchvision download a dataset that is not there")
+    parser.add_argument("--phases", nargs="+", choices=ALL_PHASES, default=list(ALL_PHASES),
+                        help="phases to run (default: all; tuning results are needed by the others)")
+    parser.add_argument("--library", choices=("auto", "solo-learn", "lightly"), default="auto",
+                        help="where the baselines come from (auto: the results file's, else solo-learn if "
+                             "installed, else lightly); one study uses one library")
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu)")
+    parser.add_argument("--inner-bars", action="store_true", help="show Lightning's bar of every run")
+    parser.add_argument("--timing-rounds", type=int, default=8, help="rounds of the interleaved timing pass")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite summary.md and the plots")
+    return parser.parse_args(argv)
+
+
+def resolve_library(requested: str, rows) -> str:
+    from sfrik_plugin.baselines import available_library
+
+    used = {r["library"] for r in rows}
+    if len(used) > 1:
+        raise SystemExit(f"the results file mixes baseline libraries {sorted(used)}: start a new --out")
+    if used:
+        library = used.pop()
+        if requested not in ("auto", library):
+            raise SystemExit(f"--library {requested}: the results so far used {library}; one study uses one "
+                             f"library (start a new --out to change it)")
+        return library
+    if requested != "auto":
+        return requested
+    library = available_library()
+    if library is None:
+        raise SystemExit("the baselines come from solo-learn or lightly, and neither is installed: pip install lightly")
+    return library
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from . import report
+
+    preset = PRESETS[args.preset]
+    if args.dataset:
+        preset = replace(preset, dataset=args.dataset)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultsFile(out / "results.csv", preset.protocol())
+    if args.report_only:
+        print(report.write(out, preset, store.rows))
+        return 0
+    library = resolve_library(args.library, store.rows)
+    run_phases = [p for p in PHASES if p in args.phases]
+    if run_phases:
+        run_study(preset, args, store, library, run_phases, out)
+    if "timing" in args.phases:
+        from .timing import run_timing
+
+        data = datasets.load(preset.dataset, args.data_dir, download=args.download, image_size=args.image_size)
+        run_timing(preset, data, store.rows, library, out / "timing.csv", rounds=args.timing_rounds)
+    print(report.write(out, preset, store.rows))
+    return 0
+
+
+def run_study(preset, args, store: ResultsFile, library: str, phases: List[str], out: Path) -> None:
+    from tqdm.auto import tqdm
+
+    from . import report
+    from .runner import StudyRunner
+
+    planner = Planner(preset)
+    total = planner.count(phases)
+    done_before = len([s for s in study_runs(preset, store.rows, phases) if s.run_id in store.done])
+    print(f"sfrik-study ({preset.name}): {total} runs, {done_before} already in {store.path}; "
+          f"protocol: {preset.protocol()}; baselines from {library}", flush=True)
+    data = datasets.load(preset.dataset, args.data_dir, download=args.download, image_size=args.image_size)
+    runner = StudyRunner(preset, data, library=library, accelerator=args.accelerator, progress_bar=args.inner_bars)
+    bar = tqdm(total=total, initial=done_before, desc="study runs", unit="run", dynamic_ncols=True)
+    phase = None
+    try:
+        while True:
+            todo = [s for s in study_runs(preset, store.rows, phases) if s.run_id not in store.done]
+            if not todo:
+                break
+            spec = todo[0]
+            if phase is not None and spec.phase != phase:
+                report.write(out, preset, store.rows)
+            phase = spec.phase
+            bar.set_postfix_str(f"{spec.phase} {spec.method} q={spec.q} seed={spec.seed}")
+            row = runner.run(spec)
+            store.append(row)
+            bar.update(1)
+            outcome = (f"linear {row['linear_top1']:6.2f}  kNN {row['knn_top1']:6.2f}" if row["status"] == "ok"
+                       else row["status"])
+            bar.write(f"{spec.phase:8s} {spec.method:12s} q={spec.q:<5d} seed={spec.seed} {spec.split:10s} "
+                      f"{spec.setting_text:44s} {outcome}  ({row['wall_s']:.0f} s)")
+    finally:
+        bar.close()
