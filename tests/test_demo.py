@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
 
-from sfrik_plugin.demo import __main__ as demo  # noqa: E402
+from sfrik_plugin.demo import cli as demo  # noqa: E402
 from sfrik_plugin.demo import data as datasets  # noqa: E402
 from sfrik_plugin.demo.augment import BatchAugment  # noqa: E402
 from sfrik_plugin.demo.evaluate import knn_top1, linear_probe_top1  # noqa: E402
