@@ -32,10 +32,32 @@ test: build
 # needed); elsewhere the demo lets torchvision download it.
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_ARGS ?=
-demo: build
+demo: build fashion-mnist
+	$(PY) -m sfrik_plugin.demo --out demo_out $(DEMO_ARGS)
+
+.PHONY: fashion-mnist study study-record
+fashion-mnist:
 	@if [ ! -d $(FASHION_MNIST_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
-	$(PY) -m sfrik_plugin.demo --out demo_out $(DEMO_ARGS)
+
+# The recorded study (sfrik-study --preset full, hours on 2 CPU cores). It resumes from the rows
+# already recorded in docs/ (a fresh machine starts where the last recording stopped), then
+# `make study-record` copies the results, summary and plots back into docs/.
+STUDY_OUT ?= study_out
+STUDY_ARGS ?=
+STUDY_RECORD := docs/study_fashion_mnist
+study: build fashion-mnist
+	@mkdir -p $(STUDY_OUT)
+	@if [ ! -f $(STUDY_OUT)/results.csv ] && [ -f $(STUDY_RECORD).csv ]; then \
+		cp $(STUDY_RECORD).csv $(STUDY_OUT)/results.csv && echo "resuming from $(STUDY_RECORD).csv"; fi
+	$(PY) -m sfrik_plugin.study --preset full --library lightly --out $(STUDY_OUT) $(STUDY_ARGS)
+
+study-record:
+	cp $(STUDY_OUT)/results.csv $(STUDY_RECORD).csv
+	cp $(STUDY_OUT)/summary.md $(STUDY_RECORD).md
+	for f in accuracy accuracy_vs_q ablation; do \
+		if [ -f $(STUDY_OUT)/$$f.png ]; then cp $(STUDY_OUT)/$$f.png docs/img/study_$$f.png; fi; done
+	if [ -f $(STUDY_OUT)/timing.csv ]; then cp $(STUDY_OUT)/timing.csv $(STUDY_RECORD)_timing.csv; fi
 
 bench: build
 	mkdir -p bench_out
