@@ -69,7 +69,8 @@ def test_configs_are_packaged():
 @pytest.mark.parametrize("name", PRETRAIN + LINEAR + SEMISUP)
 def test_every_config_composes_without_config_path(name):
     cfg = compose_cfg(name, hydra_cfg=True)
-    assert cfg.wandb.enabled is False
+    if name not in SEMISUP:   # sfrik-semisup has no wandb logger
+        assert cfg.wandb.enabled is False
     # no Hydra output folder, no logging setup: runs only write solo's checkpoints
     assert cfg.hydra.output_subdir is None and cfg.hydra.run.dir == "."
     assert cfg.hydra.runtime.choices["hydra/job_logging"] == "disabled"
