@@ -18,6 +18,8 @@ import shutil
 import sysconfig
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -163,6 +165,49 @@ class BuildWithInfo(BuildExtension):
                 json.dump(info, f)
 
 
+# The import hook (sfrik_plugin/solo_hook.py) goes into site-packages as a .pth file whose one
+# line executes the hook's source: a .pth imports nothing until solo.methods is imported, and
+# needs no module of its own on sys.path at start-up (an editable install's finder may not be
+# active yet when .pth files run). Written by build_py for regular installs (wheel root =
+# site-packages) and into the editable wheel for `pip install -e`.
+HOOK_SOURCE = os.path.join(HERE, "sfrik_plugin", "solo_hook.py")
+HOOK_PTH = "sfrik_plugin_solo_hook.pth"
+
+
+def hook_pth_line() -> str:
+    with open(HOOK_SOURCE, encoding="utf-8") as f:
+        source = f.read()
+    # a .pth line runs only when it starts with "import"; its own globals, so that the hook's
+    # functions see its module-level names
+    return f"import sys; exec({source!r}, {{'__name__': '_sfrik_plugin_solo_hook'}})\n"
+
+
+def _write_hook_pth(folder: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, HOOK_PTH)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(hook_pth_line())
+    return path
+
+
+class BuildPyWithHook(build_py):
+    def run(self):
+        super().run()
+        if not self.editable_mode:
+            _write_hook_pth(self.build_lib)
+
+    def get_outputs(self, include_bytecode=True):
+        outputs = super().get_outputs(include_bytecode)
+        return outputs if self.editable_mode else outputs + [os.path.join(self.build_lib, HOOK_PTH)]
+
+
+class EditableWheelWithHook(editable_wheel):
+    def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
+        files, mapping = super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
+        _write_hook_pth(str(unpacked_wheel))   # the editable wheel's root: site-packages
+        return files, mapping
+
+
 setup(
     # configs/ (top level, next to the sources) is installed as sfrik_plugin.configs, found by the
     # Hydra plugin hydra_plugins.sfrik_plugin. hydra_plugins is a namespace package (no __init__.py):
@@ -172,6 +217,7 @@ setup(
     + ["sfrik_plugin.configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
     package_dir={"sfrik_plugin.configs": "configs"},
     ext_modules=get_extensions(),
-    cmdclass={"build_ext": BuildWithInfo.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildWithInfo.with_options(use_ninja=True), "build_py": BuildPyWithHook,
+              "editable_wheel": EditableWheelWithHook},
     include_package_data=True,
 )

@@ -28,7 +28,8 @@ def test_protocols_and_methods_of_the_packaged_configs():
     configs = cmp.packaged_configs()
     assert cmp.protocols(configs) == ["cpu", "in100", "in20"]
     assert cmp.methods_for("cpu", configs) == CPU_METHODS
-    assert cmp.methods_for("in20", configs) == {m: c.replace("_cpu", "_in20") for m, c in CPU_METHODS.items()}
+    assert cmp.methods_for("in20", configs) == {**{m: c.replace("_cpu", "_in20") for m, c in CPU_METHODS.items()},
+                                                "sfrik_multicrop": "sfrik_in20_multicrop"}
     assert cmp.methods_for("in100", configs) == {
         "sfrik": "sfrik_in100", "sfrik_q8192": "sfrik_in100_q8192", "vicreg": "vicreg_in100"}
 

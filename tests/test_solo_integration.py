@@ -317,7 +317,8 @@ def test_plugin_registration_is_lazy_and_never_fatal(monkeypatch):
 
 
 def test_plugin_appends_packaged_configs_and_registers(tmp_path):
-    # a fresh process: composing "sfrik" without any config path goes through the plugin
+    # a fresh process: composing "sfrik" without any config path goes through the plugin (the
+    # import hook, which would register at `import solo.methods` already, switched off)
     proc = run_python("""
         from hydra import compose, initialize
         from solo.methods import METHODS
@@ -327,7 +328,7 @@ def test_plugin_appends_packaged_configs_and_registers(tmp_path):
         assert cfg.method == "sfrik"
         assert "sfrik" in METHODS and "auh" in METHODS
         print(METHODS["sfrik"].__module__)
-    """, cwd=tmp_path)
+    """, cwd=tmp_path, env=dict(os.environ, SFRIK_PLUGIN_SOLO_HOOK="0"))
     assert proc.stdout.strip() == "sfrik_plugin.solo.sfrik"
 
 

@@ -1,6 +1,8 @@
 """Hydra SearchPathPlugin: makes the configs of sfrik-plugin (package sfrik_plugin.configs)
 visible to every Hydra app, so that solo-learn's ``python main_pretrain.py --config-name sfrik``
-finds them without --config-path, and registers the methods "sfrik" and "auh" in solo-learn.
+finds them without --config-path, registers the configs' OmegaConf resolver
+(``sfrik_plugin.cosine_end``, sfrik_plugin/solo/resolvers.py) and the plugin's methods ("sfrik",
+"auh", "simclr_shared") in solo-learn.
 
 Hydra imports this module in every Hydra app: it imports neither torch nor solo-learn, and
 reading pkg://sfrik_plugin.configs imports only the package's lazy __init__ (no torch either).
@@ -11,11 +13,16 @@ import warnings
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
+from sfrik_plugin.solo.resolvers import register_resolvers
+
 CONFIGS = "pkg://sfrik_plugin.configs"
+
+# at import: Hydra discovers plugins (imports this module) before it composes any config
+register_resolvers()
 
 
 def register_solo_methods() -> None:
-    """Adds sfrik/auh to solo.methods.METHODS when solo.methods is already imported; otherwise
+    """Adds the plugin's methods to solo.methods.METHODS when solo.methods is already imported; otherwise
     nothing, so an unrelated Hydra app never pays for importing solo-learn and torch.
 
     solo-learn's main_pretrain.py imports solo.methods at module level, before Hydra runs this
@@ -30,7 +37,7 @@ def register_solo_methods() -> None:
 
         register_methods()
     except Exception as err:  # noqa: BLE001 (any import-time failure of solo or its dependencies)
-        warnings.warn(f"sfrik-plugin: could not register sfrik/auh in solo.methods.METHODS: {err!r}",
+        warnings.warn(f"sfrik-plugin: could not register its methods in solo.methods.METHODS: {err!r}",
                       RuntimeWarning, stacklevel=2)
 
 

@@ -67,7 +67,7 @@ def methods_for(protocol: str, configs: Sequence[str]) -> Dict[str, str]:
     found = {}
     for name in configs:
         parts = name.split("_")
-        if parts[0] == "linear" or protocol not in parts[1:]:
+        if parts[0] in ("linear", "semisup") or protocol not in parts[1:]:   # evaluations, not methods
             continue
         i = parts.index(protocol, 1)
         found["_".join(parts[:i] + parts[i + 1:])] = name

@@ -2,15 +2,15 @@
 solo.methods.METHODS.
 
     from sfrik_plugin.solo import register_methods
-    register_methods()          # METHODS["sfrik"], METHODS["auh"]
+    register_methods()          # METHODS["sfrik"], METHODS["auh"], METHODS["simclr_shared"]
 
-Importing this package does not import solo-learn; SFRIK and AUH are loaded on first access,
+Importing this package does not import solo-learn; SFRIK, AUH and SimCLRShared are loaded on first access,
 which needs solo-learn. Inside solo-learn's Hydra scripts the Hydra plugin
 (hydra_plugins.sfrik_plugin) registers them.
 """
 from .registration import PLUGIN_METHODS, register_methods
 
-__all__ = ["SFRIK", "AUH", "register_methods", "PLUGIN_METHODS"]
+__all__ = ["SFRIK", "AUH", "SimCLRShared", "register_methods", "PLUGIN_METHODS"]
 
 
 def __getattr__(name):
@@ -23,4 +23,8 @@ def __getattr__(name):
         from .auh import AUH
 
         return AUH
+    if name == "SimCLRShared":
+        from .simclr import SimCLRShared
+
+        return SimCLRShared
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,8 @@ from typing import List, Optional, Sequence, Tuple
 SCRIPT = "main_knn.py"
 
 
-def find_solo_learn_dir(explicit: Optional[str] = None) -> Path:
-    """The solo-learn checkout holding main_knn.py: ``explicit``, $SOLO_LEARN_DIR or the current
+def find_solo_learn_dir(explicit: Optional[str] = None, script: str = SCRIPT) -> Path:
+    """The solo-learn checkout holding ``script`` (main_knn.py): ``explicit``, $SOLO_LEARN_DIR or the current
     directory, the first one given (not the first one that exists: a wrong path is an error)."""
     if explicit:
         where, source = explicit, "--solo-learn-dir"
@@ -30,9 +30,9 @@ def find_solo_learn_dir(explicit: Optional[str] = None) -> Path:
     else:
         where, source = os.getcwd(), "the current directory"
     path = Path(where).expanduser().resolve()
-    if not (path / SCRIPT).is_file():
+    if not (path / script).is_file():
         raise FileNotFoundError(
-            f"no {SCRIPT} in {path} ({source}): pass the solo-learn checkout with --solo-learn-dir "
+            f"no {script} in {path} ({source}): pass the solo-learn checkout with --solo-learn-dir "
             f"or $SOLO_LEARN_DIR, or run from the checkout (see docs/solo-learn.md)"
         )
     return path

@@ -8,21 +8,31 @@ import warnings
 PLUGIN_METHODS = {
     "sfrik": ("sfrik_plugin.solo.sfrik", "SFRIK"),
     "auh": ("sfrik_plugin.solo.auh", "AUH"),
+    # SimCLR with the shared projector (solo's own "simclr" stays as it is)
+    "simclr_shared": ("sfrik_plugin.solo.simclr", "SimCLRShared"),
 }
 
 
 def register_methods(methods=None) -> dict:
-    """Adds "sfrik" and "auh" to ``methods`` (default: solo.methods.METHODS) and returns it.
+    """Adds the plugin's methods (PLUGIN_METHODS: "sfrik", "auh", "simclr_shared") to ``methods``
+    (default: solo.methods.METHODS) and returns it; registers the configs' resolvers too.
 
     Idempotent. A name already bound to another class (e.g. a future built-in) is left as it is,
     with a warning, so that the plugin never replaces a solo-learn method.
     """
-    import importlib
+    from sfrik_plugin.solo.resolvers import register_resolvers
 
+    register_resolvers()   # the packaged configs' ${sfrik_plugin.cosine_end:...}
     if methods is None:
         from solo.methods import METHODS as methods
 
-    for name, (module_name, class_name) in PLUGIN_METHODS.items():
+    return _register(methods, PLUGIN_METHODS)
+
+
+def _register(methods, plugin_methods) -> dict:
+    import importlib
+
+    for name, (module_name, class_name) in plugin_methods.items():
         cls = getattr(importlib.import_module(module_name), class_name)
         current = methods.get(name)
         if current is None:
@@ -35,3 +45,23 @@ def register_methods(methods=None) -> dict:
                 stacklevel=2,
             )
     return methods
+
+
+def register_methods_from_hook(methods) -> dict:
+    """register_methods(methods) for the import hook (sfrik_plugin/solo_hook.py), which runs
+    right after solo.methods is imported, wherever that import comes from. When it comes from one
+    of the plugin's own method modules (``import sfrik_plugin.solo.sfrik`` first imports
+    solo.methods.base, so solo.methods), that module is not finished yet: its method is left
+    out here, and whoever imported it registers with register_methods()."""
+    import sys
+
+    from sfrik_plugin.solo.resolvers import register_resolvers
+
+    register_resolvers()
+    ready = {}
+    for name, (module_name, class_name) in PLUGIN_METHODS.items():
+        module = sys.modules.get(module_name)
+        if module is not None and not hasattr(module, class_name):
+            continue   # being imported right now (see above)
+        ready[name] = (module_name, class_name)
+    return _register(methods, ready)

@@ -1,0 +1,191 @@
+"""sfrik-linear: the paper's linear evaluation with solo-learn's main_linear.py.
+
+    sfrik-linear --final-val-path /data/imagenet/val --out runs/linear-sfrik -- \\
+        --config-name linear_in20_tuning "pretrained_feature_extractor='<run>.ckpt'" \\
+        data.train_path=/data/imagenet-in20/train data.val_path=/data/imagenet-in20/tuning
+
+Runs the checkout's main_linear.py in this process (--solo-learn-dir, else $SOLO_LEARN_DIR, else
+the current directory) with its arguments after ``--``: the head is trained on data.train_path
+and validated every epoch on data.val_path, the tuning subset. On top of solo's script, as the
+official evaluation (valeoai/sfrik evaluate.py) and the paper's protocol:
+
+- the head is initialised N(0, 0.01) with zero bias (solo keeps nn.Linear's default);
+- the backbone loaded by main_linear.py (strict=False there) is checked against the checkpoint:
+  missing or unexpected keys are an error that names them;
+- the head of the epoch with the best tuning top-1 is kept (the first such epoch on ties), and
+  after training it is evaluated once on --final-val-path (an image folder with the training
+  set's classes, through the validation transform of main_linear.py);
+- ``<out>/linear_eval.csv`` gets one row: name, checkpoint, best_epoch (0-based, as solo's
+  checkpoints count), tuning_top1, tuning_top5 (at that epoch), final_top1, final_top5 (percent),
+  final_images, epochs; ``<out>/best_head.pt`` holds that head's weights.
+
+Only one process evaluates: run it on one device (the linear configs use one GPU, as the paper).
+"""
+import argparse
+import csv
+import os
+import runpy
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from sfrik_plugin.solo.knn import find_solo_learn_dir
+
+SCRIPT = "main_linear.py"
+HEAD_STD = 0.01
+CSV_FIELDS = ("name", "checkpoint", "best_epoch", "tuning_top1", "tuning_top5", "final_top1", "final_top5",
+              "final_images", "epochs")
+
+
+def init_head(linear) -> None:
+    """N(0, 0.01) weights, zero bias (official evaluate.py)."""
+    import torch
+
+    with torch.no_grad():
+        linear.weight.normal_(mean=0.0, std=HEAD_STD)
+        linear.bias.zero_()
+
+
+def evaluate(backbone, head, loader, device) -> dict:
+    """Top-1 / top-5 (percent) of head(backbone(x)) over the loader, once."""
+    import torch
+
+    backbone.eval()
+    head.eval()
+    correct1 = correct5 = total = 0
+    with torch.no_grad():
+        for images, targets in loader:
+            logits = head(backbone(images.to(device)))
+            targets = targets.to(device)
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top == targets[:, None]
+            correct1 += int(hits[:, 0].sum())
+            correct5 += int(hits.any(dim=1).sum())
+            total += targets.numel()
+    if total == 0:
+        raise ValueError("the final validation set has no images")
+    return {"top1": 100.0 * correct1 / total, "top5": 100.0 * correct5 / total, "images": total}
+
+
+def make_callback(state: dict):
+    """The Lightning callback: head init, backbone check, best tuning epoch (state gets the cfg
+    from the parse_cfg wrapper, and the best head)."""
+    from lightning.pytorch.callbacks import Callback
+
+    from sfrik_plugin.solo.checkpoints import load_backbone_weights
+
+    class BestTuningHead(Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            cfg = state["cfg"]
+            # the same weights again, strictly: a checkpoint whose keys do not fit fails here
+            load_backbone_weights(pl_module.backbone, cfg.pretrained_feature_extractor)
+            init_head(pl_module.classifier)
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking:
+                return
+            metrics = trainer.callback_metrics
+            if "val_acc1" not in metrics:
+                raise RuntimeError("sfrik-linear: main_linear.py logged no val_acc1: set data.val_path to the "
+                                   "tuning subset")
+            acc1, acc5 = float(metrics["val_acc1"]), float(metrics.get("val_acc5", float("nan")))
+            best = state.get("best")
+            if best is None or acc1 > best["tuning_top1"]:
+                head = {k: v.detach().cpu().clone() for k, v in pl_module.classifier.state_dict().items()}
+                state["best"] = {"epoch": trainer.current_epoch, "tuning_top1": acc1, "tuning_top5": acc5,
+                                 "head": head}
+
+    return BestTuningHead()
+
+
+def final_evaluation(trainer, model, val_loader, final_val_path: Path, state: dict) -> dict:
+    """Loads the best head into the model and evaluates it once on final_val_path."""
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    best = state.get("best")
+    if best is None:
+        raise RuntimeError("sfrik-linear: no validation epoch ran (limit_val_batches=0 or "
+                           "check_val_every_n_epoch > max_epochs?): no best epoch to keep")
+    tuning = val_loader.dataset
+    final = ImageFolder(str(final_val_path), transform=getattr(tuning, "transform", None))
+    classes = getattr(tuning, "classes", None)
+    if classes is not None and final.classes != classes:
+        raise ValueError(f"--final-val-path {str(final_val_path)!r}: its classes {final.classes[:5]}... differ "
+                         f"from the tuning set's {classes[:5]}...")
+    loader = torch.utils.data.DataLoader(final, batch_size=val_loader.batch_size, shuffle=False,
+                                         num_workers=val_loader.num_workers)
+    model.classifier.load_state_dict(best["head"])
+    device = trainer.strategy.root_device
+    return evaluate(model.backbone.to(device), model.classifier.to(device), loader, device)
+
+
+def install(final_val_path: Path, out: Path) -> dict:
+    """Patches this process's solo parse_cfg (to see the config) and Trainer.fit (callback, then
+    the final evaluation and the CSV)."""
+    import solo.args.linear as solo_linear
+    from lightning.pytorch import Trainer
+
+    state: dict = {}
+    original_parse = solo_linear.parse_cfg
+
+    def parse_cfg(cfg):
+        state["cfg"] = cfg = original_parse(cfg)
+        return cfg
+
+    solo_linear.parse_cfg = parse_cfg   # before main_linear.py's `from solo.args.linear import parse_cfg`
+    original_fit = Trainer.fit
+
+    def fit(trainer, model, train_dataloaders=None, val_dataloaders=None, *args, **kwargs):
+        if trainer.world_size != 1:
+            raise SystemExit("sfrik-linear: run the linear evaluation on one device (devices=[0])")
+        trainer.callbacks.insert(0, make_callback(state))
+        result = original_fit(trainer, model, train_dataloaders, val_dataloaders, *args, **kwargs)
+        import torch
+
+        scores = final_evaluation(trainer, model, val_dataloaders, final_val_path, state)
+        best, cfg = state["best"], state["cfg"]
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({"head": best["head"], "epoch": best["epoch"]}, out / "best_head.pt")
+        row = {"name": cfg.name, "checkpoint": cfg.pretrained_feature_extractor, "best_epoch": best["epoch"],
+               "tuning_top1": best["tuning_top1"], "tuning_top5": best["tuning_top5"], "final_top1": scores["top1"],
+               "final_top5": scores["top5"], "final_images": scores["images"], "epochs": trainer.current_epoch}
+        with open(out / "linear_eval.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerow(row)
+        print(f"sfrik-linear: best tuning epoch {best['epoch']} (top-1 {best['tuning_top1']:.2f}); final validation "
+              f"top-1 {scores['top1']:.2f}, top-5 {scores['top5']:.2f} on {scores['images']} images -> "
+              f"{out / 'linear_eval.csv'}")
+        return result
+
+    Trainer.fit = fit
+    return state
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="sfrik-linear", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--solo-learn-dir", default=None, help="the solo-learn checkout (main_linear.py)")
+    parser.add_argument("--final-val-path", required=True, type=Path,
+                        help="image folder of the final evaluation (ImageNet's validation set)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for linear_eval.csv and best_head.pt")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then main_linear.py's arguments")
+    opts = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    rest = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    if not opts.final_val_path.is_dir():
+        raise SystemExit(f"sfrik-linear: --final-val-path {str(opts.final_val_path)!r} is not a folder")
+    try:
+        checkout = find_solo_learn_dir(opts.solo_learn_dir, SCRIPT)
+    except FileNotFoundError as err:
+        raise SystemExit(f"sfrik-linear: {err}") from None
+    install(opts.final_val_path.resolve(), opts.out.resolve())
+    script = checkout / SCRIPT
+    sys.path.insert(0, str(checkout))
+    sys.argv = [str(script), *rest]
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    runpy.run_path(str(script), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""SimCLR with the projector the official SFRIK code shares between every method it compares
+(method: simclr_shared), as a solo-learn method.
+
+solo-learn's own ``simclr`` has a Linear-ReLU-Linear projector without batch norm; the paper's
+SimCLR values (IN20%: base lr 0.8, temperature 0.15, 46.1 % linear top-1) were tuned with the
+shared Linear-BN-ReLU, Linear-BN-ReLU, Linear (no bias) projector. The loss is solo's
+simclr_loss_func (NT-Xent over the gathered global batch), as solo's SimCLR computes it.
+
+Needs solo-learn: import it only where solo is installed (registration.py does so lazily).
+"""
+from typing import Any, Sequence
+
+import omegaconf
+import torch
+from solo.losses.simclr import simclr_loss_func
+
+from sfrik_plugin.solo.projected import ProjectedMethod, assert_projector_cfg, assert_stop_on_non_finite_cfg
+
+
+class SimCLRShared(ProjectedMethod):
+    def __init__(self, cfg: omegaconf.DictConfig):
+        """Implements SimCLR (https://arxiv.org/abs/2002.05709) with the shared projector.
+
+        Extra cfg settings:
+            method_kwargs:
+                proj_output_dim (int): number of dimensions of the projected features.
+                proj_hidden_dim (int): number of neurons in the hidden layers of the projector.
+                temperature (float): temperature of the softmax in the contrastive loss, > 0.
+                stop_on_non_finite (bool): stop training with an error naming the step and the
+                    term when a loss term is NaN or Inf (default true; false: warn once, go on).
+        """
+
+        super().__init__(cfg)
+
+        self.temperature: float = cfg.method_kwargs.temperature
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """Adds method specific default values/checks for config.
+
+        Args:
+            cfg (omegaconf.DictConfig): DictConfig object.
+
+        Returns:
+            omegaconf.DictConfig: same as the argument, used to avoid errors.
+        """
+
+        cfg = super(SimCLRShared, SimCLRShared).add_and_assert_specific_cfg(cfg)
+
+        assert_projector_cfg(cfg, "SimCLRShared")
+        assert_stop_on_non_finite_cfg(cfg, "SimCLRShared")
+
+        temperature = omegaconf.OmegaConf.select(cfg, "method_kwargs.temperature", default=None)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"SimCLRShared: method_kwargs.temperature must be a number > 0, got {temperature!r}")
+        cfg.method_kwargs.temperature = float(temperature)
+
+        return cfg
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        """Training step for SimCLR reusing BaseMethod training step (as solo's SimCLR).
+
+        Args:
+            batch (Sequence[Any]): a batch of data in the format of [img_indexes, [X], Y], where
+                [X] is a list of size num_crops containing batches of images.
+            batch_idx (int): index of the batch.
+
+        Returns:
+            torch.Tensor: total loss composed of the SimCLR loss and the classification loss.
+        """
+
+        indexes = batch[0]
+
+        out = super().training_step(batch, batch_idx)
+        class_loss = out["loss"]
+        z = torch.cat(out["z"])
+
+        # every crop of an image shares its index: the positives of each row
+        n_augs = self.num_large_crops + self.num_small_crops
+        nce_loss = simclr_loss_func(z, indexes=indexes.repeat(n_augs), temperature=self.temperature)
+
+        self.log("train_nce_loss", nce_loss, on_epoch=True, sync_dist=True)
+        self.check_finite(batch_idx, [("nce loss", nce_loss), ("online classifier loss", class_loss)])
+
+        return nce_loss + class_loss
