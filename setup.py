@@ -209,13 +209,13 @@ class EditableWheelWithHook(editable_wheel):
 
 
 setup(
-    # configs/ (top level, next to the sources) is installed as sfrik_plugin.configs, found by the
+    # configs/ (top level, next to the sources) is installed as sfrik_plugin_configs, found by the
     # Hydra plugin hydra_plugins.sfrik_plugin. hydra_plugins is a namespace package (no __init__.py):
     # listed by hand, itself included, so that an editable install maps its folder and Hydra's
     # plugin discovery (pkgutil.walk_packages over hydra_plugins.__path__) sees the plugin.
     packages=find_packages(include=["sfrik_plugin", "sfrik_plugin.*"])
-    + ["sfrik_plugin.configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
-    package_dir={"sfrik_plugin.configs": "configs"},
+    + ["sfrik_plugin_configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
+    package_dir={"sfrik_plugin_configs": "configs"},
     ext_modules=get_extensions(),
     cmdclass={"build_ext": BuildWithInfo.with_options(use_ninja=True), "build_py": BuildPyWithHook,
               "editable_wheel": EditableWheelWithHook},

@@ -1,36 +1,50 @@
 """sfrik_plugin: SFRIK (self-supervised learning with rotation-invariant kernels) with compiled
 Legendre-series operators on CPU and CUDA.
 
-The public names load on first use: Hydra imports this package in every Hydra app to read the
-configs shipped in sfrik_plugin.configs, and that must not import torch or load the extension.
+Importing the package loads the compiled extension and registers the operators
+``torch.ops.sfrik.*`` with their fake (meta) kernels, autograd formulas and autocast rules, so that
+torch.compile and torch.library.opcheck work from the first call. The Hydra configs live in the
+torch-free package ``sfrik_plugin_configs``, so that Hydra apps that merely have the plugin
+installed never import torch.
 """
-import importlib
-
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
-_EXPORTS = {
-    "extension_info": "._extension",
-    "legendre": ".series",
-    "legendre_series": ".series",
-    **{name: ".losses" for name in (
-        "mmd_uniform", "LossTerms", "sfrik_loss_terms", "sfrik_loss_func", "SFRIKLoss",
-        "sfrik_multicrop_loss_terms", "sfrik_multicrop_loss_func", "auh_loss_terms", "auh_loss_func", "AUHLoss",
-        "kernel_mmd_uniform", "kernel_mmd_loss_terms", "KernelMMDLoss",
-    )},
-    **{name: ".kernels" for name in ("GaussianKernel", "DistanceKernel")},
-}
-__all__ = list(_EXPORTS)
+from ._extension import extension_info
+from .kernels import DistanceKernel, GaussianKernel
+from .losses import (
+    AUHLoss,
+    KernelMMDLoss,
+    LossTerms,
+    SFRIKLoss,
+    auh_loss_func,
+    auh_loss_terms,
+    kernel_mmd_loss_terms,
+    kernel_mmd_uniform,
+    mmd_uniform,
+    sfrik_loss_func,
+    sfrik_loss_terms,
+    sfrik_multicrop_loss_func,
+    sfrik_multicrop_loss_terms,
+)
+from .series import legendre, legendre_series
 
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sfrik_plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "extension_info",
+    "legendre",
+    "legendre_series",
+    "mmd_uniform",
+    "LossTerms",
+    "sfrik_loss_terms",
+    "sfrik_loss_func",
+    "SFRIKLoss",
+    "sfrik_multicrop_loss_terms",
+    "sfrik_multicrop_loss_func",
+    "auh_loss_terms",
+    "auh_loss_func",
+    "AUHLoss",
+    "kernel_mmd_uniform",
+    "kernel_mmd_loss_terms",
+    "KernelMMDLoss",
+    "GaussianKernel",
+    "DistanceKernel",
+]

@@ -1,10 +1,17 @@
 """Python-side registrations of the compiled sfrik:: operators: fake (meta) kernels for
 torch.compile, autograd formulas (any order: each derivative is the same fused operator with
-order + 1), and autocast to float32. Imported only when sfrik_plugin._C loaded.
+order + 1), and autocast to float32. `import sfrik_plugin` imports this module when the compiled
+extension loads; importing it directly loads the extension first.
 """
 from __future__ import annotations
 
 import torch
+
+from . import _extension
+
+if _extension._C is None:
+    raise ImportError(f"sfrik_plugin.ops registers the compiled operators, and the extension sfrik_plugin._C did not "
+                      f"load: {_extension.extension_info()['error']}")
 
 _series = torch.ops.sfrik.legendre_series.default
 _reduce = torch.ops.sfrik.legendre_series_reduce.default

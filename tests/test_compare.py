@@ -44,7 +44,7 @@ def test_resolve_labels_config_names_and_alias():
     ("in10", ["sfrik"], r"--protocol 'in10': no such protocol; the packaged configs have cpu, in100, in20 "
                         r"\(cpu_smoke = cpu\)"),
     ("cpu", ["byol"], r"--methods: no config for 'byol' in protocol 'cpu' \(looked for byol_cpu.yaml in "
-                      r"sfrik_plugin.configs\); methods of cpu: auh, barlow_twins, sfrik, simclr, vicreg"),
+                      r"sfrik_plugin_configs\); methods of cpu: auh, barlow_twins, sfrik, simclr, vicreg"),
     ("in100", ["simclr"], r"no config for 'simclr' in protocol 'in100'.*methods of in100: sfrik, sfrik_q8192, vicreg"),
     ("cpu", ["sfrik_in20"], r"no config for 'sfrik_in20' in protocol 'cpu'"),
     ("cpu", ["data.train_path=/x"], r"a Hydra override\? put overrides after `--`"),

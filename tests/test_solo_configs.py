@@ -1,4 +1,4 @@
-"""The packaged Hydra configs (configs/ installed as sfrik_plugin.configs): they compose through the
+"""The packaged Hydra configs (configs/ installed as sfrik_plugin_configs): they compose through the
 Hydra plugin's search path, every method of a protocol shares its data, augmentations, optimiser
 and schedule, and the paper's hyper-parameters are where they should be.
 
@@ -55,7 +55,7 @@ def differing_keys(a, b) -> set:
 
 
 def test_configs_are_packaged():
-    root = importlib.resources.files("sfrik_plugin.configs")
+    root = importlib.resources.files("sfrik_plugin_configs")
     for name in PRETRAIN + LINEAR + SEMISUP:
         assert (root / f"{name}.yaml").is_file(), name
     for group_file in ("protocol/in20.yaml", "protocol/in100.yaml", "protocol/cpu_smoke.yaml", "data/in20.yaml",

@@ -280,7 +280,7 @@ def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
         assert "torch" not in sys.modules and "solo" not in sys.modules, "plugin discovery is not cheap"
         from hydra import compose, initialize
         with initialize(version_base="1.2", config_path=None):
-            cfg = compose(config_name="sfrik")  # read from pkg://sfrik_plugin.configs
+            cfg = compose(config_name="sfrik")  # read from pkg://sfrik_plugin_configs
         assert cfg.method == "sfrik"
         assert "torch" not in sys.modules and "solo" not in sys.modules, "composing a config is not cheap"
         print("ok")

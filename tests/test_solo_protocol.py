@@ -27,7 +27,7 @@ from solo.args.pretrain import parse_cfg  # noqa: E402
 from solo.utils.lr_scheduler import LinearWarmupCosineAnnealingLR  # noqa: E402
 
 from sfrik_plugin.solo import register_methods  # noqa: E402
-from sfrik_plugin.solo.resolvers import peak_lr  # noqa: E402
+from hydra_plugins.sfrik_plugin.resolvers import peak_lr  # noqa: E402
 
 from solo_helpers import make_image_folder  # noqa: E402
 from test_solo_configs import CPU, IN20, IN100, MULTICROP, PRETRAIN  # noqa: E402

@@ -1,11 +1,11 @@
-"""Hydra SearchPathPlugin: makes the configs of sfrik-plugin (package sfrik_plugin.configs)
+"""Hydra SearchPathPlugin: makes the configs of sfrik-plugin (package sfrik_plugin_configs)
 visible to every Hydra app, so that solo-learn's ``python main_pretrain.py --config-name sfrik``
 finds them without --config-path, registers the configs' OmegaConf resolver
-(``sfrik_plugin.cosine_end``, sfrik_plugin/solo/resolvers.py) and the plugin's methods ("sfrik",
+(``sfrik_plugin.cosine_end``, hydra_plugins/sfrik_plugin/resolvers.py) and the plugin's methods ("sfrik",
 "auh", "simclr_shared") in solo-learn.
 
 Hydra imports this module in every Hydra app: it imports neither torch nor solo-learn, and
-reading pkg://sfrik_plugin.configs imports only the package's lazy __init__ (no torch either).
+reading pkg://sfrik_plugin_configs imports only that data package (no torch either).
 """
 import sys
 import warnings
@@ -13,9 +13,9 @@ import warnings
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from sfrik_plugin.solo.resolvers import register_resolvers
+from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
-CONFIGS = "pkg://sfrik_plugin.configs"
+CONFIGS = "pkg://sfrik_plugin_configs"
 
 # at import: Hydra discovers plugins (imports this module) before it composes any config
 register_resolvers()

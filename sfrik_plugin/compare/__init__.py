@@ -50,8 +50,8 @@ class RunFailed(RuntimeError):
 
 
 def packaged_configs() -> List[str]:
-    """Names of the top-level configs in sfrik_plugin.configs (what --config-name accepts)."""
-    root = importlib.resources.files("sfrik_plugin.configs")
+    """Names of the top-level configs in sfrik_plugin_configs (what --config-name accepts)."""
+    root = importlib.resources.files("sfrik_plugin_configs")
     return sorted(p.name[:-len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -98,7 +98,7 @@ def resolve(protocol: str, methods: Sequence[str],
         else:
             hint = " (a Hydra override? put overrides after `--`)" if "=" in method else ""
             raise ValueError(f"--methods: no config for {method!r} in protocol {protocol!r}{hint} "
-                             f"(looked for {method}_{protocol}.yaml in sfrik_plugin.configs); "
+                             f"(looked for {method}_{protocol}.yaml in sfrik_plugin_configs); "
                              f"methods of {protocol}: {', '.join(sorted(available))}")
     labels = [label for label, _ in runs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})

@@ -20,7 +20,7 @@ def register_methods(methods=None) -> dict:
     Idempotent. A name already bound to another class (e.g. a future built-in) is left as it is,
     with a warning, so that the plugin never replaces a solo-learn method.
     """
-    from sfrik_plugin.solo.resolvers import register_resolvers
+    from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
     register_resolvers()   # the packaged configs' ${sfrik_plugin.cosine_end:...}
     if methods is None:
@@ -55,7 +55,7 @@ def register_methods_from_hook(methods) -> dict:
     out here, and whoever imported it registers with register_methods()."""
     import sys
 
-    from sfrik_plugin.solo.resolvers import register_resolvers
+    from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
     register_resolvers()
     ready = {}

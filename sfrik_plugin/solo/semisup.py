@@ -236,7 +236,7 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from sfrik_plugin.solo.resolvers import register_resolvers
+    from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
     register_resolvers()
 
