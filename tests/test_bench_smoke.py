@@ -57,7 +57,7 @@ def test_quick_losses_bench_writes_csv(tmp_path):
     assert {(int(r["n"]), int(r["q"])) for r in rows} == {(n, q) for n in losses.QUICK_BATCHES for q in losses.QUICK_DIMS}
     baselines = baseline_losses()
     for r in rows:
-        if r["method"] in ("sfrik", "sfrik_reference", "auh") or r["method"] in baselines:
+        if r["method"].startswith("sfrik") or r["method"] == "auh" or r["method"] in baselines:
             assert r["status"] == "ok", r
             assert float(r["ms_median"]) > 0 and float(r["peak_extra_mib"]) > 0, r
         else:  # no library provides it here: said so, not replaced by a home-made copy
