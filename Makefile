@@ -10,7 +10,7 @@ MAX_JOBS ?= 2
 SOURCES := setup.py pyproject.toml $(wildcard cpp/*.h cpp/*.cpp cpp/cpu/*.cpp cpp/cuda/*.cu)
 BENCH_ARGS ?=
 
-.PHONY: setup build test demo bench cuda-check clean
+.PHONY: setup build test demo bench cuda-check gpu-check clean
 
 setup: $(VENV)/.torch-installed
 
@@ -67,6 +67,15 @@ bench: build
 cuda-check: $(VENV)/.torch-installed
 	$(PY) scripts/check_cuda_build.py
 
+# On a machine with a CUDA GPU: build with the CUDA kernels for it, run the whole suite on CUDA,
+# compute-sanitizer, the operator/loss/tile benchmarks, one demo epoch and (SOLO_LEARN_DIR set)
+# solo-learn's scripts, in <= 9 minutes; report and CSVs in $(GPU_CHECK_OUT). GPU_CHECK_ARGS=--dry-run
+# runs it all on the CPU at tiny sizes.
+GPU_CHECK_OUT ?= gpu_check_out
+GPU_CHECK_ARGS ?=
+gpu-check: build
+	$(PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(if $(SOLO_LEARN_DIR_GIVEN),--solo-learn-dir $(SOLO_LEARN_DIR)) $(GPU_CHECK_ARGS)
+
 clean:
 	rm -rf build *.egg-info sfrik_plugin/_C*.so sfrik_plugin/_build_info.json $(VENV)/.built
 
@@ -77,6 +86,7 @@ clean:
 # venv's torch and torchvision (solo only asks for torch >= 1.10).
 # Then: cd $(SOLO_LEARN_DIR) && python main_pretrain.py --config-name sfrik (docs/solo-learn.md);
 # SOLO_LEARN_DIR=$(SOLO_LEARN_DIR) make test also runs the end-to-end test.
+SOLO_LEARN_DIR_GIVEN := $(SOLO_LEARN_DIR)
 SOLO_LEARN_DIR ?= ../solo-learn
 SOLO_LEARN_URL ?= https://github.com/vturrisi/solo-learn
 SOLO_LEARN_COMMIT ?= 9187ea39c2c3

@@ -60,7 +60,8 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 
 def _cuda_header_dirs():
     """ATen's CUDA headers include cublas/cusparse headers; a bare toolkit may lack them while
-    torch's nvidia-* wheels ship them (site-packages/nvidia/cu*/include)."""
+    torch's nvidia-* wheels ship them (site-packages/nvidia/cu*/include). Searched after every
+    other include folder (see _include_wheel_headers_last)."""
     try:
         import nvidia
     except ImportError:
@@ -71,6 +72,15 @@ def _cuda_header_dirs():
             if os.path.isfile(os.path.join(inc, "cublas_v2.h")):
                 dirs.append(inc)
     return dirs
+
+
+def _include_wheel_headers_last(include_dirs, wheel_dirs):
+    """include_dirs with wheel_dirs moved to the end: the toolkit's own headers (CUDA_HOME/include,
+    which torch's CUDAExtension adds after the extension's own folders) win, and the wheels' only
+    fill in what the toolkit lacks. Put first, the wheels' copies of cuda_runtime.h and friends,
+    possibly of another CUDA version than nvcc's, would shadow the toolkit's."""
+    wheel = list(dict.fromkeys(wheel_dirs))
+    return [d for d in include_dirs if d not in wheel] + wheel
 
 
 def _has_nvcc(home):
@@ -126,14 +136,16 @@ def get_extensions():
     if use_cuda:
         define.append(("SFRIK_WITH_CUDA", None))
         sources += sorted(glob.glob("cpp/cuda/*.cu"))
-        kwargs["include_dirs"] = _cuda_header_dirs()
         ext = CUDAExtension
         kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": opt + ["-lineinfo"]}
     else:
         ext = CppExtension
         kwargs["extra_compile_args"] = {"cxx": cxx}
     print(f"sfrik_plugin: building the extension {'with CUDA (' + str(CUDA_HOME) + ')' if use_cuda else 'for CPU only'}")
-    return [ext("sfrik_plugin._C", sources, define_macros=define, **kwargs)]
+    extension = ext("sfrik_plugin._C", sources, define_macros=define, **kwargs)
+    if use_cuda:
+        extension.include_dirs = _include_wheel_headers_last(extension.include_dirs, _cuda_header_dirs())
+    return [extension]
 
 
 def _missing_build_tools():
@@ -208,16 +220,19 @@ class EditableWheelWithHook(editable_wheel):
         return files, mapping
 
 
-setup(
-    # configs/ (top level, next to the sources) is installed as sfrik_plugin_configs, found by the
-    # Hydra plugin hydra_plugins.sfrik_plugin. hydra_plugins is a namespace package (no __init__.py):
-    # listed by hand, itself included, so that an editable install maps its folder and Hydra's
-    # plugin discovery (pkgutil.walk_packages over hydra_plugins.__path__) sees the plugin.
-    packages=find_packages(include=["sfrik_plugin", "sfrik_plugin.*"])
-    + ["sfrik_plugin_configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
-    package_dir={"sfrik_plugin_configs": "configs"},
-    ext_modules=get_extensions(),
-    cmdclass={"build_ext": BuildWithInfo.with_options(use_ninja=True), "build_py": BuildPyWithHook,
-              "editable_wheel": EditableWheelWithHook},
-    include_package_data=True,
-)
+# Guarded so that tests can import the helpers above; pip, setuptools' build backend and
+# `python setup.py` all run this file as __main__.
+if __name__ == "__main__":
+    setup(
+        # configs/ (top level, next to the sources) is installed as sfrik_plugin_configs, found by the
+        # Hydra plugin hydra_plugins.sfrik_plugin. hydra_plugins is a namespace package (no __init__.py):
+        # listed by hand, itself included, so that an editable install maps its folder and Hydra's
+        # plugin discovery (pkgutil.walk_packages over hydra_plugins.__path__) sees the plugin.
+        packages=find_packages(include=["sfrik_plugin", "sfrik_plugin.*"])
+        + ["sfrik_plugin_configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
+        package_dir={"sfrik_plugin_configs": "configs"},
+        ext_modules=get_extensions(),
+        cmdclass={"build_ext": BuildWithInfo.with_options(use_ninja=True), "build_py": BuildPyWithHook,
+                  "editable_wheel": EditableWheelWithHook},
+        include_package_data=True,
+    )

@@ -9,7 +9,14 @@
 // whenever it needs the value with autograd, and computing it while the Gram tile is at hand
 // saves recomputing every tile GEMM in the backward (1.5 GEMM-equivalents per pass instead of 2
 // with symmetry, instead of 2.5 with recomputation).
+//
+// The tile GEMMs run in full float32 whatever the process-wide matmul precision says
+// (torch.backends.cuda.matmul.allow_tf32, torch.set_float32_matmul_precision("high"/"medium"),
+// torch.backends.mkldnn.matmul.fp32_precision): a training script that enables TF32 (or oneDNN's
+// bf16 on a CPU) for its network must not silently lower the Gram's precision. See
+// FullPrecisionMatmul.
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -21,6 +28,46 @@
 
 namespace sfrik {
 namespace {
+
+// Full float32 GEMMs for its lifetime, the settings restored after (also on an exception).
+// cuBLAS honours the thread-local at::NoTF32Guard, but cuBLASLt and oneDNN read only the global
+// settings, so those are set to "highest" (the legacy value and the CUDA and oneDNN matmul
+// precisions together, which keeps them consistent) and put back: while the op runs, another
+// thread's float32 GEMMs also run in full precision (never in less than they asked for).
+class FullPrecisionMatmul {
+ public:
+  FullPrecisionMatmul() {
+    auto& ctx = at::globalContext();
+    cuda_ = ctx.float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL);
+    mkldnn_ = ctx.float32Precision(at::Float32Backend::MKLDNN, at::Float32Op::MATMUL);
+    try {
+      legacy_ = ctx.float32MatmulPrecision();
+    } catch (const c10::Error&) {  // legacy and new settings mixed by the caller: follow the CUDA one
+      legacy_ = cuda_ == at::Float32Precision::TF32 ? at::Float32MatmulPrecision::HIGH
+                                                    : at::Float32MatmulPrecision::HIGHEST;
+    }
+    changed_ = legacy_ != at::Float32MatmulPrecision::HIGHEST || cuda_ == at::Float32Precision::TF32 ||
+               mkldnn_ == at::Float32Precision::TF32 || mkldnn_ == at::Float32Precision::BF16;
+    if (changed_) ctx.setFloat32MatmulPrecision("highest");
+  }
+  ~FullPrecisionMatmul() {
+    if (!changed_) return;
+    auto& ctx = at::globalContext();
+    ctx.setFloat32MatmulPrecision(legacy_ == at::Float32MatmulPrecision::HIGHEST ? "highest"
+                                  : legacy_ == at::Float32MatmulPrecision::HIGH  ? "high"
+                                                                                 : "medium");
+    ctx.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, cuda_);
+    ctx.setFloat32Precision(at::Float32Backend::MKLDNN, at::Float32Op::MATMUL, mkldnn_);
+  }
+  FullPrecisionMatmul(const FullPrecisionMatmul&) = delete;
+  FullPrecisionMatmul& operator=(const FullPrecisionMatmul&) = delete;
+
+ private:
+  at::NoTF32Guard no_tf32_;  // cuBLAS, this thread
+  at::Float32Precision cuda_ = at::Float32Precision::NONE, mkldnn_ = at::Float32Precision::NONE;
+  at::Float32MatmulPrecision legacy_ = at::Float32MatmulPrecision::HIGHEST;
+  bool changed_ = false;
+};
 
 void check_rows(const at::Tensor& x, const char* name) {
   const at::ScalarType s = x.scalar_type();
@@ -67,6 +114,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
   const at::Tensor one = at::ones({}, x.options());  // psi' unscaled: the kernel broadcasts a 0-dim grad
   const int64_t buffer_rows = std::min(tile, m), buffer_cols = std::min(tile, n);
   at::Tensor buffer = at::empty({buffer_rows * buffer_cols}, x.options());
+  const FullPrecisionMatmul full_precision;
 
   for (int64_t i0 = 0; i0 < m; i0 += tile) {
     const int64_t rows = std::min(tile, m - i0);

@@ -24,6 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import DEFAULT_GRAM_PRECISION, check_gram_precision, reduced_precision_gram, rounded_rows
 from .series import SUPPORTED_DTYPES, check_coeffs, check_int, legendre_series
 from .sphere_autograd import _RowNormalize, gram_matrix, two_view_sphere_grams
 from .tiled import check_impl, check_shard, check_tile_size, default_tile_size, gram_series_sum, sharded_mmd, use_tiled
@@ -188,9 +189,10 @@ def _mmd_of_gram(gram: torch.Tensor, q: int, kernel_weights: Sequence[float]) ->
     return legendre_series(gram, [0.0, *kernel_weights], q, reduction="mean")
 
 
-def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float]) -> torch.Tensor:
-    """(1/n^2) sum_{i,j} psi(u_i . u_j) of unit rows u (n, q)."""
-    return _mmd_of_gram(gram_matrix(u), u.shape[1], kernel_weights)
+def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float],
+                   gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
+    """(1/n^2) sum_{i,j} psi(u_i . u_j) of unit rows u (n, q), the Gram product in gram_precision."""
+    return _mmd_of_gram(reduced_precision_gram(u, gram_precision), u.shape[1], kernel_weights)
 
 
 class _RegulariserPlan(NamedTuple):
@@ -198,15 +200,16 @@ class _RegulariserPlan(NamedTuple):
     sharded: bool
     tiled: bool
     tile_size: int
+    gram_precision: str = DEFAULT_GRAM_PRECISION   # the Gram product's precision (sfrik_plugin.precision)
 
 
 def _plan_regulariser(local_rows: int, q: int, device: torch.device, gather_distributed: bool, impl, tile_size,
-                      shard) -> _RegulariserPlan:
+                      shard, gram_precision=DEFAULT_GRAM_PRECISION) -> _RegulariserPlan:
     impl = check_impl(impl)
     tile_size = check_tile_size(tile_size) or default_tile_size(device)
     world = _distributed_world_size() if gather_distributed else 1
     return _RegulariserPlan(check_shard(shard) and world > 1, use_tiled(impl, local_rows * world, q, tile_size),
-                            tile_size)
+                            tile_size, check_gram_precision(gram_precision))
 
 
 def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[float], gather_distributed: bool,
@@ -214,13 +217,16 @@ def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[fl
     """R of the global batch of each view of local unit rows, as planned."""
     q = units[0].shape[1]
     coeffs = [0.0, *kernel_weights]
+    if plan.gram_precision != DEFAULT_GRAM_PRECISION and (plan.sharded or plan.tiled):
+        # The tile GEMMs are float32 by design: the rows rounded first give the same numerics.
+        units = [rounded_rows(u, plan.gram_precision) for u in units]
     if plan.sharded:
         rows = units[0].shape[0] * _distributed_world_size()
         return sharded_mmd(units, coeffs, q, plan.tile_size if plan.tiled else rows)   # dense: one tile
     gathered = _gather_views(units, gather_distributed)
     if plan.tiled:
         return [gram_series_sum(u, None, coeffs, q, plan.tile_size) / u.shape[0] ** 2 for u in gathered]
-    return [_mmd_on_sphere(u, kernel_weights) for u in gathered]
+    return [_mmd_on_sphere(u, kernel_weights, plan.gram_precision) for u in gathered]
 
 
 def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tensor:
@@ -266,7 +272,7 @@ def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim
 
 
 def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = False, impl: str = "auto",
-                tile_size=None, shard: bool = True) -> torch.Tensor:
+                tile_size=None, shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
     """MMD^2 (V-statistic) between the rows of z, L2-normalised here, and the uniform distribution
     on S^(q-1) for the kernel psi(u . v) = sum_{l=1..L} b_l P_l(q; u . v):
     (1/n^2) sum over all n^2 pairs (diagonal included) of psi(u_i . u_j). >= 0.
@@ -277,11 +283,13 @@ def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = F
     convention of gather_rows), shard=False all-gathers z with gradients and computes every pair.
     impl: "dense" (the n x n Gram matrix), "tiled" (tiles of tile_size rows, never the n x n
     matrix; only tiles i <= j), "auto" (the faster of the two by size, see tiled.use_tiled).
-    tile_size: rows per tile (default: 512 on CPU, 4096 on CUDA).
+    tile_size: rows per tile (default: 512 on CPU, 4096 on CUDA). gram_precision: "float32"
+    (default), "tf32", "bf16" or "fp16": the precision of the Gram matrix's product (the rows rounded
+    to it, products accumulated and kept in float32; see sfrik_plugin.precision).
     """
     _check_embedding(z, "z")
     weights = check_kernel_weights(kernel_weights)
-    plan = _plan_regulariser(*z.shape, z.device, gather_distributed, impl, tile_size, shard)
+    plan = _plan_regulariser(*z.shape, z.device, gather_distributed, impl, tile_size, shard, gram_precision)
     with _autocast_disabled(z.device.type):
         return _mmd_regularisers([_to_sphere(z)], weights, gather_distributed, plan)[0]
 
@@ -289,18 +297,19 @@ def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = F
 def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
                      mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
                      gather_distributed: bool = True, mmd_impl: str = "auto", tile_size=None,
-                     shard: bool = True) -> LossTerms:
+                     shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION) -> LossTerms:
     """SFRIK loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
     invariance = mse(u1, u2) on the local batch, regulariser = (R(u1) + R(u2)) / 2 on the global
-    batch (see mmd_uniform, whose impl, tile_size and shard are mmd_impl, tile_size and shard here).
-    Defaults: the paper's IN20% setting."""
+    batch (see mmd_uniform, whose impl, tile_size, shard and gram_precision are mmd_impl, tile_size,
+    shard and gram_precision here). Defaults: the paper's IN20% setting."""
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
     _check_same_views([z1, z2], ["z1", "z2"])
-    plan = _plan_regulariser(*z1.shape, z1.device, gather_distributed, mmd_impl, tile_size, shard)
+    plan = _plan_regulariser(*z1.shape, z1.device, gather_distributed, mmd_impl, tile_size, shard, gram_precision)
     of_units = ((lambda units: _mmd_regularisers(units, weights, gather_distributed, plan))
-                if plan.sharded or plan.tiled else None)      # None: the fused dense two-view function
+                if plan.sharded or plan.tiled or plan.gram_precision != DEFAULT_GRAM_PRECISION
+                else None)      # None: the fused dense two-view function (float32 Gram)
     return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight, mmd_loss_weight,
                            gather_distributed, of_units)
 
@@ -308,11 +317,11 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
 def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
                     mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
                     gather_distributed: bool = True, mmd_impl: str = "auto", tile_size=None,
-                    shard: bool = True) -> torch.Tensor:
+                    shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
     """SFRIK loss (a 0-dim tensor); see sfrik_loss_terms."""
     return sfrik_loss_terms(z1, z2, sim_loss_weight=sim_loss_weight, mmd_loss_weight=mmd_loss_weight,
                             kernel_weights=kernel_weights, gather_distributed=gather_distributed,
-                            mmd_impl=mmd_impl, tile_size=tile_size, shard=shard).loss
+                            mmd_impl=mmd_impl, tile_size=tile_size, shard=shard, gram_precision=gram_precision).loss
 
 
 class SFRIKLoss(nn.Module):
@@ -320,7 +329,7 @@ class SFRIKLoss(nn.Module):
 
     def __init__(self, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
                  kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True, mmd_impl: str = "auto",
-                 tile_size=None, shard: bool = True):
+                 tile_size=None, shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION):
         super().__init__()
         # Validated here so that a bad configuration fails at construction, not at step 1.
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
@@ -330,12 +339,13 @@ class SFRIKLoss(nn.Module):
         self.mmd_impl = check_impl(mmd_impl)
         self.tile_size = check_tile_size(tile_size)
         self.shard = check_shard(shard)
+        self.gram_precision = check_gram_precision(gram_precision)
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
         return sfrik_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight,
                                 mmd_loss_weight=self.mmd_loss_weight, kernel_weights=self.kernel_weights,
                                 gather_distributed=self.gather_distributed, mmd_impl=self.mmd_impl,
-                                tile_size=self.tile_size, shard=self.shard)
+                                tile_size=self.tile_size, shard=self.shard, gram_precision=self.gram_precision)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return self.terms(z1, z2).loss
@@ -343,7 +353,8 @@ class SFRIKLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"sim_loss_weight={self.sim_loss_weight}, mmd_loss_weight={self.mmd_loss_weight}, "
                 f"kernel_weights={self.kernel_weights}, gather_distributed={self.gather_distributed}, "
-                f"mmd_impl={self.mmd_impl!r}, tile_size={self.tile_size}, shard={self.shard}")
+                f"mmd_impl={self.mmd_impl!r}, tile_size={self.tile_size}, shard={self.shard}, "
+                f"gram_precision={self.gram_precision!r}")
 
 
 def _check_num_large_crops(num_large_crops, num_views: int) -> int:
@@ -356,12 +367,13 @@ def _check_num_large_crops(num_large_crops, num_views: int) -> int:
 def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
                                sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
                                kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True,
-                               mmd_impl: str = "auto", tile_size=None, shard: bool = True) -> LossTerms:
+                               mmd_impl: str = "auto", tile_size=None, shard: bool = True,
+                               gram_precision: str = DEFAULT_GRAM_PRECISION) -> LossTerms:
     """SwAV-style multi-crop SFRIK. views: list of (n, q) embeddings of the same images, the first
     num_large_crops from large (global) crops. invariance = mean over large views v of the mean
     over every other view w != v of mse(v, w), local batch; regulariser = mean of R over the
     large views (reg_small=False) or over all views (reg_small=True), global batch (mmd_impl,
-    tile_size, shard: see sfrik_loss_terms)."""
+    tile_size, shard, gram_precision: see sfrik_loss_terms)."""
     if isinstance(views, torch.Tensor) or not isinstance(views, Sequence):
         raise TypeError(f"views must be a list of (n, q) tensors, got {type(views).__name__}")
     if len(views) < 2:
@@ -371,7 +383,8 @@ def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: i
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    plan = _plan_regulariser(*views[0].shape, views[0].device, gather_distributed, mmd_impl, tile_size, shard)
+    plan = _plan_regulariser(*views[0].shape, views[0].device, gather_distributed, mmd_impl, tile_size, shard,
+                             gram_precision)
     with _autocast_disabled(views[0].device.type):
         units = [_to_sphere(z) for z in views]
         per_large = [torch.stack([F.mse_loss(units[v], units[w]) for w in range(len(units)) if w != v]).mean()
@@ -386,12 +399,13 @@ def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: i
 def sfrik_multicrop_loss_func(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
                               sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
                               kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True,
-                              mmd_impl: str = "auto", tile_size=None, shard: bool = True) -> torch.Tensor:
+                              mmd_impl: str = "auto", tile_size=None, shard: bool = True,
+                              gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
     """SwAV-style multi-crop SFRIK loss (a 0-dim tensor); see sfrik_multicrop_loss_terms."""
     return sfrik_multicrop_loss_terms(views, num_large_crops, reg_small=reg_small, sim_loss_weight=sim_loss_weight,
                                       mmd_loss_weight=mmd_loss_weight, kernel_weights=kernel_weights,
                                       gather_distributed=gather_distributed, mmd_impl=mmd_impl,
-                                      tile_size=tile_size, shard=shard).loss
+                                      tile_size=tile_size, shard=shard, gram_precision=gram_precision).loss
 
 
 # ---------------------------------------------------------------------------------------------

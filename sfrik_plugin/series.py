@@ -112,8 +112,10 @@ def _use_extension(t: torch.Tensor) -> bool:
 
 def _reference(t: torch.Tensor, coeffs: list, dim: int, reduction: str) -> torch.Tensor:
     # Same numerics contract as the compiled op: float16/bfloat16 computed in float32, and
-    # float32 output under autocast.
-    out_dtype = torch.float32 if torch.is_autocast_enabled(t.device.type) else t.dtype
+    # float32 output under autocast, except for float64 input, which autocast's float32 rule leaves
+    # in float64 (torch.library.register_autocast casts only the lower-precision floating types).
+    autocast = torch.is_autocast_enabled(t.device.type) and t.dtype != torch.float64
+    out_dtype = torch.float32 if autocast else t.dtype
     work = t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
     with torch.autocast(t.device.type, enabled=False):
         out = legendre_series_reference(work, coeffs, dim)

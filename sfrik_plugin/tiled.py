@@ -69,14 +69,17 @@ def use_tiled(impl: str, rows: int, q: int, tile_size: int) -> bool:
 def _gram_series_sum_python(x, y, coeffs, dim, tile):
     """S of the operator in plain PyTorch over the same tiles: the fallback without the compiled
     extension (warned). Differentiable by autograd, which keeps every tile for the backward, so
-    the fallback holds O(n^2) memory like the dense path."""
+    the fallback holds O(n^2) memory like the dense path. Numerics of the compiled operator under
+    autocast too: its float32 autocast rule leaves float32 and float64 rows as they are and runs
+    the tile GEMMs in their precision (never in autocast's float16/bfloat16)."""
     symmetric = y is None
     other = x if symmetric else y
     total = x.new_zeros((), dtype=torch.float64)
-    for i0 in range(0, x.shape[0], tile):
-        for j0 in range(i0 if symmetric else 0, other.shape[0], tile):
-            block = legendre_series_reference(x[i0:i0 + tile] @ other[j0:j0 + tile].T, coeffs, dim).sum()
-            total = total + block * (2.0 if symmetric and j0 != i0 else 1.0)
+    with torch.autocast(x.device.type, enabled=False):
+        for i0 in range(0, x.shape[0], tile):
+            for j0 in range(i0 if symmetric else 0, other.shape[0], tile):
+                block = legendre_series_reference(x[i0:i0 + tile] @ other[j0:j0 + tile].T, coeffs, dim).sum()
+                total = total + block * (2.0 if symmetric and j0 != i0 else 1.0)
     return total.to(x.dtype)
 
 

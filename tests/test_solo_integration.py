@@ -162,7 +162,7 @@ def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
 
 def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
     cfg = cpu_cfg("sfrik_cpu", image_folder, "method_kwargs.mmd_impl=tiled", "method_kwargs.mmd_tile_size=3",
-                  "method_kwargs.shard_mmd=false")
+                  "method_kwargs.shard_mmd=false", "+method_kwargs.gram_precision=bf16")
     model = SFRIK(cfg)
     calls = []
     real = sfrik_module.sfrik_loss_terms
@@ -176,6 +176,7 @@ def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
     assert torch.isfinite(loss)
     (kwargs,) = calls
     assert (kwargs["mmd_impl"], kwargs["tile_size"], kwargs["shard"]) == ("tiled", 3, False)
+    assert kwargs["gram_precision"] == "bf16"
 
 
 def test_defaults_filled_in(image_folder):
@@ -187,6 +188,7 @@ def test_defaults_filled_in(image_folder):
     assert list(cfg.method_kwargs.kernel_weights) == [1.0, 40.0, 40.0] and cfg.method_kwargs.reg_small is False
     assert (cfg.method_kwargs.mmd_impl, cfg.method_kwargs.mmd_tile_size, cfg.method_kwargs.shard_mmd) == (
         "auto", None, True)
+    assert cfg.method_kwargs.gram_precision == "float32"
 
     cfg = cpu_cfg("auh_cpu", image_folder, "~method_kwargs.sim_loss_weight", "~method_kwargs.unif_loss_weight",
                   "~method_kwargs.t")
@@ -216,6 +218,8 @@ def test_sweep_overrides_accepted(image_folder):
         ("sfrik_cpu", "method_kwargs.mmd_impl=flash", ValueError, r"SFRIK method_kwargs: impl must be one of"),
         ("sfrik_cpu", "method_kwargs.mmd_tile_size=0", ValueError, r"tile_size must be an integer >= 1"),
         ("sfrik_cpu", "method_kwargs.shard_mmd=maybe", TypeError, r"shard must be a bool"),
+        ("sfrik_cpu", "+method_kwargs.gram_precision=int8", ValueError,
+         r"SFRIK method_kwargs: gram_precision must be one of"),
         ("sfrik_cpu", "method_kwargs.proj_output_dim=1", ValueError, r"proj_output_dim must be an integer >= 2"),
         ("sfrik_cpu", "~method_kwargs.proj_hidden_dim", ValueError, r"method_kwargs.proj_hidden_dim must be set"),
         ("auh_cpu", "method_kwargs.t=0", ValueError, r"AUH method_kwargs: t must be a finite number > 0"),

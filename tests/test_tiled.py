@@ -192,3 +192,37 @@ def test_auto_chooses_by_size():
     assert not use_tiled("auto", 1024, 8192, 512)            # n x q passes dominate: the fused dense path
     assert use_tiled("auto", AUTO_TILED_ROWS, 10**6, 512)    # memory
     assert use_tiled("tiled", 3, 8, 512) and not use_tiled("dense", 10**6, 8, 512)
+
+
+def _matmul_settings():
+    """The process-wide float32 matmul settings (the legacy getter refuses a mix of the two APIs)."""
+    try:
+        legacy = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        legacy = "mixed"
+    return legacy, torch.backends.cuda.matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision
+
+
+@pytest.mark.parametrize("setting", ("high", "medium", "mkldnn-bf16"))
+def test_tile_gemms_ignore_the_global_matmul_precision(setting):
+    # "medium" (and oneDNN's bf16 setting) make float32 GEMMs on a CPU with AVX512-BF16 run in
+    # bfloat16, "high" allows TF32 on a GPU: the tiles must stay in float32 either way, and the
+    # settings must come back as they were.
+    x = unit_rows(600, 512, seed=21, dtype=torch.float32)
+    expected = torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 512, 128, True, False)
+    before = torch.get_float32_matmul_precision()
+    try:
+        if setting == "mkldnn-bf16":
+            torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+        else:
+            torch.set_float32_matmul_precision(setting)
+        state = _matmul_settings()
+        total, gx, _ = torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 512, 128, True, False)
+        assert _matmul_settings() == state
+    finally:
+        torch.set_float32_matmul_precision(before)
+        torch.backends.mkldnn.matmul.fp32_precision = "none"
+    assert _matmul_settings() == (before, "ieee" if before == "highest" else "tf32", "none")
+    # The same GEMM routine on the same operands: the same bits. (Here, on an AMD EPYC with
+    # AVX512-BF16, "medium" sends the GEMMs to oneDNN, whose sums differ in the last bits.)
+    assert torch.equal(total, expected[0]) and torch.equal(gx, expected[1])

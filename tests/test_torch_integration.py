@@ -94,3 +94,37 @@ def test_autocast_backward_gradient_dtype():
         loss = sfrik_plugin.legendre_series(zn @ zn.T, COEFFS, 32, reduction="mean")
     loss.backward()
     assert z.grad.dtype == torch.float32 and torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("dtype", (torch.float64, torch.float32, torch.bfloat16))
+def test_fallback_under_autocast_gives_the_compiled_dtype_and_values(monkeypatch, dtype):
+    # The pure-PyTorch fallback keeps the compiled ops' autocast contract: float32 out, except
+    # float64, which autocast's float32 rule leaves alone; the tiled sum's GEMMs stay out of autocast.
+    import warnings
+
+    import sfrik_plugin.series as series
+    import sfrik_plugin.tiled as tiled
+    from sfrik_plugin import _extension
+
+    g = gram(24, generator=torch.Generator().manual_seed(13)).to(dtype)
+    rows = torch.nn.functional.normalize(torch.randn(40, 32, generator=torch.Generator().manual_seed(14)), dim=1)
+    rows = rows.to(torch.float64 if dtype == torch.float64 else torch.float32)
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = [sfrik_plugin.legendre_series(g, COEFFS, 64, reduction=r) for r in ("none", "mean", "sum")]
+            return out + [tiled.gram_series_sum(rows, None, COEFFS, 32, 16)]
+
+    compiled = run()
+    monkeypatch.setattr(_extension, "available_for", lambda t: False)
+    monkeypatch.setattr(tiled, "_use_extension", lambda t: False)
+    monkeypatch.delenv("SFRIK_REQUIRE_EXTENSION", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # the fallback's one-time warning
+        fallback = run()
+    expected = torch.float64 if dtype == torch.float64 else torch.float32
+    for a, b in zip(compiled[:3], fallback[:3]):
+        assert a.dtype == b.dtype == expected
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
+    assert compiled[3].dtype == fallback[3].dtype == rows.dtype
+    torch.testing.assert_close(fallback[3], compiled[3], rtol=1e-6, atol=0)

@@ -1,16 +1,25 @@
 // CUDA kernels of the sfrik:: operators. One thread per element (grid-stride loop) runs the
-// recurrence in registers; the recurrence table sits in shared memory. The reduction writes one
-// partial sum per block (deterministic: no atomics) and sums the partials with at::sum.
+// recurrence in registers. The recurrence table goes in as a kernel argument (a fixed-size struct
+// passed by value, read through the constant cache) for degrees up to kArgDegree, so a call does
+// no host-to-device copy and no host synchronisation, and can be captured in a CUDA graph; larger
+// tables are copied to the device once per distinct table and cached (staged in shared memory).
+// The reduction accumulates in double, as the CPU kernel does, over a grid whose size depends on
+// n only (never on the GPU's SM count), writes one partial sum per block and adds the partials in
+// a second single-block kernel in a fixed order: no atomics, the same bits on every GPU.
 // Launched on the current stream of t's device.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "../legendre_recurrence.h"
 
@@ -18,7 +27,24 @@ namespace sfrik {
 namespace {
 
 constexpr int kThreads = 256;
+// Blocks of a reduction at most; the grid is min(ceil(n / kThreads), kReduceBlocks): a function of
+// n alone, so the partial sums, and the order they are added in, are the same on every GPU.
+constexpr int64_t kReduceBlocks = 1024;
+// Blocks of an elementwise launch at most (grid-stride beyond); the results do not depend on it.
+constexpr int64_t kElementwiseBlocks = 16384;
 constexpr int64_t kMaxSharedTableBytes = 32 * 1024;
+// Series of degree <= kArgDegree carry their table (3 L - 1 entries) in the kernel's arguments:
+// 1.5 KB in double, within the 4 KB every architecture accepts.
+constexpr int64_t kArgDegree = 64;
+constexpr int64_t kArgTableEntries = 3 * kArgDegree;
+// Distinct large tables kept on the device (each a few KB); beyond, a call copies its table
+// synchronously (degrees > kArgDegree only).
+constexpr size_t kMaxCachedTables = 256;
+
+template <typename opmath_t>
+struct ArgTable {
+  opmath_t value[kArgTableEntries];
+};
 
 template <typename opmath_t>
 __device__ __forceinline__ opmath_t eval_series(opmath_t x, const opmath_t* __restrict__ coeff,
@@ -38,34 +64,38 @@ __device__ __forceinline__ opmath_t eval_series(opmath_t x, const opmath_t* __re
   return acc;
 }
 
-template <typename opmath_t>
-__device__ __forceinline__ opmath_t block_sum(opmath_t v) {
-  __shared__ opmath_t warp_sums[kThreads / 32];
+// The sum of v over the block, in thread 0 (a fixed tree: deterministic).
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double warp_sums[kThreads / 32];
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) warp_sums[warp] = v;
   __syncthreads();
-  v = threadIdx.x < kThreads / 32 ? warp_sums[threadIdx.x] : opmath_t(0);
+  v = threadIdx.x < kThreads / 32 ? warp_sums[threadIdx.x] : 0.0;
   if (warp == 0) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
   }
   return v;
 }
 
-// out[i] = g_i * psi(t[i]) when out != nullptr; otherwise partials[block] = sum of g_i * psi(t[i]).
+// out[i] = g_i * psi(t[i]) when out != nullptr; otherwise partials[block] = sum of g_i * psi(t[i]),
+// accumulated in double. The table is arg_table unless global_table is given (large degrees).
 template <typename scalar_t, typename opmath_t>
 __global__ void __launch_bounds__(kThreads)
 series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad, int grad_mode,
-              scalar_t* __restrict__ out, opmath_t* __restrict__ partials, int64_t n,
-              const opmath_t* __restrict__ table, int64_t table_size, bool table_in_shared,
-              int64_t degree) {
+              scalar_t* __restrict__ out, double* __restrict__ partials, int64_t n,
+              const __grid_constant__ ArgTable<opmath_t> arg_table, const opmath_t* __restrict__ global_table,
+              int64_t table_size, bool table_in_shared, int64_t degree) {
   extern __shared__ unsigned char shared_raw[];
-  const opmath_t* tab = table;
-  if (table_in_shared) {
-    opmath_t* shared_tab = reinterpret_cast<opmath_t*>(shared_raw);
-    for (int64_t i = threadIdx.x; i < table_size; i += blockDim.x) shared_tab[i] = table[i];
-    __syncthreads();
-    tab = shared_tab;
+  const opmath_t* tab = arg_table.value;
+  if (global_table != nullptr) {
+    tab = global_table;
+    if (table_in_shared) {
+      opmath_t* shared_tab = reinterpret_cast<opmath_t*>(shared_raw);
+      for (int64_t i = threadIdx.x; i < table_size; i += blockDim.x) shared_tab[i] = global_table[i];
+      __syncthreads();
+      tab = shared_tab;
+    }
   }
   const opmath_t* coeff = tab;
   const opmath_t* alpha = tab + degree + 1;
@@ -73,7 +103,7 @@ series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad,
   const opmath_t g_scalar =
       grad_mode == static_cast<int>(GradMode::kScalar) ? static_cast<opmath_t>(grad[0]) : opmath_t(1);
 
-  opmath_t local = opmath_t(0);
+  double local = 0.0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
     opmath_t v = eval_series<opmath_t>(static_cast<opmath_t>(t[i]), coeff, alpha, beta, degree);
@@ -85,7 +115,7 @@ series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad,
     if (out != nullptr) {
       out[i] = static_cast<scalar_t>(v);
     } else {
-      local += v;
+      local += static_cast<double>(v);
     }
   }
   if (partials != nullptr) {
@@ -94,35 +124,73 @@ series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad,
   }
 }
 
-// The recurrence table on t's device, in the compute type.
-template <typename opmath_t>
-at::Tensor device_table(const SeriesTables& tables, const at::Tensor& t) {
-  std::vector<double> packed = tables.packed();
-  const auto opmath_dtype = c10::CppTypeToScalarType<opmath_t>::value;
-  at::Tensor host = at::from_blob(packed.data(), {static_cast<int64_t>(packed.size())},
-                                  at::TensorOptions().dtype(at::kDouble))
-                        .to(opmath_dtype);
-  return host.to(t.device());
+// *out = (sum of the count partials) / divisor, in double, then rounded once to the output type
+// (divisor 1: the sum; n: the mean, NaN for n = 0 as torch.mean gives). One block, fixed order.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+finish_sum_kernel(const double* __restrict__ partials, int64_t count, double divisor, scalar_t* __restrict__ out) {
+  double v = 0.0;
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) v += partials[i];
+  v = block_sum(v);
+  if (threadIdx.x == 0) *out = static_cast<scalar_t>(v / divisor);
 }
 
-int grid_size(int64_t n, int64_t blocks_per_sm) {
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t needed = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, sms * blocks_per_sm)));
+// Large tables (degree > kArgDegree) on the device: one copy per (table, dtype, device), made on
+// first use (a synchronous copy, refused under CUDA graph capture with a message saying how to
+// warm it up) and kept for the life of the process. Never freed: the map lives on the heap, so no
+// tensor is released after the CUDA runtime has shut down at exit.
+using TableKey = std::tuple<std::vector<double>, int, c10::DeviceIndex>;
+
+template <typename opmath_t>
+at::Tensor large_device_table(const std::vector<double>& packed, const at::Tensor& like) {
+  static std::mutex mutex;
+  static auto* cache = new std::map<TableKey, at::Tensor>();
+  const auto opmath_dtype = c10::CppTypeToScalarType<opmath_t>::value;
+  TableKey key{packed, static_cast<int>(opmath_dtype), like.device().index()};
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    auto found = cache->find(key);
+    if (found != cache->end()) return found->second;
+  }
+  TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
+              "sfrik: a Legendre series of degree > ", kArgDegree, " (here ", packed.size(),
+              " table entries) copies its recurrence table to the GPU on its first call, which CUDA graph "
+              "capture forbids: call the operator once with the same coefficients, dim and derivative order "
+              "before capturing");
+  at::Tensor host = at::from_blob(const_cast<double*>(packed.data()), {static_cast<int64_t>(packed.size())},
+                                  at::TensorOptions().dtype(at::kDouble))
+                        .to(opmath_dtype);
+  at::Tensor table = host.to(like.device());
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (cache->size() < kMaxCachedTables) cache->emplace(std::move(key), table);
+  return table;
+}
+
+int64_t blocks_for(int64_t n, int64_t max_blocks) {
+  return std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, max_blocks));
 }
 
 template <typename scalar_t>
-void launch(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar_t* out, at::Tensor* partials,
-            int64_t n, int blocks, const SeriesTables& tables, const at::Tensor& like) {
+void launch(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar_t* out, double* partials, int64_t n,
+            int64_t blocks, const SeriesTables& tables, const at::Tensor& like) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const at::Tensor table = device_table<opmath_t>(tables, like);
-  const int64_t table_bytes = table.numel() * static_cast<int64_t>(sizeof(opmath_t));
-  const bool in_shared = table_bytes <= kMaxSharedTableBytes;
-  opmath_t* partial_ptr = partials != nullptr ? partials->mutable_data_ptr<opmath_t>() : nullptr;
-  series_kernel<scalar_t, opmath_t>
-      <<<blocks, kThreads, in_shared ? table_bytes : 0, at::cuda::getCurrentCUDAStream()>>>(
-          t, grad, static_cast<int>(mode), out, partial_ptr, n, table.const_data_ptr<opmath_t>(), table.numel(),
-          in_shared, tables.degree);
+  const std::vector<double> packed = tables.packed();
+  const int64_t table_size = static_cast<int64_t>(packed.size());
+  ArgTable<opmath_t> arg_table{};
+  at::Tensor global;  // keeps a large table alive until the launch is queued
+  const opmath_t* global_ptr = nullptr;
+  bool in_shared = false;
+  if (tables.degree <= kArgDegree) {
+    for (int64_t k = 0; k < table_size; ++k) arg_table.value[k] = static_cast<opmath_t>(packed[k]);
+  } else {
+    global = large_device_table<opmath_t>(packed, like);
+    global_ptr = global.const_data_ptr<opmath_t>();
+    in_shared = table_size * static_cast<int64_t>(sizeof(opmath_t)) <= kMaxSharedTableBytes;
+  }
+  const size_t shared_bytes = in_shared ? static_cast<size_t>(table_size) * sizeof(opmath_t) : 0;
+  series_kernel<scalar_t, opmath_t><<<static_cast<unsigned>(blocks), kThreads, shared_bytes,
+                                      at::cuda::getCurrentCUDAStream()>>>(
+      t, grad, static_cast<int>(mode), out, partials, n, arg_table, global_ptr, table_size, in_shared, tables.degree);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -139,7 +207,7 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, ops.t.scalar_type(), "sfrik_legendre_series_cuda", [&] {
     const scalar_t* g = ops.mode == GradMode::kNone ? nullptr : ops.grad.const_data_ptr<scalar_t>();
     launch<scalar_t>(ops.t.const_data_ptr<scalar_t>(), g, ops.mode, ops.out.mutable_data_ptr<scalar_t>(), nullptr,
-                     n, grid_size(n, 32), tables, ops.t);
+                     n, blocks_for(n, kElementwiseBlocks), tables, ops.t);
   });
   return ops.out;
 }
@@ -160,23 +228,20 @@ at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double>
   const SeriesTables tables = make_tables(coeffs, dim, 0);
   const at::Tensor dense = dense_view(t);
   const int64_t n = dense.numel();
-  at::Tensor total;
+  const int64_t blocks = blocks_for(n, kReduceBlocks);
+  at::Tensor partials = at::empty({blocks}, dense.options().dtype(at::kDouble));
+  at::Tensor total = at::empty({}, t.options());
+  // The mean of no element is NaN (0 / 0), as torch.mean gives.
+  const double divisor = mean ? static_cast<double>(n) : 1.0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cuda", [&] {
-    using opmath_t = at::opmath_type<scalar_t>;
-    const int blocks = grid_size(n, 4);
-    at::Tensor partials =
-        at::empty({blocks}, dense.options().dtype(c10::CppTypeToScalarType<opmath_t>::value));
-    if (n == 0) {
-      partials.zero_();
-    } else {
-      launch<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone, nullptr, &partials, n, blocks,
-                       tables, dense);
-    }
-    total = partials.sum();
+    double* partial_ptr = partials.mutable_data_ptr<double>();
+    launch<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone, nullptr, partial_ptr, n, blocks,
+                     tables, dense);
+    finish_sum_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        partial_ptr, blocks, divisor, total.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  // The mean of no element is NaN, as torch.mean gives.
-  if (mean) total = total.div(static_cast<double>(n));
-  return total.to(t.scalar_type());
+  return total;
 }
 
 }  // namespace

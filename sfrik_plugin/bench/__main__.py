@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import legendre, losses, sharded, tiled
+from . import legendre, losses, precision, sharded, tiled
 
-SUITES = {"legendre": legendre, "losses": losses, "tiled": tiled, "sharded": sharded}
+SUITES = {"legendre": legendre, "losses": losses, "tiled": tiled, "sharded": sharded,
+          "precision": precision}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,8 @@ Every method computes its whole two-view loss from the same z1, z2 (n, q) (one l
 requires_grad) and the gradient with respect to them:
 
   sfrik            sfrik_plugin.sfrik_loss_func: Gram matrices + the compiled fused Legendre mean
+  sfrik_gram_tf32  the same with gram_precision="tf32" (TF32 Gram product on a GPU)
+  sfrik_gram_bf16  the same with gram_precision="bf16" (bfloat16 inputs, float32 accumulation)
   sfrik_reference  the same loss with psi through the pure-PyTorch recurrence (eager autograd)
   vicreg           baseline implementations from an established library: solo-learn's loss
   barlow_twins     functions when solo-learn is installed, otherwise lightly's losses; a baseline
@@ -19,6 +21,11 @@ Cells that would not fit are skipped before they run, and the skip is printed: a
 predicted peak memory exceeds --memory-fraction of the available memory, or whose predicted time
 of one forward + backward (FLOP count over the machine's measured matmul rate) exceeds
 --max-seconds.
+
+--autocast bf16 runs every forward under torch.autocast(bfloat16): the baselines' GEMMs then run in
+bfloat16, while SFRIK keeps its float32 region (its gram_precision decides). "time / Gram floor"
+is each method's time over that of SFRIK's floor below (two float32 Gram products, fwd + bwd,
+outside autocast), measured in the same cell.
 
 "Floor" check: the whole SFRIK loss (both branches, forward + backward) against its floor, the
 forward + backward of the two bare Gram-matrix products (z1 z1^T and z2 z2^T, summed) computed as
@@ -45,13 +52,15 @@ HELP = "SFRIK loss against VICReg, Barlow Twins, SimCLR and AUH: time and memory
 DEFAULT_BATCHES = (256, 1024, 2048)
 DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)
-METHODS = ("sfrik", "sfrik_reference", "vicreg", "barlow_twins", "simclr", "auh")
+METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "sfrik_reference", "vicreg", "barlow_twins", "simclr",
+           "auh")
 KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 FLOOR_N, FLOOR_Q, FLOOR_TARGET = 2048, 8192, 1.15
 HEADLINE_N, HEADLINE_Q, HEADLINE_TARGET = 2048, 32768, 10.0
 CSV_FIELDS = (
     "suite", "n", "q", "dtype", "device", "method", "source", "status", "ms_median", "ms_min", "repeats",
     "peak_extra_mib", "time_vs_vicreg", "memory_vs_vicreg", "model_time_vs_vicreg", "model_memory_vs_vicreg",
+    "autocast", "time_vs_gram_floor",
 )
 
 
@@ -66,6 +75,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--memory-fraction", type=float, default=0.6,
                         help="skip a method whose predicted peak exceeds this fraction of the available memory")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: n in {QUICK_BATCHES}, q in {QUICK_DIMS}")
+    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
+                        help="run every forward under torch.autocast(bfloat16) (default: none)")
     common.add_common_arguments(parser)
 
 
@@ -85,6 +96,8 @@ def build_methods() -> Dict[str, tuple]:
     """name -> (source, loss(z1, z2)); baselines that no installed library provides are missing."""
     methods = {
         "sfrik": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)),
+        **{f"sfrik_gram_{p}": ("sfrik_plugin", lambda z1, z2, p=p: sfrik_plugin.sfrik_loss_func(
+            z1, z2, gather_distributed=False, gram_precision=p)) for p in ("tf32", "bf16")},
         "sfrik_reference": ("sfrik_plugin.reference", _sfrik_reference_loss),
         "auh": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.auh_loss_func(z1, z2, gather_distributed=False)),
     }
@@ -92,9 +105,16 @@ def build_methods() -> Dict[str, tuple]:
     return methods
 
 
-def as_step(loss: Callable) -> common.Step:
-    """A step on the packed leaf Z = (2, n, q) (the benchmark helpers take one leaf)."""
-    return lambda z: loss(z[0], z[1])
+def as_step(loss: Callable, autocast: str = "none") -> common.Step:
+    """A step on the packed leaf Z = (2, n, q) (the benchmark helpers take one leaf), its forward
+    under bfloat16 autocast with autocast="bf16"."""
+    if autocast == "none":
+        return lambda z: loss(z[0], z[1])
+
+    def step(z):
+        with torch.autocast(z.device.type, dtype=torch.bfloat16):
+            return loss(z[0], z[1])
+    return step
 
 
 def floor_step(z: torch.Tensor) -> torch.Tensor:
@@ -122,7 +142,7 @@ def predicted_flops(method: str, n: int, q: int) -> float:
 def predicted_bytes(method: str, n: int, q: int, element: int) -> float:
     """Rough peak of forward + backward: the q x q or n x n matrices each method keeps alive."""
     per_matrix = {"vicreg": q * q, "barlow_twins": q * q, "simclr": (2 * n) ** 2}.get(method, n * n)
-    matrices = {"vicreg": 8, "barlow_twins": 6, "simclr": 8, "sfrik": 4, "sfrik_reference": 12, "auh": 8}[method]
+    matrices = {"vicreg": 8, "barlow_twins": 6, "simclr": 8, "sfrik_reference": 12, "auh": 8}.get(method, 4)
     return element * (matrices * per_matrix + 8 * n * q)
 
 
@@ -175,18 +195,21 @@ def embeddings(n: int, q: int, dtype, device, seed: int = 0) -> torch.Tensor:
 def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) -> list:
     rows, runnable = [], {}
     for name in args.methods:
-        base = {"suite": "losses", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "method": name}
+        base = {"suite": "losses", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "method": name,
+                "autocast": getattr(args, "autocast", "none")}
         if name not in methods:
             rows.append({**base, "status": "skipped: neither solo-learn nor lightly is installed"})
             continue
         reason = skip_reason(name, n, q, args, device, dtype, rate)
         rows.append({**base, "source": methods[name][0], "status": reason or "ok"})
         if reason is None:
-            runnable[name] = as_step(methods[name][1])
+            runnable[name] = as_step(methods[name][1], getattr(args, "autocast", "none"))
+    floor_ms = math.nan
     if runnable:
         leaf = embeddings(n, q, dtype, device)
         repeats = args.repeats or (5 if n * q <= 2048 * 8192 else 3)
-        times = common.time_steps_round_robin(runnable, leaf, repeats)
+        times = common.time_steps_round_robin({**runnable, "_floor": floor_step}, leaf, repeats)
+        floor_ms = common.median(times.pop("_floor"))
         for row in rows:
             if row["method"] in runnable:
                 peak = common.peak_extra_bytes(runnable[row["method"]], leaf)
@@ -197,6 +220,8 @@ def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) ->
     for row in rows:
         row["model_time_vs_vicreg"] = n / q if row["method"].startswith("sfrik") else math.nan
         row["model_memory_vs_vicreg"] = n * n / (q * q) if row["method"].startswith("sfrik") else math.nan
+        if row["status"] == "ok":
+            row["time_vs_gram_floor"] = row["ms_median"] / floor_ms
         if vicreg is not None and row["status"] == "ok":
             row["time_vs_vicreg"] = row["ms_median"] / vicreg["ms_median"]
             row["memory_vs_vicreg"] = row["peak_extra_mib"] / vicreg["peak_extra_mib"]
@@ -205,7 +230,7 @@ def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) ->
 
 def cell_table(rows: list) -> str:
     header = ("method", "source", "ms fwd+bwd", "peak extra MiB", "time / VICReg", "model", "memory / VICReg",
-              "model")
+              "model", "time / Gram floor")
 
     def fmt(value, spec):
         return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
@@ -213,11 +238,12 @@ def cell_table(rows: list) -> str:
     body = []
     for r in rows:
         if r["status"] != "ok":
-            body.append((r["method"], r.get("source", ""), r["status"], "", "", "", "", ""))
+            body.append((r["method"], r.get("source", ""), r["status"], "", "", "", "", "", ""))
             continue
         body.append((r["method"], r["source"], fmt(r["ms_median"], ".1f"), fmt(r["peak_extra_mib"], ".1f"),
                      fmt(r.get("time_vs_vicreg"), ".3f"), fmt(r["model_time_vs_vicreg"], ".3f"),
-                     fmt(r.get("memory_vs_vicreg"), ".3f"), fmt(r["model_memory_vs_vicreg"], ".4f")))
+                     fmt(r.get("memory_vs_vicreg"), ".3f"), fmt(r["model_memory_vs_vicreg"], ".4f"),
+                     fmt(r.get("time_vs_gram_floor"), ".3f")))
     return common.format_table(header, body)
 
 

@@ -37,6 +37,9 @@ class SFRIK(ProjectedMethod):
                 shard_mmd (bool): with several processes, each computes only its own rows of
                     the MMD against the gathered batch (default true; false: every process
                     computes the whole global MMD, the all-gather with gradients).
+                gram_precision (str): precision of the MMD's Gram product: "float32" (default),
+                    "tf32", "bf16" or "fp16" (rows rounded to it, products kept in float32; see
+                    sfrik_plugin.precision and BENCHMARKS.md, "Gram precision").
                 stop_on_non_finite (bool): stop training with an error naming the step and the
                     term when a loss term is NaN or Inf (default true; false: warn once, go on).
         """
@@ -50,6 +53,7 @@ class SFRIK(ProjectedMethod):
         self.mmd_impl: str = cfg.method_kwargs.mmd_impl
         self.mmd_tile_size = cfg.method_kwargs.mmd_tile_size
         self.shard_mmd: bool = cfg.method_kwargs.shard_mmd
+        self.gram_precision: str = cfg.method_kwargs.gram_precision
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -77,6 +81,7 @@ class SFRIK(ProjectedMethod):
         cfg.method_kwargs.mmd_impl = omegaconf_select(cfg, "method_kwargs.mmd_impl", "auto")
         cfg.method_kwargs.mmd_tile_size = omegaconf_select(cfg, "method_kwargs.mmd_tile_size", None)
         cfg.method_kwargs.shard_mmd = omegaconf_select(cfg, "method_kwargs.shard_mmd", True)
+        cfg.method_kwargs.gram_precision = omegaconf_select(cfg, "method_kwargs.gram_precision", "float32")
         reg_small = cfg.method_kwargs.reg_small
         if not isinstance(reg_small, bool):
             raise ValueError(f"SFRIK: method_kwargs.reg_small must be true or false, got {reg_small!r}")
@@ -92,6 +97,7 @@ class SFRIK(ProjectedMethod):
             mmd_impl=cfg.method_kwargs.mmd_impl,
             tile_size=cfg.method_kwargs.mmd_tile_size,
             shard=cfg.method_kwargs.shard_mmd,
+            gram_precision=cfg.method_kwargs.gram_precision,
         )
         cfg.method_kwargs.sim_loss_weight = loss.sim_loss_weight
         cfg.method_kwargs.mmd_loss_weight = loss.mmd_loss_weight
@@ -126,6 +132,7 @@ class SFRIK(ProjectedMethod):
             mmd_impl=self.mmd_impl,
             tile_size=self.mmd_tile_size,
             shard=self.shard_mmd,
+            gram_precision=self.gram_precision,
         )
         if self.multicrop:
             terms = sfrik_multicrop_loss_terms(
