@@ -101,8 +101,9 @@ def run_probe(tmp_path, pkg: Path, require: bool, prelude: str = "") -> subproce
     env["PYTHONPATH"] = str(pkg.parent)
     if require:
         env["SFRIK_REQUIRE_EXTENSION"] = "1"
+    # checked after the probe: importing the package is what warns, inside the probe's recorder
     check = f"\nimport sfrik_plugin as _p\nassert _p.__file__.startswith({str(pkg)!r}), _p.__file__\n"
-    return subprocess.run([sys.executable, "-c", prelude + check + PROBE], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-c", prelude + "\n" + PROBE + check], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
