@@ -94,7 +94,7 @@ def pretrain(method: str, images: torch.Tensor, channel_stats: ChannelStats, cfg
         raise ValueError(f"batch size {cfg.batch_size} is larger than the {len(images)} pretraining images")
     source, objective = build_objective(method, library, **(hyper_parameters or {}))
     with quiet_lightning():
-        L.seed_everything(seed, verbose=False)
+        L.seed_everything(seed)   # its "Seed set to" line is muted by quiet_lightning
     backbone, projector = build_networks(cfg, images.shape[1])
     mean, std = channel_stats
     module = SelfSupervised(backbone, projector, objective, BatchAugment(images.shape[-1], mean, std),

@@ -76,7 +76,7 @@ class StudyRunner:
         if spec.method == "random":
             with quiet_lightning():
                 import lightning as L
-                L.seed_everything(spec.seed, verbose=False)
+                L.seed_everything(spec.seed)
             backbone, projector = build_networks(cfg, train_images.shape[1])
             cost = {"sec_per_step": "", "peak_mem_mb": "", "train_minutes": 0.0}
         else:
