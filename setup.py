@@ -10,6 +10,7 @@ Switches (environment variables):
   MAX_JOBS           parallel compile jobs for ninja
 Without either switch, CUDA kernels are built when torch sees a GPU and a toolkit is found.
 """
+
 import glob
 import json
 import os
@@ -39,7 +40,7 @@ def _default_cuda_home():
         real = os.path.realpath(nvcc)
         candidates.append(os.path.dirname(os.path.dirname(real)))
         try:  # a shell wrapper: `exec /path/to/cuda/bin/nvcc "$@"`
-            with open(real, "r", errors="ignore") as f:
+            with open(real, errors="ignore") as f:
                 for token in f.read(4096).split():
                     if token.endswith("/bin/nvcc") and os.path.isfile(token):
                         candidates.insert(0, os.path.dirname(os.path.dirname(token)))
@@ -54,8 +55,8 @@ def _default_cuda_home():
 
 _default_cuda_home()
 
-import torch  # noqa: E402  (after CUDA_HOME is settled: cpp_extension reads it at import)
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+import torch
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 
 def _cuda_header_dirs():
@@ -104,14 +105,17 @@ def _use_cuda():
             raise SystemExit(
                 f"setup.py: FORCE_CUDA=1 but no CUDA toolkit was found (CUDA_HOME={CUDA_HOME}, no bin/nvcc "
                 f"there): install the CUDA toolkit for torch's CUDA {torch.version.cuda} and set CUDA_HOME, "
-                "or build the CPU kernels only with SFRIK_CPU_ONLY=1.")
+                "or build the CPU kernels only with SFRIK_CPU_ONLY=1."
+            )
         if torch.version.cuda is None:
             raise SystemExit(f"setup.py: FORCE_CUDA=1 but torch {torch.__version__} is a CPU-only build.")
         return True
     if torch.cuda.is_available() and not _has_nvcc(CUDA_HOME):
-        print(f"sfrik_plugin: warning: torch sees a GPU but no CUDA toolkit was found (CUDA_HOME={CUDA_HOME}): "
-              "building the CPU kernels only; CUDA tensors will use the pure-PyTorch reference (with a "
-              "warning). Set CUDA_HOME to a toolkit to build the CUDA kernels.")
+        print(
+            f"sfrik_plugin: warning: torch sees a GPU but no CUDA toolkit was found (CUDA_HOME={CUDA_HOME}): "
+            "building the CPU kernels only; CUDA tensors will use the pure-PyTorch reference (with a "
+            "warning). Set CUDA_HOME to a toolkit to build the CUDA kernels."
+        )
         return False
     return torch.cuda.is_available()
 
@@ -141,7 +145,9 @@ def get_extensions():
     else:
         ext = CppExtension
         kwargs["extra_compile_args"] = {"cxx": cxx}
-    print(f"sfrik_plugin: building the extension {'with CUDA (' + str(CUDA_HOME) + ')' if use_cuda else 'for CPU only'}")
+    print(
+        f"sfrik_plugin: building the extension {'with CUDA (' + str(CUDA_HOME) + ')' if use_cuda else 'for CPU only'}"
+    )
     extension = ext("sfrik_plugin._C", sources, define_macros=define, **kwargs)
     if use_cuda:
         extension.include_dirs = _include_wheel_headers_last(extension.include_dirs, _cuda_header_dirs())
@@ -152,8 +158,10 @@ def _missing_build_tools():
     """The C++ compiler and the linker the build will call (CXX / LDSHARED / CC or Python's
     defaults) that are not on PATH."""
     ldshared = os.environ.get("LDSHARED") or os.environ.get("CC") or sysconfig.get_config_var("LDSHARED") or ""
-    tools = {"C++ compiler (CXX)": os.environ.get("CXX", "c++"),  # as torch.utils.cpp_extension picks it
-             "linker (LDSHARED or CC)": (shlex.split(ldshared) or [""])[0]}
+    tools = {
+        "C++ compiler (CXX)": os.environ.get("CXX", "c++"),  # as torch.utils.cpp_extension picks it
+        "linker (LDSHARED or CC)": (shlex.split(ldshared) or [""])[0],
+    }
     return [f"{role} {cmd!r}" for role, cmd in tools.items() if cmd and shutil.which(cmd) is None]
 
 
@@ -167,7 +175,8 @@ class BuildWithInfo(BuildExtension):
             raise SystemExit(
                 f"setup.py: cannot build sfrik_plugin._C: {' and '.join(missing)} not found on PATH. "
                 "Install a C++17 compiler (e.g. `apt-get install g++`, or build-essential) or point CXX "
-                "(and CC) at one, then install again.")
+                "(and CC) at one, then install again."
+            )
         super().run()
         for ext in self.extensions:
             target_dir = os.path.dirname(self.get_ext_fullpath(ext.name))
@@ -216,7 +225,7 @@ class BuildPyWithHook(build_py):
 class EditableWheelWithHook(editable_wheel):
     def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
         files, mapping = super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
-        _write_hook_pth(str(unpacked_wheel))   # the editable wheel's root: site-packages
+        _write_hook_pth(str(unpacked_wheel))  # the editable wheel's root: site-packages
         return files, mapping
 
 
@@ -232,7 +241,10 @@ if __name__ == "__main__":
         + ["sfrik_plugin_configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
         package_dir={"sfrik_plugin_configs": "configs"},
         ext_modules=get_extensions(),
-        cmdclass={"build_ext": BuildWithInfo.with_options(use_ninja=True), "build_py": BuildPyWithHook,
-                  "editable_wheel": EditableWheelWithHook},
+        cmdclass={
+            "build_ext": BuildWithInfo.with_options(use_ninja=True),
+            "build_py": BuildPyWithHook,
+            "editable_wheel": EditableWheelWithHook,
+        },
         include_package_data=True,
     )

@@ -43,8 +43,8 @@ class FullPrecisionMatmul {
     try {
       legacy_ = ctx.float32MatmulPrecision();
     } catch (const c10::Error&) {  // legacy and new settings mixed by the caller: follow the CUDA one
-      legacy_ = cuda_ == at::Float32Precision::TF32 ? at::Float32MatmulPrecision::HIGH
-                                                    : at::Float32MatmulPrecision::HIGHEST;
+      legacy_ =
+          cuda_ == at::Float32Precision::TF32 ? at::Float32MatmulPrecision::HIGH : at::Float32MatmulPrecision::HIGHEST;
     }
     changed_ = legacy_ != at::Float32MatmulPrecision::HIGHEST || cuda_ == at::Float32Precision::TF32 ||
                mkldnn_ == at::Float32Precision::TF32 || mkldnn_ == at::Float32Precision::BF16;
@@ -80,8 +80,8 @@ void check_rows(const at::Tensor& x, const char* name) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor& x,
                                                                const std::optional<at::Tensor>& y_opt,
-                                                               at::ArrayRef<double> coeffs, int64_t dim,
-                                                               int64_t tile, bool grad_x, bool grad_y) {
+                                                               at::ArrayRef<double> coeffs, int64_t dim, int64_t tile,
+                                                               bool grad_x, bool grad_y) {
   check_rows(x, "x");
   const bool symmetric = !y_opt.has_value();
   const at::Tensor& y = symmetric ? x : *y_opt;
@@ -91,11 +91,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
                       "), got ", y.scalar_type());
     TORCH_CHECK_VALUE(y.device() == x.device(), "sfrik: y must be on the device of x (", x.device(), "), got ",
                       y.device());
-    TORCH_CHECK_VALUE(y.size(1) == x.size(1), "sfrik: y must have as many features as x (", x.size(1),
-                      "), got shape ", y.sizes());
+    TORCH_CHECK_VALUE(y.size(1) == x.size(1), "sfrik: y must have as many features as x (", x.size(1), "), got shape ",
+                      y.sizes());
   }
-  TORCH_CHECK_VALUE(!(symmetric && grad_y), "sfrik: y is None (y = x), so grad_y must be false: grad_x is the "
-                                            "whole gradient");
+  TORCH_CHECK_VALUE(!(symmetric && grad_y),
+                    "sfrik: y is None (y = x), so grad_y must be false: grad_x is the "
+                    "whole gradient");
   TORCH_CHECK_VALUE(tile >= 1, "sfrik: tile must be an integer >= 1, got ", tile);
   make_tables(coeffs, dim, 1);  // checks coeffs and dim, and that psi' is finite, before any work
 

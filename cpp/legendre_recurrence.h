@@ -26,10 +26,10 @@ namespace sfrik {
 // Layout of `packed()`: [coeff_0 .. coeff_L, alpha_1 .. alpha_{L-1}, beta_1 .. beta_{L-1}],
 // so kernels read one flat table (CPU: host memory, CUDA: shared memory).
 struct SeriesTables {
-  int64_t degree = 0;           // L = number of coefficients - 1
-  std::vector<double> coeff;    // L + 1 entries
-  std::vector<double> alpha;    // alpha_l for l = 1 .. L-1 (index l - 1)
-  std::vector<double> beta;     // beta_l  for l = 1 .. L-1 (index l - 1)
+  int64_t degree = 0;         // L = number of coefficients - 1
+  std::vector<double> coeff;  // L + 1 entries
+  std::vector<double> alpha;  // alpha_l for l = 1 .. L-1 (index l - 1)
+  std::vector<double> beta;   // beta_l  for l = 1 .. L-1 (index l - 1)
 
   std::vector<double> packed() const {
     std::vector<double> out(coeff);
@@ -46,8 +46,7 @@ inline void check_dim(int64_t dim) {
 inline void check_coeffs(c10::ArrayRef<double> coeffs) {
   TORCH_CHECK_VALUE(!coeffs.empty(), "sfrik: coeffs must be a non-empty list of floats");
   for (size_t k = 0; k < coeffs.size(); ++k) {
-    TORCH_CHECK_VALUE(std::isfinite(coeffs[k]), "sfrik: coeffs must be finite, got coeffs[", k,
-                      "] = ", coeffs[k]);
+    TORCH_CHECK_VALUE(std::isfinite(coeffs[k]), "sfrik: coeffs must be finite, got coeffs[", k, "] = ", coeffs[k]);
   }
 }
 
@@ -79,8 +78,8 @@ inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t dim, int64
     q += 2.0;
   }
   for (size_t k = 0; k < c.size(); ++k) {
-    TORCH_CHECK_VALUE(std::isfinite(c[k]), "sfrik: derivative of order ", order,
-                      " overflows: its coefficient ", k, " is not finite");
+    TORCH_CHECK_VALUE(std::isfinite(c[k]), "sfrik: derivative of order ", order, " overflows: its coefficient ", k,
+                      " is not finite");
   }
   SeriesTables tab;
   tab.degree = static_cast<int64_t>(c.size()) - 1;
@@ -102,8 +101,7 @@ inline void check_input(const at::Tensor& t, const char* name) {
   // Not at::isFloatingType: it also admits the float8 types, which the kernels do not dispatch.
   const at::ScalarType s = t.scalar_type();
   TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "sfrik: ", name,
-                   " must be a floating-point tensor (float16, bfloat16, float32 or float64), got ",
-                   t.scalar_type());
+                   " must be a floating-point tensor (float16, bfloat16, float32 or float64), got ", t.scalar_type());
 }
 
 // The layout the kernels walk: every op reads t linearly in memory order. A dense tensor
@@ -138,10 +136,10 @@ inline at::Tensor align_like(const at::Tensor& grad, const at::Tensor& dense_t) 
 
 inline GradMode check_grad(const at::Tensor& grad, const at::Tensor& t) {
   check_input(grad, "grad");
-  TORCH_CHECK_VALUE(grad.scalar_type() == t.scalar_type(), "sfrik: grad must have the dtype of t (",
-                    t.scalar_type(), "), got ", grad.scalar_type());
-  TORCH_CHECK_VALUE(grad.device() == t.device(), "sfrik: grad must be on the device of t (",
-                    t.device(), "), got ", grad.device());
+  TORCH_CHECK_VALUE(grad.scalar_type() == t.scalar_type(), "sfrik: grad must have the dtype of t (", t.scalar_type(),
+                    "), got ", grad.scalar_type());
+  TORCH_CHECK_VALUE(grad.device() == t.device(), "sfrik: grad must be on the device of t (", t.device(), "), got ",
+                    grad.device());
   if (is_broadcast_scalar(grad)) return GradMode::kScalar;
   TORCH_CHECK_VALUE(grad.sizes() == t.sizes(), "sfrik: grad must have the shape of t ", t.sizes(),
                     " or be a single value, got shape ", grad.sizes());
@@ -157,7 +155,7 @@ struct ElementwiseOperands {
   at::Tensor t;     // dense (see dense_view)
   at::Tensor grad;  // undefined (kNone), 0-dim (kScalar) or laid out like t (kElementwise)
   GradMode mode = GradMode::kNone;
-  at::Tensor out;   // same dtype, shape and strides as t
+  at::Tensor out;  // same dtype, shape and strides as t
 };
 
 inline ElementwiseOperands prepare_elementwise(const at::Tensor& t, const at::Tensor* grad) {

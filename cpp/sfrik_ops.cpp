@@ -60,6 +60,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("openmp") = false;
 #endif
-  m.def("cpu_kernel_isa", []() { return cpu_has_avx2_fma() ? "avx2+fma" : "baseline"; },
-        "Instruction set the CPU kernels dispatch to on this processor");
+  m.def(
+      "cpu_kernel_isa", []() { return cpu_has_avx2_fma() ? "avx2+fma" : "baseline"; },
+      "Instruction set the CPU kernels dispatch to on this processor");
 }

@@ -2,6 +2,7 @@
 builds into a scratch folder, then loads that build in a fresh interpreter and checks that it
 reports CUDA, registers CUDA kernels for every operator (the tiled driver through its
 device-generic registration), and still computes on the CPU."""
+
 import os
 import shutil
 import subprocess
@@ -36,8 +37,12 @@ def main() -> int:
         env = dict(os.environ, FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=arch, MAX_JOBS=os.environ.get("MAX_JOBS", "2"))
         env.pop("SFRIK_CPU_ONLY", None)
         print(f"building the CUDA extension for TORCH_CUDA_ARCH_LIST={arch} in {scratch}", flush=True)
-        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(lib), "--build-temp",
-                        str(tmp)], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(lib), "--build-temp", str(tmp)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         for source in (ROOT / "sfrik_plugin").glob("*.py"):  # the package beside the fresh binary
             shutil.copy(source, lib / "sfrik_plugin" / source.name)
         probe_env = dict(os.environ, SFRIK_REQUIRE_EXTENSION="1", PYTHONPATH=str(lib))

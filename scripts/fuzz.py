@@ -8,6 +8,7 @@ statistics and the totals.
 A failing example is printed with its @reproduce_failure blob; a hang (one example running
 longer than --hang-s seconds) kills the run with every thread's traceback.
 """
+
 import argparse
 import os
 import random
@@ -27,10 +28,24 @@ def main(argv=None) -> int:
     parser.add_argument("--hang-s", type=float, default=120.0, help="seconds after which one example is a hang")
     args, pytest_args = parser.parse_known_args(argv)
     seed = random.randrange(2**32) if args.seed is None else args.seed
-    env = dict(os.environ, SFRIK_FUZZ_EXAMPLES=str(args.examples), SFRIK_FUZZ_HANG_S=str(args.hang_s),
-               SFRIK_REQUIRE_EXTENSION="1")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fuzz.py",
-           f"--hypothesis-seed={seed}", "--hypothesis-show-statistics", *pytest_args]
+    env = dict(
+        os.environ,
+        SFRIK_FUZZ_EXAMPLES=str(args.examples),
+        SFRIK_FUZZ_HANG_S=str(args.hang_s),
+        SFRIK_REQUIRE_EXTENSION="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_fuzz.py",
+        f"--hypothesis-seed={seed}",
+        "--hypothesis-show-statistics",
+        *pytest_args,
+    ]
     print(f"fuzz: {args.examples} examples per property, seed {seed} (replay: --seed {seed})", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -38,8 +53,10 @@ def main(argv=None) -> int:
     print(proc.stdout)
     passing = [int(n) for n in re.findall(r"- (\d+) passing, (?:\d+) failing", proc.stdout)]
     failing = [int(n) for n in re.findall(r"- \d+ passing, (\d+) failing", proc.stdout)]
-    print(f"fuzz: {sum(passing)} passing and {sum(failing)} failing examples over {len(passing)} properties "
-          f"in {elapsed:.0f} s (seed {seed}, exit status {proc.returncode})")
+    print(
+        f"fuzz: {sum(passing)} passing and {sum(failing)} failing examples over {len(passing)} properties "
+        f"in {elapsed:.0f} s (seed {seed}, exit status {proc.returncode})"
+    )
     return proc.returncode
 
 

@@ -36,6 +36,7 @@ says so), each reported as passed, failed or skipped with the reason:
 Writes report.md (one line per stage, then details), logs/<stage>.log and the CSVs into --out, and
 exits 1 if a stage failed (a failed test included), 0 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,9 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -65,16 +66,16 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 class Outcome:
     status: str
     summary: str
-    details: List[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Stage:
     key: str
     name: str
-    limit_s: int          # on a GPU
-    dry_limit_s: int      # in the dry run
-    run: Callable[["Context", float], Outcome]
+    limit_s: int  # on a GPU
+    dry_limit_s: int  # in the dry run
+    run: Callable[[Context, float], Outcome]
 
 
 @dataclass
@@ -90,8 +91,9 @@ class Context:
 # Helpers
 
 
-def run_logged(ctx: Context, name: str, cmd: List[str], limit_s: float, env: Optional[dict] = None,
-               cwd: Optional[Path] = None):
+def run_logged(
+    ctx: Context, name: str, cmd: list[str], limit_s: float, env: dict | None = None, cwd: Path | None = None
+):
     """Runs cmd with its output in logs/<name>.log; (return code or None on timeout, log text)."""
     log = ctx.logs / f"{name}.log"
     full_env = dict(os.environ, **(env or {}))
@@ -99,15 +101,16 @@ def run_logged(ctx: Context, name: str, cmd: List[str], limit_s: float, env: Opt
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         try:
-            proc = subprocess.run(cmd, cwd=cwd or ROOT, env=full_env, stdout=f, stderr=subprocess.STDOUT,
-                                  timeout=max(1.0, limit_s))
+            proc = subprocess.run(
+                cmd, cwd=cwd or ROOT, env=full_env, stdout=f, stderr=subprocess.STDOUT, timeout=max(1.0, limit_s)
+            )
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = None
     return rc, log.read_text(errors="replace")
 
 
-def tail(text: str, lines: int = 12) -> List[str]:
+def tail(text: str, lines: int = 12) -> list[str]:
     return ["    " + line for line in text.strip().splitlines()[-lines:]]
 
 
@@ -116,11 +119,11 @@ def failed_run(rc, text: str, limit_s: float, what: str) -> Outcome:
     return Outcome(FAILED, f"{what}: {reason}", tail(text))
 
 
-def python_code(ctx: Context, name: str, code: str, limit_s: float, env: Optional[dict] = None):
+def python_code(ctx: Context, name: str, code: str, limit_s: float, env: dict | None = None):
     return run_logged(ctx, name, [ctx.python, "-c", code], limit_s, env)
 
 
-def read_csv(path: Path) -> List[dict]:
+def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -137,7 +140,7 @@ def make_image_folder(root: Path, classes: int, per_class: int, size: int, seed:
         for i in range(per_class):
             image = rng.integers(0, 64, size=(size, size, 3), dtype=np.uint8)
             image[:, :, c % 3] += np.uint8(120)
-            image[(c * 3) % size::max(2, c + 2), :, :] = 230
+            image[(c * 3) % size :: max(2, c + 2), :, :] = 230
             Image.fromarray(image).save(folder / f"{i}.png")
     return root
 
@@ -181,8 +184,13 @@ def stage_build(ctx: Context, limit_s: float) -> Outcome:
         if rc != 0:
             return failed_run(rc, text, limit_s, "build")
         note = f"built with CUDA kernels for sm_{major}{minor} in {time.monotonic() - start:.0f} s"
-    rc, text = python_code(ctx, "build-load", LOAD_PROBE.format(need_cuda=not ctx.dry),
-                           max(5.0, limit_s - (time.monotonic() - start)), {"SFRIK_REQUIRE_EXTENSION": "1"})
+    rc, text = python_code(
+        ctx,
+        "build-load",
+        LOAD_PROBE.format(need_cuda=not ctx.dry),
+        max(5.0, limit_s - (time.monotonic() - start)),
+        {"SFRIK_REQUIRE_EXTENSION": "1"},
+    )
     if rc != 0:
         return failed_run(rc, text, limit_s, "loading the extension")
     info = json.loads(text.strip().splitlines()[-1])
@@ -199,8 +207,11 @@ def junit_counts(path: Path) -> dict:
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     counts = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
     cases = [case for s in suites for case in s.iter("testcase")]
-    counts["failed_names"] = [f"{case.get('classname')}::{case.get('name')}" for case in cases
-                              if case.find("failure") is not None or case.find("error") is not None]
+    counts["failed_names"] = [
+        f"{case.get('classname')}::{case.get('name')}"
+        for case in cases
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
     return counts
 
 
@@ -214,15 +225,26 @@ def stage_tests(ctx: Context, limit_s: float) -> Outcome:
         targets = ["tests/test_cuda.py", "tests/test_tiled.py", "tests/test_torch_integration.py", "tests"]
         note = "whole suite, SFRIK_REQUIRE_CUDA=1"
         env["SFRIK_REQUIRE_CUDA"] = "1"
-    cmd = [ctx.python, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "--durations=10",
-           f"--junitxml={xml}", *targets]
+    cmd = [
+        ctx.python,
+        "-m",
+        "pytest",
+        "-q",
+        "-rfEs",
+        "-p",
+        "no:cacheprovider",
+        "--durations=10",
+        f"--junitxml={xml}",
+        *targets,
+    ]
     rc, text = run_logged(ctx, "tests", cmd, limit_s, env)
     if rc is None or not xml.exists():
         return failed_run(rc, text, limit_s, "pytest")
     counts = junit_counts(xml)
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    summary = (f"{note}: {passed} passed, {counts['failures']} failed, {counts['errors']} errors, "
-               f"{counts['skipped']} skipped")
+    summary = (
+        f"{note}: {passed} passed, {counts['failures']} failed, {counts['errors']} errors, {counts['skipped']} skipped"
+    )
     details = [f"  failed: {name}" for name in counts["failed_names"]]
     if rc != 0 or counts["failures"] or counts["errors"]:
         return Outcome(FAILED, summary, details + tail(text, 20))
@@ -232,11 +254,12 @@ def stage_tests(ctx: Context, limit_s: float) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 # c. compute-sanitizer
 
-SANITIZED_TESTS = ("values_match_scipy or within_a_few_ulp or reduction or layouts or gradients or "
-                   "tiled_operator_matches")
+SANITIZED_TESTS = (
+    "values_match_scipy or within_a_few_ulp or reduction or layouts or gradients or tiled_operator_matches"
+)
 
 
-def find_sanitizer() -> Optional[str]:
+def find_sanitizer() -> str | None:
     found = shutil.which("compute-sanitizer")
     if found:
         return found
@@ -255,20 +278,47 @@ def stage_sanitizer(ctx: Context, limit_s: float) -> Outcome:
     start, lines, failed = time.monotonic(), [], False
     for check in ("memcheck", "racecheck"):
         left = limit_s - (time.monotonic() - start)
-        cmd = [tool, "--tool", check, "--kernel-name", "kns=sfrik", "--error-exitcode", "3",
-               ctx.python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_cuda.py",
-               "-k", SANITIZED_TESTS]
+        cmd = [
+            tool,
+            "--tool",
+            check,
+            "--kernel-name",
+            "kns=sfrik",
+            "--error-exitcode",
+            "3",
+            ctx.python,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_cuda.py",
+            "-k",
+            SANITIZED_TESTS,
+        ]
         # each tool gets half the stage's time
-        rc, text = run_logged(ctx, f"sanitizer-{check}", cmd, left / (2 if check == "memcheck" else 1),
-                              {"SFRIK_REQUIRE_EXTENSION": "1", "SFRIK_REQUIRE_CUDA": "1"})
+        rc, text = run_logged(
+            ctx,
+            f"sanitizer-{check}",
+            cmd,
+            left / (2 if check == "memcheck" else 1),
+            {"SFRIK_REQUIRE_EXTENSION": "1", "SFRIK_REQUIRE_CUDA": "1"},
+        )
         summary = re.findall(r"ERROR SUMMARY: (\d+) error", text)
         if rc == 0:
             lines.append(f"{check}: no error ({summary[-1] if summary else '0'} errors)")
         else:
             failed = True
-            lines.append(f"{check}: " + ("timed out" if rc is None else f"exit status {rc}, errors: "
-                                         f"{summary[-1] if summary else 'see the log'}"))
-    return Outcome(FAILED if failed else PASSED, "; ".join(lines), [f"  logs/sanitizer-*.log"])
+            lines.append(
+                f"{check}: "
+                + (
+                    "timed out"
+                    if rc is None
+                    else f"exit status {rc}, errors: {summary[-1] if summary else 'see the log'}"
+                )
+            )
+    return Outcome(FAILED if failed else PASSED, "; ".join(lines), ["  logs/sanitizer-*.log"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +338,7 @@ def worker_operator(out: Path, tiny: bool) -> None:
     peak = math.nan
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        peak = 2 * props.memory_clock_rate * 1e3 * props.memory_bus_width / 8   # DDR: two transfers a clock
+        peak = 2 * props.memory_clock_rate * 1e3 * props.memory_bus_width / 8  # DDR: two transfers a clock
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         g = (torch.rand(n, n, device=device) * 2 - 1).to(dtype)
@@ -300,7 +350,7 @@ def worker_operator(out: Path, tiny: bool) -> None:
         def forward_backward():
             return ops.legendre_series_reduce(g, coeffs, q, True), ops.legendre_series_backward(scalar, g, coeffs, q, 1)
 
-        calls = {   # name -> (call, passes over G it must make: reads and writes)
+        calls = {  # name -> (call, passes over G it must make: reads and writes)
             "forward (fused mean)": (lambda: ops.legendre_series_reduce(g, coeffs, q, True), 1),
             "backward (psi', grad broadcast)": (lambda: ops.legendre_series_backward(scalar, g, coeffs, q, 1), 2),
             "forward + backward": (forward_backward, 3),
@@ -313,32 +363,57 @@ def worker_operator(out: Path, tiny: bool) -> None:
             rate = passes * n * n * element / (ms / 1e3)
             if what.startswith("device copy"):
                 copy_rate = rate
-            rows.append({"what": what, "n": n, "dtype": str(dtype).removeprefix("torch."), "device": str(device),
-                         "ms": ms, "bytes_moved": passes * n * n * element, "gb_per_s": rate / 1e9,
-                         "peak_gb_per_s": peak / 1e9, "fraction_of_peak": rate / peak})
-        for row in rows[-len(calls):]:
+            rows.append(
+                {
+                    "what": what,
+                    "n": n,
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "device": str(device),
+                    "ms": ms,
+                    "bytes_moved": passes * n * n * element,
+                    "gb_per_s": rate / 1e9,
+                    "peak_gb_per_s": peak / 1e9,
+                    "fraction_of_peak": rate / peak,
+                }
+            )
+        for row in rows[-len(calls) :]:
             row["fraction_of_copy"] = row["gb_per_s"] * 1e9 / copy_rate
     common.write_csv(str(out / "op_bandwidth.csv"), list(rows[0].keys()), rows)
     print(json.dumps({"device": common.device_name(device), "rows": rows}))
 
 
 def stage_operator(ctx: Context, limit_s: float) -> Outcome:
-    rc, text = run_logged(ctx, "operator", [ctx.python, __file__, "--worker", "operator", "--out", str(ctx.out),
-                                            *(["--dry-run"] if ctx.dry else [])], limit_s,
-                          {"SFRIK_REQUIRE_EXTENSION": "1"})
+    rc, text = run_logged(
+        ctx,
+        "operator",
+        [ctx.python, __file__, "--worker", "operator", "--out", str(ctx.out), *(["--dry-run"] if ctx.dry else [])],
+        limit_s,
+        {"SFRIK_REQUIRE_EXTENSION": "1"},
+    )
     if rc != 0:
         return failed_run(rc, text, limit_s, "operator benchmark")
     result = json.loads(text.strip().splitlines()[-1])
+
     def of_peak(r):
         return "no peak figure" if math.isnan(r["fraction_of_peak"]) else f"{r['fraction_of_peak']:.0%} of peak"
 
-    details = [f"  {r['what']:<34} {r['dtype']:<8} n = {r['n']}: {r['ms']:8.3f} ms, {r['gb_per_s']:8.3g} GB/s"
-               f" ({of_peak(r)}, {r['fraction_of_copy']:.0%} of a copy)" for r in result["rows"]]
+    details = [
+        f"  {r['what']:<34} {r['dtype']:<8} n = {r['n']}: {r['ms']:8.3f} ms, {r['gb_per_s']:8.3g} GB/s"
+        f" ({of_peak(r)}, {r['fraction_of_copy']:.0%} of a copy)"
+        for r in result["rows"]
+    ]
     fb = next(r for r in result["rows"] if r["what"] == "forward + backward" and r["dtype"] == "float32")
-    peak = "no peak figure on a CPU" if math.isnan(fb["peak_gb_per_s"]) else \
-        f"{fb['fraction_of_peak']:.0%} of the {fb['peak_gb_per_s']:.0f} GB/s peak"
-    return Outcome(PASSED, f"{result['device']}: fwd+bwd float32 at n = {fb['n']}: {fb['gb_per_s']:.3g} GB/s "
-                           f"({peak}, {fb['fraction_of_copy']:.0%} of a device copy); op_bandwidth.csv", details)
+    peak = (
+        "no peak figure on a CPU"
+        if math.isnan(fb["peak_gb_per_s"])
+        else f"{fb['fraction_of_peak']:.0%} of the {fb['peak_gb_per_s']:.0f} GB/s peak"
+    )
+    return Outcome(
+        PASSED,
+        f"{result['device']}: fwd+bwd float32 at n = {fb['n']}: {fb['gb_per_s']:.3g} GB/s "
+        f"({peak}, {fb['fraction_of_copy']:.0%} of a device copy); op_bandwidth.csv",
+        details,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,10 +429,33 @@ def stage_losses(ctx: Context, limit_s: float) -> Outcome:
         if ctx.dry:
             size = ["--quick", "--device", "cpu", "--repeats", "1"]
         else:
-            size = ["--device", "cuda", "--batches", "2048", "--dims", "8192", "16384", "32768", "--repeats", "3",
-                    "--max-seconds", "5"]
-        cmd = [ctx.python, "-m", "sfrik_plugin.bench", "losses", *size, "--methods", *LOSS_METHODS,
-               "--autocast", autocast, "--csv", str(csv_path)]
+            size = [
+                "--device",
+                "cuda",
+                "--batches",
+                "2048",
+                "--dims",
+                "8192",
+                "16384",
+                "32768",
+                "--repeats",
+                "3",
+                "--max-seconds",
+                "5",
+            ]
+        cmd = [
+            ctx.python,
+            "-m",
+            "sfrik_plugin.bench",
+            "losses",
+            *size,
+            "--methods",
+            *LOSS_METHODS,
+            "--autocast",
+            autocast,
+            "--csv",
+            str(csv_path),
+        ]
         left = limit_s - (time.monotonic() - start)
         rc, text = run_logged(ctx, name, cmd, left / (2 if autocast == "none" else 1), {"SFRIK_REQUIRE_EXTENSION": "1"})
         if rc != 0 or not csv_path.exists():
@@ -370,9 +468,11 @@ def stage_losses(ctx: Context, limit_s: float) -> Outcome:
         details.append(f"  {name} ({csv_path.name}):")
         for r in rows:
             if r["status"] == "ok":
-                details.append(f"    n = {r['n']:>5} q = {r['q']:>6} {r['method']:<16} {float(r['ms_median']):9.2f} ms "
-                               f"{float(r['peak_extra_mib']):9.1f} MiB  / VICReg {r.get('time_vs_vicreg') or '-':>6.6} "
-                               f" / Gram floor {r.get('time_vs_gram_floor') or '-':>6.6}")
+                details.append(
+                    f"    n = {r['n']:>5} q = {r['q']:>6} {r['method']:<16} {float(r['ms_median']):9.2f} ms "
+                    f"{float(r['peak_extra_mib']):9.1f} MiB  / VICReg {r.get('time_vs_vicreg') or '-':>6.6} "
+                    f" / Gram floor {r.get('time_vs_gram_floor') or '-':>6.6}"
+                )
             else:
                 details.append(f"    n = {r['n']:>5} q = {r['q']:>6} {r['method']:<16} {r['status']}")
         ok = sum(r["status"] == "ok" for r in rows)
@@ -387,7 +487,8 @@ def stage_losses(ctx: Context, limit_s: float) -> Outcome:
 def worker_tiles(out: Path, tiny: bool) -> None:
     import torch
 
-    from sfrik_plugin.bench import common, tiled as tiled_bench
+    from sfrik_plugin.bench import common
+    from sfrik_plugin.bench import tiled as tiled_bench
     from sfrik_plugin.tiled import DEFAULT_TILE_SIZE
 
     device = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
@@ -395,7 +496,6 @@ def worker_tiles(out: Path, tiny: bool) -> None:
         cells, tiles, repeats = [(600, 32)], (64, 128, 256, 600), 1
     else:
         cells, tiles, repeats = [(16384, 4096), (32768, 1024)], (1024, 2048, 4096, 8192, 16384), 3
-    args = argparse.Namespace(dtype="float32", memory_fraction=0.6, repeats=repeats)
     rows = []
     for n, q in cells:
         leaf = tiled_bench.leaf_for(n, q, torch.float32, device)
@@ -405,16 +505,23 @@ def worker_tiles(out: Path, tiny: bool) -> None:
             rows.append({"n": n, "q": q, "tile": t, "device": str(device), **result})
         del leaf
     score = {}
-    for t in tiles:   # the sum over cells of fwd+bwd time relative to each cell's best
+    for t in tiles:  # the sum over cells of fwd+bwd time relative to each cell's best
         cell_rows = [r for r in rows if r["tile"] == t]
         if len(cell_rows) == len(cells):
-            score[t] = sum(r["forward_backward_ms"] / min(x["forward_backward_ms"] for x in rows if x["n"] == r["n"])
-                           for r in cell_rows)
+            score[t] = sum(
+                r["forward_backward_ms"] / min(x["forward_backward_ms"] for x in rows if x["n"] == r["n"])
+                for r in cell_rows
+            )
     best = min(score, key=score.get)
     common.write_csv(str(out / "tile_sweep.csv"), list(rows[0].keys()), rows)
     key = device.type
-    decision = {"device": common.device_name(device), "best_tile": best, "current_default": DEFAULT_TILE_SIZE.get(key),
-                "cells": cells, "set_in": f"sfrik_plugin/tiled.py DEFAULT_TILE_SIZE[{key!r}]"}
+    decision = {
+        "device": common.device_name(device),
+        "best_tile": best,
+        "current_default": DEFAULT_TILE_SIZE.get(key),
+        "cells": cells,
+        "set_in": f"sfrik_plugin/tiled.py DEFAULT_TILE_SIZE[{key!r}]",
+    }
     (out / "tile_default.json").write_text(json.dumps(decision, indent=2) + "\n")
     print(json.dumps({"decision": decision, "rows": rows}))
 
@@ -426,12 +533,19 @@ def stage_tiles(ctx: Context, limit_s: float) -> Outcome:
         return failed_run(rc, text, limit_s, "tile sweep")
     result = json.loads(text.strip().splitlines()[-1])
     d = result["decision"]
-    details = [f"  n = {r['n']:>6} q = {r['q']:>5} tile {r['tile']:>6}: fwd {r['forward_ms']:9.2f} ms, fwd+bwd "
-               f"{r['forward_backward_ms']:9.2f} ms, peak {r['peak_extra_mib']:8.1f} MiB" for r in result["rows"]]
-    change = ("the default already" if d["best_tile"] == d["current_default"]
-              else f"set {d['set_in']} = {d['best_tile']} (now {d['current_default']})")
-    return Outcome(PASSED, f"best tile {d['best_tile']} on {d['device']}: {change}; tile_sweep.csv, tile_default.json",
-                   details)
+    details = [
+        f"  n = {r['n']:>6} q = {r['q']:>5} tile {r['tile']:>6}: fwd {r['forward_ms']:9.2f} ms, fwd+bwd "
+        f"{r['forward_backward_ms']:9.2f} ms, peak {r['peak_extra_mib']:8.1f} MiB"
+        for r in result["rows"]
+    ]
+    change = (
+        "the default already"
+        if d["best_tile"] == d["current_default"]
+        else f"set {d['set_in']} = {d['best_tile']} (now {d['current_default']})"
+    )
+    return Outcome(
+        PASSED, f"best tile {d['best_tile']} on {d['device']}: {change}; tile_sweep.csv, tile_default.json", details
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,9 +556,32 @@ def stage_demo(ctx: Context, limit_s: float) -> Outcome:
     demo_out = ctx.out / "demo"
     if ctx.dry:
         folder = make_image_folder(ctx.out / "demo_images", classes=3, per_class=24, size=12)
-        cmd = ["--dataset", "folder", "--data-dir", str(folder), "--image-size", "12", "--methods", "sfrik",
-               "--epochs", "1", "--train-size", "0", "--probe-size", "0", "--batch-size", "24", "--width", "4",
-               "--proj-dim", "32", "--knn-k", "5", "--accelerator", "cpu"]
+        cmd = [
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(folder),
+            "--image-size",
+            "12",
+            "--methods",
+            "sfrik",
+            "--epochs",
+            "1",
+            "--train-size",
+            "0",
+            "--probe-size",
+            "0",
+            "--batch-size",
+            "24",
+            "--width",
+            "4",
+            "--proj-dim",
+            "32",
+            "--knn-k",
+            "5",
+            "--accelerator",
+            "cpu",
+        ]
         data = "dry run: a generated 3-class image folder, sfrik only, on the CPU"
     else:
         if FASHION_MNIST_DIR.is_dir():
@@ -458,8 +595,11 @@ def stage_demo(ctx: Context, limit_s: float) -> Outcome:
     if rc != 0 or not (demo_out / "results.csv").exists():
         return failed_run(rc, text, limit_s, "sfrik-demo")
     rows = read_csv(demo_out / "results.csv")
-    details = [f"  {r['method']:<14} linear {r['linear_top1']:>6} kNN {r['knn_top1']:>6} s/step "
-               f"{r['sec_per_step'] or '-':>8.8} peak MiB {r['peak_mem_mb'] or '-':>8.8}" for r in rows]
+    details = [
+        f"  {r['method']:<14} linear {r['linear_top1']:>6} kNN {r['knn_top1']:>6} s/step "
+        f"{r['sec_per_step'] or '-':>8.8} peak MiB {r['peak_mem_mb'] or '-':>8.8}"
+        for r in rows
+    ]
     return Outcome(PASSED, f"one epoch on {data}: {len(rows) - 1} methods; demo/results.csv", details)
 
 
@@ -476,16 +616,25 @@ def stage_solo(ctx: Context, limit_s: float) -> Outcome:
         return Outcome(SKIPPED, f"{checkout} has no main_pretrain.py / main_knn.py")
     rc, text = python_code(ctx, "solo-import", "import solo", 60)
     if rc != 0:
-        return Outcome(SKIPPED, f"solo-learn is not installed in this environment (`make solo-learn "
-                                f"SOLO_LEARN_DIR={checkout}`)")
+        return Outcome(
+            SKIPPED, f"solo-learn is not installed in this environment (`make solo-learn SOLO_LEARN_DIR={checkout}`)"
+        )
     start = time.monotonic()
     folder = make_image_folder(ctx.out / "solo_images", classes=4, per_class=80, size=32)
     ckpt_dir = ctx.out / "solo_ckpt"
     steps = 2 if ctx.dry else 40
     env = {"WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1", "SFRIK_REQUIRE_EXTENSION": "1"}
-    cmd = [ctx.python, "main_pretrain.py", "--config-name", "sfrik_cpu", f"data.train_path={folder}",
-           f"checkpoint.dir={ckpt_dir}", f"+limit_train_batches={steps}", f"+default_root_dir={ctx.out / 'solo_runs'}",
-           f"accelerator={'cpu' if ctx.dry else 'gpu'}"]
+    cmd = [
+        ctx.python,
+        "main_pretrain.py",
+        "--config-name",
+        "sfrik_cpu",
+        f"data.train_path={folder}",
+        f"checkpoint.dir={ckpt_dir}",
+        f"+limit_train_batches={steps}",
+        f"+default_root_dir={ctx.out / 'solo_runs'}",
+        f"accelerator={'cpu' if ctx.dry else 'gpu'}",
+    ]
     rc, text = run_logged(ctx, "solo-pretrain", cmd, limit_s, env, cwd=checkout)
     if rc != 0:
         return failed_run(rc, text, limit_s, "main_pretrain.py")
@@ -495,16 +644,44 @@ def stage_solo(ctx: Context, limit_s: float) -> Outcome:
     note = f"main_pretrain.py: {steps} steps of batch 8 in {time.monotonic() - start:.0f} s"
     if ctx.dry:
         return Outcome(PASSED, f"{note}; main_knn.py not run (dry run: it moves batches to CUDA)")
-    knn = [ctx.python, "-m", "sfrik_plugin.solo.knn", "--solo-learn-dir", str(checkout),
-           "--pretrained_checkpoint_dir", str(runs[0]), "--dataset", "custom", "--train_data_path", str(folder),
-           "--val_data_path", str(folder), "--data_format", "image_folder", "--batch_size", "64", "--num_workers", "4",
-           "--k", "20", "--temperature", "0.07", "--distance_function", "cosine", "--feature_type", "backbone"]
+    knn = [
+        ctx.python,
+        "-m",
+        "sfrik_plugin.solo.knn",
+        "--solo-learn-dir",
+        str(checkout),
+        "--pretrained_checkpoint_dir",
+        str(runs[0]),
+        "--dataset",
+        "custom",
+        "--train_data_path",
+        str(folder),
+        "--val_data_path",
+        str(folder),
+        "--data_format",
+        "image_folder",
+        "--batch_size",
+        "64",
+        "--num_workers",
+        "4",
+        "--k",
+        "20",
+        "--temperature",
+        "0.07",
+        "--distance_function",
+        "cosine",
+        "--feature_type",
+        "backbone",
+    ]
     rc, text = run_logged(ctx, "solo-knn", knn, limit_s - (time.monotonic() - start), env, cwd=checkout)
     if rc != 0:
         return failed_run(rc, text, limit_s, "main_knn.py")
     results = re.findall(r"Result: acc@1=([\d.]+), acc@5=([\d.]+)", text)
-    return Outcome(PASSED, f"{note}; main_knn.py on its checkpoint: acc@1 {results[-1][0] if results else '?'} "
-                           f"(train = val folder: a smoke test, not a result)")
+    return Outcome(
+        PASSED,
+        f"{note}; main_knn.py on its checkpoint: acc@1 {results[-1][0] if results else '?'} "
+        f"(train = val folder: a smoke test, not a result)",
+    )
 
 
 STAGES = (
@@ -526,24 +703,42 @@ STAGES = (
 def machine(dry: bool) -> dict:
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "host": platform.node(),
-            "cpu_count": os.cpu_count(), "mode": "dry run (CPU, tiny sizes)" if dry else "GPU"}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "mode": "dry run (CPU, tiny sizes)" if dry else "GPU",
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", sms=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+        info.update(
+            gpu=props.name,
+            capability=f"{props.major}.{props.minor}",
+            sms=props.multi_processor_count,
+            memory_gib=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+        )
     else:
         info["gpu"] = "none visible"
     return info
 
 
 def write_report(out: Path, info: dict, results: list, wall: float, budget: float) -> str:
-    lines = ["# GPU check report", "", f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; "
-             + ", ".join(f"{k} {v}" for k, v in info.items()), "",
-             f"Whole run {wall:.0f} s (budget {budget:.0f} s).", "", "## Stages", ""]
+    lines = [
+        "# GPU check report",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        f"Whole run {wall:.0f} s (budget {budget:.0f} s).",
+        "",
+        "## Stages",
+        "",
+    ]
     for stage, outcome, seconds, limit in results:
-        lines.append(f"- {stage.key}. {stage.name}: **{outcome.status}** ({seconds:.0f} s of {limit:.0f} s): "
-                     f"{outcome.summary}")
+        lines.append(
+            f"- {stage.key}. {stage.name}: **{outcome.status}** ({seconds:.0f} s of {limit:.0f} s): {outcome.summary}"
+        )
     lines += ["", "## Details", ""]
     for stage, outcome, _, _ in results:
         if outcome.details:
@@ -571,8 +766,11 @@ def main(argv=None) -> int:
         {"operator": worker_operator, "tiles": worker_tiles}[args.worker](out, args.dry_run)
         return 0
     if not args.dry_run and not cuda_available():
-        print("gpu_check: no CUDA GPU is visible (torch.cuda.is_available() is False); run with --dry-run to "
-              "check the script on the CPU", file=sys.stderr)
+        print(
+            "gpu_check: no CUDA GPU is visible (torch.cuda.is_available() is False); run with --dry-run to "
+            "check the script on the CPU",
+            file=sys.stderr,
+        )
         return 2
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
@@ -592,7 +790,7 @@ def main(argv=None) -> int:
             limit = min(limit, left)
             try:
                 outcome = stage.run(ctx, limit)
-            except Exception as err:   # a bug in a stage must not hide the others' results
+            except Exception as err:  # noqa: BLE001 (a bug in a stage must not hide the others' results)
                 outcome = Outcome(FAILED, f"the stage raised {type(err).__name__}: {err}")
         seconds = time.monotonic() - stage_start
         results.append((stage, outcome, seconds, limit))

@@ -7,6 +7,7 @@ torch.compile and torch.library.opcheck work from the first call. The Hydra conf
 torch-free package ``sfrik_plugin_configs``, so that Hydra apps that merely have the plugin
 installed never import torch.
 """
+
 __version__ = "0.1.0"
 
 from ._extension import extension_info

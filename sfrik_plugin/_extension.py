@@ -3,6 +3,7 @@
 Policy: a missing or mismatched extension makes the package fall back to the pure-PyTorch
 reference with one warning; with SFRIK_REQUIRE_EXTENSION=1 it is an ImportError instead.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -47,9 +48,7 @@ def _load():
     try:
         module = importlib.import_module("sfrik_plugin._C")
     except ImportError as exc:
-        raise ExtensionError(
-            f"sfrik_plugin._C could not be loaded ({exc}); {REBUILD_HINT}."
-        ) from exc
+        raise ExtensionError(f"sfrik_plugin._C could not be loaded ({exc}); {REBUILD_HINT}.") from exc
     if module.torch_version != torch.__version__:
         raise ExtensionError(
             f"sfrik_plugin._C was built against torch {module.torch_version}, but torch "

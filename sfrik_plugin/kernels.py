@@ -17,6 +17,7 @@ compiled operators):
   arbitrary; C = 0 here. The diagonal (distance 0) is a constant and is left out of the
   derivative, where (2 - 2t)^(p/2 - 1) is infinite for p < 2.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,6 +45,7 @@ def _positive(value, name: str, upper: float = math.inf) -> float:
 
 class GaussianKernel(NamedTuple):
     """k(t) = exp(-2 s (1 - t)); s > 0 (the paper's t)."""
+
     s: float = 2.5
 
     def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,7 @@ class GaussianKernel(NamedTuple):
 
 class DistanceKernel(NamedTuple):
     """k(t) = -||u - v||^p = -(2 - 2t)^(p/2); 0 < p < 2."""
+
     p: float = 1.0
 
     def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor:
@@ -74,7 +77,7 @@ def distance_kernel_mean(gram: torch.Tensor, p: float) -> torch.Tensor:
     # power and its derivative finite there.
     squared = (2.0 - 2.0 * gram).clamp_min(_MIN_SQUARED_DISTANCE)
     distances = torch.where(off_diagonal, squared.pow(p / 2), torch.zeros_like(squared))
-    return -distances.sum() / n ** 2
+    return -distances.sum() / n**2
 
 
 def parse_kernel(name: str, value: float):

@@ -11,13 +11,15 @@ against the gathered batch, sfrik_plugin/tiled.py) or all-gathered with gradient
 R is computed densely (n x n Gram matrix) or in tiles that never hold it (impl / mmd_impl).
 Normalisation, Gram matrix and kernel run in float32 (float64 stays float64), also under autocast.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import numbers
 import warnings
-from typing import List, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -50,6 +52,7 @@ __all__ = [
 class LossTerms(NamedTuple):
     """loss = sim_loss_weight * invariance + (mmd|unif)_loss_weight * regulariser; the terms are
     unweighted and keep their graph (detach them for logging)."""
+
     loss: torch.Tensor
     invariance: torch.Tensor
     regulariser: torch.Tensor
@@ -62,16 +65,18 @@ class LossTerms(NamedTuple):
 def _check_embedding(z, name: str) -> None:
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if z.dtype not in SUPPORTED_DTYPES:   # the kernels' dtypes (float8: no GEMM, no norm either)
-        raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
-                        f"got {z.dtype}")
+    if z.dtype not in SUPPORTED_DTYPES:  # the kernels' dtypes (float8: no GEMM, no norm either)
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {z.dtype}"
+        )
     if z.dim() != 2:
         raise ValueError(f"{name} must be 2-D (batch, features), got shape {tuple(z.shape)}")
     if z.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one embedding (batch size >= 1), got shape {tuple(z.shape)}")
     if z.shape[1] < 2:
-        raise ValueError(f"{name} must have at least 2 features (the sphere S^(q-1) needs q >= 2), "
-                         f"got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"{name} must have at least 2 features (the sphere S^(q-1) needs q >= 2), got shape {tuple(z.shape)}"
+        )
 
 
 def _check_same_views(views: Sequence[torch.Tensor], names: Sequence[str]) -> None:
@@ -81,8 +86,9 @@ def _check_same_views(views: Sequence[torch.Tensor], names: Sequence[str]) -> No
     first, first_name = views[0], names[0]
     for z, name in zip(views[1:], names[1:]):
         if z.shape != first.shape:
-            raise ValueError(f"{name} must have the shape of {first_name}: got {tuple(z.shape)} and "
-                             f"{tuple(first.shape)}")
+            raise ValueError(
+                f"{name} must have the shape of {first_name}: got {tuple(z.shape)} and {tuple(first.shape)}"
+            )
         if z.device != first.device:
             raise ValueError(f"{name} must be on the device of {first_name}: got {z.device} and {first.device}")
         if z.dtype != first.dtype:
@@ -100,15 +106,17 @@ def _check_weight(value, name: str, *, positive: bool = False) -> float:
     return value
 
 
-def check_kernel_weights(kernel_weights) -> List[float]:
+def check_kernel_weights(kernel_weights) -> list[float]:
     """(b_1, ..., b_L): non-empty, finite, >= 0. b_1 is the weight of degree 1 (degree 0 is a
     constant that cancels in the MMD). b_l >= 0 keeps the kernel positive definite (Schoenberg),
     which makes the regulariser an MMD, hence >= 0."""
     weights = check_coeffs(kernel_weights, "kernel_weights")
     for degree, b in enumerate(weights, start=1):
         if b < 0:
-            raise ValueError(f"kernel_weights must be >= 0 (positive definite kernel), got b_{degree} = {b} "
-                             f"(kernel_weights[{degree - 1}])")
+            raise ValueError(
+                f"kernel_weights must be >= 0 (positive definite kernel), got b_{degree} = {b} "
+                f"(kernel_weights[{degree - 1}])"
+            )
     return weights
 
 
@@ -165,18 +173,19 @@ def gather_rows(z: torch.Tensor) -> torch.Tensor:
         # Recent torch marks it deprecated (FutureWarning on every call) in favour of the private
         # _functional_collectives; it is still the public autograd all-gather of every torch >= 2.6,
         # for gloo and nccl alike.
-        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
-                                category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated", category=FutureWarning
+        )
         parts = dist_nn.all_gather(z)
     return torch.cat(parts, dim=0)
 
 
-def _gather_views(views: Sequence[torch.Tensor], enabled: bool) -> List[torch.Tensor]:
+def _gather_views(views: Sequence[torch.Tensor], enabled: bool) -> list[torch.Tensor]:
     """The global batch of each view, with one collective for all views (latency)."""
     if not enabled or _distributed_world_size() <= 1:
         return list(views)
-    stacked = torch.stack(list(views), dim=1)            # (n, V, q): gather dim 0 stays the batch
-    return list(gather_rows(stacked).unbind(dim=1))      # V x (W n, q)
+    stacked = torch.stack(list(views), dim=1)  # (n, V, q): gather dim 0 stays the batch
+    return list(gather_rows(stacked).unbind(dim=1))  # V x (W n, q)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,31 +198,46 @@ def _mmd_of_gram(gram: torch.Tensor, q: int, kernel_weights: Sequence[float]) ->
     return legendre_series(gram, [0.0, *kernel_weights], q, reduction="mean")
 
 
-def _mmd_on_sphere(u: torch.Tensor, kernel_weights: Sequence[float],
-                   gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
+def _mmd_on_sphere(
+    u: torch.Tensor, kernel_weights: Sequence[float], gram_precision: str = DEFAULT_GRAM_PRECISION
+) -> torch.Tensor:
     """(1/n^2) sum_{i,j} psi(u_i . u_j) of unit rows u (n, q), the Gram product in gram_precision."""
     return _mmd_of_gram(reduced_precision_gram(u, gram_precision), u.shape[1], kernel_weights)
 
 
 class _RegulariserPlan(NamedTuple):
     """How R is computed for a batch: sharded over processes, and in tiles (else dense)."""
+
     sharded: bool
     tiled: bool
     tile_size: int
-    gram_precision: str = DEFAULT_GRAM_PRECISION   # the Gram product's precision (sfrik_plugin.precision)
+    gram_precision: str = DEFAULT_GRAM_PRECISION  # the Gram product's precision (sfrik_plugin.precision)
 
 
-def _plan_regulariser(local_rows: int, q: int, device: torch.device, gather_distributed: bool, impl, tile_size,
-                      shard, gram_precision=DEFAULT_GRAM_PRECISION) -> _RegulariserPlan:
+def _plan_regulariser(
+    local_rows: int,
+    q: int,
+    device: torch.device,
+    gather_distributed: bool,
+    impl,
+    tile_size,
+    shard,
+    gram_precision=DEFAULT_GRAM_PRECISION,
+) -> _RegulariserPlan:
     impl = check_impl(impl)
     tile_size = check_tile_size(tile_size) or default_tile_size(device)
     world = _distributed_world_size() if gather_distributed else 1
-    return _RegulariserPlan(check_shard(shard) and world > 1, use_tiled(impl, local_rows * world, q, tile_size),
-                            tile_size, check_gram_precision(gram_precision))
+    return _RegulariserPlan(
+        check_shard(shard) and world > 1,
+        use_tiled(impl, local_rows * world, q, tile_size),
+        tile_size,
+        check_gram_precision(gram_precision),
+    )
 
 
-def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[float], gather_distributed: bool,
-                      plan: _RegulariserPlan) -> List[torch.Tensor]:
+def _mmd_regularisers(
+    units: Sequence[torch.Tensor], kernel_weights: Sequence[float], gather_distributed: bool, plan: _RegulariserPlan
+) -> list[torch.Tensor]:
     """R of the global batch of each view of local unit rows, as planned."""
     q = units[0].shape[1]
     coeffs = [0.0, *kernel_weights]
@@ -222,7 +246,7 @@ def _mmd_regularisers(units: Sequence[torch.Tensor], kernel_weights: Sequence[fl
         units = [rounded_rows(u, plan.gram_precision) for u in units]
     if plan.sharded:
         rows = units[0].shape[0] * _distributed_world_size()
-        return sharded_mmd(units, coeffs, q, plan.tile_size if plan.tiled else rows)   # dense: one tile
+        return sharded_mmd(units, coeffs, q, plan.tile_size if plan.tiled else rows)  # dense: one tile
     gathered = _gather_views(units, gather_distributed)
     if plan.tiled:
         return [gram_series_sum(u, None, coeffs, q, plan.tile_size) / u.shape[0] ** 2 for u in gathered]
@@ -241,8 +265,15 @@ def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tenso
     return torch.logsumexp(logits.flatten(), dim=0) - math.log(n * (n - 1))
 
 
-def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim_loss_weight: float,
-                    reg_loss_weight: float, gather_distributed: bool, regularisers_of_units=None) -> LossTerms:
+def _two_view_terms(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    regulariser_of_gram,
+    sim_loss_weight: float,
+    reg_loss_weight: float,
+    gather_distributed: bool,
+    regularisers_of_units=None,
+) -> LossTerms:
     """The two-view loss shape SFRIK and AUH share: invariance = mse(u1, u2) on the local batch,
     regulariser = mean of regulariser_of_gram(G, q) over the Gram matrices of the two views'
     global batches (weights checked), or of regularisers_of_units([u1, u2]) when given (the
@@ -271,8 +302,16 @@ def _two_view_terms(z1: torch.Tensor, z2: torch.Tensor, regulariser_of_gram, sim
 # SFRIK
 
 
-def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = False, impl: str = "auto",
-                tile_size=None, shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
+def mmd_uniform(
+    z: torch.Tensor,
+    kernel_weights,
+    *,
+    gather_distributed: bool = False,
+    impl: str = "auto",
+    tile_size=None,
+    shard: bool = True,
+    gram_precision: str = DEFAULT_GRAM_PRECISION,
+) -> torch.Tensor:
     """MMD^2 (V-statistic) between the rows of z, L2-normalised here, and the uniform distribution
     on S^(q-1) for the kernel psi(u . v) = sum_{l=1..L} b_l P_l(q; u . v):
     (1/n^2) sum over all n^2 pairs (diagonal included) of psi(u_i . u_j). >= 0.
@@ -294,10 +333,19 @@ def mmd_uniform(z: torch.Tensor, kernel_weights, *, gather_distributed: bool = F
         return _mmd_regularisers([_to_sphere(z)], weights, gather_distributed, plan)[0]
 
 
-def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
-                     mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
-                     gather_distributed: bool = True, mmd_impl: str = "auto", tile_size=None,
-                     shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION) -> LossTerms:
+def sfrik_loss_terms(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    *,
+    sim_loss_weight: float = 4000.0,
+    mmd_loss_weight: float = 1.0,
+    kernel_weights=(1.0, 40.0, 40.0),
+    gather_distributed: bool = True,
+    mmd_impl: str = "auto",
+    tile_size=None,
+    shard: bool = True,
+    gram_precision: str = DEFAULT_GRAM_PRECISION,
+) -> LossTerms:
     """SFRIK loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
     invariance = mse(u1, u2) on the local batch, regulariser = (R(u1) + R(u2)) / 2 on the global
     batch (see mmd_uniform, whose impl, tile_size, shard and gram_precision are mmd_impl, tile_size,
@@ -307,29 +355,64 @@ def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: flo
     weights = check_kernel_weights(kernel_weights)
     _check_same_views([z1, z2], ["z1", "z2"])
     plan = _plan_regulariser(*z1.shape, z1.device, gather_distributed, mmd_impl, tile_size, shard, gram_precision)
-    of_units = ((lambda units: _mmd_regularisers(units, weights, gather_distributed, plan))
-                if plan.sharded or plan.tiled or plan.gram_precision != DEFAULT_GRAM_PRECISION
-                else None)      # None: the fused dense two-view function (float32 Gram)
-    return _two_view_terms(z1, z2, lambda gram, q: _mmd_of_gram(gram, q, weights), sim_loss_weight, mmd_loss_weight,
-                           gather_distributed, of_units)
+    of_units = (
+        (lambda units: _mmd_regularisers(units, weights, gather_distributed, plan))
+        if plan.sharded or plan.tiled or plan.gram_precision != DEFAULT_GRAM_PRECISION
+        else None
+    )  # None: the fused dense two-view function (float32 Gram)
+    return _two_view_terms(
+        z1,
+        z2,
+        lambda gram, q: _mmd_of_gram(gram, q, weights),
+        sim_loss_weight,
+        mmd_loss_weight,
+        gather_distributed,
+        of_units,
+    )
 
 
-def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 4000.0,
-                    mmd_loss_weight: float = 1.0, kernel_weights=(1.0, 40.0, 40.0),
-                    gather_distributed: bool = True, mmd_impl: str = "auto", tile_size=None,
-                    shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
+def sfrik_loss_func(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    *,
+    sim_loss_weight: float = 4000.0,
+    mmd_loss_weight: float = 1.0,
+    kernel_weights=(1.0, 40.0, 40.0),
+    gather_distributed: bool = True,
+    mmd_impl: str = "auto",
+    tile_size=None,
+    shard: bool = True,
+    gram_precision: str = DEFAULT_GRAM_PRECISION,
+) -> torch.Tensor:
     """SFRIK loss (a 0-dim tensor); see sfrik_loss_terms."""
-    return sfrik_loss_terms(z1, z2, sim_loss_weight=sim_loss_weight, mmd_loss_weight=mmd_loss_weight,
-                            kernel_weights=kernel_weights, gather_distributed=gather_distributed,
-                            mmd_impl=mmd_impl, tile_size=tile_size, shard=shard, gram_precision=gram_precision).loss
+    return sfrik_loss_terms(
+        z1,
+        z2,
+        sim_loss_weight=sim_loss_weight,
+        mmd_loss_weight=mmd_loss_weight,
+        kernel_weights=kernel_weights,
+        gather_distributed=gather_distributed,
+        mmd_impl=mmd_impl,
+        tile_size=tile_size,
+        shard=shard,
+        gram_precision=gram_precision,
+    ).loss
 
 
 class SFRIKLoss(nn.Module):
     """SFRIK loss as a module: forward(z1, z2) -> loss. Arguments as sfrik_loss_terms."""
 
-    def __init__(self, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                 kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True, mmd_impl: str = "auto",
-                 tile_size=None, shard: bool = True, gram_precision: str = DEFAULT_GRAM_PRECISION):
+    def __init__(
+        self,
+        sim_loss_weight: float = 4000.0,
+        mmd_loss_weight: float = 1.0,
+        kernel_weights=(1.0, 40.0, 40.0),
+        gather_distributed: bool = True,
+        mmd_impl: str = "auto",
+        tile_size=None,
+        shard: bool = True,
+        gram_precision: str = DEFAULT_GRAM_PRECISION,
+    ):
         super().__init__()
         # Validated here so that a bad configuration fails at construction, not at step 1.
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
@@ -342,19 +425,29 @@ class SFRIKLoss(nn.Module):
         self.gram_precision = check_gram_precision(gram_precision)
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
-        return sfrik_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight,
-                                mmd_loss_weight=self.mmd_loss_weight, kernel_weights=self.kernel_weights,
-                                gather_distributed=self.gather_distributed, mmd_impl=self.mmd_impl,
-                                tile_size=self.tile_size, shard=self.shard, gram_precision=self.gram_precision)
+        return sfrik_loss_terms(
+            z1,
+            z2,
+            sim_loss_weight=self.sim_loss_weight,
+            mmd_loss_weight=self.mmd_loss_weight,
+            kernel_weights=self.kernel_weights,
+            gather_distributed=self.gather_distributed,
+            mmd_impl=self.mmd_impl,
+            tile_size=self.tile_size,
+            shard=self.shard,
+            gram_precision=self.gram_precision,
+        )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return self.terms(z1, z2).loss
 
     def extra_repr(self) -> str:
-        return (f"sim_loss_weight={self.sim_loss_weight}, mmd_loss_weight={self.mmd_loss_weight}, "
-                f"kernel_weights={self.kernel_weights}, gather_distributed={self.gather_distributed}, "
-                f"mmd_impl={self.mmd_impl!r}, tile_size={self.tile_size}, shard={self.shard}, "
-                f"gram_precision={self.gram_precision!r}")
+        return (
+            f"sim_loss_weight={self.sim_loss_weight}, mmd_loss_weight={self.mmd_loss_weight}, "
+            f"kernel_weights={self.kernel_weights}, gather_distributed={self.gather_distributed}, "
+            f"mmd_impl={self.mmd_impl!r}, tile_size={self.tile_size}, shard={self.shard}, "
+            f"gram_precision={self.gram_precision!r}"
+        )
 
 
 def _check_num_large_crops(num_large_crops, num_views: int) -> int:
@@ -364,11 +457,20 @@ def _check_num_large_crops(num_large_crops, num_views: int) -> int:
     return num_large_crops
 
 
-def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
-                               sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                               kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True,
-                               mmd_impl: str = "auto", tile_size=None, shard: bool = True,
-                               gram_precision: str = DEFAULT_GRAM_PRECISION) -> LossTerms:
+def sfrik_multicrop_loss_terms(
+    views: Sequence[torch.Tensor],
+    num_large_crops: int,
+    *,
+    reg_small: bool = False,
+    sim_loss_weight: float = 4000.0,
+    mmd_loss_weight: float = 1.0,
+    kernel_weights=(1.0, 40.0, 40.0),
+    gather_distributed: bool = True,
+    mmd_impl: str = "auto",
+    tile_size=None,
+    shard: bool = True,
+    gram_precision: str = DEFAULT_GRAM_PRECISION,
+) -> LossTerms:
     """SwAV-style multi-crop SFRIK. views: list of (n, q) embeddings of the same images, the first
     num_large_crops from large (global) crops. invariance = mean over large views v of the mean
     over every other view w != v of mse(v, w), local batch; regulariser = mean of R over the
@@ -383,12 +485,15 @@ def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: i
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
-    plan = _plan_regulariser(*views[0].shape, views[0].device, gather_distributed, mmd_impl, tile_size, shard,
-                             gram_precision)
+    plan = _plan_regulariser(
+        *views[0].shape, views[0].device, gather_distributed, mmd_impl, tile_size, shard, gram_precision
+    )
     with _autocast_disabled(views[0].device.type):
         units = [_to_sphere(z) for z in views]
-        per_large = [torch.stack([F.mse_loss(units[v], units[w]) for w in range(len(units)) if w != v]).mean()
-                     for v in range(num_large_crops)]
+        per_large = [
+            torch.stack([F.mse_loss(units[v], units[w]) for w in range(len(units)) if w != v]).mean()
+            for v in range(num_large_crops)
+        ]
         invariance = torch.stack(per_large).mean()
         regularised = units if reg_small else units[:num_large_crops]
         regulariser = torch.stack(_mmd_regularisers(regularised, weights, gather_distributed, plan)).mean()
@@ -396,46 +501,95 @@ def sfrik_multicrop_loss_terms(views: Sequence[torch.Tensor], num_large_crops: i
     return LossTerms(loss, invariance, regulariser)
 
 
-def sfrik_multicrop_loss_func(views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False,
-                              sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                              kernel_weights=(1.0, 40.0, 40.0), gather_distributed: bool = True,
-                              mmd_impl: str = "auto", tile_size=None, shard: bool = True,
-                              gram_precision: str = DEFAULT_GRAM_PRECISION) -> torch.Tensor:
+def sfrik_multicrop_loss_func(
+    views: Sequence[torch.Tensor],
+    num_large_crops: int,
+    *,
+    reg_small: bool = False,
+    sim_loss_weight: float = 4000.0,
+    mmd_loss_weight: float = 1.0,
+    kernel_weights=(1.0, 40.0, 40.0),
+    gather_distributed: bool = True,
+    mmd_impl: str = "auto",
+    tile_size=None,
+    shard: bool = True,
+    gram_precision: str = DEFAULT_GRAM_PRECISION,
+) -> torch.Tensor:
     """SwAV-style multi-crop SFRIK loss (a 0-dim tensor); see sfrik_multicrop_loss_terms."""
-    return sfrik_multicrop_loss_terms(views, num_large_crops, reg_small=reg_small, sim_loss_weight=sim_loss_weight,
-                                      mmd_loss_weight=mmd_loss_weight, kernel_weights=kernel_weights,
-                                      gather_distributed=gather_distributed, mmd_impl=mmd_impl,
-                                      tile_size=tile_size, shard=shard, gram_precision=gram_precision).loss
+    return sfrik_multicrop_loss_terms(
+        views,
+        num_large_crops,
+        reg_small=reg_small,
+        sim_loss_weight=sim_loss_weight,
+        mmd_loss_weight=mmd_loss_weight,
+        kernel_weights=kernel_weights,
+        gather_distributed=gather_distributed,
+        mmd_impl=mmd_impl,
+        tile_size=tile_size,
+        shard=shard,
+        gram_precision=gram_precision,
+    ).loss
 
 
 # ---------------------------------------------------------------------------------------------
 # AUH (alignment and uniformity on the hypersphere, as in the official SFRIK code)
 
 
-def auh_loss_terms(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 3000.0,
-                   unif_loss_weight: float = 1.0, t: float = 2.5, gather_distributed: bool = True) -> LossTerms:
+def auh_loss_terms(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    *,
+    sim_loss_weight: float = 3000.0,
+    unif_loss_weight: float = 1.0,
+    t: float = 2.5,
+    gather_distributed: bool = True,
+) -> LossTerms:
     """AUH loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
     invariance = mse(u1, u2) on the local batch, regulariser = (U(u1) + U(u2)) / 2 with
     U(u) = log mean_{i != j} exp(-2 t (1 - u_i . u_j)) on the global batch (n >= 2)."""
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
     t = _check_weight(t, "t", positive=True)
-    return _two_view_terms(z1, z2, lambda gram, q: _log_mean_gaussian_off_diagonal(gram, t), sim_loss_weight,
-                           unif_loss_weight, gather_distributed)
+    return _two_view_terms(
+        z1,
+        z2,
+        lambda gram, q: _log_mean_gaussian_off_diagonal(gram, t),
+        sim_loss_weight,
+        unif_loss_weight,
+        gather_distributed,
+    )
 
 
-def auh_loss_func(z1: torch.Tensor, z2: torch.Tensor, *, sim_loss_weight: float = 3000.0,
-                  unif_loss_weight: float = 1.0, t: float = 2.5, gather_distributed: bool = True) -> torch.Tensor:
+def auh_loss_func(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    *,
+    sim_loss_weight: float = 3000.0,
+    unif_loss_weight: float = 1.0,
+    t: float = 2.5,
+    gather_distributed: bool = True,
+) -> torch.Tensor:
     """AUH loss (a 0-dim tensor); see auh_loss_terms."""
-    return auh_loss_terms(z1, z2, sim_loss_weight=sim_loss_weight, unif_loss_weight=unif_loss_weight, t=t,
-                          gather_distributed=gather_distributed).loss
+    return auh_loss_terms(
+        z1,
+        z2,
+        sim_loss_weight=sim_loss_weight,
+        unif_loss_weight=unif_loss_weight,
+        t=t,
+        gather_distributed=gather_distributed,
+    ).loss
 
 
 class AUHLoss(nn.Module):
     """AUH loss as a module: forward(z1, z2) -> loss. Arguments as auh_loss_terms."""
 
-    def __init__(self, sim_loss_weight: float = 3000.0, unif_loss_weight: float = 1.0, t: float = 2.5,
-                 gather_distributed: bool = True):
+    def __init__(
+        self,
+        sim_loss_weight: float = 3000.0,
+        unif_loss_weight: float = 1.0,
+        t: float = 2.5,
+        gather_distributed: bool = True,
+    ):
         super().__init__()
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
         self.unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
@@ -443,15 +597,23 @@ class AUHLoss(nn.Module):
         self.gather_distributed = bool(gather_distributed)
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
-        return auh_loss_terms(z1, z2, sim_loss_weight=self.sim_loss_weight, unif_loss_weight=self.unif_loss_weight,
-                              t=self.t, gather_distributed=self.gather_distributed)
+        return auh_loss_terms(
+            z1,
+            z2,
+            sim_loss_weight=self.sim_loss_weight,
+            unif_loss_weight=self.unif_loss_weight,
+            t=self.t,
+            gather_distributed=self.gather_distributed,
+        )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return self.terms(z1, z2).loss
 
     def extra_repr(self) -> str:
-        return (f"sim_loss_weight={self.sim_loss_weight}, unif_loss_weight={self.unif_loss_weight}, t={self.t}, "
-                f"gather_distributed={self.gather_distributed}")
+        return (
+            f"sim_loss_weight={self.sim_loss_weight}, unif_loss_weight={self.unif_loss_weight}, t={self.t}, "
+            f"gather_distributed={self.gather_distributed}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,22 +640,31 @@ def kernel_mmd_uniform(z: torch.Tensor, kernel, *, gather_distributed: bool = Fa
         return kernel.mean_of_gram(gram_matrix(u))
 
 
-def kernel_mmd_loss_terms(z1: torch.Tensor, z2: torch.Tensor, kernel, *, sim_loss_weight: float = 4000.0,
-                          mmd_loss_weight: float = 1.0, gather_distributed: bool = True) -> LossTerms:
+def kernel_mmd_loss_terms(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    kernel,
+    *,
+    sim_loss_weight: float = 4000.0,
+    mmd_loss_weight: float = 1.0,
+    gather_distributed: bool = True,
+) -> LossTerms:
     """SFRIK's loss with another kernel: sim_w * mse(u1, u2) + mmd_w * (R_k(u1) + R_k(u2)) / 2,
     R_k = kernel_mmd_uniform (global batch when gather_distributed and a process group runs)."""
     kernel = _check_kernel(kernel)
     sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
-    return _two_view_terms(z1, z2, lambda gram, q: kernel.mean_of_gram(gram), sim_loss_weight, mmd_loss_weight,
-                           gather_distributed)
+    return _two_view_terms(
+        z1, z2, lambda gram, q: kernel.mean_of_gram(gram), sim_loss_weight, mmd_loss_weight, gather_distributed
+    )
 
 
 class KernelMMDLoss(nn.Module):
     """kernel_mmd_loss_terms as a module: forward(z1, z2) -> loss."""
 
-    def __init__(self, kernel, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0,
-                 gather_distributed: bool = True):
+    def __init__(
+        self, kernel, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0, gather_distributed: bool = True
+    ):
         super().__init__()
         self.kernel = _check_kernel(kernel)
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
@@ -501,12 +672,20 @@ class KernelMMDLoss(nn.Module):
         self.gather_distributed = bool(gather_distributed)
 
     def terms(self, z1: torch.Tensor, z2: torch.Tensor) -> LossTerms:
-        return kernel_mmd_loss_terms(z1, z2, self.kernel, sim_loss_weight=self.sim_loss_weight,
-                                     mmd_loss_weight=self.mmd_loss_weight, gather_distributed=self.gather_distributed)
+        return kernel_mmd_loss_terms(
+            z1,
+            z2,
+            self.kernel,
+            sim_loss_weight=self.sim_loss_weight,
+            mmd_loss_weight=self.mmd_loss_weight,
+            gather_distributed=self.gather_distributed,
+        )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return self.terms(z1, z2).loss
 
     def extra_repr(self) -> str:
-        return (f"kernel={self.kernel}, sim_loss_weight={self.sim_loss_weight}, "
-                f"mmd_loss_weight={self.mmd_loss_weight}, gather_distributed={self.gather_distributed}")
+        return (
+            f"kernel={self.kernel}, sim_loss_weight={self.sim_loss_weight}, "
+            f"mmd_loss_weight={self.mmd_loss_weight}, gather_distributed={self.gather_distributed}"
+        )

@@ -3,6 +3,7 @@ torch.compile, autograd formulas (any order: each derivative is the same fused o
 order + 1), and autocast to float32. `import sfrik_plugin` imports this module when the compiled
 extension loads; importing it directly loads the extension first.
 """
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,10 @@ import torch
 from . import _extension
 
 if _extension._C is None:
-    raise ImportError(f"sfrik_plugin.ops registers the compiled operators, and the extension sfrik_plugin._C did not "
-                      f"load: {_extension.extension_info()['error']}")
+    raise ImportError(
+        f"sfrik_plugin.ops registers the compiled operators, and the extension sfrik_plugin._C did not "
+        f"load: {_extension.extension_info()['error']}"
+    )
 
 _series = torch.ops.sfrik.legendre_series.default
 _reduce = torch.ops.sfrik.legendre_series_reduce.default
@@ -94,8 +97,11 @@ _gram_sum = torch.ops.sfrik.gram_series_sum.default
 @torch.library.register_fake("sfrik::gram_series_sum")
 def _gram_sum_fake(x, y, coeffs, dim, tile, grad_x, grad_y):
     other = x if y is None else y
-    return (x.new_empty(()), x.new_empty(x.shape) if grad_x else x.new_empty(0),
-            other.new_empty(other.shape) if grad_y else other.new_empty(0))
+    return (
+        x.new_empty(()),
+        x.new_empty(x.shape) if grad_x else x.new_empty(0),
+        other.new_empty(other.shape) if grad_y else other.new_empty(0),
+    )
 
 
 def _gram_sum_setup(ctx, inputs, output):
@@ -108,8 +114,10 @@ def _gram_sum_setup(ctx, inputs, output):
 
 def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
     if grad_gx is not None or grad_gy is not None:
-        raise NotImplementedError("sfrik::gram_series_sum: its gradient outputs (grad_x, grad_y) are not "
-                                  "differentiable; differentiate the sum S instead")
+        raise NotImplementedError(
+            "sfrik::gram_series_sum: its gradient outputs (grad_x, grad_y) are not "
+            "differentiable; differentiate the sum S instead"
+        )
     x, y, gx, gy = ctx.saved_tensors
     need_x, need_y = ctx.needs_input_grad[:2]
     if grad_sum is None:
@@ -122,7 +130,7 @@ def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
         if y is None:
             return 2 * (slope @ x), None, None, None, None, None, None
         return slope @ y if need_x else None, slope.T @ x if need_y else None, None, None, None, None, None
-    if (need_x and gx is None) or (need_y and gy is None):   # called without asking for them: recompute
+    if (need_x and gx is None) or (need_y and gy is None):  # called without asking for them: recompute
         _, gx, gy = _gram_sum(x, y, ctx.coeffs, ctx.dim, ctx.tile, need_x, need_y)
     return grad_sum * gx if need_x else None, grad_sum * gy if need_y else None, None, None, None, None, None
 

@@ -18,6 +18,7 @@ out_dtype); on a CPU, and in the tiled and sharded paths (whose tile GEMMs are f
 cpp/gram_series_tiled.cpp), the rows are rounded and the product is a float32 GEMM of the rounded
 values: the same numerics (a product of two 11-bit mantissas is exact in float32), not the speed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,7 @@ def round_to_tf32(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.float32:
         raise TypeError(f"round_to_tf32 takes float32, got {x.dtype}")
     bits = x.view(torch.int32)
-    drop = 13                                             # 23 - 10 mantissa bits
+    drop = 13  # 23 - 10 mantissa bits
     lsb = (bits >> drop) & 1
     rounded = (bits + ((1 << (drop - 1)) - 1) + lsb) & ~((1 << drop) - 1)
     finite = torch.isfinite(x)
@@ -121,5 +122,12 @@ def rounded_rows(u: torch.Tensor, gram_precision: str) -> torch.Tensor:
     return u if gram_precision == "float32" else _RoundRows.apply(u, gram_precision)
 
 
-__all__ = ["GRAM_PRECISIONS", "DEFAULT_GRAM_PRECISION", "check_gram_precision", "round_to_tf32", "round_rows",
-           "rounded_rows", "reduced_precision_gram"]
+__all__ = [
+    "GRAM_PRECISIONS",
+    "DEFAULT_GRAM_PRECISION",
+    "check_gram_precision",
+    "round_to_tf32",
+    "round_rows",
+    "rounded_rows",
+    "reduced_precision_gram",
+]

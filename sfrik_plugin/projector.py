@@ -1,4 +1,5 @@
 """The projector head shared by every method the plugin trains (solo-learn methods and the demo)."""
+
 from torch import nn
 
 

@@ -4,9 +4,10 @@ compiled extension is not available. Differentiable through ordinary autograd.
 P_l(q; t) is the Legendre polynomial in dimension q normalised so that P_l(q; 1) = 1:
     P_0 = 1,  P_1 = t,  P_{l+1} = ((2l + q - 2) t P_l - l P_{l-1}) / (l + q - 2).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -1,6 +1,7 @@
 """Public API of the Legendre-series operators: argument checks, then the compiled operator
 (torch.ops.sfrik.*) or, when it is unavailable for the tensor's device, the pure-PyTorch
 reference with a one-time warning (an error with SFRIK_REQUIRE_EXTENSION=1)."""
+
 from __future__ import annotations
 
 import collections.abc
@@ -8,7 +9,7 @@ import math
 import operator
 import sys
 import warnings
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 
@@ -18,7 +19,7 @@ from .reference import legendre_series_reference
 if _extension._C is not None:
     from . import ops as _ops  # noqa: F401  (registers fake kernels, autograd and autocast)
 
-Coeffs = Union[Sequence[float], torch.Tensor]
+Coeffs = Sequence[float] | torch.Tensor
 REDUCTIONS = ("none", "mean", "sum")
 _warned_devices: set = set()
 
@@ -65,8 +66,10 @@ def _is_numpy_array(value) -> bool:
 def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
     if isinstance(coeffs, torch.Tensor):
         if coeffs.requires_grad:
-            raise ValueError(f"{name}: gradients with respect to the coefficients are not supported; "
-                             "pass floats or a tensor that does not require grad")
+            raise ValueError(
+                f"{name}: gradients with respect to the coefficients are not supported; "
+                "pass floats or a tensor that does not require grad"
+            )
         if coeffs.dim() != 1:
             raise ValueError(f"{name} must be a 1-D tensor, got shape {tuple(coeffs.shape)}")
         coeffs = coeffs.detach().cpu().tolist()
@@ -76,8 +79,9 @@ def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
         if coeffs.dtype.kind not in "fiu":  # bool, complex, objects, strings
             raise TypeError(f"{name} must hold real numbers, got an array of {coeffs.dtype}")
         coeffs = coeffs.tolist()
-    elif (isinstance(coeffs, (str, bytes, collections.abc.Set, collections.abc.Mapping))
-          or not hasattr(coeffs, "__len__")):
+    elif isinstance(coeffs, (str, bytes, collections.abc.Set, collections.abc.Mapping)) or not hasattr(
+        coeffs, "__len__"
+    ):
         # sets and mappings have a length but no order of degrees
         raise TypeError(f"{name} must be a sequence of floats or a 1-D tensor, got {type(coeffs).__name__}")
     out = []
@@ -99,14 +103,20 @@ def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
 def _use_extension(t: torch.Tensor) -> bool:
     if _extension.available_for(t):
         return True
-    reason = (_extension.LOAD_ERROR if _extension._C is None
-              else f"sfrik_plugin._C was built without {t.device.type.upper()} kernels")
+    reason = (
+        _extension.LOAD_ERROR
+        if _extension._C is None
+        else f"sfrik_plugin._C was built without {t.device.type.upper()} kernels"
+    )
     if _extension._require_extension():
         raise RuntimeError(f"{reason}; {_extension.REQUIRE_ENV}=1 forbids the pure-PyTorch fallback")
     if _extension._C is not None and t.device.type not in _warned_devices:
         _warned_devices.add(t.device.type)
-        warnings.warn(f"{reason}: using the pure-PyTorch reference on {t.device.type} (slower, more memory)",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{reason}: using the pure-PyTorch reference on {t.device.type} (slower, more memory)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return False
 
 

@@ -18,6 +18,7 @@ the import of solo.methods.
 This file is also an ordinary module (tests import it); the .pth carries a copy of its source, so
 reinstall the package after editing it.
 """
+
 import os
 import sys
 
@@ -40,14 +41,18 @@ def _register(module) -> None:
     except Exception as err:  # noqa: BLE001 (a broken plugin must not break solo-learn)
         import warnings
 
-        warnings.warn(f"sfrik-plugin: the import hook could not register its methods in solo.methods.METHODS "
-                      f"({err!r}); set {ENV_VAR}=0 to turn the hook off", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"sfrik-plugin: the import hook could not register its methods in solo.methods.METHODS "
+            f"({err!r}); set {ENV_VAR}=0 to turn the hook off",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 class SoloMethodsFinder:
     """A meta-path finder for "solo.methods" only (see the module docstring)."""
 
-    sfrik_plugin_hook = True   # tells the installed instance apart (tests; no double install)
+    sfrik_plugin_hook = True  # tells the installed instance apart (tests; no double install)
 
     def __init__(self) -> None:
         self._busy = False
@@ -68,7 +73,7 @@ class SoloMethodsFinder:
             self._busy = False
         loader = getattr(spec, "loader", None)
         if loader is None or not hasattr(loader, "exec_module"):
-            return spec   # not found, or a loader we cannot chain onto: the import goes on untouched
+            return spec  # not found, or a loader we cannot chain onto: the import goes on untouched
         exec_module = loader.exec_module
 
         def exec_then_register(module):
@@ -93,5 +98,5 @@ def install() -> None:
         _register(sys.modules[TARGET])
 
 
-if __name__ == "_sfrik_plugin_solo_hook":   # executed from the .pth at start-up
+if __name__ == "_sfrik_plugin_solo_hook":  # executed from the .pth at start-up
     install()

@@ -5,6 +5,7 @@ so double backward is exact too.
 
 Why: at n = 2048, q = 8192 the SFRIK loss is four n x n x q GEMMs plus elementwise passes over
 n x q tensors; each avoided pass is ~1/20 of a GEMM on a CPU."""
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ def row_norms(z: torch.Tensor) -> torch.Tensor:
     check costs one host sync, on rows that are inf only."""
     norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
     if torch.isinf(norm).any():
-        overflow = torch.isinf(norm) & torch.isfinite(z).all(dim=1, keepdim=True)   # inf entries stay inf
+        overflow = torch.isinf(norm) & torch.isfinite(z).all(dim=1, keepdim=True)  # inf entries stay inf
         scale = z.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
         norm = torch.where(overflow, torch.linalg.vector_norm(z / scale, dim=1, keepdim=True) * scale, norm)
     return norm
@@ -104,9 +105,9 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         for z, inv in zip((z1, z2), inverse):
             g = z @ z.T
             grams.append(g.mul_(inv).mul_(inv.T))
-        distance = _row_distances_squared(z1, z2, *inverse)                                # |u1_i - u2_i|^2
-        squares = [(r * inv).square() for r, inv in zip(norms, inverse)]                    # |u_i|^2
-        cross = (squares[0] + squares[1] - distance) / 2                                    # <u1_i, u2_i>
+        distance = _row_distances_squared(z1, z2, *inverse)  # |u1_i - u2_i|^2
+        squares = [(r * inv).square() for r, inv in zip(norms, inverse)]  # |u_i|^2
+        cross = (squares[0] + squares[1] - distance) / 2  # <u1_i, u2_i>
         invariance = distance.sum() / (n * q)
         ctx.save_for_backward(z1, z2, *grams, *norms, cross)
         return grams[0], grams[1], invariance
@@ -121,18 +122,20 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         scale = None if dinvariance is None else dinvariance * (2.0 / (n * q))
         inverse = [1.0 / r.clamp_min(ctx.eps) for r in (r1, r2)]
         grads = []
-        for z, other, r, inv, inv_other, dg, g in ((z1, z2, r1, inverse[0], inverse[1], dg1, g1),
-                                                  (z2, z1, r2, inverse[1], inverse[0], dg2, g2)):
+        for z, other, r, inv, inv_other, dg, g in (
+            (z1, z2, r1, inverse[0], inverse[1], dg1, g1),
+            (z2, z1, r2, inverse[1], inverse[0], dg2, g2),
+        ):
             if dg is None and scale is None:
                 grads.append(None)
                 continue
-            dot = torch.zeros_like(r)                         # <g_i, u_i>
-            diagonal = torch.zeros_like(r)                    # coefficient of z_i itself
+            dot = torch.zeros_like(r)  # <g_i, u_i>
+            diagonal = torch.zeros_like(r)  # coefficient of z_i itself
             if dg is not None:
-                weighted = dg * g                             # <S u, u>_i = row + column sums (G symmetric)
+                weighted = dg * g  # <S u, u>_i = row + column sums (G symmetric)
                 dot = dot + weighted.sum(1, keepdim=True) + weighted.sum(0).unsqueeze(1)
             if scale is not None:
-                dot = dot + scale * ((r * inv).square() - cross)       # <c (u - u'), u>
+                dot = dot + scale * ((r * inv).square() - cross)  # <c (u - u'), u>
                 diagonal = diagonal + scale
             diagonal = (diagonal - dot * (r >= ctx.eps)) * inv.square()
             if dg is None:
@@ -151,8 +154,11 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         # The same gradient through differentiable torch ops of z (for double backward).
         with torch.enable_grad():
             u1, u2 = (z / row_norms(z).clamp_min(ctx.eps) for z in (z1, z2))
-            pairs = [(o, d) for o, d in ((u1 @ u1.T, dg1), (u2 @ u2.T, dg2), (F.mse_loss(u1, u2), dinvariance))
-                     if d is not None and o.requires_grad]
+            pairs = [
+                (o, d)
+                for o, d in ((u1 @ u1.T, dg1), (u2 @ u2.T, dg2), (F.mse_loss(u1, u2), dinvariance))
+                if d is not None and o.requires_grad
+            ]
             outputs, upstream = zip(*pairs)
             wanted = [z for z, need in zip((z1, z2), ctx.needs_input_grad[:2]) if need]
             found = iter(torch.autograd.grad(outputs, wanted, upstream, create_graph=True, allow_unused=True))

@@ -14,9 +14,10 @@
   the convention of losses.gather_rows: DDP averages parameter gradients over the W processes,
   which then equal those of one process computing R on the global batch.
 """
+
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -44,7 +45,7 @@ def check_impl(impl) -> str:
     return impl
 
 
-def check_tile_size(tile_size) -> Optional[int]:
+def check_tile_size(tile_size) -> int | None:
     """None (the device's default, chosen when the rows are known) or an integer >= 1."""
     return None if tile_size is None else check_int(tile_size, "tile_size", 1)
 
@@ -78,13 +79,14 @@ def _gram_series_sum_python(x, y, coeffs, dim, tile):
     with torch.autocast(x.device.type, enabled=False):
         for i0 in range(0, x.shape[0], tile):
             for j0 in range(i0 if symmetric else 0, other.shape[0], tile):
-                block = legendre_series_reference(x[i0:i0 + tile] @ other[j0:j0 + tile].T, coeffs, dim).sum()
+                block = legendre_series_reference(x[i0 : i0 + tile] @ other[j0 : j0 + tile].T, coeffs, dim).sum()
                 total = total + block * (2.0 if symmetric and j0 != i0 else 1.0)
     return total.to(x.dtype)
 
 
-def gram_series_sum(x: torch.Tensor, y: Optional[torch.Tensor], coeffs: Sequence[float], dim: int,
-                    tile_size: int) -> torch.Tensor:
+def gram_series_sum(
+    x: torch.Tensor, y: torch.Tensor | None, coeffs: Sequence[float], dim: int, tile_size: int
+) -> torch.Tensor:
     """S = sum_{i,j} psi(x_i . y_j) (y = None: y = x, symmetric tiles), differentiable in x and y.
     Arguments are checked by the callers (float32/float64 2-D rows, coefficients, dim, tile)."""
     if not _use_extension(x):
@@ -125,7 +127,7 @@ class _ShardedMMD(torch.autograd.Function):
                 grads.append(torch.autograd.grad(total, leaf)[0] if need else None)
             sums.append(total.detach())
         totals = torch.stack(sums)
-        dist.all_reduce(totals)                      # every process: the sums over all row blocks
+        dist.all_reduce(totals)  # every process: the sums over all row blocks
         ctx.save_for_backward(*grads)
         ctx.scale = 2.0 * world / rows**2
         return totals / rows**2
@@ -133,18 +135,33 @@ class _ShardedMMD(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         if torch.is_grad_enabled():
-            raise NotImplementedError("double backward through the sharded regulariser is not implemented; "
-                                      "pass shard=False (all-gather with autograd) for higher derivatives")
-        return (None, None, None, *[None if g is None else g * (grad[v] * ctx.scale)
-                                    for v, g in enumerate(ctx.saved_tensors)])
+            raise NotImplementedError(
+                "double backward through the sharded regulariser is not implemented; "
+                "pass shard=False (all-gather with autograd) for higher derivatives"
+            )
+        return (
+            None,
+            None,
+            None,
+            *[None if g is None else g * (grad[v] * ctx.scale) for v, g in enumerate(ctx.saved_tensors)],
+        )
 
 
-def sharded_mmd(views: Sequence[torch.Tensor], coeffs: Sequence[float], dim: int, tile_size: int) -> List[torch.Tensor]:
+def sharded_mmd(views: Sequence[torch.Tensor], coeffs: Sequence[float], dim: int, tile_size: int) -> list[torch.Tensor]:
     """[R(U_v)] for the local unit rows of each view (same shape on every process): each process
     computes its rows against the gathered batch. tile_size: rows per tile (the block is one tile,
     i.e. dense, when tile_size >= the global batch)."""
     return list(_ShardedMMD.apply(list(coeffs), dim, tile_size, *views).unbind(0))
 
 
-__all__ = ["gram_series_sum", "sharded_mmd", "default_tile_size", "check_impl", "check_tile_size", "check_shard",
-           "use_tiled", "IMPLS", "DEFAULT_TILE_SIZE"]
+__all__ = [
+    "gram_series_sum",
+    "sharded_mmd",
+    "default_tile_size",
+    "check_impl",
+    "check_tile_size",
+    "check_shard",
+    "use_tiled",
+    "IMPLS",
+    "DEFAULT_TILE_SIZE",
+]

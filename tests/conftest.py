@@ -3,6 +3,7 @@
 Tests marked requires_cuda skip with the reason where no GPU is visible or the extension has no
 CUDA kernels; with SFRIK_REQUIRE_CUDA=1 (what scripts/gpu_check.py sets) that is a failure
 instead, so a GPU check cannot pass by skipping its CUDA tests."""
+
 import os
 
 import numpy as np
@@ -19,8 +20,11 @@ requires_extension = pytest.mark.skipif(
     not EXT["loaded"], reason=f"compiled extension not loaded ({EXT['error']}); CI sets SFRIK_REQUIRE_EXTENSION=1"
 )
 CUDA_OK = torch.cuda.is_available() and EXT["cuda"]
-CUDA_MISSING = None if CUDA_OK else (
-    "no CUDA GPU visible" if not torch.cuda.is_available() else "extension built without CUDA kernels")
+CUDA_MISSING = (
+    None
+    if CUDA_OK
+    else ("no CUDA GPU visible" if not torch.cuda.is_available() else "extension built without CUDA kernels")
+)
 REQUIRE_CUDA_ENV = "SFRIK_REQUIRE_CUDA"
 requires_cuda = pytest.mark.requires_cuda
 
@@ -30,15 +34,18 @@ def cuda_required() -> bool:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", f"requires_cuda: needs a CUDA GPU and CUDA kernels (skipped otherwise; "
-                                       f"a failure with {REQUIRE_CUDA_ENV}=1)")
+    config.addinivalue_line(
+        "markers",
+        f"requires_cuda: needs a CUDA GPU and CUDA kernels (skipped otherwise; a failure with {REQUIRE_CUDA_ENV}=1)",
+    )
 
 
 def pytest_runtest_setup(item):
     if CUDA_MISSING is not None and item.get_closest_marker("requires_cuda") is not None:
         if cuda_required():
-            pytest.fail(f"{CUDA_MISSING}, and {REQUIRE_CUDA_ENV}=1 turns a skipped CUDA test into a failure",
-                        pytrace=False)
+            pytest.fail(
+                f"{CUDA_MISSING}, and {REQUIRE_CUDA_ENV}=1 turns a skipped CUDA test into a failure", pytrace=False
+            )
         pytest.skip(CUDA_MISSING)
 
 

@@ -2,10 +2,12 @@
 spawned processes import only torch and sfrik_plugin (not pytest, scipy or the test module).
 
 Each rank holds its half of a fixed global batch and a copy of a small shared linear layer, computes
-a loss over the global batch (the regulariser sharded or all-gathered, dense or tiled), backpropagates, then averages the layer's gradients over the ranks with
+a loss over the global batch (the regulariser sharded or all-gathered, dense or tiled),
+backpropagates, then averages the layer's gradients over the ranks with
 all_reduce (as DDP does). The result must equal one process computing the same loss on the whole
 global batch: same loss (the invariance term averaged over ranks), same gradients.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -14,8 +16,7 @@ import torch
 import torch.distributed as dist
 
 from sfrik_plugin.bench.common import exit_without_teardown, free_port  # noqa: F401  (free_port: the test's)
-from sfrik_plugin.losses import (auh_loss_terms, gather_rows, mmd_uniform, sfrik_loss_terms,
-                                 sfrik_multicrop_loss_terms)
+from sfrik_plugin.losses import auh_loss_terms, gather_rows, mmd_uniform, sfrik_loss_terms, sfrik_multicrop_loss_terms
 
 GLOBAL_BATCH, IN_FEATURES, OUT_FEATURES = 8, 6, 16
 
@@ -33,20 +34,30 @@ def make_problem(num_views: int):
 
 # The regulariser's ways across processes: sharded (each rank its rows against the gathered batch)
 # with one dense block or in tiles of 3 rows, and the all-gather with autograd (shard=False).
-VARIANTS = {"sharded dense": dict(shard=True, mmd_impl="dense"),
-            "sharded tiled": dict(shard=True, mmd_impl="tiled", tile_size=3),
-            "gathered dense": dict(shard=False, mmd_impl="dense"),
-            "gathered tiled": dict(shard=False, mmd_impl="tiled", tile_size=3)}
+VARIANTS = {
+    "sharded dense": dict(shard=True, mmd_impl="dense"),
+    "sharded tiled": dict(shard=True, mmd_impl="tiled", tile_size=3),
+    "gathered dense": dict(shard=False, mmd_impl="dense"),
+    "gathered tiled": dict(shard=False, mmd_impl="tiled", tile_size=3),
+}
 
 # name -> (number of views, loss terms of the projected views, variants); invariance is the local-batch term.
 CASES = {
-    "sfrik": (2, lambda zs, gather, **kw: sfrik_loss_terms(zs[0], zs[1], kernel_weights=(1.0, 40.0, 40.0),
-                                                           gather_distributed=gather, **kw), VARIANTS),
+    "sfrik": (
+        2,
+        lambda zs, gather, **kw: sfrik_loss_terms(
+            zs[0], zs[1], kernel_weights=(1.0, 40.0, 40.0), gather_distributed=gather, **kw
+        ),
+        VARIANTS,
+    ),
     "auh": (2, lambda zs, gather, **kw: auh_loss_terms(zs[0], zs[1], gather_distributed=gather), {"gathered": {}}),
-    "multicrop": (4, lambda zs, gather, **kw: sfrik_multicrop_loss_terms(zs, 2, reg_small=True,
-                                                                         kernel_weights=(1.0, 5.0, 2.0, 1.0),
-                                                                         gather_distributed=gather, **kw),
-                  VARIANTS),
+    "multicrop": (
+        4,
+        lambda zs, gather, **kw: sfrik_multicrop_loss_terms(
+            zs, 2, reg_small=True, kernel_weights=(1.0, 5.0, 2.0, 1.0), gather_distributed=gather, **kw
+        ),
+        VARIANTS,
+    ),
 }
 
 
@@ -121,8 +132,13 @@ def check_mmd_uniform(rank: int, world_size: int) -> None:
 
 def worker(rank: int, world_size: int, port: int) -> None:
     torch.set_num_threads(1)  # two processes on a shared 2-core machine
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         for case, (_, _, variants) in CASES.items():
             for variant in variants:
@@ -131,4 +147,4 @@ def worker(rank: int, world_size: int, port: int) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    exit_without_teardown()   # all checks passed
+    exit_without_teardown()  # all checks passed

@@ -1,12 +1,18 @@
 """Helpers shared by the tests that run solo-learn's scripts (no solo-learn needed to import)."""
+
 from pathlib import Path
 
-NUM_CLASSES = 5   # solo's LinearModel computes top-5 accuracy: at least 5 classes
+NUM_CLASSES = 5  # solo's LinearModel computes top-5 accuracy: at least 5 classes
 IMAGES_PER_CLASS = 4
 
 
-def make_image_folder(root: Path, num_classes: int = NUM_CLASSES, per_class: int = IMAGES_PER_CLASS,
-                      seed: int = 0, unique_names: bool = False) -> Path:
+def make_image_folder(
+    root: Path,
+    num_classes: int = NUM_CLASSES,
+    per_class: int = IMAGES_PER_CLASS,
+    seed: int = 0,
+    unique_names: bool = False,
+) -> Path:
     """An ImageFolder of random 32x32 RGB PNGs: root/<class>/<i>.png (root/<class>/<class>_<i>.png
     with unique_names, as ImageNet's file names, which SimCLR's split files list)."""
     import numpy as np

@@ -1,4 +1,5 @@
 """The loss-cost suite's decisions: what it skips and why, and its cost model."""
+
 import argparse
 
 import torch

@@ -1,5 +1,6 @@
 """Smoke test of the benchmark command line: `python -m sfrik_plugin.bench legendre --quick`
 runs end to end and writes one finite, positive row per method. Timings are not judged."""
+
 import csv
 import math
 import subprocess
@@ -19,7 +20,9 @@ def test_quick_legendre_bench_writes_csv(tmp_path):
     out = tmp_path / "bench.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "sfrik_plugin.bench", "legendre", "--quick", "--csv", str(out)],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "headline checks" in proc.stdout
@@ -41,20 +44,24 @@ def test_quick_legendre_bench_writes_csv(tmp_path):
 
 @pytest.mark.slow
 def test_quick_losses_bench_writes_csv(tmp_path):
-    from sfrik_plugin.bench import losses
     from sfrik_plugin.baselines import baseline_losses
+    from sfrik_plugin.bench import losses
 
     out = tmp_path / "losses.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "sfrik_plugin.bench", "losses", "--quick", "--csv", str(out)],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "SFRIK loss / its floor" in proc.stdout
 
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {(int(r["n"]), int(r["q"])) for r in rows} == {(n, q) for n in losses.QUICK_BATCHES for q in losses.QUICK_DIMS}
+    assert {(int(r["n"]), int(r["q"])) for r in rows} == {
+        (n, q) for n in losses.QUICK_BATCHES for q in losses.QUICK_DIMS
+    }
     baselines = baseline_losses()
     for r in rows:
         if r["method"].startswith("sfrik") or r["method"] == "auh" or r["method"] in baselines:
@@ -73,7 +80,9 @@ def test_quick_tiled_bench_writes_csv(tmp_path):
     out = tmp_path / "tiled.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "sfrik_plugin.bench", "tiled", "--quick", "--loss", "--tiles", "64", "--csv", str(out)],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "tiled fwd+bwd ran in" in proc.stdout
@@ -95,9 +104,22 @@ def test_quick_sharded_bench_writes_csv(tmp_path):
 
     out = tmp_path / "sharded.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.bench", "sharded", "--quick", "--device", "cpu", "--threads", "1",
-         "--csv", str(out)],
-        capture_output=True, text=True, timeout=TIMEOUT_S,
+        [
+            sys.executable,
+            "-m",
+            "sfrik_plugin.bench",
+            "sharded",
+            "--quick",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--csv",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     with open(out, newline="") as f:
@@ -113,8 +135,12 @@ def test_quick_precision_bench_writes_csv(tmp_path):
     from sfrik_plugin.bench import precision
 
     out = tmp_path / "precision.csv"
-    proc = subprocess.run([sys.executable, "-m", "sfrik_plugin.bench", "precision", "--quick", "--csv", str(out)],
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sfrik_plugin.bench", "precision", "--quick", "--csv", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))

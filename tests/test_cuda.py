@@ -1,12 +1,13 @@
 """CUDA kernels against the CPU kernel (within a few ulp) and float64 references. Run where a GPU is
 visible and the extension was built with CUDA; skipped with the reason otherwise, and a failure
 with SFRIK_REQUIRE_CUDA=1 (scripts/gpu_check.py sets it)."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DIMS, gram, requires_cuda, scipy_legendre_derivative, scipy_series
 
 import sfrik_plugin
-from conftest import DIMS, gram, requires_cuda, scipy_legendre_derivative, scipy_series
 
 pytestmark = requires_cuda
 COEFFS = [0.0, 1.0, 40.0, 40.0]
@@ -46,8 +47,12 @@ def test_matches_cpu_kernel_within_a_few_ulp(dtype):
         cpu = sfrik_plugin.legendre_series(g, COEFFS, 8192, reduction=reduction)
         gpu = sfrik_plugin.legendre_series(g.cuda(), COEFFS, 8192, reduction=reduction)
         assert gpu.dtype == dtype and gpu.shape == ()
-        torch.testing.assert_close(gpu.cpu().double(), cpu.double(), rtol=64 * eps + 2 * torch.finfo(dtype).eps,
-                                   atol=scale * series_tolerance(dtype)["atol"])
+        torch.testing.assert_close(
+            gpu.cpu().double(),
+            cpu.double(),
+            rtol=64 * eps + 2 * torch.finfo(dtype).eps,
+            atol=scale * series_tolerance(dtype)["atol"],
+        )
 
 
 @pytest.mark.parametrize("dtype", (torch.float64, torch.float32))
@@ -76,7 +81,7 @@ def test_reduction_accumulates_in_double():
     # would keep ~7 digits of the small values (relative error ~1e-6); a double one keeps them all.
     n = 1 << 22
     small = torch.full((n,), 1e-4, dtype=torch.float32)
-    t = torch.stack([torch.ones(n), small, -torch.ones(n)], dim=1).flatten()   # psi(t) = t
+    t = torch.stack([torch.ones(n), small, -torch.ones(n)], dim=1).flatten()  # psi(t) = t
     expected = t.double().sum()
     got = sfrik_plugin.legendre_series(t.cuda(), [0.0, 1.0], 3, reduction="sum")
     torch.testing.assert_close(got.double().cpu(), expected, rtol=2 * torch.finfo(torch.float32).eps, atol=0)
@@ -103,8 +108,9 @@ def test_layouts_empty_and_high_degree():
         got = sfrik_plugin.legendre_series(t, COEFFS, 7)
         assert got.stride() == torch.empty_like(t).stride()
         np.testing.assert_allclose(got.cpu().numpy(), expected, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(sfrik_plugin.legendre_series(t, COEFFS, 7, reduction="sum").item(),
-                                   expected.sum(), rtol=1e-12)
+        np.testing.assert_allclose(
+            sfrik_plugin.legendre_series(t, COEFFS, 7, reduction="sum").item(), expected.sum(), rtol=1e-12
+        )
     # Degree <= 64: the table is a kernel argument. Beyond, a cached device copy: the float64
     # table of degree 100 or 1000 (24 KB) is staged in shared memory, that of degree 2000 (48 KB)
     # is read from global memory. Each twice: the second call reads the cache.
@@ -140,10 +146,15 @@ def test_runs_on_the_current_stream():
     stream.synchronize()
     tol = series_tolerance(torch.float32)
     torch.testing.assert_close(values.cpu(), sfrik_plugin.legendre_series(g, COEFFS, 8192), **tol)
-    torch.testing.assert_close(mean.cpu(), sfrik_plugin.legendre_series(g, COEFFS, 8192, reduction="mean"),
-                               rtol=1e-5, atol=tol["atol"])
-    torch.testing.assert_close(slope.cpu(), torch.ops.sfrik.legendre_series_backward(torch.ones_like(g), g, COEFFS,
-                                                                                     8192, 1), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        mean.cpu(), sfrik_plugin.legendre_series(g, COEFFS, 8192, reduction="mean"), rtol=1e-5, atol=tol["atol"]
+    )
+    torch.testing.assert_close(
+        slope.cpu(),
+        torch.ops.sfrik.legendre_series_backward(torch.ones_like(g), g, COEFFS, 8192, 1),
+        rtol=1e-5,
+        atol=1e-3,
+    )
     cpu_tiled = torch.ops.sfrik.gram_series_sum(g, None, COEFFS, 8192, 100, True, False)
     torch.testing.assert_close(tiled[0].cpu(), cpu_tiled[0], rtol=1e-5, atol=1e-3)
 
@@ -210,8 +221,9 @@ def test_cuda_graph_capture_of_a_high_degree_series():
             sfrik_plugin.legendre_series(t, [0.0] * 90 + [1.0], 64, reduction="sum")
     graph, out = _capture(lambda x: sfrik_plugin.legendre_series(x, coeffs, 64), t)
     graph.replay()
-    torch.testing.assert_close(out.cpu(), sfrik_plugin.legendre_series(t.cpu(), coeffs, 64),
-                               **series_tolerance(torch.float32, coeffs))
+    torch.testing.assert_close(
+        out.cpu(), sfrik_plugin.legendre_series(t.cpu(), coeffs, 64), **series_tolerance(torch.float32, coeffs)
+    )
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES)
@@ -225,10 +237,15 @@ def test_autocast_runs_in_float32_with_the_float32_values(dtype):
     assert g.dtype == dtype and out.dtype == torch.float32 and mean.dtype == torch.float32
     # The float32 series of the rounded Gram matrix, on the CPU kernel.
     g32 = g.float().cpu()
-    torch.testing.assert_close(out.cpu(), sfrik_plugin.legendre_series(g32, COEFFS, 32768),
-                               **series_tolerance(torch.float32))
-    torch.testing.assert_close(mean.cpu(), sfrik_plugin.legendre_series(g32, COEFFS, 32768, reduction="mean"),
-                               rtol=1e-5, atol=series_tolerance(torch.float32)["atol"])
+    torch.testing.assert_close(
+        out.cpu(), sfrik_plugin.legendre_series(g32, COEFFS, 32768), **series_tolerance(torch.float32)
+    )
+    torch.testing.assert_close(
+        mean.cpu(),
+        sfrik_plugin.legendre_series(g32, COEFFS, 32768, reduction="mean"),
+        rtol=1e-5,
+        atol=series_tolerance(torch.float32)["atol"],
+    )
 
 
 @pytest.mark.parametrize("symmetric", (True, False))
@@ -236,12 +253,16 @@ def test_tiled_operator_matches_float64_cpu(symmetric):
     # The device-generic tiled driver with cuBLAS tiles and the CUDA series kernels.
     g = torch.Generator().manual_seed(6)
     x = torch.nn.functional.normalize(torch.randn(1000, 48, generator=g, dtype=torch.float64), dim=1)
-    y = None if symmetric else torch.nn.functional.normalize(torch.randn(700, 48, generator=g, dtype=torch.float64),
-                                                             dim=1)
+    y = (
+        None
+        if symmetric
+        else torch.nn.functional.normalize(torch.randn(700, 48, generator=g, dtype=torch.float64), dim=1)
+    )
     cpu = torch.ops.sfrik.gram_series_sum(x, y, COEFFS, 48, 256, True, not symmetric)
     for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
-        gpu = torch.ops.sfrik.gram_series_sum(x.to("cuda", dtype), None if y is None else y.to("cuda", dtype),
-                                              COEFFS, 48, 256, True, not symmetric)
+        gpu = torch.ops.sfrik.gram_series_sum(
+            x.to("cuda", dtype), None if y is None else y.to("cuda", dtype), COEFFS, 48, 256, True, not symmetric
+        )
         for a, b in zip(gpu, cpu):
             assert a.shape == b.shape
             if b.numel() == 0:  # grad_y of the symmetric case: not asked for

@@ -1,5 +1,6 @@
 """sfrik-demo: augmentations, backbone, evaluation (against brute-force references), data loading,
 the command line, and (slow) the whole run on a tiny image folder."""
+
 import csv
 import math
 import subprocess
@@ -11,11 +12,11 @@ import torch
 
 pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
 
-from sfrik_plugin.demo import cli as demo  # noqa: E402
-from sfrik_plugin.demo import data as datasets  # noqa: E402
-from sfrik_plugin.demo.augment import BatchAugment  # noqa: E402
-from sfrik_plugin.demo.evaluate import knn_top1, linear_probe_top1  # noqa: E402
-from sfrik_plugin.demo.model import build_backbone  # noqa: E402
+from sfrik_plugin.demo import cli as demo
+from sfrik_plugin.demo import data as datasets
+from sfrik_plugin.demo.augment import BatchAugment
+from sfrik_plugin.demo.evaluate import knn_top1, linear_probe_top1
+from sfrik_plugin.demo.model import build_backbone
 
 TIMEOUT_S = 600
 
@@ -29,8 +30,9 @@ def identity_augment(**kwargs):
 
 def test_augment_full_crop_is_the_normalised_image():
     images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
-    expected = (images.float() / 255 - torch.tensor([0.5, 0.25, 0.0]).view(1, 3, 1, 1)) / \
-        torch.tensor([0.5, 0.5, 1.0]).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - torch.tensor([0.5, 0.25, 0.0]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.5, 0.5, 1.0]
+    ).view(1, 3, 1, 1)
     torch.testing.assert_close(identity_augment()(images), expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(identity_augment(flip_p=1.0)(images), expected.flip(3), atol=1e-6, rtol=0)
 
@@ -42,11 +44,11 @@ def test_augment_crops_differ_per_image_and_stay_inside():
     x1, y1, x2, y2 = boxes[:, 1:].unbind(1)
     assert (x1 >= 0).all() and (y1 >= 0).all() and (x2 <= 20 + 1e-4).all() and (y2 <= 28 + 1e-4).all()
     area = (x2 - x1) * (y2 - y1) / (28 * 20)
-    assert area.min() > 0.05 and area.max() <= 1 + 1e-5 and area.std() > 0.1   # random, per image
+    assert area.min() > 0.05 and area.max() <= 1 + 1e-5 and area.std() > 0.1  # random, per image
     same = torch.randint(0, 256, (1, 1, 28, 28), dtype=torch.uint8).expand(16, 1, 28, 28)
     out = aug(same)
     assert out.shape == (16, 1, 8, 8) and out.dtype == torch.float32
-    assert not torch.allclose(out[0], out[1])            # one image, different views
+    assert not torch.allclose(out[0], out[1])  # one image, different views
 
 
 def test_augment_jitter_keeps_range_and_greys_colour_images():
@@ -56,7 +58,7 @@ def test_augment_jitter_keeps_range_and_greys_colour_images():
     aug.std.fill_(1.0)
     out = aug(images)
     assert out.min() >= 0 and out.max() <= 1
-    torch.testing.assert_close(out[:, 0], out[:, 1])     # all grey
+    torch.testing.assert_close(out[:, 0], out[:, 1])  # all grey
     torch.testing.assert_close(out[:, 1], out[:, 2])
 
 
@@ -92,11 +94,14 @@ def knn_reference(train_x, train_y, test_x, k, t):
 
 def test_knn_matches_a_brute_force_reference():
     g = torch.Generator().manual_seed(0)
-    train_x, test_x = torch.randn(300, 6, generator=g, dtype=torch.float64), torch.randn(50, 6, generator=g, dtype=torch.float64)
+    train_x, test_x = (
+        torch.randn(300, 6, generator=g, dtype=torch.float64),
+        torch.randn(50, 6, generator=g, dtype=torch.float64),
+    )
     train_y = torch.randint(0, 4, (300,), generator=g)
     predicted = knn_reference(train_x, train_y, test_x, k=7, t=0.1)
     test_y = predicted.clone()
-    test_y[:10] = (test_y[:10] + 1) % 4                 # 10 of 50 wrong on purpose
+    test_y[:10] = (test_y[:10] + 1) % 4  # 10 of 50 wrong on purpose
     assert knn_top1(train_x, train_y, test_x, test_y, k=7, temperature=0.1, chunk=16) == pytest.approx(80.0)
 
 
@@ -112,7 +117,7 @@ def test_linear_probe_separates_clusters_and_fails_on_noise():
     test_x, test_y = clusters(200, seed=1)
     assert linear_probe_top1(train_x, train_y, test_x, test_y) > 98
     noise_y = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(5))
-    assert linear_probe_top1(train_x, train_y, test_x, noise_y) < 45     # chance is 25 %
+    assert linear_probe_top1(train_x, train_y, test_x, noise_y) < 45  # chance is 25 %
 
 
 def make_folder(root: Path, classes=3, per_class=12, size=12):
@@ -176,7 +181,7 @@ def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
     for name in METHODS:
         try:
             source, loss = build_objective(name)
-        except RuntimeError as error:                  # a baseline without solo-learn or lightly
+        except RuntimeError as error:  # a baseline without solo-learn or lightly
             assert "pip install lightly" in str(error)
             continue
         assert torch.isfinite(loss(z1, z2)) and source
@@ -189,16 +194,32 @@ def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
 
 def test_training_stops_on_a_non_finite_loss(tmp_path):
     import lightning as L
+
     from sfrik_plugin.demo.pretrain import SelfSupervised
     from sfrik_plugin.projector import build_projector
 
     backbone = build_backbone("resnet10", 2, 1)
-    module = SelfSupervised(backbone, build_projector(16, 8, 8), lambda z1, z2: (z1 - z2).sum() * math.nan,
-                            BatchAugment(8, [0.5], [0.5]), lr=1e-3, weight_decay=0.0, warmup_epochs=0)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(
-        torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)), batch_size=4)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    module = SelfSupervised(
+        backbone,
+        build_projector(16, 8, 8),
+        lambda z1, z2: (z1 - z2).sum() * math.nan,
+        BatchAugment(8, [0.5], [0.5]),
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_epochs=0,
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)), batch_size=4
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     with pytest.raises(FloatingPointError, match="the loss is nan at step 0"):
         trainer.fit(module, loader)
 
@@ -209,15 +230,46 @@ def test_demo_end_to_end_on_an_image_folder(tmp_path):
     folder = make_folder(tmp_path / "images", classes=3, per_class=40)
     methods = ["sfrik", "auh"]
     from sfrik_plugin import baselines
+
     if "vicreg" in baselines.baseline_losses():
         methods.append("vicreg")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.demo", "--dataset", "folder", "--data-dir", str(folder),
-         "--image-size", "12", "--methods", *methods, "--epochs", "2", "--train-size", "0", "--probe-size", "0",
-         "--batch-size", "32", "--width", "4", "--proj-dim", "32", "--knn-k", "5", "--out", str(out),
-         "--accelerator", "cpu"],
-        capture_output=True, text=True, timeout=TIMEOUT_S)
+        [
+            sys.executable,
+            "-m",
+            "sfrik_plugin.demo",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(folder),
+            "--image-size",
+            "12",
+            "--methods",
+            *methods,
+            "--epochs",
+            "2",
+            "--train-size",
+            "0",
+            "--probe-size",
+            "0",
+            "--batch-size",
+            "32",
+            "--width",
+            "4",
+            "--proj-dim",
+            "32",
+            "--knn-k",
+            "5",
+            "--out",
+            str(out),
+            "--accelerator",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "linear top-1 %" in proc.stdout
     with open(out / "results.csv", newline="") as f:
@@ -239,6 +291,6 @@ def test_validation_split_holds_out_part_of_the_training_split():
     val = data.validation_split(seed=1)
     assert len(val.test_labels) == 10 and len(val.train_labels) == 50
     train_ids, val_ids = set(val.train_images.flatten().tolist()), set(val.test_images.flatten().tolist())
-    assert not train_ids & val_ids and train_ids | val_ids == set(range(60))      # no test images used
+    assert not train_ids & val_ids and train_ids | val_ids == set(range(60))  # no test images used
     assert torch.equal(val.test_labels, val.test_images.flatten().long() % 3)
     assert torch.equal(data.validation_split(seed=1).test_images, val.test_images)  # fixed

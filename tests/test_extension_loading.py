@@ -1,5 +1,6 @@
 """Loading faults, simulated in fresh interpreters: a missing extension, an extension built for
 another torch, and the SFRIK_REQUIRE_EXTENSION switch."""
+
 import os
 import subprocess
 import sys
@@ -39,8 +40,9 @@ def _run(prelude: str, require: bool) -> subprocess.CompletedProcess:
     env.pop("SFRIK_REQUIRE_EXTENSION", None)
     if require:
         env["SFRIK_REQUIRE_EXTENSION"] = "1"
-    return subprocess.run([sys.executable, "-c", prelude + "\n" + PROBE], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + "\n" + PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("fault", sorted(PRELUDES))
@@ -77,6 +79,7 @@ def test_device_without_kernels_falls_back_once(monkeypatch):
     import warnings
 
     import torch
+
     from sfrik_plugin import _extension
 
     series = importlib.import_module("sfrik_plugin.series")
@@ -92,7 +95,8 @@ def test_device_without_kernels_falls_back_once(monkeypatch):
         a = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
         sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3, reduction="sum")
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == [
-        "sfrik_plugin._C was built without CPU kernels: using the pure-PyTorch reference on cpu (slower, more memory)"]
+        "sfrik_plugin._C was built without CPU kernels: using the pure-PyTorch reference on cpu (slower, more memory)"
+    ]
     torch.testing.assert_close(a, t + (3 * t**2 - 1))
     monkeypatch.setenv("SFRIK_REQUIRE_EXTENSION", "1")
     with pytest.raises(RuntimeError, match="built without CPU kernels; SFRIK_REQUIRE_EXTENSION=1 forbids"):

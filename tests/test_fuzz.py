@@ -9,6 +9,7 @@ Example counts: the suite runs a bounded, derandomised number per property (CI s
 reproducible); SFRIK_FUZZ_EXAMPLES=N runs N per property with fresh randomness, which is what
 scripts/fuzz.py (make fuzz) does for the long run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import requires_extension
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import sfrik_plugin
-from conftest import requires_extension
 from sfrik_plugin.reference import legendre_series_reference
 
 pytestmark = requires_extension
@@ -37,9 +38,14 @@ HANG_S = float(os.environ.get("SFRIK_FUZZ_HANG_S", "120"))  # one example longer
 def fuzz_settings(in_suite: int):
     """in_suite examples, derandomised, in the test suite; SFRIK_FUZZ_EXAMPLES fresh random ones
     otherwise. No example database (nothing written into the checkout)."""
-    return settings(max_examples=_EXAMPLES or in_suite, derandomize=not _EXAMPLES, deadline=None,
-                    database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=_EXAMPLES or in_suite,
+        derandomize=not _EXAMPLES,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 @contextlib.contextmanager
@@ -53,8 +59,16 @@ def watchdog():
 
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-OTHER_DTYPES = (torch.int8, torch.int32, torch.int64, torch.uint8, torch.bool, torch.complex64,
-                torch.float8_e4m3fn, torch.float8_e5m2)
+OTHER_DTYPES = (
+    torch.int8,
+    torch.int32,
+    torch.int64,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+    torch.float8_e4m3fn,
+    torch.float8_e5m2,
+)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -80,13 +94,13 @@ def oracle(t: np.ndarray, coeffs, dim: int, order: int = 0):
     q = float(dim)
     t = np.asarray(t, dtype=np.float64)
     with np.errstate(all="ignore"):
-        pts = np.stack([t, np.ones_like(t)])                 # t and 1, in one pass
-        prev = [np.ones_like(pts)] + [np.zeros_like(pts) for _ in range(order)]       # P^(m)_0
+        pts = np.stack([t, np.ones_like(t)])  # t and 1, in one pass
+        prev = [np.ones_like(pts)] + [np.zeros_like(pts) for _ in range(order)]  # P^(m)_0
         cur = [pts.copy(), np.ones_like(pts)] + [np.zeros_like(pts) for _ in range(order - 1)]  # P^(m)_1
-        cur = cur[:order + 1]
+        cur = cur[: order + 1]
         value = np.zeros_like(t)
         scale = np.zeros_like(t)
-        running = np.zeros_like(t)   # max_{j<=k} |P^(order)_j(t)|
+        running = np.zeros_like(t)  # max_{j<=k} |P^(order)_j(t)|
         for k, c in enumerate(coeffs):
             if k == 0:
                 p = prev[order]
@@ -96,8 +110,10 @@ def oracle(t: np.ndarray, coeffs, dim: int, order: int = 0):
                 l = k - 1  # advance from (P_{l-1}, P_l) to P_{l+1}
                 a, b = (2 * l + q - 2) / (l + q - 2), l / (l + q - 2)
                 # P^(m)_l is identically 0 for l < m: no t * 0 there (NaN for t = NaN or inf)
-                nxt = [a * ((pts * cur[m] if l >= m else 0.0) + (m * cur[m - 1] if m else 0.0)) - b * prev[m]
-                       for m in range(order + 1)]
+                nxt = [
+                    a * ((pts * cur[m] if l >= m else 0.0) + (m * cur[m - 1] if m else 0.0)) - b * prev[m]
+                    for m in range(order + 1)
+                ]
                 prev, cur = cur, nxt
                 p = cur[order]
             running = np.fmax(running, np.abs(p[0]))
@@ -121,9 +137,12 @@ def tolerance(ref, scale, dtype, degree: int, t, grad=1.0):
         n = degree + 2.0
         amplification = np.fmin(n * n, n / np.sqrt(np.abs(1.0 - np.square(t))))
     k = 8 * n + amplification / 4
-    return (k * comp.eps * scale * grad + out.eps * np.abs(ref)
-            + (degree + 2) * comp.smallest_normal * np.fmax(1.0, scale) * np.fmax(grad, 1.0)
-            + out.smallest_normal * out.eps)
+    return (
+        k * comp.eps * scale * grad
+        + out.eps * np.abs(ref)
+        + (degree + 2) * comp.smallest_normal * np.fmax(1.0, scale) * np.fmax(grad, 1.0)
+        + out.smallest_normal * out.eps
+    )
 
 
 def assert_matches(got: torch.Tensor, ref, tol, overflow, finite_input, dtype, what: str):
@@ -145,8 +164,10 @@ def assert_matches(got: torch.Tensor, ref, tol, overflow, finite_input, dtype, w
         ok |= ~np.isfinite(g) & ~finite_input & np.isnan(ref)
     if not ok.all():
         i = np.flatnonzero(~ok.ravel())[:5]
-        raise AssertionError(f"{what}: {int((~ok).sum())} of {ok.size} values wrong; first: got "
-                             f"{g.ravel()[i]}, float64 oracle {ref.ravel()[i]}, tolerance {tol.ravel()[i]}")
+        raise AssertionError(
+            f"{what}: {int((~ok).sum())} of {ok.size} values wrong; first: got "
+            f"{g.ravel()[i]}, float64 oracle {ref.ravel()[i]}, tolerance {tol.ravel()[i]}"
+        )
 
 
 def overflows(scale, peak, dtype, grad=1.0):
@@ -165,15 +186,20 @@ def special_values(dtype: torch.dtype) -> np.ndarray:
     the smallest subnormal, NaN and +-inf."""
     eps = torch.finfo(dtype).eps
     tiny = torch.finfo(dtype).smallest_normal * eps
-    return np.array([1.0, -1.0, 1 + eps, -1 - eps, 1 - eps / 2, -1 + eps / 2, 0.0, -0.0, tiny,
-                     math.nan, math.inf, -math.inf])
+    return np.array(
+        [1.0, -1.0, 1 + eps, -1 - eps, 1 - eps / 2, -1 + eps / 2, 0.0, -0.0, tiny, math.nan, math.inf, -math.inf]
+    )
 
 
 @st.composite
 def value_mixes(draw):
     """Per-example fractions: special values, values slightly outside [-1, 1], far outside, NaN/Inf."""
-    return dict(special=draw(st.sampled_from([0.0, 0.05, 0.3])), outside=draw(st.sampled_from([0.0, 0.1, 0.5])),
-                far=draw(st.sampled_from([0.0, 0.0, 0.02])), nonfinite=draw(st.sampled_from([0.0, 0.0, 0.02])))
+    return dict(
+        special=draw(st.sampled_from([0.0, 0.05, 0.3])),
+        outside=draw(st.sampled_from([0.0, 0.1, 0.5])),
+        far=draw(st.sampled_from([0.0, 0.0, 0.02])),
+        nonfinite=draw(st.sampled_from([0.0, 0.0, 0.02])),
+    )
 
 
 def make_values(rng: np.random.Generator, n: int, dtype: torch.dtype, mix: dict) -> np.ndarray:
@@ -278,8 +304,9 @@ def series_cases(draw, budget: int = 2_500_000):
     layout = draw(st.sampled_from(LAYOUTS))
     numel = int(np.prod(shape, dtype=np.int64))
     max_degree = int(min(1000, budget // max(numel, 1)))
-    degree = draw(st.one_of(st.integers(0, min(6, max_degree)), st.integers(0, max_degree),
-                            st.sampled_from([0, 1, max_degree])))
+    degree = draw(
+        st.one_of(st.integers(0, min(6, max_degree)), st.integers(0, max_degree), st.sampled_from([0, 1, max_degree]))
+    )
     dim = draw(st.one_of(st.integers(2, 10), st.integers(2, 100_000), st.sampled_from([2, 3, 32768, 100_000])))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -287,8 +314,10 @@ def series_cases(draw, budget: int = 2_500_000):
     coeffs = make_coeffs(rng, degree)
     arg, seen = coeff_forms(coeffs, draw(st.sampled_from(["list", "tuple", "numpy", "tensor64", "tensor32_strided"])))
     reduction = draw(st.sampled_from(["none", "none", "mean", "sum"]))
-    note(f"shape={shape} dtype={dtype} layout={layout} stride={t.stride()} degree={degree} dim={dim} "
-         f"reduction={reduction} seed={seed}")
+    note(
+        f"shape={shape} dtype={dtype} layout={layout} stride={t.stride()} degree={degree} dim={dim} "
+        f"reduction={reduction} seed={seed}"
+    )
     return t, arg, seen, dim, reduction
 
 
@@ -331,8 +360,15 @@ def test_series_matches_float64_oracle(case):
         tol_total = tol.sum() + acc + torch.finfo(t.dtype).eps * abs(total)
         if reduction == "mean":
             total, tol_total = total / n, tol_total / n + torch.finfo(t.dtype).eps * abs(total / n)
-    assert_matches(got.reshape(1), np.array([total]), np.array([tol_total]), np.array([overflow.any()]),
-                   np.array([finite.all()]), t.dtype, reduction)
+    assert_matches(
+        got.reshape(1),
+        np.array([total]),
+        np.array([tol_total]),
+        np.array([overflow.any()]),
+        np.array([finite.all()]),
+        t.dtype,
+        reduction,
+    )
 
 
 @fuzz_settings(in_suite=100)
@@ -368,8 +404,11 @@ def test_autograd_gradient_matches_float64_oracle(case, grad_kind):
 
 
 @fuzz_settings(in_suite=100)
-@given(case=series_cases(budget=1_000_000), order=st.integers(0, 3),
-       grad_kind=st.sampled_from(["elementwise", "zero_dim", "expanded", "other_layout"]))
+@given(
+    case=series_cases(budget=1_000_000),
+    order=st.integers(0, 3),
+    grad_kind=st.sampled_from(["elementwise", "zero_dim", "expanded", "other_layout"]),
+)
 def test_backward_op_matches_float64_oracle(case, order, grad_kind):
     # The raw operator autograd builds on: grad * d^order/dt^order psi(t), any grad layout.
     t, _, coeffs, dim, _ = case
@@ -400,8 +439,9 @@ def test_oracle_against_scipy():
         for degree in (0, 1, 2, 5, 17):
             c = [0.0] * degree + [1.0]
             np.testing.assert_allclose(oracle(t, c, dim)[0], scipy_legendre(degree, dim, t), atol=1e-12)
-            np.testing.assert_allclose(oracle(t, c, dim, 1)[0], scipy_legendre_derivative(degree, dim, t),
-                                       atol=1e-10 * max(1, degree**2))
+            np.testing.assert_allclose(
+                oracle(t, c, dim, 1)[0], scipy_legendre_derivative(degree, dim, t), atol=1e-10 * max(1, degree**2)
+            )
     # and the second derivative against a central difference of the first
     h = 1e-6
     c = [0.3, -1.0, 2.0, 0.5, 4.0]
@@ -412,14 +452,45 @@ def test_oracle_against_scipy():
 # ---------------------------------------------------------------------------------------------
 # Bad arguments: always a TypeError or ValueError that names one of the bad arguments
 
-BAD_T = [torch.arange(3), torch.tensor([True]), torch.zeros(2, dtype=torch.complex64), torch.zeros(2, dtype=torch.uint8),
-         torch.zeros(2).to(torch.float8_e4m3fn), torch.zeros(2).to(torch.float8_e5m2), [0.5], np.ones(3), 0.5, None, "t"]
-BAD_COEFFS = [[], [math.nan], [1.0, math.inf], [1.0, -math.inf], ["a"], [1.0, None], [True], [1.0, [2.0]], "abc",
-              3.0, None, {1.0, 2.0}, {0: 1.0}, torch.ones(2, 2), torch.ones(3, requires_grad=True),
-              torch.tensor([1.0, math.nan]), torch.tensor([]), np.array(3.0), np.ones((2, 1)), np.array([True]),
-              np.array([1 + 2j]), np.array([math.inf]), [1e400]]
-BAD_DIM = [1, 0, -1, -(2**70), 2**63, 10**30, 2.0, 2.5, True, False, "3", None, np.float64(3.0), torch.tensor(3.0),
-           [3]]
+BAD_T = [
+    torch.arange(3),
+    torch.tensor([True]),
+    torch.zeros(2, dtype=torch.complex64),
+    torch.zeros(2, dtype=torch.uint8),
+    torch.zeros(2).to(torch.float8_e4m3fn),
+    torch.zeros(2).to(torch.float8_e5m2),
+    [0.5],
+    np.ones(3),
+    0.5,
+    None,
+    "t",
+]
+BAD_COEFFS = [
+    [],
+    [math.nan],
+    [1.0, math.inf],
+    [1.0, -math.inf],
+    ["a"],
+    [1.0, None],
+    [True],
+    [1.0, [2.0]],
+    "abc",
+    3.0,
+    None,
+    {1.0, 2.0},
+    {0: 1.0},
+    torch.ones(2, 2),
+    torch.ones(3, requires_grad=True),
+    torch.tensor([1.0, math.nan]),
+    torch.tensor([]),
+    np.array(3.0),
+    np.ones((2, 1)),
+    np.array([True]),
+    np.array([1 + 2j]),
+    np.array([math.inf]),
+    [1e400],
+]
+BAD_DIM = [1, 0, -1, -(2**70), 2**63, 10**30, 2.0, 2.5, True, False, "3", None, np.float64(3.0), torch.tensor(3.0), [3]]
 BAD_REDUCTION = ["max", "MEAN", None, 1, ""]
 BAD_DEGREE = [-1, -(2**40), 2**64, 1.5, 2.0, True, "2", None]
 
@@ -431,10 +502,13 @@ def test_bad_arguments_raise_clear_errors(data):
     params = ("t", "coeffs", "dim", "reduction") if api == "legendre_series" else ("t", "degree", "dim")
     bad = [p for p in params if data.draw(st.booleans())] or [data.draw(st.sampled_from(params))]
     pools = {"t": BAD_T, "coeffs": BAD_COEFFS, "dim": BAD_DIM, "reduction": BAD_REDUCTION, "degree": BAD_DEGREE}
-    good = {"t": torch.linspace(-1, 1, 7, dtype=data.draw(st.sampled_from(FLOAT_DTYPES))),
-            "coeffs": data.draw(st.sampled_from([[0.5, 1.0], (2.0,), np.array([0.0, 1.0, 3.0]), torch.ones(4)])),
-            "dim": data.draw(st.sampled_from([2, 3, np.int64(5), torch.tensor(7)])),
-            "reduction": data.draw(st.sampled_from(["none", "mean", "sum"])), "degree": data.draw(st.integers(0, 5))}
+    good = {
+        "t": torch.linspace(-1, 1, 7, dtype=data.draw(st.sampled_from(FLOAT_DTYPES))),
+        "coeffs": data.draw(st.sampled_from([[0.5, 1.0], (2.0,), np.array([0.0, 1.0, 3.0]), torch.ones(4)])),
+        "dim": data.draw(st.sampled_from([2, 3, np.int64(5), torch.tensor(7)])),
+        "reduction": data.draw(st.sampled_from(["none", "mean", "sum"])),
+        "degree": data.draw(st.integers(0, 5)),
+    }
     args = {p: data.draw(st.sampled_from(pools[p])) if p in bad else good[p] for p in params}
     with watchdog(), pytest.raises((TypeError, ValueError)) as err:
         if api == "legendre":
@@ -453,11 +527,26 @@ def test_raw_ops_reject_bad_values(data):
     ops = torch.ops.sfrik
     dtype = data.draw(st.sampled_from(FLOAT_DTYPES))
     t = torch.linspace(-1, 1, 6, dtype=dtype)
-    fault = data.draw(st.sampled_from(["dim", "coeffs_empty", "coeffs_nonfinite", "order", "grad_shape",
-                                       "grad_dtype", "t_dtype", "derivative_overflow"]))
+    fault = data.draw(
+        st.sampled_from(
+            [
+                "dim",
+                "coeffs_empty",
+                "coeffs_nonfinite",
+                "order",
+                "grad_shape",
+                "grad_dtype",
+                "t_dtype",
+                "derivative_overflow",
+            ]
+        )
+    )
     dim = data.draw(st.integers(-5, 1)) if fault == "dim" else 3
-    coeffs = {"coeffs_empty": [], "coeffs_nonfinite": [1.0, data.draw(st.sampled_from([math.nan, math.inf, -math.inf]))],
-              "derivative_overflow": [0.0, 0.0, 1e308]}.get(fault, [0.5, 1.0, 2.0])
+    coeffs = {
+        "coeffs_empty": [],
+        "coeffs_nonfinite": [1.0, data.draw(st.sampled_from([math.nan, math.inf, -math.inf]))],
+        "derivative_overflow": [0.0, 0.0, 1e308],
+    }.get(fault, [0.5, 1.0, 2.0])
     order = data.draw(st.integers(-(2**62), -1)) if fault == "order" else 1
     grad = torch.ones_like(t)
     if fault == "grad_shape":
@@ -467,12 +556,23 @@ def test_raw_ops_reject_bad_values(data):
     if fault == "t_dtype":
         t = torch.zeros(6).to(data.draw(st.sampled_from(OTHER_DTYPES)))
         grad = torch.ones(6)
-    expected = {"dim": "dim must be", "coeffs_empty": "coeffs must be", "coeffs_nonfinite": "coeffs must be finite",
-                "order": "order must be", "grad_shape": "grad must have the shape", "grad_dtype": "grad must have the dtype",
-                "t_dtype": "t must be a floating-point", "derivative_overflow": "overflows"}[fault]
-    op = data.draw(st.sampled_from(["series", "reduce", "backward"] if fault not in ("order", "grad_shape", "grad_dtype",
-                                                                                     "derivative_overflow")
-                                   else ["backward"]))
+    expected = {
+        "dim": "dim must be",
+        "coeffs_empty": "coeffs must be",
+        "coeffs_nonfinite": "coeffs must be finite",
+        "order": "order must be",
+        "grad_shape": "grad must have the shape",
+        "grad_dtype": "grad must have the dtype",
+        "t_dtype": "t must be a floating-point",
+        "derivative_overflow": "overflows",
+    }[fault]
+    op = data.draw(
+        st.sampled_from(
+            ["series", "reduce", "backward"]
+            if fault not in ("order", "grad_shape", "grad_dtype", "derivative_overflow")
+            else ["backward"]
+        )
+    )
     with watchdog(), pytest.raises((TypeError, ValueError), match=expected):
         if op == "series":
             ops.legendre_series(t, coeffs, dim)
@@ -483,8 +583,11 @@ def test_raw_ops_reject_bad_values(data):
 
 
 @fuzz_settings(in_suite=30)
-@given(order=st.one_of(st.integers(0, 5), st.integers(2**40, 2**62)), degree=st.integers(0, 8),
-       dim=st.one_of(st.integers(2, 10), st.integers(2**62, 2**63 - 1)))
+@given(
+    order=st.one_of(st.integers(0, 5), st.integers(2**40, 2**62)),
+    degree=st.integers(0, 8),
+    dim=st.one_of(st.integers(2, 10), st.integers(2**62, 2**63 - 1)),
+)
 def test_extreme_dims_and_orders_do_not_hang(order, degree, dim):
     # dim + 2 * order beyond int64 and orders far above the degree (every such derivative is 0).
     t = torch.linspace(-1, 1, 9, dtype=torch.float64)
@@ -511,13 +614,16 @@ def test_float8_rejected_by_name(dtype):
         torch.ops.sfrik.legendre_series(t, [1.0, 2.0], 3)
 
 
-@pytest.mark.parametrize("coeffs, error, match", [
-    ({2.0, 1.0}, TypeError, "coeffs must be a sequence"),          # unordered: was accepted
-    ({0: 1.0}, TypeError, "coeffs must be a sequence"),            # keys: was accepted
-    (np.array(3.0), ValueError, "coeffs must be a 1-D array"),     # was "iteration over a 0-d array"
-    (np.array([[1.0], [2.0]]), ValueError, "coeffs must be a 1-D array"),
-    (np.array([True, False]), TypeError, "coeffs must hold real numbers"),  # was read as 1.0, 0.0
-])
+@pytest.mark.parametrize(
+    "coeffs, error, match",
+    [
+        ({2.0, 1.0}, TypeError, "coeffs must be a sequence"),  # unordered: was accepted
+        ({0: 1.0}, TypeError, "coeffs must be a sequence"),  # keys: was accepted
+        (np.array(3.0), ValueError, "coeffs must be a 1-D array"),  # was "iteration over a 0-d array"
+        (np.array([[1.0], [2.0]]), ValueError, "coeffs must be a 1-D array"),
+        (np.array([True, False]), TypeError, "coeffs must hold real numbers"),  # was read as 1.0, 0.0
+    ],
+)
 def test_coeff_containers_rejected_by_name(coeffs, error, match):
     with pytest.raises(error, match=match):
         sfrik_plugin.legendre_series(torch.zeros(3), coeffs, 3)
@@ -576,8 +682,12 @@ class LossBounds:
             gram = u @ u.T
             value, scale, _ = oracle(gram, coeffs, u.shape[1])
             _, slope, _ = oracle(gram, coeffs, u.shape[1], order=1)  # bounds |psi'| near G (and at 1)
-            tol = (slope * self.d_gram + tolerance(value, scale, torch.float32 if self.dtype != torch.float64
-                                                   else torch.float64, len(coeffs) - 1, gram)).mean()
+            tol = (
+                slope * self.d_gram
+                + tolerance(
+                    value, scale, torch.float32 if self.dtype != torch.float64 else torch.float64, len(coeffs) - 1, gram
+                )
+            ).mean()
             tol += 64 * self.eps * np.abs(value).mean()  # the kernel's float partial sums
             return value.mean(), tol
 
@@ -621,7 +731,8 @@ def embeddings(draw, views: int = 2):
 
 kernel_weight_lists = st.one_of(
     st.lists(st.sampled_from([0.0, 0.5, 1.0, 40.0, 100.0]), min_size=1, max_size=4),
-    st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=20))
+    st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=20),
+)
 
 
 def check_value(got: torch.Tensor, ref: float, tol: float, what: str):
@@ -635,9 +746,16 @@ def check_value(got: torch.Tensor, ref: float, tol: float, what: str):
 
 
 @fuzz_settings(in_suite=100)
-@given(zs=embeddings(), kernel_weights=kernel_weight_lists, sim=st.floats(0, 1e4), reg=st.floats(0, 10),
-       loss=st.sampled_from(["sfrik", "auh", "mmd"]), t=st.floats(0.05, 10), impl=st.sampled_from(["dense", "tiled"]),
-       tile=st.integers(1, 8))
+@given(
+    zs=embeddings(),
+    kernel_weights=kernel_weight_lists,
+    sim=st.floats(0, 1e4),
+    reg=st.floats(0, 10),
+    loss=st.sampled_from(["sfrik", "auh", "mmd"]),
+    t=st.floats(0.05, 10),
+    impl=st.sampled_from(["dense", "tiled"]),
+    tile=st.integers(1, 8),
+)
 def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl, tile):
     z1, z2 = zs
     n, q = z1.shape
@@ -646,16 +764,27 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl
     with watchdog():
         if loss == "mmd":
             ref, tol = bounds.mmd(u1, kernel_weights)
-            check_value(sfrik_plugin.mmd_uniform(z1, kernel_weights, impl=impl, tile_size=tile), ref, tol,
-                        f"mmd_uniform ({impl})")
+            check_value(
+                sfrik_plugin.mmd_uniform(z1, kernel_weights, impl=impl, tile_size=tile),
+                ref,
+                tol,
+                f"mmd_uniform ({impl})",
+            )
             return
         if loss == "auh" and n < 2:
             with pytest.raises(ValueError, match="AUH needs at least 2 embeddings"):
                 sfrik_plugin.auh_loss_terms(z1, z2, t=t)
             return
         if loss == "sfrik":
-            terms = sfrik_plugin.sfrik_loss_terms(z1, z2, sim_loss_weight=sim, mmd_loss_weight=reg,
-                                                  kernel_weights=kernel_weights, mmd_impl=impl, tile_size=tile)
+            terms = sfrik_plugin.sfrik_loss_terms(
+                z1,
+                z2,
+                sim_loss_weight=sim,
+                mmd_loss_weight=reg,
+                kernel_weights=kernel_weights,
+                mmd_impl=impl,
+                tile_size=tile,
+            )
             regs = [bounds.mmd(u, kernel_weights) for u in (u1, u2)]
         else:
             terms = sfrik_plugin.auh_loss_terms(z1, z2, sim_loss_weight=sim, unif_loss_weight=reg, t=t)
@@ -674,9 +803,15 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl
 
 
 @fuzz_settings(in_suite=40)
-@given(zs=embeddings(views=4), kernel_weights=kernel_weight_lists, num_views=st.integers(2, 4),
-       num_large=st.integers(1, 4), reg_small=st.booleans(), impl=st.sampled_from(["dense", "tiled"]),
-       tile=st.integers(1, 8))
+@given(
+    zs=embeddings(views=4),
+    kernel_weights=kernel_weight_lists,
+    num_views=st.integers(2, 4),
+    num_large=st.integers(1, 4),
+    reg_small=st.booleans(),
+    impl=st.sampled_from(["dense", "tiled"]),
+    tile=st.integers(1, 8),
+)
 def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, num_large, reg_small, impl, tile):
     views = zs[:num_views]
     if num_large > num_views:
@@ -684,21 +819,35 @@ def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, nu
             sfrik_plugin.sfrik_multicrop_loss_terms(views, num_large)
         return
     with watchdog():
-        terms = sfrik_plugin.sfrik_multicrop_loss_terms(views, num_large, reg_small=reg_small, sim_loss_weight=10.0,
-                                                        mmd_loss_weight=2.0, kernel_weights=kernel_weights,
-                                                        mmd_impl=impl, tile_size=tile)
+        terms = sfrik_plugin.sfrik_multicrop_loss_terms(
+            views,
+            num_large,
+            reg_small=reg_small,
+            sim_loss_weight=10.0,
+            mmd_loss_weight=2.0,
+            kernel_weights=kernel_weights,
+            mmd_impl=impl,
+            tile_size=tile,
+        )
     bounds = LossBounds(views[0].shape[1], views[0].dtype)
     units = [np_sphere(z.double().numpy()) for z in views]
     pairs = [[bounds.invariance(units[v], units[w]) for w in range(num_views) if w != v] for v in range(num_large)]
     inv = np.mean([np.mean([p[0] for p in row]) for row in pairs])
     tol_inv = np.mean([np.mean([p[1] for p in row]) for row in pairs]) + 4 * bounds.eps * abs(inv)
     regs = [bounds.mmd(u, kernel_weights) for u in (units if reg_small else units[:num_large])]
-    r, tol_r = np.mean([x[0] for x in regs]), np.mean([x[1] for x in regs]) + 4 * bounds.eps * abs(np.mean([x[0] for x in regs]))
+    r, tol_r = (
+        np.mean([x[0] for x in regs]),
+        np.mean([x[1] for x in regs]) + 4 * bounds.eps * abs(np.mean([x[0] for x in regs])),
+    )
     check_value(terms.invariance, inv, tol_inv, "multicrop invariance")
     check_value(terms.regulariser, r, tol_r, "multicrop regulariser")
     with np.errstate(all="ignore"):
-        check_value(terms.loss, 10 * inv + 2 * r, 10 * tol_inv + 2 * tol_r + 8 * bounds.eps * abs(10 * inv + 2 * r),
-                    "multicrop loss")
+        check_value(
+            terms.loss,
+            10 * inv + 2 * r,
+            10 * tol_inv + 2 * tol_r + 8 * bounds.eps * abs(10 * inv + 2 * r),
+            "multicrop loss",
+        )
 
 
 # Weights of the two terms; below 1e-100 they are 0: their products with the terms' derivatives
@@ -723,9 +872,15 @@ def plain_terms(z1, z2, loss, kernel_weights, t):
 
 
 @fuzz_settings(in_suite=60)
-@given(zs=embeddings(), kernel_weights=kernel_weight_lists, loss=st.sampled_from(["sfrik", "auh"]),
-       t=st.floats(0.05, 10), w=st.tuples(term_weights, term_weights), impl=st.sampled_from(["dense", "tiled"]),
-       tile=st.integers(1, 8))
+@given(
+    zs=embeddings(),
+    kernel_weights=kernel_weight_lists,
+    loss=st.sampled_from(["sfrik", "auh"]),
+    t=st.floats(0.05, 10),
+    w=st.tuples(term_weights, term_weights),
+    impl=st.sampled_from(["dense", "tiled"]),
+    tile=st.integers(1, 8),
+)
 def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w, impl, tile):
     # float64, finite inputs: the custom backwards (row normalisation, Gram matrix, the series
     # operator) against autograd through the plain formulas, for any mix of the two terms.
@@ -754,8 +909,17 @@ def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w, imp
         assert torch.all((g - e).abs() <= tol), f"max error {(g - e).abs().max()}, tolerance {tol.min()}"
 
 
-BAD_Z = [torch.ones(3, 4, dtype=torch.int64), torch.ones(3), torch.ones(2, 3, 4), torch.ones(0, 4), torch.ones(3, 1),
-         np.ones((3, 4)), [[1.0, 2.0]], None, torch.ones(3, 4, dtype=torch.complex64)]
+BAD_Z = [
+    torch.ones(3, 4, dtype=torch.int64),
+    torch.ones(3),
+    torch.ones(2, 3, 4),
+    torch.ones(0, 4),
+    torch.ones(3, 1),
+    np.ones((3, 4)),
+    [[1.0, 2.0]],
+    None,
+    torch.ones(3, 4, dtype=torch.complex64),
+]
 BAD_WEIGHTS = [-1.0, math.nan, math.inf, True, "1", None, [1.0]]
 BAD_KERNEL_WEIGHTS = [[], [1.0, -40.0], [math.nan], [math.inf], "abc", [True], {1.0}, torch.ones(2, 2), 3.0]
 
@@ -765,14 +929,18 @@ BAD_KERNEL_WEIGHTS = [[], [1.0, -40.0], [math.nan], [math.inf], "abc", [True], {
 def test_loss_bad_arguments_raise_clear_errors(data):
     loss = data.draw(st.sampled_from(["sfrik", "auh", "mmd"]))
     good_z = torch.randn(4, 5, dtype=data.draw(st.sampled_from(FLOAT_DTYPES)))
-    params = {"sfrik": ("z1", "z2", "sim_loss_weight", "mmd_loss_weight", "kernel_weights"),
-              "auh": ("z1", "z2", "sim_loss_weight", "unif_loss_weight", "t"),
-              "mmd": ("z", "kernel_weights")}[loss]
+    params = {
+        "sfrik": ("z1", "z2", "sim_loss_weight", "mmd_loss_weight", "kernel_weights"),
+        "auh": ("z1", "z2", "sim_loss_weight", "unif_loss_weight", "t"),
+        "mmd": ("z", "kernel_weights"),
+    }[loss]
     bad = [p for p in params if data.draw(st.booleans())] or [data.draw(st.sampled_from(params))]
     args = {}
     for p in params:
         if p in ("z", "z1", "z2"):
-            args[p] = data.draw(st.sampled_from(BAD_Z + ["shape", "dtype"] if p == "z2" else BAD_Z)) if p in bad else good_z
+            args[p] = (
+                data.draw(st.sampled_from(BAD_Z + ["shape", "dtype"] if p == "z2" else BAD_Z)) if p in bad else good_z
+            )
             if isinstance(args[p], str) and args[p] == "shape":  # not z1's shape
                 args[p] = torch.randn(3, 5, dtype=good_z.dtype)
             elif isinstance(args[p], str) and args[p] == "dtype":  # not z1's dtype
@@ -783,7 +951,9 @@ def test_loss_bad_arguments_raise_clear_errors(data):
             args[p] = data.draw(st.sampled_from(BAD_WEIGHTS + [0.0, -2.5])) if p in bad else 2.5
         else:
             args[p] = data.draw(st.sampled_from(BAD_WEIGHTS)) if p in bad else 1.0
-    fn = {"sfrik": sfrik_plugin.sfrik_loss_terms, "auh": sfrik_plugin.auh_loss_terms, "mmd": sfrik_plugin.mmd_uniform}[loss]
+    fn = {"sfrik": sfrik_plugin.sfrik_loss_terms, "auh": sfrik_plugin.auh_loss_terms, "mmd": sfrik_plugin.mmd_uniform}[
+        loss
+    ]
     positional = [args.pop(p) for p in params if p in ("z", "z1", "z2")]
     with watchdog(), pytest.raises((TypeError, ValueError)) as err:
         fn(*positional, **args)

@@ -1,6 +1,7 @@
 """scripts/gpu_check.py --dry-run: every stage of the GPU check runs on the CPU at tiny sizes and
 writes the report (one line per stage) and the CSVs, so the script is known to work before a GPU
 is lent."""
+
 import csv
 import json
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 600   # a safety net: the stages have their own limits; ~2 min on 2 quiet cores
+TIMEOUT_S = 600  # a safety net: the stages have their own limits; ~2 min on 2 quiet cores
 STAGES = ("build", "tests", "sanitizer", "operator", "losses", "tiles", "demo", "solo-learn")
 
 
@@ -21,15 +22,28 @@ def test_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
         pytest.skip("not run from a checkout")
     pytest.importorskip("lightning", reason="the demo stage needs Lightning (the package's [demo] extra)")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     report = (out / "report.md").read_text() if (out / "report.md").exists() else ""
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + report
     lines = [line for line in report.splitlines() if re.match(r"- [a-h]\. ", line)]
     assert [re.match(r"- [a-h]\. ([\w-]+):", line).group(1) for line in lines] == list(STAGES), report
     status = {name: re.search(r"\*\*(\w+)\*\*", line).group(1) for name, line in zip(STAGES, lines)}
-    expected = {"build": "passed", "tests": "passed", "sanitizer": "skipped", "operator": "passed",
-                "losses": "passed", "tiles": "passed", "demo": "passed", "solo-learn": "skipped"}
+    expected = {
+        "build": "passed",
+        "tests": "passed",
+        "sanitizer": "skipped",
+        "operator": "passed",
+        "losses": "passed",
+        "tiles": "passed",
+        "demo": "passed",
+        "solo-learn": "skipped",
+    }
     assert status == expected, report
     assert "reused the existing build (dry run: not rebuilt)" in report
     assert "no --solo-learn-dir given" in report

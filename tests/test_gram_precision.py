@@ -2,12 +2,13 @@
 rounding against numpy's, the reduced-precision regulariser against an independent float64
 computation on the rounded rows, equal across the dense and tiled paths, the straight-through
 gradient, and argument errors."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import requires_extension
+
 from sfrik_plugin.losses import SFRIKLoss, mmd_uniform, sfrik_loss_terms
 from sfrik_plugin.precision import GRAM_PRECISIONS, round_rows, round_to_tf32
 from sfrik_plugin.reference import legendre_series_reference
@@ -19,7 +20,7 @@ LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def numpy_tf32(x: np.ndarray) -> np.ndarray:
     """Round to 11 significant bits (10 stored), ties to even, through frexp (independent of the bit trick)."""
-    mantissa, exponent = np.frexp(x.astype(np.float64))          # x = m 2^e, 0.5 <= |m| < 1
+    mantissa, exponent = np.frexp(x.astype(np.float64))  # x = m 2^e, 0.5 <= |m| < 1
     return (np.round(mantissa * 2.0**11) / 2.0**11 * 2.0**exponent).astype(np.float32)
 
 
@@ -28,7 +29,7 @@ def test_round_to_tf32_matches_numpy_and_keeps_inf_and_nan():
     ties = torch.tensor([1 + 2**-11, 1 + 3 * 2**-11, -(1 + 2**-11), 1 + 2**-11 + 2**-20, 2.0**-130])
     x = torch.cat([x, ties]).float()
     torch.testing.assert_close(round_to_tf32(x), torch.from_numpy(numpy_tf32(x.numpy())), rtol=0, atol=0)
-    assert round_to_tf32(ties)[:3].tolist() == [1.0, 1 + 2**-9, -1.0]       # ties to even
+    assert round_to_tf32(ties)[:3].tolist() == [1.0, 1 + 2**-9, -1.0]  # ties to even
     special = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0, -0.0])
     out = round_to_tf32(special)
     assert out[0] == float("inf") and out[1] == float("-inf") and out[2].isnan() and out[3] == 0
@@ -52,7 +53,7 @@ def test_reduced_precision_regulariser_against_float64_on_the_rounded_rows(preci
         got = mmd_uniform(z, WEIGHTS, impl=impl, tile_size=128, gram_precision=precision)
         assert got.dtype == torch.float32
         torch.testing.assert_close(got.double(), expected, rtol=2e-6, atol=0)
-    if precision != "float32":   # the option changes the numbers, by the rounding's size
+    if precision != "float32":  # the option changes the numbers, by the rounding's size
         plain = mmd_uniform(z, WEIGHTS, impl="dense").double()
         assert abs(plain - expected) > 1e-7 * abs(expected)
 
@@ -77,13 +78,14 @@ def test_losses_take_the_option_and_float32_is_the_default():
     same = sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="float32")
     assert torch.equal(default.loss, same.loss)
     low = sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="bf16")
-    assert torch.equal(low.invariance, default.invariance)       # only the regulariser's Gram changes
+    assert torch.equal(low.invariance, default.invariance)  # only the regulariser's Gram changes
     expected = (reference_mmd(z1, "bf16") + reference_mmd(z2, "bf16")) / 2
     torch.testing.assert_close(low.regulariser.double(), expected, rtol=2e-6, atol=0)
     module = SFRIKLoss(gather_distributed=False, gram_precision="fp16")
     assert "gram_precision='fp16'" in repr(module)
-    torch.testing.assert_close(module(z1, z2), sfrik_loss_terms(z1, z2, gather_distributed=False,
-                                                                gram_precision="fp16").loss)
+    torch.testing.assert_close(
+        module(z1, z2), sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="fp16").loss
+    )
 
 
 def test_float64_embeddings_keep_float64_with_the_default():
@@ -91,8 +93,7 @@ def test_float64_embeddings_keep_float64_with_the_default():
     got = mmd_uniform(z, WEIGHTS, gram_precision="float32")
     u = F.normalize(z, dim=1)
     assert got.dtype == torch.float64
-    torch.testing.assert_close(got, legendre_series_reference(u @ u.T, [0.0, *WEIGHTS], 16).mean(), rtol=1e-12,
-                               atol=0)
+    torch.testing.assert_close(got, legendre_series_reference(u @ u.T, [0.0, *WEIGHTS], 16).mean(), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("bad", ("int8", "FP16", None, 16))

@@ -1,35 +1,50 @@
 """Bad input gets a clear exception naming the argument, from the public API and from the raw ops."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import requires_extension
 
 import sfrik_plugin
-from conftest import requires_extension
 
 T = torch.linspace(-1, 1, 5)
 
 
-@pytest.mark.parametrize("dim,exc", [(1, ValueError), (0, ValueError), (-3, ValueError), (2.0, TypeError),
-                                     (3.5, TypeError), (True, TypeError), ("3", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "dim,exc",
+    [
+        (1, ValueError),
+        (0, ValueError),
+        (-3, ValueError),
+        (2.0, TypeError),
+        (3.5, TypeError),
+        (True, TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+    ],
+)
 def test_bad_dim(dim, exc):
     with pytest.raises(exc, match="dim must be an integer >= 2"):
         sfrik_plugin.legendre_series(T, [1.0, 2.0], dim)
 
 
-@pytest.mark.parametrize("coeffs,exc,match", [
-    ([], ValueError, "coeffs must be non-empty"),
-    ([1.0, math.nan], ValueError, r"coeffs must be finite, got coeffs\[1\] = nan"),
-    ([math.inf], ValueError, "coeffs must be finite"),
-    (torch.tensor([1.0, -math.inf]), ValueError, "coeffs must be finite"),
-    ("abc", TypeError, "coeffs must be a sequence of floats"),
-    (3.0, TypeError, "coeffs must be a sequence of floats"),
-    ([1.0, "x"], TypeError, r"coeffs\[1\] must be a float"),
-    ([1.0, True], TypeError, r"coeffs\[1\] must be a float"),
-    (torch.ones(2, 2), ValueError, "coeffs must be a 1-D tensor"),
-    (torch.ones(3, requires_grad=True), ValueError, "gradients with respect to the coefficients"),
-])
+@pytest.mark.parametrize(
+    "coeffs,exc,match",
+    [
+        ([], ValueError, "coeffs must be non-empty"),
+        ([1.0, math.nan], ValueError, r"coeffs must be finite, got coeffs\[1\] = nan"),
+        ([math.inf], ValueError, "coeffs must be finite"),
+        (torch.tensor([1.0, -math.inf]), ValueError, "coeffs must be finite"),
+        ("abc", TypeError, "coeffs must be a sequence of floats"),
+        (3.0, TypeError, "coeffs must be a sequence of floats"),
+        ([1.0, "x"], TypeError, r"coeffs\[1\] must be a float"),
+        ([1.0, True], TypeError, r"coeffs\[1\] must be a float"),
+        (torch.ones(2, 2), ValueError, "coeffs must be a 1-D tensor"),
+        (torch.ones(3, requires_grad=True), ValueError, "gradients with respect to the coefficients"),
+    ],
+)
 def test_bad_coeffs(coeffs, exc, match):
     with pytest.raises(exc, match=match):
         sfrik_plugin.legendre_series(T, coeffs, 3)

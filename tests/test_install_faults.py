@@ -3,6 +3,7 @@ before building), and a compiled extension that does not fit the installed torch
 loadable binary at all (the package must fall back with one warning, or refuse with
 SFRIK_REQUIRE_EXTENSION=1, naming the cause and the rebuild command). test_extension_loading.py
 covers the same loader with faults injected in the interpreter instead of on disk."""
+
 import json
 import os
 import shutil
@@ -11,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_extension_loading import PROBE
 
 import sfrik_plugin
-from test_extension_loading import PROBE
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(sfrik_plugin.__file__).resolve().parent
@@ -28,10 +29,12 @@ def run_setup(tmp_path, *args, env_update=None, prelude=None) -> subprocess.Comp
     env.update(env_update or {})
     cmd = [sys.executable, "setup.py", *args]
     if prelude:  # setup.py run by runpy after the prelude (what cannot be set from outside)
-        code = f"{prelude}\nimport runpy, sys\nsys.argv = {['setup.py', *args]!r}\nrunpy.run_path('setup.py', run_name='__main__')"
+        argv = ["setup.py", *args]
+        code = f"{prelude}\nimport runpy, sys\nsys.argv = {argv!r}\nrunpy.run_path('setup.py', run_name='__main__')"
         cmd = [sys.executable, "-c", code]
-    return subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=TIMEOUT_S)
+    return subprocess.run(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S
+    )
 
 
 def build_ext_args(tmp_path):
@@ -66,8 +69,12 @@ def test_gpu_without_toolkit_builds_cpu_kernels_with_a_warning(tmp_path):
     # A machine where torch sees a GPU but no toolkit is installed: CPU kernels, said clearly.
     home = tmp_path / "no-cuda"
     home.mkdir()
-    proc = run_setup(tmp_path, "--name", env_update={"CUDA_HOME": str(home)},
-                     prelude="import torch\ntorch.cuda.is_available = lambda: True")
+    proc = run_setup(
+        tmp_path,
+        "--name",
+        env_update={"CUDA_HOME": str(home)},
+        prelude="import torch\ntorch.cuda.is_available = lambda: True",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "warning: torch sees a GPU but no CUDA toolkit was found" in proc.stdout
     assert "building the extension for CPU only" in proc.stdout
@@ -103,8 +110,14 @@ def run_probe(tmp_path, pkg: Path, require: bool, prelude: str = "") -> subproce
         env["SFRIK_REQUIRE_EXTENSION"] = "1"
     # checked after the probe: importing the package is what warns, inside the probe's recorder
     check = f"\nimport sfrik_plugin as _p\nassert _p.__file__.startswith({str(pkg)!r}), _p.__file__\n"
-    return subprocess.run([sys.executable, "-c", prelude + "\n" + PROBE + check], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + "\n" + PROBE + check],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
 
 
 def corrupt_binary(pkg: Path):
@@ -126,12 +139,17 @@ FAULTS = {
     "corrupt_binary": (corrupt_binary, "", ["sfrik_plugin._C could not be loaded", "rebuild"]),
     # torch upgraded after the build: refused from _build_info.json, before the binary is loaded
     # (an ABI mismatch can fail in obscure ways)
-    "other_torch": (built_for_other_torch,
-                    "import sys, atexit\natexit.register(lambda: print('C IMPORTED', 'sfrik_plugin._C' in sys.modules))",
-                    ["built against torch 1.13.0, but torch", "is installed", "rebuild"]),
+    "other_torch": (
+        built_for_other_torch,
+        "import sys, atexit\natexit.register(lambda: print('C IMPORTED', 'sfrik_plugin._C' in sys.modules))",
+        ["built against torch 1.13.0, but torch", "is installed", "rebuild"],
+    ),
     # no build info (copied by hand): the binary's own record of its torch is checked after loading
-    "no_build_info": (no_build_info, "import torch; torch.__version__ = '0.0.1'",
-                      ["was built against torch", "but torch 0.0.1 is installed", "rebuild"]),
+    "no_build_info": (
+        no_build_info,
+        "import torch; torch.__version__ = '0.0.1'",
+        ["was built against torch", "but torch 0.0.1 is installed", "rebuild"],
+    ),
 }
 
 

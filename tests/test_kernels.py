@@ -1,5 +1,6 @@
 """The Gaussian and distance kernels' MMD regularisers and their loss against an independent
 float64 numpy reference (values, and gradients from the analytic derivative)."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,13 +19,13 @@ def reference(z: np.ndarray, kernel):
     if isinstance(kernel, GaussianKernel):
         k = np.exp(-2 * kernel.s * (1 - g))
         dk = 2 * kernel.s * k
-        dk[~off] = 0.0          # the diagonal is constant on the sphere
+        dk[~off] = 0.0  # the diagonal is constant on the sphere
     else:
         d2 = 2 - 2 * g
         k = np.where(off, -np.power(np.where(off, d2, 1.0), kernel.p / 2), 0.0)
         dk = np.where(off, kernel.p * np.power(np.where(off, d2, 1.0), kernel.p / 2 - 1), 0.0)
-    value = k.sum() / n ** 2
-    grad_u = 2 * (dk @ u) / n ** 2                      # G symmetric: each pair counted twice
+    value = k.sum() / n**2
+    grad_u = 2 * (dk @ u) / n**2  # G symmetric: each pair counted twice
     grad_z = (grad_u - (grad_u * u).sum(1, keepdims=True) * u) / norms
     return value, grad_z
 
@@ -56,7 +57,7 @@ def test_float32_close_to_float64(kernel):
 
 def test_distance_kernel_gradient_finite_for_equal_rows():
     z = torch.randn(8, 16, dtype=torch.float64)
-    z = torch.cat([z, z[:2]]).requires_grad_(True)      # two duplicated rows: distance 0 off the diagonal
+    z = torch.cat([z, z[:2]]).requires_grad_(True)  # two duplicated rows: distance 0 off the diagonal
     kernel_mmd_uniform(z, DistanceKernel(1.0)).backward()
     assert torch.isfinite(z.grad).all()
 

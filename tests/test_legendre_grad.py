@@ -1,12 +1,13 @@
 """Derivatives of the operators: closed forms (scipy), gradcheck, double backward."""
+
 import numpy as np
 import pytest
 import torch
+from conftest import DIMS, gram, requires_extension, scipy_legendre_derivative
 from numpy.polynomial import chebyshev
 from scipy.special import eval_gegenbauer
 
 import sfrik_plugin
-from conftest import DIMS, gram, requires_extension, scipy_legendre_derivative
 
 pytestmark = requires_extension
 
@@ -19,8 +20,13 @@ def test_backward_op_matches_closed_form_derivative(dim):
     for degree in range(13):
         coeffs = [0.0] * degree + [1.0]
         got = torch.ops.sfrik.legendre_series_backward(ones, T64, coeffs, dim, 1).numpy()
-        np.testing.assert_allclose(got, scipy_legendre_derivative(degree, dim, T64.numpy()),
-                                   rtol=1e-11, atol=1e-11 * max(1, degree**2), err_msg=f"degree {degree}")
+        np.testing.assert_allclose(
+            got,
+            scipy_legendre_derivative(degree, dim, T64.numpy()),
+            rtol=1e-11,
+            atol=1e-11 * max(1, degree**2),
+            err_msg=f"degree {degree}",
+        )
 
 
 @pytest.mark.parametrize("dim", (2, 3, 64, 8192))
@@ -53,7 +59,9 @@ def test_second_derivative_matches_closed_form():
                 expected = chebyshev.chebval(T64.numpy(), chebyshev.chebder([0] * degree + [1], 2))
             else:
                 a = (dim - 2) / 2
-                expected = 4 * a * (a + 1) * eval_gegenbauer(degree - 2, a + 2, T64.numpy()) / eval_gegenbauer(degree, a, 1.0)
+                expected = (
+                    4 * a * (a + 1) * eval_gegenbauer(degree - 2, a + 2, T64.numpy()) / eval_gegenbauer(degree, a, 1.0)
+                )
             np.testing.assert_allclose(d2.numpy(), expected, rtol=1e-10, atol=1e-9, err_msg=f"{dim} {degree}")
 
 

@@ -1,25 +1,31 @@
 """Values of the compiled operators against scipy, numpy and mpmath references."""
+
 import mpmath
 import numpy as np
 import pytest
 import torch
+from conftest import DIMS, gram, numpy_recurrence, requires_extension, scipy_legendre, scipy_series
 
 import sfrik_plugin
-from conftest import DIMS, gram, numpy_recurrence, requires_extension, scipy_legendre, scipy_series
 
 pytestmark = requires_extension
 
 # [-1, 1] plus values just outside it, as rounding leaves in a Gram matrix.
-T64 = torch.cat([torch.linspace(-1, 1, 201, dtype=torch.float64),
-                 torch.tensor([-1 - 1e-6, 1 + 1e-6, 1 + 1e-12], dtype=torch.float64)])
+T64 = torch.cat(
+    [
+        torch.linspace(-1, 1, 201, dtype=torch.float64),
+        torch.tensor([-1 - 1e-6, 1 + 1e-6, 1 + 1e-12], dtype=torch.float64),
+    ]
+)
 
 
 @pytest.mark.parametrize("dim", DIMS)
 def test_each_degree_matches_scipy(dim):
     for degree in range(21):
         got = sfrik_plugin.legendre(T64, degree, dim).numpy()
-        np.testing.assert_allclose(got, scipy_legendre(degree, dim, T64.numpy()), rtol=0, atol=1e-12,
-                                   err_msg=f"degree {degree}, dim {dim}")
+        np.testing.assert_allclose(
+            got, scipy_legendre(degree, dim, T64.numpy()), rtol=0, atol=1e-12, err_msg=f"degree {degree}, dim {dim}"
+        )
 
 
 @pytest.mark.parametrize("dim", DIMS)
@@ -118,8 +124,11 @@ def test_noncontiguous_inputs_keep_values_and_layout():
         assert got.stride() == torch.empty_like(t).stride(), name
         for reduction, fn in (("mean", np.mean), ("sum", np.sum)):
             np.testing.assert_allclose(
-                sfrik_plugin.legendre_series(t, coeffs, 7, reduction=reduction).item(), fn(expected.numpy()),
-                rtol=1e-12, err_msg=f"{name} {reduction}")
+                sfrik_plugin.legendre_series(t, coeffs, 7, reduction=reduction).item(),
+                fn(expected.numpy()),
+                rtol=1e-12,
+                err_msg=f"{name} {reduction}",
+            )
 
 
 def test_empty_inputs():
@@ -153,5 +162,6 @@ def test_large_parallel_input_matches_serial_reference():
     coeffs = [0.0, 1.0, 40.0, 40.0]
     got = sfrik_plugin.legendre_series(g, coeffs, 8192)
     np.testing.assert_allclose(got.numpy(), scipy_series(coeffs, 8192, g.numpy()), rtol=0, atol=1e-11)
-    np.testing.assert_allclose(sfrik_plugin.legendre_series(g, coeffs, 8192, reduction="sum").item(),
-                               got.sum().item(), rtol=1e-12)
+    np.testing.assert_allclose(
+        sfrik_plugin.legendre_series(g, coeffs, 8192, reduction="sum").item(), got.sum().item(), rtol=1e-12
+    )

@@ -2,6 +2,7 @@
 formulas (re-stated below as independent oracles), the MMD against a scipy Gegenbauer double loop,
 gradients, mixed precision, argument checks, and a real two-process gloo all-gather.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,17 +17,26 @@ import torch.nn.functional as F
 from scipy.special import eval_chebyt, eval_gegenbauer
 
 import sfrik_plugin
-
-from sfrik_plugin.losses import (AUHLoss, LossTerms, SFRIKLoss, auh_loss_func, auh_loss_terms, gather_rows,
-                                 mmd_uniform, sfrik_loss_func, sfrik_loss_terms, sfrik_multicrop_loss_func,
-                                 sfrik_multicrop_loss_terms)
+from sfrik_plugin.losses import (
+    AUHLoss,
+    LossTerms,
+    SFRIKLoss,
+    auh_loss_func,
+    auh_loss_terms,
+    gather_rows,
+    mmd_uniform,
+    sfrik_loss_func,
+    sfrik_loss_terms,
+    sfrik_multicrop_loss_func,
+    sfrik_multicrop_loss_terms,
+)
 
 # The spawned processes of the gloo test import tests/dist_helpers.py by name; they inherit sys.path.
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 
-import dist_helpers  # noqa: E402
+import dist_helpers
 
 
 def gen(seed: int) -> torch.Generator:
@@ -47,15 +57,15 @@ def official_legendre(dim: int, degree: int, t: torch.Tensor) -> torch.Tensor:
         return t
     if degree == 2:
         c = 1 / (dim - 1)
-        return (1 + c) * t ** 2 - c
+        return (1 + c) * t**2 - c
     if degree == 3:
         c = 3 / (dim - 1)
-        return (1 + c) * t ** 3 - c * t
+        return (1 + c) * t**3 - c * t
     if degree == 4:
         a1 = 1 + 6 / (dim - 1) + 3 / ((dim + 1) * (dim - 1))
         a2 = -6 / (dim - 1) * (1 + 1 / (dim + 1))
         a3 = 3 / ((dim + 1) * (dim - 1))
-        return a1 * t ** 4 + a2 * t ** 2 + a3
+        return a1 * t**4 + a2 * t**2 + a3
     raise NotImplementedError(degree)
 
 
@@ -89,10 +99,13 @@ def official_swav_multicrop(views, num_large, reg_small, b, sim_w=4000.0, mmd_w=
     first num_large views)."""
     views = [F.normalize(v, dim=1, p=2) for v in views]
     n_views = len(views)
-    repr_loss = sum(
-        sum(F.mse_loss(views[v], views[i]) for i in range(n_views) if i != v) / (n_views - 1)
-        for v in range(num_large)
-    ) / num_large
+    repr_loss = (
+        sum(
+            sum(F.mse_loss(views[v], views[i]) for i in range(n_views) if i != v) / (n_views - 1)
+            for v in range(num_large)
+        )
+        / num_large
+    )
     if reg_small:
         mmd = sum(official_mmd(e, b) for e in views) / n_views
     else:
@@ -103,6 +116,7 @@ def official_swav_multicrop(views, num_large, reg_small, b, sim_w=4000.0, mmd_w=
 def gegenbauer_mmd(z: np.ndarray, b, q: int) -> float:
     """Dense float64 double loop: (1/n^2) sum_{i,j} sum_l b_l C_l^a(t_ij) / C_l^a(1), a = (q-2)/2
     (scipy; Chebyshev T_l at q = 2, where scipy's Gegenbauer is 0)."""
+
     def p(degree, t):
         if q == 2:
             return eval_chebyt(degree, t)
@@ -116,7 +130,7 @@ def gegenbauer_mmd(z: np.ndarray, b, q: int) -> float:
         for j in range(n):
             t = float(np.clip(u[i] @ u[j], -1.0, 1.0))
             total += sum(w * p(degree, t) for degree, w in enumerate(b, start=1))
-    return total / n ** 2
+    return total / n**2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,8 +281,12 @@ def test_multicrop_matches_official_swav_formula(num_large, reg_small):
     for g, e in zip(torch.autograd.grad(loss, views), torch.autograd.grad(expected, views)):
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
     f32 = [v.detach().float() for v in views]
-    torch.testing.assert_close(sfrik_multicrop_loss_func(f32, num_large, reg_small=reg_small, kernel_weights=b),
-                               official_swav_multicrop(f32, num_large, reg_small, b), rtol=2e-6, atol=1e-6)
+    torch.testing.assert_close(
+        sfrik_multicrop_loss_func(f32, num_large, reg_small=reg_small, kernel_weights=b),
+        official_swav_multicrop(f32, num_large, reg_small, b),
+        rtol=2e-6,
+        atol=1e-6,
+    )
 
 
 def test_multicrop_with_two_large_views_is_the_two_view_loss():
@@ -360,7 +378,9 @@ def test_without_process_group_nothing_is_gathered():
     assert not torch.distributed.is_initialized()
     z1, z2 = randn(8, 16, seed=110), randn(8, 16, seed=111)
     assert gather_rows(z1) is z1
-    assert torch.equal(sfrik_loss_func(z1, z2, gather_distributed=True), sfrik_loss_func(z1, z2, gather_distributed=False))
+    assert torch.equal(
+        sfrik_loss_func(z1, z2, gather_distributed=True), sfrik_loss_func(z1, z2, gather_distributed=False)
+    )
     assert torch.equal(auh_loss_func(z1, z2, gather_distributed=True), auh_loss_func(z1, z2, gather_distributed=False))
     assert torch.equal(mmd_uniform(z1, (1.0,), gather_distributed=True), mmd_uniform(z1, (1.0,)))
 
@@ -391,8 +411,8 @@ def test_row_normalisation_matches_f_normalize():
     from sfrik_plugin.sphere_autograd import _RowNormalize
 
     z = torch.randn(6, 4, dtype=torch.float64)
-    z[2] = 0.0            # a zero row: F.normalize's eps branch
-    z[4] *= 1e-14         # shorter than eps
+    z[2] = 0.0  # a zero row: F.normalize's eps branch
+    z[4] *= 1e-14  # shorter than eps
     z.requires_grad_(True)
     upstream = torch.randn(6, 4, dtype=torch.float64)
     mine = _RowNormalize.apply(z, 1e-12)
@@ -415,9 +435,9 @@ def _composed_two_view(z1, z2):
 def _two_views(seed=3, n=9, q=6, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     z1, z2 = torch.randn(2, n, q, dtype=dtype, generator=g)
-    z1[2] = 0.0                     # F.normalize's eps branch: a zero row ...
-    z2[5] *= 1e-14                  # ... and a row shorter than eps
-    z2[7] = 3.0 * z1[7]             # the same direction: a zero invariance term
+    z1[2] = 0.0  # F.normalize's eps branch: a zero row ...
+    z2[5] *= 1e-14  # ... and a row shorter than eps
+    z2[7] = 3.0 * z1[7]  # the same direction: a zero invariance term
     return z1.requires_grad_(True), z2.requires_grad_(True), g
 
 
@@ -428,8 +448,7 @@ def test_fused_two_view_grams_match_the_composed_formula(used):
 
     z1, z2, g = _two_views()
     upstream = [torch.randn(o.shape, dtype=torch.float64, generator=g) for o in _composed_two_view(z1, z2)]
-    keep = {"all": [0, 1, 2], "grams_only": [0, 1], "mse_only": [2], "one_gram": [1],
-            "one_gram_and_mse": [0, 2]}[used]
+    keep = {"all": [0, 1, 2], "grams_only": [0, 1], "mse_only": [2], "one_gram": [1], "one_gram_and_mse": [0, 2]}[used]
 
     def objective(outputs):
         return sum((outputs[i] * upstream[i]).sum() for i in keep)
@@ -485,7 +504,7 @@ def test_sfrik_and_auh_losses_fused_path_equals_the_gathered_path(monkeypatch):
         fused = fn(z1, z2)
         g_fused = torch.autograd.grad(fused, (z1, z2))
         monkeypatch.setattr(losses, "_distributed_world_size", lambda: 2)
-        monkeypatch.setattr(losses, "gather_rows", lambda z: z)       # one process standing for two
+        monkeypatch.setattr(losses, "gather_rows", lambda z: z)  # one process standing for two
         generic = fn(z1, z2)
         g_generic = torch.autograd.grad(generic, (z1, z2))
         monkeypatch.undo()
@@ -510,10 +529,14 @@ def test_float32_rows_whose_squares_overflow_keep_the_right_loss_and_gradient():
         for g32, g64, z in zip(*grads, (z1, z2)):
             # dz scales as 1 / ||z_i||: compare the dimensionless ||z_i|| dz_i row by row
             norms = z.double().norm(dim=1, keepdim=True)
-            scale = float((g64 * norms).abs().max())            # float32 rounding of the whole gradient
+            scale = float((g64 * norms).abs().max())  # float32 rounding of the whole gradient
             torch.testing.assert_close(g32 * norms, g64 * norms, rtol=0, atol=1e-5 * scale)
-    torch.testing.assert_close(sfrik_plugin.mmd_uniform(z1, [1.0, 40.0]).double(),
-                               sfrik_plugin.mmd_uniform(z1.double(), [1.0, 40.0]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        sfrik_plugin.mmd_uniform(z1, [1.0, 40.0]).double(),
+        sfrik_plugin.mmd_uniform(z1.double(), [1.0, 40.0]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_an_infinite_entry_still_gives_a_non_finite_loss():
@@ -525,7 +548,10 @@ def test_an_infinite_entry_still_gives_a_non_finite_loss():
 @pytest.mark.parametrize("fn", ["mmd", "sfrik", "auh"])
 def test_float8_embeddings_rejected_by_name(fn):
     z = torch.randn(4, 3).to(torch.float8_e4m3fn)
-    call = {"mmd": lambda: sfrik_plugin.mmd_uniform(z, [1.0]), "sfrik": lambda: sfrik_plugin.sfrik_loss_terms(z, z),
-            "auh": lambda: sfrik_plugin.auh_loss_terms(z, z)}[fn]
+    call = {
+        "mmd": lambda: sfrik_plugin.mmd_uniform(z, [1.0]),
+        "sfrik": lambda: sfrik_plugin.sfrik_loss_terms(z, z),
+        "auh": lambda: sfrik_plugin.auh_loss_terms(z, z),
+    }[fn]
     with pytest.raises(TypeError, match=r"^z1? must be a floating-point tensor \(float16, bfloat16"):
         call()

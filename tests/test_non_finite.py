@@ -5,6 +5,7 @@ at a known step), and (slow, $SOLO_LEARN_DIR) in solo-learn's main_pretrain.py.
 
 Skipped as a whole where solo-learn is not installed.
 """
+
 import math
 import types
 import warnings
@@ -13,18 +14,20 @@ import pytest
 
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 
-import torch  # noqa: E402
+import torch
+from solo_helpers import make_image_folder
+from test_solo_integration import cpu_cfg, fake_batch, run_training_step, solo_learn_checkout
 
-import sfrik_plugin.solo.auh as auh_module  # noqa: E402
-import sfrik_plugin.solo.sfrik as sfrik_module  # noqa: E402
-from sfrik_plugin.losses import LossTerms  # noqa: E402
-from sfrik_plugin.solo import AUH, SFRIK  # noqa: E402
-from sfrik_plugin.solo.projected import NonFiniteLossError  # noqa: E402
-from solo_helpers import make_image_folder  # noqa: E402
-from test_solo_integration import cpu_cfg, fake_batch, run_training_step, solo_learn_checkout  # noqa: E402
+import sfrik_plugin.solo.auh as auh_module
+import sfrik_plugin.solo.sfrik as sfrik_module
+from sfrik_plugin.losses import LossTerms
+from sfrik_plugin.solo import AUH, SFRIK
+from sfrik_plugin.solo.projected import NonFiniteLossError
 
-METHODS = {"sfrik_cpu": (SFRIK, sfrik_module, "sfrik_loss_terms", "mmd"),
-           "auh_cpu": (AUH, auh_module, "auh_loss_terms", "unif")}
+METHODS = {
+    "sfrik_cpu": (SFRIK, sfrik_module, "sfrik_loss_terms", "mmd"),
+    "auh_cpu": (AUH, auh_module, "auh_loss_terms", "unif"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +66,10 @@ def test_config_key_default_and_check(image_folder, name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-@pytest.mark.parametrize("term, value", [("invariance", math.nan), ("regulariser", math.inf),
-                                         ("regulariser", math.nan), ("invariance", -math.inf)])
+@pytest.mark.parametrize(
+    "term, value",
+    [("invariance", math.nan), ("regulariser", math.inf), ("regulariser", math.nan), ("invariance", -math.inf)],
+)
 def test_non_finite_term_stops_with_step_and_term(image_folder, monkeypatch, name, term, value):
     cls, module, fn_name, reg = METHODS[name]
     model = at_step(cls(cpu_cfg(name, image_folder)), global_step=41, epoch=3)
@@ -102,8 +107,9 @@ def test_opt_out_warns_once_and_goes_on(image_folder, monkeypatch, name):
         warnings.simplefilter("always")
         losses = [run_training_step(model, fake_batch())[0] for _ in range(2)]
     assert all(torch.isnan(loss) for loss in losses)  # what the user asked for
-    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
-                and "non-finite" in str(w.message)]
+    messages = [
+        str(w.message) for w in caught if issubclass(w.category, RuntimeWarning) and "non-finite" in str(w.message)
+    ]
     assert len(messages) == 1 and f"regulariser ({reg})" in messages[0] and "global step 5" in messages[0]
 
 
@@ -134,8 +140,15 @@ def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
     model.projector.append(NaNFromStep(model, step=2))
     batches = [fake_batch(n=8) for _ in range(4)]
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     with pytest.raises(NonFiniteLossError, match=r"global step 2 \(epoch 0, batch 2\): invariance \(sim\)"):
         trainer.fit(model, loader)
     assert trainer.global_step == 2  # two optimizer steps, none with the NaN loss
@@ -152,18 +165,37 @@ def test_main_pretrain_stops_when_the_regulariser_overflows(tmp_path, image_fold
     import sys
 
     checkout = solo_learn_checkout()
-    args = ["main_pretrain.py", "--config-name", "sfrik_cpu", f"data.train_path={image_folder}",
-            "method_kwargs.kernel_weights=[3e38]", f"+default_root_dir={tmp_path / 'runs'}"]
+    args = [
+        "main_pretrain.py",
+        "--config-name",
+        "sfrik_cpu",
+        f"data.train_path={image_folder}",
+        "method_kwargs.kernel_weights=[3e38]",
+        f"+default_root_dir={tmp_path / 'runs'}",
+    ]
     env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    proc = subprocess.run([sys.executable, *args, f"checkpoint.dir={tmp_path / 'a'}"], cwd=checkout,
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, *args, f"checkpoint.dir={tmp_path / 'a'}"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode != 0, proc.stdout[-2000:]
-    assert ("NonFiniteLossError: SFRIK: non-finite loss at global step 0 (epoch 0, batch 0): regulariser (mmd) "
-            "and weighted sum (sfrik loss) went non-finite") in proc.stderr, proc.stderr[-4000:]
+    assert (
+        "NonFiniteLossError: SFRIK: non-finite loss at global step 0 (epoch 0, batch 0): regulariser (mmd) "
+        "and weighted sum (sfrik loss) went non-finite"
+    ) in proc.stderr, proc.stderr[-4000:]
     assert not list((tmp_path / "a").rglob("*.ckpt"))  # no checkpoint of the failed epoch
 
-    proc = subprocess.run([sys.executable, *args, f"checkpoint.dir={tmp_path / 'b'}",
-                           "method_kwargs.stop_on_non_finite=false"], cwd=checkout, capture_output=True,
-                          text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, *args, f"checkpoint.dir={tmp_path / 'b'}", "method_kwargs.stop_on_non_finite=false"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "training goes on (method_kwargs.stop_on_non_finite=false)" in proc.stderr

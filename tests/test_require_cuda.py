@@ -1,5 +1,6 @@
 """SFRIK_REQUIRE_CUDA=1 turns a skipped CUDA test into a failure (what the GPU check relies on):
 one CUDA test run in a fresh pytest, with and without the variable."""
+
 import os
 import subprocess
 import sys
@@ -15,9 +16,23 @@ def run_one_cuda_test(require: bool) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != REQUIRE_CUDA_ENV}
     if require:
         env[REQUIRE_CUDA_ENV] = "1"
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           f"{TESTS / 'test_cuda.py'}::test_compiles"],
-                          cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            f"{TESTS / 'test_cuda.py'}::test_compiles",
+        ],
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
 
 
 def test_skipped_cuda_test_fails_when_cuda_is_required():
@@ -35,5 +50,6 @@ def test_cuda_test_skips_with_the_reason_otherwise():
     if CUDA_OK:
         assert "1 passed" in proc.stdout, proc.stdout[-3000:]
     else:
-        assert "1 skipped" in proc.stdout and ("no CUDA GPU visible" in proc.stdout
-                                                or "built without CUDA kernels" in proc.stdout), proc.stdout[-3000:]
+        assert "1 skipped" in proc.stdout and (
+            "no CUDA GPU visible" in proc.stdout or "built without CUDA kernels" in proc.stdout
+        ), proc.stdout[-3000:]

@@ -1,5 +1,6 @@
 """setup.py's construction of the extension, without building it: the CUDA include order (the
 toolkit's headers before the copies in torch's nvidia-* wheels)."""
+
 import importlib.util
 import os
 import sys
@@ -17,7 +18,7 @@ def setup_module(monkeypatch):
     if not (ROOT / "setup.py").is_file():
         pytest.skip("not run from a checkout (no setup.py)")
     monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME") or "/usr/local/cuda")
-    monkeypatch.chdir(ROOT)   # get_extensions globs the sources relative to the checkout
+    monkeypatch.chdir(ROOT)  # get_extensions globs the sources relative to the checkout
     spec = importlib.util.spec_from_file_location("sfrik_setup_under_test", ROOT / "setup.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
@@ -28,8 +29,11 @@ def setup_module(monkeypatch):
 def test_wheel_headers_go_after_every_other_include_folder(setup_module):
     order = setup_module._include_wheel_headers_last
     dirs = ["/w/nvidia/cu13/include", "/torch/include", "/usr/local/cuda/include"]
-    assert order(dirs, ["/w/nvidia/cu13/include"]) == ["/torch/include", "/usr/local/cuda/include",
-                                                       "/w/nvidia/cu13/include"]
+    assert order(dirs, ["/w/nvidia/cu13/include"]) == [
+        "/torch/include",
+        "/usr/local/cuda/include",
+        "/w/nvidia/cu13/include",
+    ]
     assert order(["/a", "/b"], ["/w1", "/w2", "/w1"]) == ["/a", "/b", "/w1", "/w2"]
     assert order(["/a"], []) == ["/a"]
 
@@ -50,4 +54,4 @@ def test_cuda_extension_searches_the_toolkit_before_the_wheels(setup_module, mon
     toolkit = dirs.index(os.path.realpath(os.path.join(home, "include")))
     for d in wheel:
         assert toolkit < dirs.index(os.path.realpath(d)), (d, ext.include_dirs)
-    assert dirs[-len(wheel):] == [os.path.realpath(d) for d in wheel]
+    assert dirs[-len(wheel) :] == [os.path.realpath(d) for d in wheel]

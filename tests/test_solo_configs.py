@@ -4,6 +4,7 @@ and schedule, and the paper's hyper-parameters are where they should be.
 
 Skipped where solo-learn (which brings hydra-core) is not installed.
 """
+
 import importlib.resources
 
 import pytest
@@ -11,16 +12,16 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
-import torch  # noqa: E402
-from hydra import compose, initialize  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from solo.args.pretrain import parse_cfg  # noqa: E402
-from solo.losses.vicreg import vicreg_loss_func  # noqa: E402
+import torch
+from hydra import compose, initialize
+from omegaconf import OmegaConf
+from solo.args.pretrain import parse_cfg
+from solo.losses.vicreg import vicreg_loss_func
 
 IN20 = ["sfrik", "sfrik_in20", "vicreg_in20", "simclr_in20", "barlow_twins_in20", "auh_in20"]
 IN100 = ["sfrik_in100", "sfrik_in100_q8192", "vicreg_in100"]
 CPU = ["sfrik_cpu", "auh_cpu", "vicreg_cpu", "simclr_cpu", "barlow_twins_cpu"]
-MULTICROP = ["sfrik_in20_multicrop"]   # in20 with the SwAV-style augmentations (test_solo_protocol.py)
+MULTICROP = ["sfrik_in20_multicrop"]  # in20 with the SwAV-style augmentations (test_solo_protocol.py)
 LINEAR = ["linear_in20", "linear_in20_tuning", "linear_in100", "linear_cpu"]
 SEMISUP = ["semisup_in100_1pct", "semisup_in100_10pct", "semisup_cpu"]
 PRETRAIN = IN20 + IN100 + CPU + MULTICROP
@@ -58,10 +59,17 @@ def test_configs_are_packaged():
     root = importlib.resources.files("sfrik_plugin_configs")
     for name in PRETRAIN + LINEAR + SEMISUP:
         assert (root / f"{name}.yaml").is_file(), name
-    for group_file in ("protocol/in20.yaml", "protocol/in100.yaml", "protocol/cpu_smoke.yaml", "data/in20.yaml",
-                       "augmentations/vicreg.yaml", "augmentations/swav_multicrop.yaml", "optimizer/lars.yaml",
-                       "scheduler/warmup_cosine.yaml",
-                       "wandb/disabled.yaml"):
+    for group_file in (
+        "protocol/in20.yaml",
+        "protocol/in100.yaml",
+        "protocol/cpu_smoke.yaml",
+        "data/in20.yaml",
+        "augmentations/vicreg.yaml",
+        "augmentations/swav_multicrop.yaml",
+        "optimizer/lars.yaml",
+        "scheduler/warmup_cosine.yaml",
+        "wandb/disabled.yaml",
+    ):
         assert (root / group_file).is_file(), group_file
     assert (root / "README.md").is_file()
 
@@ -69,7 +77,7 @@ def test_configs_are_packaged():
 @pytest.mark.parametrize("name", PRETRAIN + LINEAR + SEMISUP)
 def test_every_config_composes_without_config_path(name):
     cfg = compose_cfg(name, hydra_cfg=True)
-    if name not in SEMISUP:   # sfrik-semisup has no wandb logger
+    if name not in SEMISUP:  # sfrik-semisup has no wandb logger
         assert cfg.wandb.enabled is False
     # no Hydra output folder, no logging setup: runs only write solo's checkpoints
     assert cfg.hydra.output_subdir is None and cfg.hydra.run.dir == "."
@@ -131,7 +139,7 @@ def test_sfrik_in20_hyper_parameters():
     assert (kw.sim_loss_weight, kw.mmd_loss_weight) == (4000.0, 1.0)
     assert cfg.optimizer.lr == 1.2
     assert (cfg.optimizer.batch_size, len(cfg.devices)) == (512, 4)
-    assert "in20" in cfg.data.train_path and "tuning" in cfg.data.val_path   # never ImageNet val
+    assert "in20" in cfg.data.train_path and "tuning" in cfg.data.val_path  # never ImageNet val
     # solo-learn's scaling: base lr x total batch / 256
     parsed = parse_cfg(_unstructured(cfg))
     assert parsed.optimizer.lr == pytest.approx(1.2 * 2048 / 256)
@@ -156,13 +164,16 @@ def test_sfrik_in100_hyper_parameters():
     assert differing_keys(q8192, cfg) == {"name", "method_kwargs.proj_output_dim"}
 
 
-@pytest.mark.parametrize("name, method, lr, kwargs", [
-    ("vicreg_in20", "vicreg", 0.7, dict(sim_loss_weight=10.0, var_loss_weight=5.0, cov_loss_weight=1.0)),
-    ("simclr_in20", "simclr_shared", 0.8, dict(temperature=0.15)),
-    ("auh_in20", "auh", 1.0, dict(sim_loss_weight=3000.0, unif_loss_weight=1.0, t=2.5)),
-    ("barlow_twins_in20", "barlow_twins", 0.8, dict(lamb=0.0051, scale_loss=0.024)),
-    ("vicreg_in100", "vicreg", 0.2, dict(sim_loss_weight=25.0, var_loss_weight=12.5, cov_loss_weight=1.0)),
-])
+@pytest.mark.parametrize(
+    "name, method, lr, kwargs",
+    [
+        ("vicreg_in20", "vicreg", 0.7, dict(sim_loss_weight=10.0, var_loss_weight=5.0, cov_loss_weight=1.0)),
+        ("simclr_in20", "simclr_shared", 0.8, dict(temperature=0.15)),
+        ("auh_in20", "auh", 1.0, dict(sim_loss_weight=3000.0, unif_loss_weight=1.0, t=2.5)),
+        ("barlow_twins_in20", "barlow_twins", 0.8, dict(lamb=0.0051, scale_loss=0.024)),
+        ("vicreg_in100", "vicreg", 0.2, dict(sim_loss_weight=25.0, var_loss_weight=12.5, cov_loss_weight=1.0)),
+    ],
+)
 def test_baseline_hyper_parameters(name, method, lr, kwargs):
     cfg = compose_cfg(name)
     assert cfg.method == method and cfg.optimizer.lr == lr
@@ -197,8 +208,9 @@ def test_vicreg_weights_reproduce_the_official_loss(name, official):
     kw = compose_cfg(name).method_kwargs
     g = torch.Generator().manual_seed(0)
     x, y = (0.3 * torch.randn(64, 32, generator=g, dtype=torch.float64) for _ in range(2))
-    ours = vicreg_loss_func(x, y, sim_loss_weight=kw.sim_loss_weight, var_loss_weight=kw.var_loss_weight,
-                            cov_loss_weight=kw.cov_loss_weight)
+    ours = vicreg_loss_func(
+        x, y, sim_loss_weight=kw.sim_loss_weight, var_loss_weight=kw.var_loss_weight, cov_loss_weight=kw.cov_loss_weight
+    )
     assert float(ours) == pytest.approx(float(official_vicreg_loss(x, y, *official)), rel=1e-12)
 
 

@@ -8,12 +8,12 @@ Synthetic official checkpoints: torchvision ResNet-18 weights (the official ResN
 layout, smaller) with random batch-norm statistics, saved in both official layouts. Skipped where
 solo-learn is not installed; the tests that run scripts are slow and need $SOLO_LEARN_DIR.
 """
+
 import csv
 import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -21,36 +21,35 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import torch
+import torchvision
+from omegaconf import OmegaConf
+from solo_helpers import make_image_folder
+from test_solo_integration import solo_learn_checkout
 
-from sfrik_plugin.projector import build_projector  # noqa: E402
-from sfrik_plugin.solo import register_methods  # noqa: E402
-from sfrik_plugin.solo.checkpoints import (  # noqa: E402
+from sfrik_plugin.projector import build_projector
+from sfrik_plugin.solo import register_methods
+from sfrik_plugin.solo.checkpoints import (
     CheckpointFormatError,
     build_backbone,
     infer_resnet_arch,
     load_backbone_weights,
     split_official,
 )
-from sfrik_plugin.solo.convert import convert  # noqa: E402
-from sfrik_plugin.solo.convert import main as convert_main  # noqa: E402
-from sfrik_plugin.solo.linear_eval import init_head  # noqa: E402
-from sfrik_plugin.solo.semisup import labelled_samples, read_split_file  # noqa: E402
-
-from solo_helpers import make_image_folder  # noqa: E402
-from test_solo_integration import solo_learn_checkout  # noqa: E402
+from sfrik_plugin.solo.convert import convert
+from sfrik_plugin.solo.convert import main as convert_main
+from sfrik_plugin.solo.linear_eval import init_head
+from sfrik_plugin.solo.semisup import labelled_samples, read_split_file
 
 TIMEOUT_S = 600
-PROJ = (64, 32)   # hidden, output widths of the synthetic projector
+PROJ = (64, 32)  # hidden, output widths of the synthetic projector
 
 
 def random_resnet18_state() -> dict:
     torch.manual_seed(0)
     model = torchvision.models.resnet18()
     for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):   # non-default statistics: a real check of the copy
+        if isinstance(module, torch.nn.BatchNorm2d):  # non-default statistics: a real check of the copy
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
             module.weight.data.uniform_(0.5, 1.5)
@@ -65,10 +64,14 @@ def official(tmp_path_factory):
     torch.manual_seed(1)
     projector = build_projector(512, *PROJ).state_dict()
     torch.save(backbone, root / "r18_backbone.pth")
-    full = {"model": {**{f"module.backbone.{k}": v for k, v in backbone.items()},
-                      **{f"module.projector.{k}": v for k, v in projector.items()}},
-            "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 1e-6, "params": [0, 1]}]},
-            "epoch": 100}
+    full = {
+        "model": {
+            **{f"module.backbone.{k}": v for k, v in backbone.items()},
+            **{f"module.projector.{k}": v for k, v in projector.items()},
+        },
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 1e-6, "params": [0, 1]}]},
+        "epoch": 100,
+    }
     torch.save(full, root / "last_ckp.pth")
     out = {"backbone": backbone, "projector": projector, "root": root}
     out["bb_ckpt"] = convert(root / "r18_backbone.pth", root / "conv_backbone")
@@ -80,8 +83,10 @@ def official(tmp_path_factory):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
-    return {name: make_image_folder(root / name, seed=seed, unique_names=True)
-            for name, seed in (("train", 0), ("tuning", 1), ("final", 2))}
+    return {
+        name: make_image_folder(root / name, seed=seed, unique_names=True)
+        for name, seed in (("train", 0), ("tuning", 1), ("final", 2))
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,14 +100,16 @@ def test_convert_backbone_pth(official):
     assert all(torch.equal(state[f"backbone.{k}"], v) for k, v in official["backbone"].items())
     args = json.loads((official["bb_ckpt"].parent / "args.json").read_text())
     assert args["method"] == "sfrik" and args["backbone"]["name"] == "resnet18"
-    assert args["method_kwargs"]["proj_output_dim"] == 8192     # no projector: the config's widths
+    assert args["method_kwargs"]["proj_output_dim"] == 8192  # no projector: the config's widths
 
 
 def test_convert_full_checkpoint(official):
     ckpt = torch.load(official["full_ckpt"], map_location="cpu")
     state = ckpt["state_dict"]
-    expected = {**{f"backbone.{k}": v for k, v in official["backbone"].items()},
-                **{f"projector.{k}": v for k, v in official["projector"].items()}}
+    expected = {
+        **{f"backbone.{k}": v for k, v in official["backbone"].items()},
+        **{f"projector.{k}": v for k, v in official["projector"].items()},
+    }
     assert set(state) == set(expected)
     assert all(torch.equal(state[k], v) for k, v in expected.items())
     assert ckpt["epoch"] == 100
@@ -162,7 +169,7 @@ def test_convert_arch_override_must_fit(official, tmp_path):
 
 def test_strict_loading_names_missing_and_unexpected_keys(tmp_path):
     state = random_resnet18_state()
-    wrong = {f"encoder.{k}": v for k, v in state.items()}     # a wrongly prefixed state dict
+    wrong = {f"encoder.{k}": v for k, v in state.items()}  # a wrongly prefixed state dict
     torch.save({"state_dict": wrong}, tmp_path / "wrong.ckpt")
     with pytest.raises(CheckpointFormatError, match="missing keys: conv1.weight.*unexpected keys: encoder.conv1"):
         load_backbone_weights(build_backbone("resnet18"), tmp_path / "wrong.ckpt")
@@ -189,16 +196,22 @@ def test_split_file_names_images_by_file_name(folders, tmp_path):
     split.write_text("class0_1.png\nclass3_2.png\n\nclass4_0.png\n")
     samples, classes = labelled_samples(folders["train"], read_split_file(split))
     assert classes == [f"class{c}" for c in range(5)]
-    assert [(Path(p).name, label) for p, label in samples] == [("class0_1.png", 0), ("class3_2.png", 3),
-                                                               ("class4_0.png", 4)]
+    assert [(Path(p).name, label) for p, label in samples] == [
+        ("class0_1.png", 0),
+        ("class3_2.png", 3),
+        ("class4_0.png", 4),
+    ]
 
 
 def test_split_file_with_missing_images_lists_a_few(folders, tmp_path):
     split = tmp_path / "split.txt"
     names = ["class0_1.png"] + [f"n0144_{i}.JPEG" for i in range(8)]
     split.write_text("\n".join(names))
-    with pytest.raises(FileNotFoundError, match=r"8 of its 9 images are not in the class folders.*n0144_0.JPEG, "
-                                                r"n0144_1.JPEG, .*n0144_4.JPEG and 3 more"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"8 of its 9 images are not in the class folders.*n0144_0.JPEG, "
+        r"n0144_1.JPEG, .*n0144_4.JPEG and 3 more",
+    ):
         labelled_samples(folders["train"], read_split_file(split), "split_file")
     split.write_text("\n")
     with pytest.raises(ValueError, match="names no image"):
@@ -212,8 +225,7 @@ def test_split_file_with_missing_images_lists_a_few(folders, tmp_path):
 def run(args, cwd, env_update=None, check=True) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
     env.update(env_update or {})
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S,
-                          env=env)
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     if check:
         assert proc.returncode == 0, f"{args[:3]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
     return proc
@@ -260,9 +272,20 @@ def test_main_linear_loads_converted_checkpoints_exactly(official, folders, tmp_
     checkout = solo_learn_checkout()
     (tmp_path / "probe.py").write_text(LINEAR_PROBE)
     out = tmp_path / "backbone.pt"
-    run([str(tmp_path / "probe.py"), str(out), str(checkout / "main_linear.py"), "--config-name", "linear_cpu",
-         f"data.train_path={folders['train']}", f"pretrained_feature_extractor='{official[key]}'",
-         f"+default_root_dir={tmp_path / 'runs'}", "checkpoint.enabled=False"], cwd=checkout)
+    run(
+        [
+            str(tmp_path / "probe.py"),
+            str(out),
+            str(checkout / "main_linear.py"),
+            "--config-name",
+            "linear_cpu",
+            f"data.train_path={folders['train']}",
+            f"pretrained_feature_extractor='{official[key]}'",
+            f"+default_root_dir={tmp_path / 'runs'}",
+            "checkpoint.enabled=False",
+        ],
+        cwd=checkout,
+    )
     loaded = torch.load(out, map_location="cpu")
     assert set(loaded) == set(official["backbone"])
     assert all(torch.equal(loaded[k], v) for k, v in official["backbone"].items())
@@ -273,14 +296,35 @@ def test_main_linear_loads_converted_checkpoints_exactly(official, folders, tmp_
 def test_solo_main_knn_runs_on_plugin_checkpoints_through_the_hook(official, folders, tmp_path, key):
     checkout = solo_learn_checkout()
     (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
-    args = [str(tmp_path / "cpu_only.py"), str(checkout / "main_knn.py"), "--pretrained_checkpoint_dir",
-            str(official[key].parent), "--dataset", "custom", "--train_data_path", str(folders["train"]),
-            "--val_data_path", str(folders["final"]), "--batch_size", "8", "--num_workers", "0", "--k", "2", "5",
-            "--temperature", "0.07", "--distance_function", "cosine", "--feature_type", "backbone"]
+    args = [
+        str(tmp_path / "cpu_only.py"),
+        str(checkout / "main_knn.py"),
+        "--pretrained_checkpoint_dir",
+        str(official[key].parent),
+        "--dataset",
+        "custom",
+        "--train_data_path",
+        str(folders["train"]),
+        "--val_data_path",
+        str(folders["final"]),
+        "--batch_size",
+        "8",
+        "--num_workers",
+        "0",
+        "--k",
+        "2",
+        "5",
+        "--temperature",
+        "0.07",
+        "--distance_function",
+        "cosine",
+        "--feature_type",
+        "backbone",
+    ]
     proc = run(args, cwd=tmp_path)
     assert proc.stdout.count("Result: acc@1=") == 2, proc.stdout[-2000:]
     off = run(args, cwd=tmp_path, env_update={"SFRIK_PLUGIN_SOLO_HOOK": "0"}, check=False)
-    assert off.returncode != 0 and "KeyError" in off.stderr     # without the hook: solo's KeyError
+    assert off.returncode != 0 and "KeyError" in off.stderr  # without the hook: solo's KeyError
 
 
 @pytest.mark.slow
@@ -288,9 +332,25 @@ def test_solo_main_umap_runs_on_a_sfrik_checkpoint_through_the_hook(official, fo
     pytest.importorskip("umap", reason="umap-learn is not installed (main_umap.py needs it)")
     checkout = solo_learn_checkout()
     (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
-    run([str(tmp_path / "cpu_only.py"), str(checkout / "main_umap.py"), "--pretrained_checkpoint_dir",
-         str(official["full_ckpt"].parent), "--dataset", "custom", "--train_data_path", str(folders["train"]),
-         "--val_data_path", str(folders["final"]), "--batch_size", "8", "--num_workers", "0"], cwd=tmp_path)
+    run(
+        [
+            str(tmp_path / "cpu_only.py"),
+            str(checkout / "main_umap.py"),
+            "--pretrained_checkpoint_dir",
+            str(official["full_ckpt"].parent),
+            "--dataset",
+            "custom",
+            "--train_data_path",
+            str(folders["train"]),
+            "--val_data_path",
+            str(folders["final"]),
+            "--batch_size",
+            "8",
+            "--num_workers",
+            "0",
+        ],
+        cwd=tmp_path,
+    )
     assert (tmp_path / "im100_train_umap.pdf").is_file() and (tmp_path / "im100_val_umap.pdf").is_file()
 
 
@@ -298,11 +358,28 @@ def test_solo_main_umap_runs_on_a_sfrik_checkpoint_through_the_hook(official, fo
 def test_sfrik_linear_keeps_the_best_tuning_head_and_evaluates_it_once(official, folders, tmp_path):
     checkout = solo_learn_checkout()
     out = tmp_path / "out"
-    proc = run(["-m", "sfrik_plugin.solo.linear_eval", "--solo-learn-dir", str(checkout), "--final-val-path",
-                str(folders["final"]), "--out", str(out), "--", "--config-name", "linear_cpu",
-                f"data.train_path={folders['train']}", f"data.val_path={folders['tuning']}", "max_epochs=3",
-                f"pretrained_feature_extractor='{official['full_ckpt']}'", "checkpoint.enabled=False",
-                f"+default_root_dir={tmp_path / 'runs'}"], cwd=tmp_path)
+    proc = run(
+        [
+            "-m",
+            "sfrik_plugin.solo.linear_eval",
+            "--solo-learn-dir",
+            str(checkout),
+            "--final-val-path",
+            str(folders["final"]),
+            "--out",
+            str(out),
+            "--",
+            "--config-name",
+            "linear_cpu",
+            f"data.train_path={folders['train']}",
+            f"data.val_path={folders['tuning']}",
+            "max_epochs=3",
+            f"pretrained_feature_extractor='{official['full_ckpt']}'",
+            "checkpoint.enabled=False",
+            f"+default_root_dir={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+    )
     assert "best tuning epoch" in proc.stdout
     (row,) = list(csv.DictReader(open(out / "linear_eval.csv")))
     assert int(row["best_epoch"]) in (0, 1, 2) and int(row["epochs"]) == 3 and int(row["final_images"]) == 20
@@ -328,12 +405,29 @@ def test_sfrik_linear_keeps_the_best_tuning_head_and_evaluates_it_once(official,
 @pytest.mark.slow
 def test_sfrik_linear_refuses_a_checkpoint_whose_keys_do_not_fit(folders, tmp_path):
     checkout = solo_learn_checkout()
-    state = {f"encoder_.{k}": v for k, v in random_resnet18_state().items()}   # main_linear keeps none of these
+    state = {f"encoder_.{k}": v for k, v in random_resnet18_state().items()}  # main_linear keeps none of these
     torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
-    proc = run(["-m", "sfrik_plugin.solo.linear_eval", "--solo-learn-dir", str(checkout), "--final-val-path",
-                str(folders["final"]), "--out", str(tmp_path / "out"), "--", "--config-name", "linear_cpu",
-                f"data.train_path={folders['train']}", f"pretrained_feature_extractor='{tmp_path / 'bad.ckpt'}'",
-                "checkpoint.enabled=False", f"+default_root_dir={tmp_path / 'runs'}"], cwd=tmp_path, check=False)
+    proc = run(
+        [
+            "-m",
+            "sfrik_plugin.solo.linear_eval",
+            "--solo-learn-dir",
+            str(checkout),
+            "--final-val-path",
+            str(folders["final"]),
+            "--out",
+            str(tmp_path / "out"),
+            "--",
+            "--config-name",
+            "linear_cpu",
+            f"data.train_path={folders['train']}",
+            f"pretrained_feature_extractor='{tmp_path / 'bad.ckpt'}'",
+            "checkpoint.enabled=False",
+            f"+default_root_dir={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0 and "missing keys: conv1.weight" in proc.stderr, proc.stderr[-3000:]
 
 
@@ -342,16 +436,24 @@ def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
     split = tmp_path / "2images_per_class.txt"
     split.write_text("".join(f"class{c}_{i}.png\n" for c in range(5) for i in range(2)))
     out = tmp_path / "out"
-    base = ["-m", "sfrik_plugin.solo.semisup", "--config-name", "semisup_cpu",
-            f"pretrained_feature_extractor='{official['full_ckpt']}'", f"data.train_path={folders['train']}",
-            f"data.val_path={folders['final']}", f"out_dir={out}", "optimizer.batch_size=4"]
+    base = [
+        "-m",
+        "sfrik_plugin.solo.semisup",
+        "--config-name",
+        "semisup_cpu",
+        f"pretrained_feature_extractor='{official['full_ckpt']}'",
+        f"data.train_path={folders['train']}",
+        f"data.val_path={folders['final']}",
+        f"out_dir={out}",
+        "optimizer.batch_size=4",
+    ]
     proc = run([*base, f"split_file={split}", "max_epochs=2"], cwd=tmp_path)
     (row,) = list(csv.DictReader(open(out / "semisup.csv")))
     assert int(row["labelled_images"]) == 10 and int(row["epochs"]) == 2
     assert 0 <= float(row["val_top1"]) <= float(row["val_top5"]) <= 100
     metrics = list(csv.DictReader(open(out / "metrics.csv")))
     assert sum(1 for m in metrics if m.get("val_acc1")) == 2
-    assert "val_acc1" in proc.stderr + proc.stdout     # Lightning's progress bar
+    assert "val_acc1" in proc.stderr + proc.stdout  # Lightning's progress bar
 
     split.write_text("class0_0.png\nmissing_1.JPEG\nmissing_2.JPEG\n")
     bad = run([*base, f"split_file={split}"], cwd=tmp_path, check=False)

@@ -4,13 +4,14 @@ run with solo-learn's own scripts from its checkout ($SOLO_LEARN_DIR).
 
 Skipped as a whole where solo-learn is not installed (`make solo-learn` installs it).
 """
+
 import json
 import math
 import os
 import subprocess
 import sys
-import types
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -18,17 +19,16 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
-import omegaconf  # noqa: E402
-import torch  # noqa: E402
-from hydra import compose, initialize  # noqa: E402
-from solo.args.pretrain import parse_cfg  # noqa: E402
+import omegaconf
+import torch
+from hydra import compose, initialize
+from solo.args.pretrain import parse_cfg
+from solo_helpers import NUM_CLASSES, make_image_folder
 
-import sfrik_plugin.solo.sfrik as sfrik_module  # noqa: E402
-from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms  # noqa: E402
-from sfrik_plugin.solo import AUH, SFRIK, register_methods  # noqa: E402
-from sfrik_plugin.solo.knn import find_solo_learn_dir, split_args  # noqa: E402
-
-from solo_helpers import NUM_CLASSES, make_image_folder  # noqa: E402
+import sfrik_plugin.solo.sfrik as sfrik_module
+from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms
+from sfrik_plugin.solo import AUH, SFRIK, register_methods
+from sfrik_plugin.solo.knn import find_solo_learn_dir, split_args
 
 SUBPROCESS_TIMEOUT_S = 300
 
@@ -104,8 +104,12 @@ def test_method_builds_from_config_and_forward_shapes(image_folder, name, cls):
 @pytest.mark.parametrize(
     "name, loss_name, terms_fn, loss_kwargs",
     [
-        ("sfrik_cpu", "train_sfrik_loss", sfrik_loss_terms,
-         dict(sim_loss_weight=4000.0, mmd_loss_weight=1.0, kernel_weights=[1.0, 40.0, 40.0])),
+        (
+            "sfrik_cpu",
+            "train_sfrik_loss",
+            sfrik_loss_terms,
+            dict(sim_loss_weight=4000.0, mmd_loss_weight=1.0, kernel_weights=[1.0, 40.0, 40.0]),
+        ),
         ("auh_cpu", "train_auh_loss", auh_loss_terms, dict(sim_loss_weight=3000.0, unif_loss_weight=1.0, t=2.5)),
     ],
 )
@@ -117,7 +121,7 @@ def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_nam
 
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert {loss_name, "train_invariance", "train_regulariser"} <= set(logged)
-    assert {"train_class_loss", "train_acc1"} <= set(logged)        # BaseMethod's own metrics
+    assert {"train_class_loss", "train_acc1"} <= set(logged)  # BaseMethod's own metrics
     assert all(math.isfinite(v) for v in logged.values())
 
     # the logged terms are the loss module's, on the projector outputs of the two views
@@ -139,7 +143,7 @@ def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_nam
 @pytest.mark.parametrize("reg_small", [False, True])
 def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
     cfg = cpu_cfg("sfrik_cpu", image_folder, f"method_kwargs.reg_small={reg_small}")
-    cfg.data.num_small_crops = 2      # as parse_cfg sets it for 2 large + 2 small crops
+    cfg.data.num_small_crops = 2  # as parse_cfg sets it for 2 large + 2 small crops
     model = SFRIK(cfg)
     assert model.multicrop
 
@@ -153,7 +157,7 @@ def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
     monkeypatch.setattr(sfrik_module, "sfrik_multicrop_loss_terms", spy)
     loss, logged = run_training_step(model, fake_batch(crops=(32, 32, 16, 16)))
     assert torch.isfinite(loss) and math.isfinite(logged["train_regulariser"])
-    (num_views, shapes, num_large, kwargs), = calls
+    ((num_views, shapes, num_large, kwargs),) = calls
     assert num_views == 4 and set(shapes) == {(4, 256)} and num_large == 2
     assert kwargs["reg_small"] is reg_small and kwargs["kernel_weights"] == [1.0, 40.0, 40.0]
     assert kwargs["gather_distributed"] is True
@@ -161,8 +165,14 @@ def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
 
 
 def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
-    cfg = cpu_cfg("sfrik_cpu", image_folder, "method_kwargs.mmd_impl=tiled", "method_kwargs.mmd_tile_size=3",
-                  "method_kwargs.shard_mmd=false", "+method_kwargs.gram_precision=bf16")
+    cfg = cpu_cfg(
+        "sfrik_cpu",
+        image_folder,
+        "method_kwargs.mmd_impl=tiled",
+        "method_kwargs.mmd_tile_size=3",
+        "method_kwargs.shard_mmd=false",
+        "+method_kwargs.gram_precision=bf16",
+    )
     model = SFRIK(cfg)
     calls = []
     real = sfrik_module.sfrik_loss_terms
@@ -180,26 +190,41 @@ def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
 
 
 def test_defaults_filled_in(image_folder):
-    cfg = cpu_cfg("sfrik_cpu", image_folder, "~method_kwargs.sim_loss_weight", "~method_kwargs.mmd_loss_weight",
-                  "~method_kwargs.kernel_weights", "~method_kwargs.reg_small", "~method_kwargs.mmd_impl",
-                  "~method_kwargs.shard_mmd")  # mmd_tile_size: null already
+    cfg = cpu_cfg(
+        "sfrik_cpu",
+        image_folder,
+        "~method_kwargs.sim_loss_weight",
+        "~method_kwargs.mmd_loss_weight",
+        "~method_kwargs.kernel_weights",
+        "~method_kwargs.reg_small",
+        "~method_kwargs.mmd_impl",
+        "~method_kwargs.shard_mmd",
+    )  # mmd_tile_size: null already
     cfg = SFRIK.add_and_assert_specific_cfg(cfg)
     assert cfg.method_kwargs.sim_loss_weight == 4000.0 and cfg.method_kwargs.mmd_loss_weight == 1.0
     assert list(cfg.method_kwargs.kernel_weights) == [1.0, 40.0, 40.0] and cfg.method_kwargs.reg_small is False
     assert (cfg.method_kwargs.mmd_impl, cfg.method_kwargs.mmd_tile_size, cfg.method_kwargs.shard_mmd) == (
-        "auto", None, True)
+        "auto",
+        None,
+        True,
+    )
     assert cfg.method_kwargs.gram_precision == "float32"
 
-    cfg = cpu_cfg("auh_cpu", image_folder, "~method_kwargs.sim_loss_weight", "~method_kwargs.unif_loss_weight",
-                  "~method_kwargs.t")
+    cfg = cpu_cfg(
+        "auh_cpu", image_folder, "~method_kwargs.sim_loss_weight", "~method_kwargs.unif_loss_weight", "~method_kwargs.t"
+    )
     cfg = AUH.add_and_assert_specific_cfg(cfg)
     assert (cfg.method_kwargs.sim_loss_weight, cfg.method_kwargs.unif_loss_weight, cfg.method_kwargs.t) == (
-        3000.0, 1.0, 2.5)
+        3000.0,
+        1.0,
+        2.5,
+    )
 
 
 def test_sweep_overrides_accepted(image_folder):
-    cfg = cpu_cfg("sfrik_cpu", image_folder, "method_kwargs.proj_output_dim=1024",
-                  "method_kwargs.kernel_weights=[1,40]")
+    cfg = cpu_cfg(
+        "sfrik_cpu", image_folder, "method_kwargs.proj_output_dim=1024", "method_kwargs.kernel_weights=[1,40]"
+    )
     model = SFRIK(cfg)
     assert model.kernel_weights == [1.0, 40.0] and model.projector[-1].out_features == 1024
 
@@ -207,8 +232,12 @@ def test_sweep_overrides_accepted(image_folder):
 @pytest.mark.parametrize(
     "name, override, error, match",
     [
-        ("sfrik_cpu", "method_kwargs.kernel_weights=[1,-40,40]", ValueError,
-         r"SFRIK method_kwargs: kernel_weights must be >= 0"),
+        (
+            "sfrik_cpu",
+            "method_kwargs.kernel_weights=[1,-40,40]",
+            ValueError,
+            r"SFRIK method_kwargs: kernel_weights must be >= 0",
+        ),
         ("sfrik_cpu", "method_kwargs.kernel_weights=[]", ValueError, r"kernel_weights must be non-empty"),
         ("sfrik_cpu", "method_kwargs.kernel_weights=[1,nan]", ValueError, r"kernel_weights must be finite"),
         ("sfrik_cpu", "method_kwargs.kernel_weights=abc", TypeError, r"kernel_weights must be a sequence"),
@@ -218,8 +247,12 @@ def test_sweep_overrides_accepted(image_folder):
         ("sfrik_cpu", "method_kwargs.mmd_impl=flash", ValueError, r"SFRIK method_kwargs: impl must be one of"),
         ("sfrik_cpu", "method_kwargs.mmd_tile_size=0", ValueError, r"tile_size must be an integer >= 1"),
         ("sfrik_cpu", "method_kwargs.shard_mmd=maybe", TypeError, r"shard must be a bool"),
-        ("sfrik_cpu", "+method_kwargs.gram_precision=int8", ValueError,
-         r"SFRIK method_kwargs: gram_precision must be one of"),
+        (
+            "sfrik_cpu",
+            "+method_kwargs.gram_precision=int8",
+            ValueError,
+            r"SFRIK method_kwargs: gram_precision must be one of",
+        ),
         ("sfrik_cpu", "method_kwargs.proj_output_dim=1", ValueError, r"proj_output_dim must be an integer >= 2"),
         ("sfrik_cpu", "~method_kwargs.proj_hidden_dim", ValueError, r"method_kwargs.proj_hidden_dim must be set"),
         ("auh_cpu", "method_kwargs.t=0", ValueError, r"AUH method_kwargs: t must be a finite number > 0"),
@@ -253,7 +286,7 @@ def test_registration_adds_methods_idempotently():
     register_methods()
     assert len(METHODS) == size
     assert METHODS["sfrik"] is SFRIK and METHODS["auh"] is AUH
-    assert METHODS["vicreg"].__module__ == "solo.methods.vicreg"     # built-ins untouched
+    assert METHODS["vicreg"].__module__ == "solo.methods.vicreg"  # built-ins untouched
 
 
 def test_registration_never_replaces_another_method():
@@ -265,15 +298,17 @@ def test_registration_never_replaces_another_method():
 
 
 def run_python(code: str, cwd, timeout: int = SUBPROCESS_TIMEOUT_S, env=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
 
 
 def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
     # from a folder outside the repository: the installed package, not the source tree
-    proc = run_python("""
+    proc = run_python(
+        """
         import sys
         import hydra_plugins.sfrik_plugin.sfrik_searchpath as p
         assert "torch" not in sys.modules and "solo" not in sys.modules, "plugin import is not cheap"
@@ -288,17 +323,22 @@ def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
         assert cfg.method == "sfrik"
         assert "torch" not in sys.modules and "solo" not in sys.modules, "composing a config is not cheap"
         print("ok")
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.stdout.strip() == "ok"
 
 
 def test_sfrik_plugin_solo_import_does_not_need_solo(tmp_path):
-    run_python("""
+    run_python(
+        """
         import sys
         import sfrik_plugin.solo
         from sfrik_plugin.solo import register_methods
         assert "solo" not in sys.modules and "solo.methods" not in sys.modules
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
 
 
 def test_plugin_registration_is_lazy_and_never_fatal(monkeypatch):
@@ -323,7 +363,8 @@ def test_plugin_registration_is_lazy_and_never_fatal(monkeypatch):
 def test_plugin_appends_packaged_configs_and_registers(tmp_path):
     # a fresh process: composing "sfrik" without any config path goes through the plugin (the
     # import hook, which would register at `import solo.methods` already, switched off)
-    proc = run_python("""
+    proc = run_python(
+        """
         from hydra import compose, initialize
         from solo.methods import METHODS
         assert "sfrik" not in METHODS
@@ -332,7 +373,10 @@ def test_plugin_appends_packaged_configs_and_registers(tmp_path):
         assert cfg.method == "sfrik"
         assert "sfrik" in METHODS and "auh" in METHODS
         print(METHODS["sfrik"].__module__)
-    """, cwd=tmp_path, env=dict(os.environ, SFRIK_PLUGIN_SOLO_HOOK="0"))
+    """,
+        cwd=tmp_path,
+        env=dict(os.environ, SFRIK_PLUGIN_SOLO_HOOK="0"),
+    )
     assert proc.stdout.strip() == "sfrik_plugin.solo.sfrik"
 
 
@@ -349,7 +393,7 @@ def test_knn_finds_checkout(tmp_path, monkeypatch):
     monkeypatch.setenv("SOLO_LEARN_DIR", str(tmp_path))
     assert find_solo_learn_dir() == tmp_path.resolve()
     with pytest.raises(FileNotFoundError, match="no main_knn.py in"):
-        find_solo_learn_dir(str(tmp_path / "nowhere"))        # explicit wins, even when wrong
+        find_solo_learn_dir(str(tmp_path / "nowhere"))  # explicit wins, even when wrong
     assert split_args(["--solo-learn-dir", "x", "--k", "10", "20", "--help"]) == ("x", ["--k", "10", "20", "--help"])
 
 
@@ -357,23 +401,45 @@ def test_knn_command_registers_then_runs_main_knn(tmp_path):
     # a stand-in main_knn.py (the real one needs CUDA) that reports what it would look up
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    (checkout / "main_knn.py").write_text(textwrap.dedent("""
+    (checkout / "main_knn.py").write_text(
+        textwrap.dedent("""
         import json, sys
         from solo.methods import METHODS
         if __name__ == "__main__":
             print(json.dumps({"argv": sys.argv[1:], "sfrik": METHODS["sfrik"].__name__,
                               "auh": METHODS["auh"].__name__}))
-    """))
-    proc = subprocess.run([sys.executable, "-m", "sfrik_plugin.solo.knn", "--solo-learn-dir", str(checkout),
-                           "--pretrained_checkpoint_dir", "d", "--k", "10", "20"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
+    """)
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sfrik_plugin.solo.knn",
+            "--solo-learn-dir",
+            str(checkout),
+            "--pretrained_checkpoint_dir",
+            "d",
+            "--k",
+            "10",
+            "20",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"argv": ["--pretrained_checkpoint_dir", "d", "--k", "10", "20"], "sfrik": "SFRIK", "auh": "AUH"}
 
-    proc = subprocess.run([sys.executable, "-m", "sfrik_plugin.solo.knn", "--k", "10"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
-                          env={k: v for k, v in os.environ.items() if k != "SOLO_LEARN_DIR"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "sfrik_plugin.solo.knn", "--k", "10"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+        env={k: v for k, v in os.environ.items() if k != "SOLO_LEARN_DIR"},
+    )
     assert proc.returncode != 0 and "sfrik-knn: no main_knn.py in" in proc.stderr
 
 
@@ -393,8 +459,9 @@ def solo_learn_checkout() -> Path:
 
 def run_script(checkout: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    proc = subprocess.run([sys.executable, *args], cwd=checkout, capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT_S, env=env)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=checkout, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env
+    )
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
     return proc
 
@@ -405,8 +472,16 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
     ckpt_dir, runs = tmp_path / "ckpt", tmp_path / "runs"
 
     # 1. pretraining: solo's main_pretrain.py finds the packaged config without --config-path
-    run_script(checkout, "main_pretrain.py", "--config-name", "sfrik_cpu", f"data.train_path={image_folder}",
-               f"checkpoint.dir={ckpt_dir}", "+limit_train_batches=2", f"+default_root_dir={runs}")
+    run_script(
+        checkout,
+        "main_pretrain.py",
+        "--config-name",
+        "sfrik_cpu",
+        f"data.train_path={image_folder}",
+        f"checkpoint.dir={ckpt_dir}",
+        "+limit_train_batches=2",
+        f"+default_root_dir={runs}",
+    )
     (run_dir,) = (ckpt_dir / "sfrik").iterdir()
     (ckpt,) = run_dir.glob("*.ckpt")
     args = json.loads((run_dir / "args.json").read_text())
@@ -417,26 +492,35 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
     from solo.methods.base import BaseMethod
 
     state = torch.load(ckpt, map_location="cpu")["state_dict"]
-    backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     backbone = BaseMethod._BACKBONES["resnet18"]("sfrik")
     backbone.fc = torch.nn.Identity()
     backbone.load_state_dict(backbone_state, strict=True)
 
     # 2. linear probe on the checkpoint (the "=" in solo's checkpoint names needs Hydra quoting)
-    proc = run_script(checkout, "main_linear.py", "--config-name", "linear_cpu", f"data.train_path={image_folder}",
-                      f"pretrained_feature_extractor='{ckpt}'", "+limit_train_batches=2", "+limit_val_batches=2",
-                      f"+default_root_dir={runs}")
+    proc = run_script(
+        checkout,
+        "main_linear.py",
+        "--config-name",
+        "linear_cpu",
+        f"data.train_path={image_folder}",
+        f"pretrained_feature_extractor='{ckpt}'",
+        "+limit_train_batches=2",
+        "+limit_val_batches=2",
+        f"+default_root_dir={runs}",
+    )
     assert "Traceback" not in proc.stderr
 
     # 3. what main_knn.py relies on, in a fresh process from the checkout: the registration
     # makes METHODS["sfrik"] and load_from_checkpoint rebuilds the model from args.json
-    proc = run_python(f"""
+    proc = run_python(
+        f"""
         import json, torch
         from omegaconf import OmegaConf
         from sfrik_plugin.solo import register_methods
         register_methods()
         from solo.methods import METHODS
-        with open({str(run_dir / 'args.json')!r}) as f:
+        with open({str(run_dir / "args.json")!r}) as f:
             method_args = json.load(f)
         cfg = OmegaConf.create(method_args)
         model = METHODS[method_args["method"]].load_from_checkpoint({str(ckpt)!r}, strict=False, cfg=cfg)
@@ -448,7 +532,9 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
         with torch.no_grad():
             out = model(torch.randn(2, 3, 32, 32))
         print(type(model).__name__, tuple(out["feats"].shape), tuple(out["z"].shape))
-    """, cwd=checkout)
+    """,
+        cwd=checkout,
+    )
     assert proc.stdout.strip().splitlines()[-1] == "SFRIK (2, 512) (2, 256)"
 
 
@@ -490,10 +576,26 @@ def test_ddp_pretraining_shards_the_mmd_and_equals_the_all_gather(tmp_path, imag
         calls_dir.mkdir()
         env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1", SFRIK_CALLS_DIR=str(calls_dir))
         proc = subprocess.run(
-            [sys.executable, str(launcher), "--config-name", "sfrik_cpu", f"data.train_path={image_folder}",
-             f"checkpoint.dir={ckpt_dir}", "+limit_train_batches=1", f"+default_root_dir={tmp_path / 'runs'}",
-             'devices="2"', "strategy=ddp", f"method_kwargs.shard_mmd={shard}", "scheduler.name=none"],
-            cwd=checkout, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env)
+            [
+                sys.executable,
+                str(launcher),
+                "--config-name",
+                "sfrik_cpu",
+                f"data.train_path={image_folder}",
+                f"checkpoint.dir={ckpt_dir}",
+                "+limit_train_batches=1",
+                f"+default_root_dir={tmp_path / 'runs'}",
+                'devices="2"',
+                "strategy=ddp",
+                f"method_kwargs.shard_mmd={shard}",
+                "scheduler.name=none",
+            ],
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT_S,
+            env=env,
+        )
         assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
         calls = {p.name: json.loads(p.read_text())["sharded"] for p in calls_dir.iterdir()}
         assert set(calls) == {"rank0.json", "rank1.json"}, calls
@@ -506,7 +608,7 @@ def test_ddp_pretraining_shards_the_mmd_and_equals_the_all_gather(tmp_path, imag
     assert states["true"].keys() == states["false"].keys()
     import lightning
 
-    lightning.seed_everything(cpu_cfg("sfrik_cpu", image_folder).seed)     # main_pretrain's order: seed, build
+    lightning.seed_everything(cpu_cfg("sfrik_cpu", image_folder).seed)  # main_pretrain's order: seed, build
     initial = SFRIK(cpu_cfg("sfrik_cpu", image_folder)).state_dict()
     key = "projector.0.weight"
     step = (states["true"][key] - initial[key]).abs().max()

@@ -6,6 +6,7 @@ registers the plugin's methods in any process.
 Skipped as a whole where solo-learn is not installed (`make solo-learn` installs it); the tests
 that run solo's scripts are marked slow and need its checkout ($SOLO_LEARN_DIR).
 """
+
 import math
 import os
 import subprocess
@@ -20,18 +21,17 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
-import torch  # noqa: E402
-from hydra import compose, initialize  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from solo.args.pretrain import parse_cfg  # noqa: E402
-from solo.utils.lr_scheduler import LinearWarmupCosineAnnealingLR  # noqa: E402
+import torch
+from hydra import compose, initialize
+from omegaconf import OmegaConf
+from solo.args.pretrain import parse_cfg
+from solo.utils.lr_scheduler import LinearWarmupCosineAnnealingLR
+from solo_helpers import make_image_folder
+from test_solo_configs import CPU, IN20, IN100, MULTICROP, PRETRAIN
+from test_solo_integration import run_script, solo_learn_checkout
 
-from sfrik_plugin.solo import register_methods  # noqa: E402
-from hydra_plugins.sfrik_plugin.resolvers import peak_lr  # noqa: E402
-
-from solo_helpers import make_image_folder  # noqa: E402
-from test_solo_configs import CPU, IN20, IN100, MULTICROP, PRETRAIN  # noqa: E402
-from test_solo_integration import run_script, solo_learn_checkout  # noqa: E402
+from hydra_plugins.sfrik_plugin.resolvers import peak_lr
+from sfrik_plugin.solo import register_methods
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -77,15 +77,20 @@ def layer_spec(projector):
 def test_every_pretraining_config_builds_its_method_with_the_shared_projector(name, image_folder):
     methods = register_methods()
     cfg = parsed(name, image_folder)
-    with torch.device("meta"):    # the real widths (up to 8192-8192-32768) without allocating them
+    with torch.device("meta"):  # the real widths (up to 8192-8192-32768) without allocating them
         model = methods[cfg.method](cfg)
     features = {"resnet18": 512, "resnet50": 2048}[cfg.backbone.name]
     hidden, out = cfg.method_kwargs.proj_hidden_dim, cfg.method_kwargs.proj_output_dim
     last_bias = cfg.method not in SHARED
     assert layer_spec(model.projector) == [
-        ("Linear", features, hidden, True), ("BatchNorm1d", hidden), ("ReLU",),
-        ("Linear", hidden, hidden, True), ("BatchNorm1d", hidden), ("ReLU",),
-        ("Linear", hidden, out, last_bias)], name
+        ("Linear", features, hidden, True),
+        ("BatchNorm1d", hidden),
+        ("ReLU",),
+        ("Linear", hidden, hidden, True),
+        ("BatchNorm1d", hidden),
+        ("ReLU",),
+        ("Linear", hidden, out, last_bias),
+    ], name
     if name in IN20 + IN100 + MULTICROP:
         assert (hidden, out) == ((8192, 32768) if name == "sfrik_in100" else (8192, 8192)), name
     # solo's own SimCLR (Linear-ReLU-Linear) is not what any shipped config trains
@@ -162,12 +167,15 @@ def test_cosine_ends_at_a_thousandth_of_the_effective_peak_lr(name, image_folder
     assert done.scheduler.min_lr == pytest.approx(expected, rel=1e-12), name
 
 
-@pytest.mark.parametrize("overrides, batch", [
-    (["optimizer.batch_size=256", "devices=[0,1,2,3,4,5,6,7]"], 2048),
-    (["optimizer.batch_size=128"], 512),
-    (["num_nodes=2"], 4096),
-    (["optimizer.lr=2.0"], 2048),
-])
+@pytest.mark.parametrize(
+    "overrides, batch",
+    [
+        (["optimizer.batch_size=256", "devices=[0,1,2,3,4,5,6,7]"], 2048),
+        (["optimizer.batch_size=128"], 512),
+        (["num_nodes=2"], 4096),
+        (["optimizer.lr=2.0"], 2048),
+    ],
+)
 def test_cosine_end_follows_batch_devices_and_lr(overrides, batch, image_folder):
     cfg = parsed("sfrik", image_folder, *overrides)
     lr = 2.0 if "optimizer.lr=2.0" in overrides else 1.2
@@ -176,15 +184,21 @@ def test_cosine_end_follows_batch_devices_and_lr(overrides, batch, image_folder)
 
 
 def test_cosine_end_resolver_errors():
-    cfg = OmegaConf.create({"optimizer": {"lr": 1.0, "batch_size": 256}, "devices": 4, "num_nodes": 1,
-                            "scheduler": {"min_lr": "${sfrik_plugin.cosine_end:0.001}"}})
+    cfg = OmegaConf.create(
+        {
+            "optimizer": {"lr": 1.0, "batch_size": 256},
+            "devices": 4,
+            "num_nodes": 1,
+            "scheduler": {"min_lr": "${sfrik_plugin.cosine_end:0.001}"},
+        }
+    )
     register_methods()
     with pytest.raises(Exception, match="devices must be a list or a string"):
-        cfg.scheduler.min_lr
+        _ = cfg.scheduler.min_lr
     cfg.devices = [0]
     cfg.scheduler.min_lr = "${sfrik_plugin.cosine_end:2}"
     with pytest.raises(Exception, match=r"ratio must be a number in \[0, 1\]"):
-        cfg.scheduler.min_lr
+        _ = cfg.scheduler.min_lr
     assert peak_lr(OmegaConf.create({"optimizer": {"lr": 3.0}, "data": {"num_large_crops": 2}})) == 3.0
 
 
@@ -203,8 +217,13 @@ def test_solos_schedule_replayed_against_the_official_formula(name, steps_per_ep
     # solo's own path: the method's configure_optimizers builds LARS and the scheduler from the
     # parsed config; stepping it as Lightning does (once per optimiser step) gives the lr of each step
     methods = register_methods()
-    cfg = parsed(name, image_folder, "method_kwargs.proj_hidden_dim=8", "method_kwargs.proj_output_dim=8",
-                 "backbone.name=resnet18")
+    cfg = parsed(
+        name,
+        image_folder,
+        "method_kwargs.proj_hidden_dim=8",
+        "method_kwargs.proj_output_dim=8",
+        "backbone.name=resnet18",
+    )
     model = methods[cfg.method](cfg)
     total = cfg.max_epochs * steps_per_epoch
     model._trainer = types.SimpleNamespace(estimated_stepping_batches=total)
@@ -237,8 +256,13 @@ def test_solos_schedule_replayed_against_the_official_formula(name, steps_per_ep
 # 3. Values that neither the paper nor the official code gives
 
 NOT_GIVEN_MARK = "Not given by the paper or the official code"
-NOT_GIVEN = ["sfrik_in100_q8192.yaml", "vicreg_in100.yaml", "barlow_twins_in20.yaml", "optimizer/lars.yaml",
-             "semisup_in100_10pct.yaml"]
+NOT_GIVEN = [
+    "sfrik_in100_q8192.yaml",
+    "vicreg_in100.yaml",
+    "barlow_twins_in20.yaml",
+    "optimizer/lars.yaml",
+    "semisup_in100_10pct.yaml",
+]
 
 
 @pytest.mark.parametrize("path", NOT_GIVEN)
@@ -266,8 +290,13 @@ def test_multicrop_config_is_the_official_swav_setting():
     assert (small.rrc.crop_min_scale, small.rrc.crop_max_scale) == (0.05, 0.14)
     for aug in (large, small):
         jitter = aug.color_jitter
-        assert (jitter.prob, jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (0.8, 0.8, 0.8,
-                                                                                                    0.8, 0.2)
+        assert (jitter.prob, jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
+            0.8,
+            0.8,
+            0.8,
+            0.8,
+            0.2,
+        )
         assert (aug.grayscale.prob, aug.gaussian_blur.prob, aug.solarization.prob) == (0.2, 0.5, 0.0)
         assert aug.horizontal_flip.prob == 0.5
     assert cfg.method_kwargs.reg_small is False and cfg.optimizer.lr == 1.2
@@ -284,11 +313,23 @@ def test_multicrop_config_parses_to_two_large_and_six_small_crops(image_folder):
 @pytest.mark.slow
 def test_multicrop_config_trains_two_cpu_steps_in_main_pretrain(tmp_path, image_folder):
     checkout = solo_learn_checkout()
-    run_script(checkout, "main_pretrain.py", "--config-name", "sfrik_in20_multicrop", "protocol=cpu_smoke",
-               f"data.train_path={image_folder}", "data.val_path=null", "augmentations.0.crop_size=32",
-               "augmentations.1.crop_size=16", "method_kwargs.proj_hidden_dim=32", "method_kwargs.proj_output_dim=32",
-               "optimizer.batch_size=4", f"checkpoint.dir={tmp_path / 'ckpt'}", "+limit_train_batches=2",
-               f"+default_root_dir={tmp_path / 'runs'}")
+    run_script(
+        checkout,
+        "main_pretrain.py",
+        "--config-name",
+        "sfrik_in20_multicrop",
+        "protocol=cpu_smoke",
+        f"data.train_path={image_folder}",
+        "data.val_path=null",
+        "augmentations.0.crop_size=32",
+        "augmentations.1.crop_size=16",
+        "method_kwargs.proj_hidden_dim=32",
+        "method_kwargs.proj_output_dim=32",
+        "optimizer.batch_size=4",
+        f"checkpoint.dir={tmp_path / 'ckpt'}",
+        "+limit_train_batches=2",
+        f"+default_root_dir={tmp_path / 'runs'}",
+    )
     (ckpt,) = (tmp_path / "ckpt" / "sfrik").glob("*/*.ckpt")
     state = torch.load(ckpt, map_location="cpu")
     assert state["global_step"] == 2
@@ -302,28 +343,41 @@ def fresh(code: str, env_update=None, cwd=None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("SFRIK_PLUGIN_SOLO_HOOK", None)
     env.update(env_update or {})
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT_S, env=env, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+        env=env,
+        cwd=cwd,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
 
 
 def test_hook_registers_the_methods_in_a_fresh_interpreter(tmp_path):
-    proc = fresh("""
+    proc = fresh(
+        """
         from solo.methods import METHODS
         assert 'sfrik' in METHODS and 'auh' in METHODS and 'simclr_shared' in METHODS, sorted(METHODS)
         print(METHODS['sfrik'].__module__)
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert proc.stdout.strip().splitlines()[-1] == "sfrik_plugin.solo.sfrik"
 
 
 def test_hook_is_switched_off_by_the_environment(tmp_path):
-    fresh("""
+    fresh(
+        """
         import sys
         assert not any(getattr(f, 'sfrik_plugin_hook', False) for f in sys.meta_path)
         from solo.methods import METHODS
         assert 'sfrik' not in METHODS
-    """, {"SFRIK_PLUGIN_SOLO_HOOK": "0"}, cwd=tmp_path)
+    """,
+        {"SFRIK_PLUGIN_SOLO_HOOK": "0"},
+        cwd=tmp_path,
+    )
 
 
 def test_hook_costs_nothing_at_start_up(tmp_path):
@@ -333,19 +387,23 @@ def test_hook_costs_nothing_at_start_up(tmp_path):
     """
     on = fresh(code, cwd=tmp_path).stdout
     off = fresh(code, {"SFRIK_PLUGIN_SOLO_HOOK": "0"}, cwd=tmp_path).stdout
-    assert on == off                       # not one module more at start-up
+    assert on == off  # not one module more at start-up
     for heavy in ('"torch"', '"solo"', '"sfrik_plugin"'):
         assert heavy not in on, heavy
-    fresh("""
+    fresh(
+        """
         import sys
         (finder,) = [f for f in sys.meta_path if getattr(f, 'sfrik_plugin_hook', False)]
         assert sys.meta_path[0] is finder
         assert finder.find_spec('json') is None and finder.find_spec('solo') is None
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
 
 
 def test_hook_keeps_the_loader_and_never_breaks_solo(tmp_path):
-    fresh("""
+    fresh(
+        """
         import importlib.machinery, sys, warnings
         import sfrik_plugin.solo.registration as reg
         def broken(methods):
@@ -357,13 +415,16 @@ def test_hook_keeps_the_loader_and_never_breaks_solo(tmp_path):
         assert isinstance(solo.methods.__spec__.loader, importlib.machinery.SourceFileLoader)
         assert 'sfrik' not in solo.methods.METHODS
         assert any('could not register' in str(w.message) for w in caught), [str(w.message) for w in caught]
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
 
 
 def test_hook_when_a_plugin_method_module_is_imported_first(tmp_path):
     # importing sfrik_plugin.solo.sfrik imports solo.methods on the way: the hook leaves out the
     # half-imported module quietly, and register_methods() completes the table
-    fresh("""
+    fresh(
+        """
         import warnings
         warnings.simplefilter('error', RuntimeWarning)
         import sfrik_plugin.solo.sfrik
@@ -372,7 +433,9 @@ def test_hook_when_a_plugin_method_module_is_imported_first(tmp_path):
         from sfrik_plugin.solo import register_methods
         register_methods()
         assert 'sfrik' in METHODS
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
 
 
 def installed_pth() -> Path:
@@ -396,9 +459,14 @@ def test_installed_pth_is_the_current_hook():
 @pytest.mark.slow
 def test_regular_install_build_writes_the_pth(tmp_path):
     # what a wheel (pip install .) is made of: build_py's output, the wheel's root = site-packages
-    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
-                          cwd=REPO, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S,
-                          env=dict(os.environ, SFRIK_CPU_ONLY="1"))
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_S,
+        env=dict(os.environ, SFRIK_CPU_ONLY="1"),
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "lib" / "sfrik_plugin_solo_hook.pth").read_text() == hook_line()
     assert (tmp_path / "lib" / "sfrik_plugin" / "solo_hook.py").is_file()

@@ -10,6 +10,7 @@ without them the resumed epoch draws another shuffle and other augmentations.
 
 Slow; needs solo-learn and its checkout ($SOLO_LEARN_DIR), skipped otherwise.
 """
+
 import os
 import subprocess
 import sys
@@ -19,21 +20,31 @@ import pytest
 
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 
-import torch  # noqa: E402
-
-from solo_helpers import make_image_folder  # noqa: E402
-from test_solo_integration import solo_learn_checkout  # noqa: E402
+import torch
+from solo_helpers import make_image_folder
+from test_solo_integration import solo_learn_checkout
 
 TIMEOUT_S = 600
 
 
 def pretrain(checkout: Path, images: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = ["main_pretrain.py", "--config-name", "sfrik_cpu", f"data.train_path={images}", f"checkpoint.dir={out}",
-            "max_epochs=2", "++seed=1234", "++checkpoint.keep_prev=True", "++deterministic=True",
-            f"+default_root_dir={out / 'runs'}", *extra]
+    args = [
+        "main_pretrain.py",
+        "--config-name",
+        "sfrik_cpu",
+        f"data.train_path={images}",
+        f"checkpoint.dir={out}",
+        "max_epochs=2",
+        "++seed=1234",
+        "++checkpoint.keep_prev=True",
+        "++deterministic=True",
+        f"+default_root_dir={out / 'runs'}",
+        *extra,
+    ]
     env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, *args], cwd=checkout, capture_output=True, text=True,
-                          timeout=TIMEOUT_S, env=env)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=checkout, capture_output=True, text=True, timeout=TIMEOUT_S, env=env
+    )
     assert proc.returncode == 0, f"main_pretrain.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
     return proc
 
@@ -74,7 +85,9 @@ def test_resumed_run_ends_with_the_parameters_of_the_uninterrupted_run(tmp_path)
     b = torch.load(checkpoint(resumed, 1), map_location="cpu", weights_only=False)
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (1, 6)
     start = torch.load(interrupted_at, map_location="cpu", weights_only=False)
-    changed = [k for k, v in a["state_dict"].items() if v.is_floating_point() and not torch.equal(v, start["state_dict"][k])]
+    changed = [
+        k for k, v in a["state_dict"].items() if v.is_floating_point() and not torch.equal(v, start["state_dict"][k])
+    ]
     assert changed, "the second epoch changed nothing: the comparison would be vacuous"
     assert_same_tensors(a["state_dict"], b["state_dict"], "state_dict")
     assert_same_tensors(a["optimizer_states"], b["optimizer_states"], "optimizer_states")

@@ -1,6 +1,7 @@
 """sfrik-study: statistics against scipy-free closed forms, the plan (equal grids, choices made on
 the validation split only), the results file (append, resume, interrupted lines), the label-free
 measures against direct formulas, and (slow) the smoke preset end to end, killed and resumed."""
+
 import csv
 import math
 import os
@@ -16,8 +17,8 @@ import torch
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
-from sfrik_plugin.study import plan, quality, stats  # noqa: E402
-from sfrik_plugin.study.store import FIELDS, ResultsFile  # noqa: E402
+from sfrik_plugin.study import plan, quality, stats
+from sfrik_plugin.study.store import FIELDS, ResultsFile
 
 TIMEOUT_S = 900
 
@@ -25,7 +26,7 @@ TIMEOUT_S = 900
 def test_summary_matches_the_student_t_interval():
     s = stats.summarise([1.0, 2.0, 3.0])
     assert s.n == 3 and s.mean == 2.0 and s.std == pytest.approx(1.0)
-    half = 4.302652729911275 / math.sqrt(3)          # t_{0.975, 2}
+    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2}
     assert (s.low, s.high) == (pytest.approx(2 - half), pytest.approx(2 + half))
     assert math.isnan(stats.summarise([5.0]).std) and stats.summarise([]).n == 0
     d = stats.paired_difference([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
@@ -43,9 +44,19 @@ def test_full_preset_gives_every_method_a_grid_of_the_same_size():
 
 
 def fake_row(spec, linear, status="ok"):
-    return {**dict.fromkeys(FIELDS, ""), "phase": spec.phase, "method": spec.method, "q": str(spec.q),
-            "seed": str(spec.seed), "split": spec.split, "setting": spec.setting_text, "status": status,
-            "linear_top1": str(linear), "knn_top1": str(linear), "run_id": spec.run_id}
+    return {
+        **dict.fromkeys(FIELDS, ""),
+        "phase": spec.phase,
+        "method": spec.method,
+        "q": str(spec.q),
+        "seed": str(spec.seed),
+        "split": spec.split,
+        "setting": spec.setting_text,
+        "status": status,
+        "linear_top1": str(linear),
+        "knn_top1": str(linear),
+        "run_id": spec.run_id,
+    }
 
 
 def complete_tuning(preset, score):
@@ -57,6 +68,7 @@ def complete_tuning(preset, score):
 
 def test_choice_is_the_best_validation_score_and_tuning_never_reads_the_test_split():
     preset = plan.PRESETS["full"]
+
     # SFRIK's best is its 5th setting; a diverged setting with a "better" number must not win.
     def score(s):
         return 50.0 + (s.params.get("sim_loss_weight") == 4000.0) * 10 + (s.params.get("lr") == 1e-2) * 5
@@ -95,7 +107,7 @@ def test_results_file_appends_resumes_and_drops_a_cut_line(tmp_path):
     row = {**fake_row(spec, 50.0), "protocol": "protocol A"}
     store.append(row)
     with open(path, "a") as f:
-        f.write("tune,sfrik,8,1")                    # an interrupted write
+        f.write("tune,sfrik,8,1")  # an interrupted write
     with pytest.warns(UserWarning, match="1 incomplete line"):
         again = ResultsFile(path, "protocol A")
     assert again.done == {spec.run_id}
@@ -108,11 +120,12 @@ def test_results_file_appends_resumes_and_drops_a_cut_line(tmp_path):
 
 def test_label_free_measures_match_direct_formulas():
     x = torch.eye(6, dtype=torch.float64)
-    assert quality.rankme(x) == pytest.approx(6.0, rel=1e-5)          # equal singular values: full rank
+    assert quality.rankme(x) == pytest.approx(6.0, rel=1e-5)  # equal singular values: full rank
     assert quality.rankme(torch.ones(5, 4)) == pytest.approx(1.0, rel=1e-4)
     u = torch.nn.functional.normalize(torch.randn(7, 3, dtype=torch.float64), dim=1)
-    direct = math.log(sum(math.exp(-2 * (u[i] - u[j]).square().sum().item())
-                          for i in range(7) for j in range(7) if i != j) / 42)
+    direct = math.log(
+        sum(math.exp(-2 * (u[i] - u[j]).square().sum().item()) for i in range(7) for j in range(7) if i != j) / 42
+    )
     assert quality.uniformity(u) == pytest.approx(direct, rel=1e-10)
     v = torch.nn.functional.normalize(u + 0.1, dim=1)
     assert quality.alignment(u, v) == pytest.approx((u - v).square().sum(1).mean().item())
@@ -124,9 +137,13 @@ def test_tuning_runs_without_the_test_split(tmp_path):
     from sfrik_plugin.study.runner import StudyRunner
 
     g = torch.Generator().manual_seed(0)
-    data = datasets.ImageData("toy", torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=g),
-                              torch.arange(96) % 3, torch.zeros(0, 1, 8, 8, dtype=torch.uint8),
-                              torch.zeros(0, dtype=torch.long))
+    data = datasets.ImageData(
+        "toy",
+        torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=g),
+        torch.arange(96) % 3,
+        torch.zeros(0, 1, 8, 8, dtype=torch.uint8),
+        torch.zeros(0, dtype=torch.long),
+    )
     preset = plan.PRESETS["smoke"]
     runner = StudyRunner(preset, data, library="lightly")
     del runner.splits["test"]
@@ -149,8 +166,24 @@ def make_folder(root: Path, classes=3, per_class=40, size=12):
 
 
 def study_command(folder, out, *extra):
-    return [sys.executable, "-m", "sfrik_plugin.study", "--preset", "smoke", "--dataset", "folder", "--data-dir",
-            str(folder), "--image-size", "12", "--out", str(out), "--library", "lightly", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "sfrik_plugin.study",
+        "--preset",
+        "smoke",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--image-size",
+        "12",
+        "--out",
+        str(out),
+        "--library",
+        "lightly",
+        *extra,
+    ]
 
 
 def rows_of(path):
@@ -166,12 +199,16 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     folder = make_folder(tmp_path / "images")
     out = tmp_path / "out"
     results = out / "results.csv"
-    proc = subprocess.Popen(study_command(folder, out, "--phases", "tune", "final", "ablation", "table"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        study_command(folder, out, "--phases", "tune", "final", "ablation", "table"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + TIMEOUT_S
     while len(rows_of(results)) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)                  # mid-study, most likely mid-run
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-study, most likely mid-run
     proc.wait()
     before = rows_of(results)
     assert 4 <= len(before) < plan.Planner(plan.PRESETS["smoke"]).count()
@@ -181,14 +218,21 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     after = rows_of(results)
     ids = [r["run_id"] for r in after]
     assert len(ids) == len(set(ids)) == plan.Planner(plan.PRESETS["smoke"]).count()
-    assert after[:len(before)] == before                 # finished runs kept as they were
+    assert after[: len(before)] == before  # finished runs kept as they were
     assert all(r["status"] == "ok" for r in after)
     for name in ("summary.md", "timing.csv", "accuracy.png", "accuracy_vs_q.png", "ablation.png"):
         assert (out / name).exists(), name
     summary = (out / "summary.md").read_text()
-    for heading in ("## Tuning", "## Final runs", "Paired difference", "## Linear top-1 against q",
-                    "## Ablations", "## Step time"):
+    for heading in (
+        "## Tuning",
+        "## Final runs",
+        "Paired difference",
+        "## Linear top-1 against q",
+        "## Ablations",
+        "## Step time",
+    ):
         assert heading in summary
-    rerun = subprocess.run(study_command(folder, out, "--phases", "tune", "final"), capture_output=True, text=True,
-                           timeout=TIMEOUT_S)
-    assert rerun.returncode == 0 and len(rows_of(results)) == len(after)     # nothing left to do
+    rerun = subprocess.run(
+        study_command(folder, out, "--phases", "tune", "final"), capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert rerun.returncode == 0 and len(rows_of(results)) == len(after)  # nothing left to do

@@ -2,14 +2,15 @@
 scipy Gegenbauer sum, gradients against float64 autograd of the dense formula, equality with the
 dense path (odd sizes, n not a multiple of the tile, one-row tiles), memory below one n x n
 matrix, registrations (opcheck), argument errors, and the "auto" choice."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import requires_extension, scipy_series
+
 from sfrik_plugin.bench.common import profile_cpu_peak_bytes
 from sfrik_plugin.losses import mmd_uniform, sfrik_loss_terms, sfrik_multicrop_loss_terms
 from sfrik_plugin.reference import legendre_series_reference
@@ -77,8 +78,9 @@ def test_mmd_uniform_tiled_equals_dense_with_gradients(dtype, tol, n, tile):
 def test_float32_tiled_against_float64():
     z = torch.randn(1000, 64, generator=torch.Generator().manual_seed(3))
     exact = mmd_uniform(z.double(), WEIGHTS, impl="dense")
-    torch.testing.assert_close(mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=128).double(), exact,
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=128).double(), exact, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_gradcheck_and_double_backward():
@@ -110,8 +112,7 @@ def test_python_tiles_equal_the_compiled_operator():
     for y in (None, unit_rows(50, 8, seed=9)):
         x = unit_rows(70, 8, seed=10)
         expected, _, _ = torch.ops.sfrik.gram_series_sum(x, y, COEFFS, 8, 16, False, False)
-        torch.testing.assert_close(_gram_series_sum_python(x, y, COEFFS, 8, 16), expected,
-                                   rtol=1e-12, atol=0)
+        torch.testing.assert_close(_gram_series_sum_python(x, y, COEFFS, 8, 16), expected, rtol=1e-12, atol=0)
 
 
 def test_fallback_without_the_operator_equals_dense(monkeypatch):
@@ -122,20 +123,26 @@ def test_fallback_without_the_operator_equals_dense(monkeypatch):
     dense = mmd_uniform(z, WEIGHTS, impl="dense")
     fallback = mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=8)
     torch.testing.assert_close(fallback, dense, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(fallback, z)[0], torch.autograd.grad(dense, z)[0],
-                               rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(
+        torch.autograd.grad(fallback, z)[0], torch.autograd.grad(dense, z)[0], rtol=1e-11, atol=1e-13
+    )
 
 
 def test_sfrik_and_multicrop_losses_tiled_equal_dense():
-    z = [torch.randn(70, 12, generator=torch.Generator().manual_seed(s), dtype=torch.float64).requires_grad_()
-         for s in range(4)]
-    for fn in (lambda impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=32),
-               lambda impl: sfrik_multicrop_loss_terms(z, 2, reg_small=True, mmd_impl=impl, tile_size=32)):
+    z = [
+        torch.randn(70, 12, generator=torch.Generator().manual_seed(s), dtype=torch.float64).requires_grad_()
+        for s in range(4)
+    ]
+    for fn in (
+        lambda impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=32),
+        lambda impl: sfrik_multicrop_loss_terms(z, 2, reg_small=True, mmd_impl=impl, tile_size=32),
+    ):
         dense, tiled = fn("dense"), fn("tiled")
         for a, b in zip(dense, tiled):
             torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
-        for a, b in zip(torch.autograd.grad(dense.loss, z, allow_unused=True),
-                        torch.autograd.grad(tiled.loss, z, allow_unused=True)):
+        for a, b in zip(
+            torch.autograd.grad(dense.loss, z, allow_unused=True), torch.autograd.grad(tiled.loss, z, allow_unused=True)
+        ):
             if a is not None:
                 torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-13)
 
@@ -150,47 +157,73 @@ def test_peak_memory_is_tiles_not_the_n_by_n_matrix():
         mmd_uniform(z, WEIGHTS, impl=impl, tile_size=tile).backward()
 
     dense, tiled = profile_cpu_peak_bytes(lambda: step("dense")), profile_cpu_peak_bytes(lambda: step("tiled"))
-    assert dense >= n_by_n                                  # the dense path holds n x n matrices
-    assert tiled <= 4 * tile * tile * 4 + 8 * n * q * 4, tiled   # a few tiles + O(n q)
+    assert dense >= n_by_n  # the dense path holds n x n matrices
+    assert tiled <= 4 * tile * tile * 4 + 8 * n * q * 4, tiled  # a few tiles + O(n q)
 
 
 def test_opcheck():
     x, y = unit_rows(33, 5, seed=12, dtype=torch.float32), unit_rows(21, 5, seed=13, dtype=torch.float32)
-    for args in ((x, None, COEFFS, 5, 8, True, False), (x, y, COEFFS, 5, 8, True, True),
-                 (x, y, COEFFS, 5, 64, False, False)):
+    for args in (
+        (x, None, COEFFS, 5, 8, True, False),
+        (x, y, COEFFS, 5, 8, True, True),
+        (x, y, COEFFS, 5, 64, False, False),
+    ):
         torch.library.opcheck(torch.ops.sfrik.gram_series_sum.default, args)
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda x: torch.ops.sfrik.gram_series_sum(x.half(), None, COEFFS, 5, 8, False, False), TypeError,
-     "x must be a float32 or float64"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x[0], None, COEFFS, 5, 8, False, False), ValueError, "x must be 2-D"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x, x[:, :3], COEFFS, 5, 8, False, False), ValueError,
-     "y must have as many features"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x, x.double(), COEFFS, 5, 8, False, False), ValueError,
-     "y must have the dtype"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 8, True, True), ValueError, "grad_y must be false"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 0, False, False), ValueError, "tile must be"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 1, 8, False, False), ValueError, "dim must be"),
-    (lambda x: torch.ops.sfrik.gram_series_sum(x, None, [1.0, float("nan")], 5, 8, False, False), ValueError,
-     "coeffs must be finite"),
-    (lambda x: mmd_uniform(x, WEIGHTS, impl="flash"), ValueError, "impl must be one of"),
-    (lambda x: mmd_uniform(x, WEIGHTS, tile_size=0), ValueError, "tile_size must be an integer >= 1"),
-    (lambda x: mmd_uniform(x, WEIGHTS, tile_size=2.5), TypeError, "tile_size must be an integer"),
-    (lambda x: mmd_uniform(x, WEIGHTS, shard="yes"), TypeError, "shard must be a bool"),
-    (lambda x: sfrik_loss_terms(x, x, mmd_impl="fast"), ValueError, "impl must be one of"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (
+            lambda x: torch.ops.sfrik.gram_series_sum(x.half(), None, COEFFS, 5, 8, False, False),
+            TypeError,
+            "x must be a float32 or float64",
+        ),
+        (
+            lambda x: torch.ops.sfrik.gram_series_sum(x[0], None, COEFFS, 5, 8, False, False),
+            ValueError,
+            "x must be 2-D",
+        ),
+        (
+            lambda x: torch.ops.sfrik.gram_series_sum(x, x[:, :3], COEFFS, 5, 8, False, False),
+            ValueError,
+            "y must have as many features",
+        ),
+        (
+            lambda x: torch.ops.sfrik.gram_series_sum(x, x.double(), COEFFS, 5, 8, False, False),
+            ValueError,
+            "y must have the dtype",
+        ),
+        (
+            lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 8, True, True),
+            ValueError,
+            "grad_y must be false",
+        ),
+        (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 0, False, False), ValueError, "tile must be"),
+        (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 1, 8, False, False), ValueError, "dim must be"),
+        (
+            lambda x: torch.ops.sfrik.gram_series_sum(x, None, [1.0, float("nan")], 5, 8, False, False),
+            ValueError,
+            "coeffs must be finite",
+        ),
+        (lambda x: mmd_uniform(x, WEIGHTS, impl="flash"), ValueError, "impl must be one of"),
+        (lambda x: mmd_uniform(x, WEIGHTS, tile_size=0), ValueError, "tile_size must be an integer >= 1"),
+        (lambda x: mmd_uniform(x, WEIGHTS, tile_size=2.5), TypeError, "tile_size must be an integer"),
+        (lambda x: mmd_uniform(x, WEIGHTS, shard="yes"), TypeError, "shard must be a bool"),
+        (lambda x: sfrik_loss_terms(x, x, mmd_impl="fast"), ValueError, "impl must be one of"),
+    ],
+)
 def test_bad_arguments_raise_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call(unit_rows(10, 5, seed=14, dtype=torch.float32))
 
 
 def test_auto_chooses_by_size():
-    assert not use_tiled("auto", 512, 256, 512)              # one tile: dense
-    assert use_tiled("auto", 2048, 256, 512)                 # n x n work dominates
-    assert use_tiled("auto", 2048, 8192, 512)                # 4 n >= q
-    assert not use_tiled("auto", 1024, 8192, 512)            # n x q passes dominate: the fused dense path
-    assert use_tiled("auto", AUTO_TILED_ROWS, 10**6, 512)    # memory
+    assert not use_tiled("auto", 512, 256, 512)  # one tile: dense
+    assert use_tiled("auto", 2048, 256, 512)  # n x n work dominates
+    assert use_tiled("auto", 2048, 8192, 512)  # 4 n >= q
+    assert not use_tiled("auto", 1024, 8192, 512)  # n x q passes dominate: the fused dense path
+    assert use_tiled("auto", AUTO_TILED_ROWS, 10**6, 512)  # memory
     assert use_tiled("tiled", 3, 8, 512) and not use_tiled("dense", 10**6, 8, 512)
 
 

@@ -1,10 +1,11 @@
 """The operators as PyTorch sees them: opcheck (schema, fake kernels, autograd registration,
 AOT dispatch), torch.compile(fullgraph=True), and autocast."""
+
 import pytest
 import torch
+from conftest import gram, requires_extension
 
 import sfrik_plugin
-from conftest import gram, requires_extension
 
 pytestmark = requires_extension
 
@@ -29,8 +30,9 @@ def test_opcheck(index):
         torch.library.opcheck(torch.ops.sfrik.legendre_series_reduce.default, (t, COEFFS, 8192, mean))
     grad = torch.rand(t.shape, dtype=t.dtype)
     for g in (grad, torch.tensor(0.5, dtype=t.dtype)):
-        torch.library.opcheck(torch.ops.sfrik.legendre_series_backward.default,
-                              (g.requires_grad_(t.requires_grad), t, COEFFS, 8192, 1))
+        torch.library.opcheck(
+            torch.ops.sfrik.legendre_series_backward.default, (g.requires_grad_(t.requires_grad), t, COEFFS, 8192, 1)
+        )
 
 
 def _sfrik_regulariser(z):
@@ -102,7 +104,6 @@ def test_fallback_under_autocast_gives_the_compiled_dtype_and_values(monkeypatch
     # float64, which autocast's float32 rule leaves alone; the tiled sum's GEMMs stay out of autocast.
     import warnings
 
-    import sfrik_plugin.series as series
     import sfrik_plugin.tiled as tiled
     from sfrik_plugin import _extension
 
@@ -120,7 +121,7 @@ def test_fallback_under_autocast_gives_the_compiled_dtype_and_values(monkeypatch
     monkeypatch.setattr(tiled, "_use_extension", lambda t: False)
     monkeypatch.delenv("SFRIK_REQUIRE_EXTENSION", raising=False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # the fallback's one-time warning
+        warnings.simplefilter("ignore", RuntimeWarning)  # the fallback's one-time warning
         fallback = run()
     expected = torch.float64 if dtype == torch.float64 else torch.float32
     for a, b in zip(compiled[:3], fallback[:3]):

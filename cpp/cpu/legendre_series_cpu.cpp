@@ -34,9 +34,16 @@ constexpr int kFlushGroups = 64;   // groups summed in the compute type before a
 // registers in the baseline one).
 typedef float vfloat __attribute__((vector_size(32)));
 typedef double vdouble __attribute__((vector_size(32)));
-template <typename opmath_t> struct Simd;
-template <> struct Simd<float> { using type = vfloat; };
-template <> struct Simd<double> { using type = vdouble; };
+template <typename opmath_t>
+struct Simd;
+template <>
+struct Simd<float> {
+  using type = vfloat;
+};
+template <>
+struct Simd<double> {
+  using type = vdouble;
+};
 
 template <typename opmath_t>
 struct CpuTables {
@@ -92,7 +99,7 @@ C10_ALWAYS_INLINE T eval_series(T x, const Tables& tab) {
   T acc = T{} + tab.coeff[0];  // (T{} + s broadcasts s to every lane of a vector)
   if (tab.degree == 0) return acc;
   T prev = T{} + opmath_t(1);  // P_{l-1}
-  T cur = x;                       // P_l
+  T cur = x;                   // P_l
   acc += tab.coeff[1] * x;
   for (int64_t l = 1; l < tab.degree; ++l) {
     const T next = tab.alpha[l - 1] * x * cur - tab.beta[l - 1] * prev;
@@ -105,9 +112,8 @@ C10_ALWAYS_INLINE T eval_series(T x, const Tables& tab) {
 
 // Processes t[0..n): out[i] = g_i * psi(t[i]) when out is given, else returns sum_i g_i psi(t[i]).
 template <typename scalar_t, typename opmath_t, typename Tables>
-C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad,
-                                      GradMode mode, opmath_t grad_scalar, scalar_t* __restrict__ out,
-                                      int64_t n, const Tables& tab) {
+C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad, GradMode mode,
+                                      opmath_t grad_scalar, scalar_t* __restrict__ out, int64_t n, const Tables& tab) {
   using V = typename Simd<opmath_t>::type;
   constexpr int64_t lanes = sizeof(V) / sizeof(opmath_t);
   constexpr int64_t group = lanes * kUnroll;
@@ -175,11 +181,11 @@ C10_ALWAYS_INLINE double series_chunk_any_degree(const scalar_t* t, const scalar
 }
 
 // The multiversioned entry points, one per dtype (target_clones needs plain functions).
-#define SFRIK_DEFINE_CHUNK(scalar_t)                                                                   \
-  SFRIK_CPU_CLONES double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode,             \
-                                    at::opmath_type<scalar_t> grad_scalar, scalar_t* out, int64_t n,     \
-                                    const CpuTables<at::opmath_type<scalar_t>>& tab) {                  \
-    return series_chunk_any_degree<scalar_t>(t, grad, mode, grad_scalar, out, n, tab);                 \
+#define SFRIK_DEFINE_CHUNK(scalar_t)                                                                 \
+  SFRIK_CPU_CLONES double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode,          \
+                                    at::opmath_type<scalar_t> grad_scalar, scalar_t* out, int64_t n, \
+                                    const CpuTables<at::opmath_type<scalar_t>>& tab) {               \
+    return series_chunk_any_degree<scalar_t>(t, grad, mode, grad_scalar, out, n, tab);               \
   }
 SFRIK_DEFINE_CHUNK(float)
 SFRIK_DEFINE_CHUNK(double)
@@ -201,8 +207,7 @@ double run_series(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar
   const opmath_t grad_scalar = mode == GradMode::kScalar ? static_cast<opmath_t>(*grad) : opmath_t(1);
   auto chunk = [&](int64_t begin, int64_t end) {
     const scalar_t* g = mode == GradMode::kElementwise ? grad + begin : nullptr;
-    return run_chunk(t + begin, g, mode, grad_scalar, out != nullptr ? out + begin : nullptr,
-                     end - begin, tab);
+    return run_chunk(t + begin, g, mode, grad_scalar, out != nullptr ? out + begin : nullptr, end - begin, tab);
   };
   if (out != nullptr) {
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { chunk(begin, end); });
@@ -244,9 +249,10 @@ at::Tensor legendre_series_reduce_cpu(const at::Tensor& t, at::ArrayRef<double> 
   const at::Tensor dense = dense_view(t);
   const int64_t n = dense.numel();
   double total = 0.0;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cpu", [&] {
-    total = run_series<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone, nullptr, n, tables);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cpu", [&] {
+        total = run_series<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone, nullptr, n, tables);
+      });
   // The mean of no element is NaN, as torch.mean gives.
   const double value = mean ? total / static_cast<double>(n) : total;
   return at::scalar_tensor(value, t.options());

@@ -48,8 +48,8 @@ struct ArgTable {
 
 template <typename opmath_t>
 __device__ __forceinline__ opmath_t eval_series(opmath_t x, const opmath_t* __restrict__ coeff,
-                                                const opmath_t* __restrict__ alpha,
-                                                const opmath_t* __restrict__ beta, int64_t degree) {
+                                                const opmath_t* __restrict__ alpha, const opmath_t* __restrict__ beta,
+                                                int64_t degree) {
   opmath_t acc = coeff[0];
   if (degree == 0) return acc;
   opmath_t prev = opmath_t(1);  // P_{l-1}
@@ -82,10 +82,10 @@ __device__ __forceinline__ double block_sum(double v) {
 // accumulated in double. The table is arg_table unless global_table is given (large degrees).
 template <typename scalar_t, typename opmath_t>
 __global__ void __launch_bounds__(kThreads)
-series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad, int grad_mode,
-              scalar_t* __restrict__ out, double* __restrict__ partials, int64_t n,
-              const __grid_constant__ ArgTable<opmath_t> arg_table, const opmath_t* __restrict__ global_table,
-              int64_t table_size, bool table_in_shared, int64_t degree) {
+    series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad, int grad_mode,
+                  scalar_t* __restrict__ out, double* __restrict__ partials, int64_t n,
+                  const __grid_constant__ ArgTable<opmath_t> arg_table, const opmath_t* __restrict__ global_table,
+                  int64_t table_size, bool table_in_shared, int64_t degree) {
   extern __shared__ unsigned char shared_raw[];
   const opmath_t* tab = arg_table.value;
   if (global_table != nullptr) {
@@ -128,7 +128,7 @@ series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad,
 // (divisor 1: the sum; n: the mean, NaN for n = 0 as torch.mean gives). One block, fixed order.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
-finish_sum_kernel(const double* __restrict__ partials, int64_t count, double divisor, scalar_t* __restrict__ out) {
+    finish_sum_kernel(const double* __restrict__ partials, int64_t count, double divisor, scalar_t* __restrict__ out) {
   double v = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) v += partials[i];
   v = block_sum(v);
@@ -188,9 +188,10 @@ void launch(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar_t* ou
     in_shared = table_size * static_cast<int64_t>(sizeof(opmath_t)) <= kMaxSharedTableBytes;
   }
   const size_t shared_bytes = in_shared ? static_cast<size_t>(table_size) * sizeof(opmath_t) : 0;
-  series_kernel<scalar_t, opmath_t><<<static_cast<unsigned>(blocks), kThreads, shared_bytes,
-                                      at::cuda::getCurrentCUDAStream()>>>(
-      t, grad, static_cast<int>(mode), out, partials, n, arg_table, global_ptr, table_size, in_shared, tables.degree);
+  series_kernel<scalar_t, opmath_t>
+      <<<static_cast<unsigned>(blocks), kThreads, shared_bytes, at::cuda::getCurrentCUDAStream()>>>(
+          t, grad, static_cast<int>(mode), out, partials, n, arg_table, global_ptr, table_size, in_shared,
+          tables.degree);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -206,8 +207,8 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   if (n == 0) return ops.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, ops.t.scalar_type(), "sfrik_legendre_series_cuda", [&] {
     const scalar_t* g = ops.mode == GradMode::kNone ? nullptr : ops.grad.const_data_ptr<scalar_t>();
-    launch<scalar_t>(ops.t.const_data_ptr<scalar_t>(), g, ops.mode, ops.out.mutable_data_ptr<scalar_t>(), nullptr,
-                     n, blocks_for(n, kElementwiseBlocks), tables, ops.t);
+    launch<scalar_t>(ops.t.const_data_ptr<scalar_t>(), g, ops.mode, ops.out.mutable_data_ptr<scalar_t>(), nullptr, n,
+                     blocks_for(n, kElementwiseBlocks), tables, ops.t);
   });
   return ops.out;
 }
@@ -233,14 +234,15 @@ at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double>
   at::Tensor total = at::empty({}, t.options());
   // The mean of no element is NaN (0 / 0), as torch.mean gives.
   const double divisor = mean ? static_cast<double>(n) : 1.0;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cuda", [&] {
-    double* partial_ptr = partials.mutable_data_ptr<double>();
-    launch<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone, nullptr, partial_ptr, n, blocks,
-                     tables, dense);
-    finish_sum_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        partial_ptr, blocks, divisor, total.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cuda",
+                                  [&] {
+                                    double* partial_ptr = partials.mutable_data_ptr<double>();
+                                    launch<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone,
+                                                     nullptr, partial_ptr, n, blocks, tables, dense);
+                                    finish_sum_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+                                        partial_ptr, blocks, divisor, total.mutable_data_ptr<scalar_t>());
+                                    C10_CUDA_KERNEL_LAUNCH_CHECK();
+                                  });
   return total;
 }
 

@@ -13,6 +13,7 @@ is already the peak lr. parse_cfg sets data.num_large_crops just before it scale
 tells the two apart; solo reads scheduler.min_lr only after parse_cfg (BaseMethod), and stores
 the resolved number back into the config.
 """
+
 from typing import Any
 
 COSINE_END = "sfrik_plugin.cosine_end"
@@ -22,8 +23,10 @@ def _scale(root: Any) -> float:
     """solo-learn's lr scaling: batch_size (per device) x len(devices) x num_nodes / 256."""
     devices = root.devices
     if isinstance(devices, int) and not isinstance(devices, bool):
-        raise ValueError(f"{COSINE_END}: devices must be a list or a string, as solo-learn computes len(devices), "
-                         f"got the integer {devices!r}")
+        raise ValueError(
+            f"{COSINE_END}: devices must be a list or a string, as solo-learn computes len(devices), "
+            f"got the integer {devices!r}"
+        )
     num_nodes = root.get("num_nodes", 1) or 1
     return root.optimizer.batch_size * len(devices) * num_nodes / 256
 
@@ -34,7 +37,7 @@ def peak_lr(root: Any) -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)):
         raise ValueError(f"{COSINE_END}: optimizer.lr must be a number, got {lr!r}")
     data = root.get("data")
-    already_scaled = data is not None and "num_large_crops" in data   # set by solo's parse_cfg
+    already_scaled = data is not None and "num_large_crops" in data  # set by solo's parse_cfg
     return float(lr) if already_scaled else float(lr) * _scale(root)
 
 

@@ -7,6 +7,7 @@ finds them without --config-path, registers the configs' OmegaConf resolver
 Hydra imports this module in every Hydra app: it imports neither torch nor solo-learn, and
 reading pkg://sfrik_plugin_configs imports only that data package (no torch either).
 """
+
 import sys
 import warnings
 
@@ -37,8 +38,11 @@ def register_solo_methods() -> None:
 
         register_methods()
     except Exception as err:  # noqa: BLE001 (any import-time failure of solo or its dependencies)
-        warnings.warn(f"sfrik-plugin: could not register its methods in solo.methods.METHODS: {err!r}",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"sfrik-plugin: could not register its methods in solo.methods.METHODS: {err!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 class SFRIKSearchPathPlugin(SearchPathPlugin):

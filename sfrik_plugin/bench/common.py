@@ -21,6 +21,7 @@ Peak extra memory (bytes allocated beyond what existed before the step, the grad
   so that frees return pages): at n = 2048, L = 3 both give 1, 2, 6, 8, 1, 2 buffers for the six
   Legendre methods, to 0.01 buffer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ import math
 import platform
 import statistics
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -44,12 +45,16 @@ def default_device() -> str:
 
 def add_common_arguments(parser) -> None:
     """Options every suite takes: device, dtype, repeats, CSV output."""
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=default_device(),
-                        help="default: cuda if available, else cpu")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default=default_device(), help="default: cuda if available, else cpu"
+    )
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
-    parser.add_argument("--repeats", type=positive_int, default=None,
-                        help="timed runs per method after warm-up (median reported); "
-                             "default depends on the size")
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=None,
+        help="timed runs per method after warm-up (median reported); default depends on the size",
+    )
     parser.add_argument("--csv", metavar="PATH", default=None, help="write every row to this CSV file")
     parser.add_argument("--plot", metavar="PATH", default=None, help="write a PNG plot of the results (matplotlib)")
 
@@ -85,22 +90,26 @@ def time_steps_round_robin(steps: dict, leaf: torch.Tensor, repeats: int, warmup
     """name -> milliseconds of each of `repeats` forward + backward runs of every step, timed in
     turn (one run of each step per round), so that a change of load on a shared machine falls
     on all steps alike instead of on whichever step happened to be running."""
+
     def forward_backward(step):
         def call():
             step(leaf).backward()
+
         return call
 
     def clear():  # freed outside the timed region, so every run allocates the gradient afresh
         leaf.grad = None
 
-    times = time_calls_round_robin({name: forward_backward(step) for name, step in steps.items()}, leaf.device,
-                                   repeats, warmup, before_each=clear)
+    times = time_calls_round_robin(
+        {name: forward_backward(step) for name, step in steps.items()}, leaf.device, repeats, warmup, before_each=clear
+    )
     leaf.grad = None
     return times
 
 
-def time_calls_round_robin(calls: dict, device: torch.device, repeats: int, warmup: int = 1,
-                           before_each: Callable[[], None] = lambda: None) -> dict:
+def time_calls_round_robin(
+    calls: dict, device: torch.device, repeats: int, warmup: int = 1, before_each: Callable[[], None] = lambda: None
+) -> dict:
     """name -> milliseconds of each of `repeats` runs of every zero-argument call, in turn (see
     time_steps_round_robin); before_each runs untimed before every call."""
     for call in calls.values():
@@ -183,6 +192,7 @@ def _cpu_allocation_events(prof) -> list:
 def probe_self_check(n: int, dtype: torch.dtype, device: torch.device) -> float:
     """Measured peak, in n x n buffers, of a workload whose true peak is exactly 3 buffers
     (a, b, c live together; d is allocated after a and b are freed)."""
+
     def workload(leaf):
         a = torch.empty(n, n, dtype=dtype, device=device)
         b = torch.empty(n, n, dtype=dtype, device=device)
@@ -297,4 +307,5 @@ def pyplot():
         raise SystemExit("--plot needs matplotlib: pip install matplotlib (or the package's [bench] extra)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt

@@ -26,6 +26,7 @@ round, so a change of load hits all alike); "x ext_mean" is a method's time over
 (above 1: slower). Peak extra memory and how it is measured: see bench.common.
 "grad rel err" is max |dG - dG_ext_mean| / max |dG_ext_mean|: every method must agree.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,19 +59,43 @@ METHODS = (
 )
 COMPILED = {"compiled_recurrence_mean", "compiled_recurrence_elementwise"}
 CSV_FIELDS = (
-    "suite", "n", "degree", "dim", "dtype", "device", "method", "status", "ms_median", "ms_min",
-    "repeats", "ratio_to_ext_mean", "peak_extra_mib", "peak_extra_buffers", "compile_s", "grad_rel_err",
+    "suite",
+    "n",
+    "degree",
+    "dim",
+    "dtype",
+    "device",
+    "method",
+    "status",
+    "ms_median",
+    "ms_min",
+    "repeats",
+    "ratio_to_ext_mean",
+    "peak_extra_mib",
+    "peak_extra_buffers",
+    "compile_s",
+    "grad_rel_err",
 )
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--sizes", type=common.positive_int, nargs="+", default=list(DEFAULT_SIZES),
-                        metavar="N", help="G is n x n")
-    parser.add_argument("--degrees", type=common.positive_int, nargs="+", default=list(DEFAULT_DEGREES),
-                        metavar="L", help="number of kernel weights b_1 .. b_L")
+    parser.add_argument(
+        "--sizes", type=common.positive_int, nargs="+", default=list(DEFAULT_SIZES), metavar="N", help="G is n x n"
+    )
+    parser.add_argument(
+        "--degrees",
+        type=common.positive_int,
+        nargs="+",
+        default=list(DEFAULT_DEGREES),
+        metavar="L",
+        help="number of kernel weights b_1 .. b_L",
+    )
     parser.add_argument("--dim", type=int, default=8192, help="dimension q of the Legendre polynomials")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: n in {QUICK_SIZES}, L in {QUICK_DEGREES}, {QUICK_REPEATS} repeats")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: n in {QUICK_SIZES}, L in {QUICK_DEGREES}, {QUICK_REPEATS} repeats",
+    )
     common.add_common_arguments(parser)
 
 
@@ -158,8 +183,15 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
             row, grad = measure(name, steps[name], leaf, times[name])
             reference_grad = grad if reference_grad is None else reference_grad  # ext_mean's
             row["grad_rel_err"] = relative_error(grad, reference_grad)
-        row.update(suite="legendre", n=n, degree=degree, dim=args.dim, dtype=args.dtype, device=str(device),
-                   compile_s=compile_s.get(name, math.nan))
+        row.update(
+            suite="legendre",
+            n=n,
+            degree=degree,
+            dim=args.dim,
+            dtype=args.dtype,
+            device=str(device),
+            compile_s=compile_s.get(name, math.nan),
+        )
         rows.append(row)
     base = rows[0]["ms_median"]
     for row in rows:
@@ -169,18 +201,34 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
 
 
 def cell_table(rows: list) -> str:
-    header = ("method", "ms fwd+bwd", "ms min", "x ext_mean", "peak extra MiB", "n x n buffers", "compile s",
-              "grad rel err")
+    header = (
+        "method",
+        "ms fwd+bwd",
+        "ms min",
+        "x ext_mean",
+        "peak extra MiB",
+        "n x n buffers",
+        "compile s",
+        "grad rel err",
+    )
     body = []
     for r in rows:
         if r["status"] != "ok":
             body.append((r["method"], "n/a", "", "", "", "", "", ""))
             continue
         compile_s = "" if math.isnan(r["compile_s"]) else f"{r['compile_s']:.1f}"
-        body.append((r["method"], f"{r['ms_median']:.2f}", f"{r['ms_min']:.2f}",
-                     f"{r['ratio_to_ext_mean']:.2f}",
-                     f"{r['peak_extra_mib']:.1f}", f"{r['peak_extra_buffers']:.2f}", compile_s,
-                     f"{r['grad_rel_err']:.0e}"))
+        body.append(
+            (
+                r["method"],
+                f"{r['ms_median']:.2f}",
+                f"{r['ms_min']:.2f}",
+                f"{r['ratio_to_ext_mean']:.2f}",
+                f"{r['peak_extra_mib']:.1f}",
+                f"{r['peak_extra_buffers']:.2f}",
+                compile_s,
+                f"{r['grad_rel_err']:.0e}",
+            )
+        )
     return common.format_table(header, body)
 
 
@@ -215,8 +263,7 @@ def headline_checks(rows: list) -> list:
         f"  (a) ext_mean {speedup:.2f}x faster than eager_official (need >= 3): {verdict(speedup >= 3)}",
         f"  (b) compiled_recurrence_mean / ext_mean = {mean_vs:.2f}, compiled_recurrence_elementwise"
         f" / ext_elementwise = {elem_vs:.2f} (need both >= 1): {verdict(mean_vs >= 1 and elem_vs >= 1)}",
-        f"  (c) ext peak extra memory {buffers:.2f} n x n buffers (need <= 2):"
-        f" {verdict(buffers <= 2 + slack_buffers)}",
+        f"  (c) ext peak extra memory {buffers:.2f} n x n buffers (need <= 2): {verdict(buffers <= 2 + slack_buffers)}",
     ]
 
 
@@ -227,13 +274,19 @@ def plot(rows: list, path: str, title: str) -> None:
     fig, axes = plt.subplots(1, len(degrees), figsize=(6 * len(degrees), 4.5), squeeze=False)
     for ax, degree in zip(axes[0], degrees):
         for method in METHODS:
-            points = sorted((r["n"], r["ms_median"]) for r in rows
-                            if r["degree"] == degree and r["method"] == method and r["status"] == "ok")
+            points = sorted(
+                (r["n"], r["ms_median"])
+                for r in rows
+                if r["degree"] == degree and r["method"] == method and r["status"] == "ok"
+            )
             if points:
                 style = "-o" if method.startswith("ext") else "--x"
-                ax.plot(*zip(*points), style, label=method, color=f"C{METHODS.index(method)}")  # same colour in every panel
-        ax.set(xscale="log", yscale="log", xlabel="n (G is n x n)", ylabel="ms, forward + backward",
-               title=f"L = {degree}")
+                ax.plot(
+                    *zip(*points), style, label=method, color=f"C{METHODS.index(method)}"
+                )  # same colour in every panel
+        ax.set(
+            xscale="log", yscale="log", xlabel="n (G is n x n)", ylabel="ms, forward + backward", title=f"L = {degree}"
+        )
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
@@ -272,6 +325,7 @@ def run(args) -> int:
             rows.extend(cell)
     print()
     print("\n".join(headline_checks(rows)))
-    common.write_outputs(args, CSV_FIELDS, rows, plot,
-                         f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}")
+    common.write_outputs(
+        args, CSV_FIELDS, rows, plot, f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}"
+    )
     return 0

@@ -33,11 +33,12 @@ the loss computes them (one GEMM forward and one backward each); at n = 2048, q 
 should cost at most 1.15x the floor. The ratio to the same products through autograd's plain
 matmul rule (two GEMMs backward) is printed beside it.
 """
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -52,31 +53,69 @@ HELP = "SFRIK loss against VICReg, Barlow Twins, SimCLR and AUH: time and memory
 DEFAULT_BATCHES = (256, 1024, 2048)
 DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)
-METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "sfrik_reference", "vicreg", "barlow_twins", "simclr",
-           "auh")
+METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "sfrik_reference", "vicreg", "barlow_twins", "simclr", "auh")
 KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 FLOOR_N, FLOOR_Q, FLOOR_TARGET = 2048, 8192, 1.15
 HEADLINE_N, HEADLINE_Q, HEADLINE_TARGET = 2048, 32768, 10.0
 CSV_FIELDS = (
-    "suite", "n", "q", "dtype", "device", "method", "source", "status", "ms_median", "ms_min", "repeats",
-    "peak_extra_mib", "time_vs_vicreg", "memory_vs_vicreg", "model_time_vs_vicreg", "model_memory_vs_vicreg",
-    "autocast", "time_vs_gram_floor",
+    "suite",
+    "n",
+    "q",
+    "dtype",
+    "device",
+    "method",
+    "source",
+    "status",
+    "ms_median",
+    "ms_min",
+    "repeats",
+    "peak_extra_mib",
+    "time_vs_vicreg",
+    "memory_vs_vicreg",
+    "model_time_vs_vicreg",
+    "model_memory_vs_vicreg",
+    "autocast",
+    "time_vs_gram_floor",
 )
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--batches", type=common.positive_int, nargs="+", default=list(DEFAULT_BATCHES),
-                        metavar="N", help="global batch sizes n")
-    parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS),
-                        metavar="Q", help="embedding widths q")
+    parser.add_argument(
+        "--batches",
+        type=common.positive_int,
+        nargs="+",
+        default=list(DEFAULT_BATCHES),
+        metavar="N",
+        help="global batch sizes n",
+    )
+    parser.add_argument(
+        "--dims",
+        type=common.positive_int,
+        nargs="+",
+        default=list(DEFAULT_DIMS),
+        metavar="Q",
+        help="embedding widths q",
+    )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--max-seconds", type=float, default=20.0,
-                        help="skip a method whose predicted forward + backward time exceeds this")
-    parser.add_argument("--memory-fraction", type=float, default=0.6,
-                        help="skip a method whose predicted peak exceeds this fraction of the available memory")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=20.0,
+        help="skip a method whose predicted forward + backward time exceeds this",
+    )
+    parser.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=0.6,
+        help="skip a method whose predicted peak exceeds this fraction of the available memory",
+    )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: n in {QUICK_BATCHES}, q in {QUICK_DIMS}")
-    parser.add_argument("--autocast", choices=("none", "bf16"), default="none",
-                        help="run every forward under torch.autocast(bfloat16) (default: none)")
+    parser.add_argument(
+        "--autocast",
+        choices=("none", "bf16"),
+        default="none",
+        help="run every forward under torch.autocast(bfloat16) (default: none)",
+    )
     common.add_common_arguments(parser)
 
 
@@ -92,12 +131,17 @@ def _sfrik_reference_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return 4000.0 * torch.nn.functional.mse_loss(u1, u2) + (mmd[0] + mmd[1]) / 2
 
 
-def build_methods() -> Dict[str, tuple]:
+def build_methods() -> dict[str, tuple]:
     """name -> (source, loss(z1, z2)); baselines that no installed library provides are missing."""
     methods = {
         "sfrik": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)),
-        **{f"sfrik_gram_{p}": ("sfrik_plugin", lambda z1, z2, p=p: sfrik_plugin.sfrik_loss_func(
-            z1, z2, gather_distributed=False, gram_precision=p)) for p in ("tf32", "bf16")},
+        **{
+            f"sfrik_gram_{p}": (
+                "sfrik_plugin",
+                lambda z1, z2, p=p: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False, gram_precision=p),
+            )
+            for p in ("tf32", "bf16")
+        },
         "sfrik_reference": ("sfrik_plugin.reference", _sfrik_reference_loss),
         "auh": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.auh_loss_func(z1, z2, gather_distributed=False)),
     }
@@ -114,6 +158,7 @@ def as_step(loss: Callable, autocast: str = "none") -> common.Step:
     def step(z):
         with torch.autocast(z.device.type, dtype=torch.bfloat16):
             return loss(z[0], z[1])
+
     return step
 
 
@@ -169,7 +214,7 @@ def matmul_flops_per_second(device: torch.device, dtype: torch.dtype) -> float:
     return 3 * 2 * 2048**3 / (time.perf_counter() - start)
 
 
-def skip_reason(method: str, n: int, q: int, args, device, dtype, rate: float) -> Optional[str]:
+def skip_reason(method: str, n: int, q: int, args, device, dtype, rate: float) -> str | None:
     need = predicted_bytes(method, n, q, torch.finfo(dtype).bits // 8)
     have = available_bytes(device)
     if need > args.memory_fraction * have:
@@ -195,8 +240,15 @@ def embeddings(n: int, q: int, dtype, device, seed: int = 0) -> torch.Tensor:
 def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) -> list:
     rows, runnable = [], {}
     for name in args.methods:
-        base = {"suite": "losses", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "method": name,
-                "autocast": getattr(args, "autocast", "none")}
+        base = {
+            "suite": "losses",
+            "n": n,
+            "q": q,
+            "dtype": args.dtype,
+            "device": str(device),
+            "method": name,
+            "autocast": getattr(args, "autocast", "none"),
+        }
         if name not in methods:
             rows.append({**base, "status": "skipped: neither solo-learn nor lightly is installed"})
             continue
@@ -229,8 +281,17 @@ def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) ->
 
 
 def cell_table(rows: list) -> str:
-    header = ("method", "source", "ms fwd+bwd", "peak extra MiB", "time / VICReg", "model", "memory / VICReg",
-              "model", "time / Gram floor")
+    header = (
+        "method",
+        "source",
+        "ms fwd+bwd",
+        "peak extra MiB",
+        "time / VICReg",
+        "model",
+        "memory / VICReg",
+        "model",
+        "time / Gram floor",
+    )
 
     def fmt(value, spec):
         return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
@@ -240,10 +301,19 @@ def cell_table(rows: list) -> str:
         if r["status"] != "ok":
             body.append((r["method"], r.get("source", ""), r["status"], "", "", "", "", "", ""))
             continue
-        body.append((r["method"], r["source"], fmt(r["ms_median"], ".1f"), fmt(r["peak_extra_mib"], ".1f"),
-                     fmt(r.get("time_vs_vicreg"), ".3f"), fmt(r["model_time_vs_vicreg"], ".3f"),
-                     fmt(r.get("memory_vs_vicreg"), ".3f"), fmt(r["model_memory_vs_vicreg"], ".4f"),
-                     fmt(r.get("time_vs_gram_floor"), ".3f")))
+        body.append(
+            (
+                r["method"],
+                r["source"],
+                fmt(r["ms_median"], ".1f"),
+                fmt(r["peak_extra_mib"], ".1f"),
+                fmt(r.get("time_vs_vicreg"), ".3f"),
+                fmt(r["model_time_vs_vicreg"], ".3f"),
+                fmt(r.get("memory_vs_vicreg"), ".3f"),
+                fmt(r["model_memory_vs_vicreg"], ".4f"),
+                fmt(r.get("time_vs_gram_floor"), ".3f"),
+            )
+        )
     return common.format_table(header, body)
 
 
@@ -258,10 +328,12 @@ def floor_check(methods: dict, args, device, dtype) -> str:
     ratio = ms["sfrik"] / ms["floor"]
     verdict = "PASS" if ratio <= FLOOR_TARGET else "FAIL"
     where = "" if (n, q) == (FLOOR_N, FLOOR_Q) else f" (n = {FLOOR_N}, q = {FLOOR_Q} not in the grid)"
-    return (f"SFRIK loss / its floor (the two bare Gram products as the loss computes them, fwd+bwd) at "
-            f"n = {n}, q = {q}{where}: {ms['sfrik']:.1f} ms / {ms['floor']:.1f} ms = {ratio:.3f} "
-            f"(need <= {FLOOR_TARGET}): {verdict}; against the products through autograd's plain matmul rule "
-            f"({ms['plain']:.1f} ms): {ms['sfrik'] / ms['plain']:.3f}")
+    return (
+        f"SFRIK loss / its floor (the two bare Gram products as the loss computes them, fwd+bwd) at "
+        f"n = {n}, q = {q}{where}: {ms['sfrik']:.1f} ms / {ms['floor']:.1f} ms = {ratio:.3f} "
+        f"(need <= {FLOOR_TARGET}): {verdict}; against the products through autograd's plain matmul rule "
+        f"({ms['plain']:.1f} ms): {ms['sfrik'] / ms['plain']:.3f}"
+    )
 
 
 def headline(rows: list) -> str:
@@ -273,12 +345,16 @@ def headline(rows: list) -> str:
     if sfrik is None or sfrik["status"] != "ok":
         return f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK did not run ({sfrik and sfrik['status']})"
     if vicreg is None or vicreg["status"] != "ok":
-        return (f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK runs ({sfrik['ms_median']:.0f} ms, "
-                f"{sfrik['peak_extra_mib']:.0f} MiB); VICReg {vicreg['status'] if vicreg else 'absent'}")
+        return (
+            f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK runs ({sfrik['ms_median']:.0f} ms, "
+            f"{sfrik['peak_extra_mib']:.0f} MiB); VICReg {vicreg['status'] if vicreg else 'absent'}"
+        )
     t, m = 1 / sfrik["time_vs_vicreg"], 1 / sfrik["memory_vs_vicreg"]
     ok = t >= HEADLINE_TARGET and m >= HEADLINE_TARGET
-    return (f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK {t:.1f}x cheaper in time and {m:.1f}x in memory "
-            f"than VICReg (need >= {HEADLINE_TARGET:g}): {'PASS' if ok else 'FAIL'}")
+    return (
+        f"at n = {HEADLINE_N}, q = {HEADLINE_Q}: SFRIK {t:.1f}x cheaper in time and {m:.1f}x in memory "
+        f"than VICReg (need >= {HEADLINE_TARGET:g}): {'PASS' if ok else 'FAIL'}"
+    )
 
 
 def plot(rows: list, path: str, title: str) -> None:
@@ -287,15 +363,24 @@ def plot(rows: list, path: str, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     batches = sorted({r["n"] for r in rows})
     styles = ["-", "--", ":", "-."]
-    for key, ax, label in (("ms_median", axes[0], "ms, forward + backward"),
-                           ("peak_extra_mib", axes[1], "peak extra MiB")):
+    for key, ax, label in (
+        ("ms_median", axes[0], "ms, forward + backward"),
+        ("peak_extra_mib", axes[1], "peak extra MiB"),
+    ):
         for i, method in enumerate(METHODS):
             for j, n in enumerate(batches):
-                points = sorted((r["q"], r[key]) for r in rows
-                                if r["method"] == method and r["n"] == n and r["status"] == "ok")
+                points = sorted(
+                    (r["q"], r[key]) for r in rows if r["method"] == method and r["n"] == n and r["status"] == "ok"
+                )
                 if points:
-                    ax.plot(*zip(*points), styles[j % len(styles)], marker="o", markersize=3, color=f"C{i}",
-                            label=f"{method}, n = {n}")
+                    ax.plot(
+                        *zip(*points),
+                        styles[j % len(styles)],
+                        marker="o",
+                        markersize=3,
+                        color=f"C{i}",
+                        label=f"{method}, n = {n}",
+                    )
         ax.set(xscale="log", yscale="log", xlabel="q (embedding width)", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
@@ -317,20 +402,25 @@ def run(args) -> int:
     if missing:
         print(f"baselines without an implementation here (install solo-learn or lightly): {missing}")
     rate = matmul_flops_per_second(device, dtype)
-    print(f"matmul rate {rate / 1e9:.0f} GFLOP/s; skip limits: {args.max_seconds:g} s per run, "
-          f"{args.memory_fraction:g} of available memory")
+    print(
+        f"matmul rate {rate / 1e9:.0f} GFLOP/s; skip limits: {args.max_seconds:g} s per run, "
+        f"{args.memory_fraction:g} of available memory"
+    )
     rows = []
     for n in batches:
         for q in dims:
             cell = run_cell(n, q, methods, args, device, dtype, rate)
-            print(f"\nn = {n}, q = {q} (cost model SFRIK / VICReg: time n/q = {n / q:.3f}, memory n^2/q^2 = "
-                  f"{n * n / (q * q):.4f})")
+            print(
+                f"\nn = {n}, q = {q} (cost model SFRIK / VICReg: time n/q = {n / q:.3f}, memory n^2/q^2 = "
+                f"{n * n / (q * q):.4f})"
+            )
             print(cell_table(cell), flush=True)
             rows.extend(cell)
     print()
     if "sfrik" in methods:
         print(floor_check(methods, args, device, dtype))
     print(headline(rows))
-    common.write_outputs(args, CSV_FIELDS, rows, plot,
-                         f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}")
+    common.write_outputs(
+        args, CSV_FIELDS, rows, plot, f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}"
+    )
     return 0

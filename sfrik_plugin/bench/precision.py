@@ -23,6 +23,7 @@ R64 - sum(b) / n (the diagonal's constant sum(b) / n dominates R for near-orthog
 no gradient); and for the gradient, taken on the sphere's tangent space (g - <g, u> u per row: what
 reaches z through the normalisation), ||g - g64|| / ||g64|| (Frobenius) and max |g - g64| / max |g64|.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,21 @@ QUICK_N, QUICK_DIMS = 256, (128, 512)
 EMBEDDINGS = ("near-orthogonal", "partly-collapsed")
 PRECISIONS = ("float32", "tf32", "bf16", "fp16", "bf16-out", "fp16-out")
 KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
-CSV_FIELDS = ("suite", "n", "q", "embeddings", "precision", "device", "r_float64", "r", "r_rel_err",
-              "r_offdiag_rel_err", "grad_rel_err_fro", "grad_rel_err_max", "seconds")
+CSV_FIELDS = (
+    "suite",
+    "n",
+    "q",
+    "embeddings",
+    "precision",
+    "device",
+    "r_float64",
+    "r",
+    "r_rel_err",
+    "r_offdiag_rel_err",
+    "grad_rel_err_fro",
+    "grad_rel_err_max",
+    "seconds",
+)
 _OUT_TYPES = {"bf16-out": torch.bfloat16, "fp16-out": torch.float16}
 
 
@@ -64,7 +78,7 @@ def embeddings(kind: str, n: int, q: int, seed: int = 0) -> torch.Tensor:
     if kind == "partly-collapsed":
         rank = 32
         mean = torch.nn.functional.normalize(torch.randn(q, generator=g, dtype=torch.float64), dim=0)
-        basis = torch.linalg.qr(torch.randn(q, rank, generator=g, dtype=torch.float64))[0]   # (q, rank)
+        basis = torch.linalg.qr(torch.randn(q, rank, generator=g, dtype=torch.float64))[0]  # (q, rank)
         low_rank = torch.randn(n, rank, generator=g, dtype=torch.float64) / math.sqrt(rank) @ basis.T
         noise = torch.randn(n, q, generator=g, dtype=torch.float64) / math.sqrt(q)
         return 0.7 * mean + low_rank + 0.3 * noise
@@ -109,22 +123,53 @@ def run_cell(n: int, q: int, kind: str, precisions, device: torch.device) -> lis
         gram, r = low_precision_gram(u32, precision)
         value, grad = regulariser_and_gradient(r, gram, q)
         diff = tangent(grad, u32).double() - g64
-        rows.append({
-            "suite": "precision", "n": n, "q": q, "embeddings": kind, "precision": precision, "device": str(device),
-            "r_float64": r64.item(), "r": value.item(), "r_rel_err": abs(value.item() - r64.item()) / abs(r64.item()),
-            "r_offdiag_rel_err": abs(value.item() - r64.item()) / abs(off_diagonal),
-            "grad_rel_err_fro": diff.norm().item() / g64_norm, "grad_rel_err_max": diff.abs().max().item() / g64_max,
-            "seconds": time.perf_counter() - start,
-        })
+        rows.append(
+            {
+                "suite": "precision",
+                "n": n,
+                "q": q,
+                "embeddings": kind,
+                "precision": precision,
+                "device": str(device),
+                "r_float64": r64.item(),
+                "r": value.item(),
+                "r_rel_err": abs(value.item() - r64.item()) / abs(r64.item()),
+                "r_offdiag_rel_err": abs(value.item() - r64.item()) / abs(off_diagonal),
+                "grad_rel_err_fro": diff.norm().item() / g64_norm,
+                "grad_rel_err_max": diff.abs().max().item() / g64_max,
+                "seconds": time.perf_counter() - start,
+            }
+        )
     return rows
 
 
 def table(rows: list) -> str:
-    body = [(r["embeddings"], r["q"], r["precision"], f"{r['r_float64']:.6g}", f"{r['r_rel_err']:.1e}",
-             f"{r['r_offdiag_rel_err']:.1e}", f"{r['grad_rel_err_fro']:.1e}", f"{r['grad_rel_err_max']:.1e}")
-            for r in rows]
-    return common.format_table(("embeddings", "q", "Gram", "R (float64)", "R rel err", "off-diag rel err",
-                                "grad rel err (Frobenius)", "grad rel err (max)"), body)
+    body = [
+        (
+            r["embeddings"],
+            r["q"],
+            r["precision"],
+            f"{r['r_float64']:.6g}",
+            f"{r['r_rel_err']:.1e}",
+            f"{r['r_offdiag_rel_err']:.1e}",
+            f"{r['grad_rel_err_fro']:.1e}",
+            f"{r['grad_rel_err_max']:.1e}",
+        )
+        for r in rows
+    ]
+    return common.format_table(
+        (
+            "embeddings",
+            "q",
+            "Gram",
+            "R (float64)",
+            "R rel err",
+            "off-diag rel err",
+            "grad rel err (Frobenius)",
+            "grad rel err (max)",
+        ),
+        body,
+    )
 
 
 def run(args) -> int:
@@ -132,7 +177,7 @@ def run(args) -> int:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda: no CUDA device is available")
-        torch.backends.cuda.matmul.fp32_precision = "ieee"   # the float32 GEMMs must be float32
+        torch.backends.cuda.matmul.fp32_precision = "ieee"  # the float32 GEMMs must be float32
     n, dims = (QUICK_N, QUICK_DIMS) if args.quick else (args.batch, args.dims)
     for key, value in common.machine_info(device).items():
         print(f"{key:>10}: {value}")

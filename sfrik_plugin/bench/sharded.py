@@ -13,6 +13,7 @@ process should drop by W: the table prints the measured ratio gathered / sharded
 On CPU each process gets --threads threads (default: the cores divided among the processes), so
 gathered and sharded use the same hardware.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -33,18 +34,42 @@ HELP = "sharded MMD across processes against the all-gather: per-process time an
 KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 2048)
 QUICK_BATCHES, QUICK_DIMS = (256,), (32,)
-VARIANTS = {"gathered dense": dict(shard=False, impl="dense"), "sharded dense": dict(shard=True, impl="dense"),
-            "gathered tiled": dict(shard=False, impl="tiled"), "sharded tiled": dict(shard=True, impl="tiled")}
-CSV_FIELDS = ("suite", "world_size", "n", "q", "dtype", "device", "variant", "threads", "ms_median", "ms_min",
-              "repeats", "peak_extra_mib", "gathered_over_sharded")
+VARIANTS = {
+    "gathered dense": dict(shard=False, impl="dense"),
+    "sharded dense": dict(shard=True, impl="dense"),
+    "gathered tiled": dict(shard=False, impl="tiled"),
+    "sharded tiled": dict(shard=True, impl="tiled"),
+}
+CSV_FIELDS = (
+    "suite",
+    "world_size",
+    "n",
+    "q",
+    "dtype",
+    "device",
+    "variant",
+    "threads",
+    "ms_median",
+    "ms_min",
+    "repeats",
+    "peak_extra_mib",
+    "gathered_over_sharded",
+)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--world-size", type=common.positive_int, default=2, help="processes (W)")
-    parser.add_argument("--threads", type=common.positive_int, default=None,
-                        help="CPU threads per process (default: cores // W)")
-    parser.add_argument("--batches", type=common.positive_int, nargs="+", default=list(DEFAULT_BATCHES),
-                        metavar="N", help="global batch sizes (multiples of W)")
+    parser.add_argument(
+        "--threads", type=common.positive_int, default=None, help="CPU threads per process (default: cores // W)"
+    )
+    parser.add_argument(
+        "--batches",
+        type=common.positive_int,
+        nargs="+",
+        default=list(DEFAULT_BATCHES),
+        metavar="N",
+        help="global batch sizes (multiples of W)",
+    )
     parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     common.add_common_arguments(parser)
@@ -58,7 +83,7 @@ def _slowest(ms: float, device) -> float:
 
 def _time_variant(options: dict, z: torch.Tensor, repeats: int) -> list:
     times = []
-    for run in range(repeats + 1):                         # run 0 warms up
+    for run in range(repeats + 1):  # run 0 warms up
         z.grad = None
         dist.barrier()
         common.synchronize(z.device)
@@ -78,8 +103,13 @@ def _worker(rank: int, world: int, port: int, config: dict, out_path: str) -> No
     else:
         torch.set_num_threads(config["threads"])
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(minutes=10))
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(minutes=10),
+    )
     rows = []
     try:
         dtype = common.DTYPES[config["dtype"]]
@@ -87,24 +117,37 @@ def _worker(rank: int, world: int, port: int, config: dict, out_path: str) -> No
             for q in config["dims"]:
                 generator = torch.Generator().manual_seed(n + q)
                 full = torch.randn(n, q, generator=generator, dtype=dtype)
-                z = full[rank * n // world:(rank + 1) * n // world].to(device).requires_grad_()
+                z = full[rank * n // world : (rank + 1) * n // world].to(device).requires_grad_()
                 for name, options in VARIANTS.items():
                     times = _time_variant(options, z, config["repeats"])
                     z.grad = None
                     peak = common.peak_extra_bytes(
-                        lambda leaf: mmd_uniform(leaf, KERNEL_WEIGHTS, gather_distributed=True, **options), z)
+                        lambda leaf: mmd_uniform(leaf, KERNEL_WEIGHTS, gather_distributed=True, **options), z
+                    )
                     z.grad = None
-                    rows.append({"suite": "sharded", "world_size": world, "n": n, "q": q, "dtype": config["dtype"],
-                                 "device": str(device.type), "variant": name, "threads": config["threads"],
-                                 "ms_median": common.median(times), "ms_min": min(times), "repeats": len(times),
-                                 "peak_extra_mib": peak / 2**20})
+                    rows.append(
+                        {
+                            "suite": "sharded",
+                            "world_size": world,
+                            "n": n,
+                            "q": q,
+                            "dtype": config["dtype"],
+                            "device": str(device.type),
+                            "variant": name,
+                            "threads": config["threads"],
+                            "ms_median": common.median(times),
+                            "ms_min": min(times),
+                            "repeats": len(times),
+                            "peak_extra_mib": peak / 2**20,
+                        }
+                    )
         if rank == 0:
             with open(out_path, "w") as f:
                 json.dump(rows, f)
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    common.exit_without_teardown()   # rank 0 wrote the rows
+    common.exit_without_teardown()  # rank 0 wrote the rows
 
 
 def run(args) -> int:
@@ -117,8 +160,14 @@ def run(args) -> int:
     if bad:
         raise SystemExit(f"--batches must be multiples of --world-size {world}, got {bad}")
     threads = args.threads or max(1, (os.cpu_count() or 1) // world)
-    config = {"device": device.type, "dtype": args.dtype, "batches": list(batches), "dims": list(dims),
-              "repeats": args.repeats or 3, "threads": threads}
+    config = {
+        "device": device.type,
+        "dtype": args.dtype,
+        "batches": list(batches),
+        "dims": list(dims),
+        "repeats": args.repeats or 3,
+        "threads": threads,
+    }
     for key, value in common.machine_info(device).items():
         print(f"{key:>10}: {value}")
     print(f"{world} processes, {threads} thread(s) each" if device.type == "cpu" else f"{world} processes")
@@ -130,15 +179,38 @@ def run(args) -> int:
     for row in rows:
         mode, impl = row["variant"].split()
         if mode == "sharded":
-            gathered = next(r for r in rows if (r["n"], r["q"], r["variant"]) == (row["n"], row["q"], f"gathered {impl}"))
+            gathered = next(
+                r for r in rows if (r["n"], r["q"], r["variant"]) == (row["n"], row["q"], f"gathered {impl}")
+            )
             row["gathered_over_sharded"] = gathered["ms_median"] / row["ms_median"]
-    body = [(r["variant"], r["n"], r["q"], f"{r['ms_median']:.1f}", f"{r['peak_extra_mib']:.1f}",
-             f"{r['gathered_over_sharded']:.2f}" if "gathered_over_sharded" in r else "") for r in rows]
+    body = [
+        (
+            r["variant"],
+            r["n"],
+            r["q"],
+            f"{r['ms_median']:.1f}",
+            f"{r['peak_extra_mib']:.1f}",
+            f"{r['gathered_over_sharded']:.2f}" if "gathered_over_sharded" in r else "",
+        )
+        for r in rows
+    ]
     print()
-    print(common.format_table(("variant", "N (global)", "q", "ms fwd+bwd per process", "peak extra MiB (rank 0)",
-                               f"gathered / sharded (W = {world})"), body))
-    common.write_outputs(args, CSV_FIELDS, rows, plot,
-                         f"MMD per process, {world} processes, {common.device_name(device)}, {args.dtype}")
+    print(
+        common.format_table(
+            (
+                "variant",
+                "N (global)",
+                "q",
+                "ms fwd+bwd per process",
+                "peak extra MiB (rank 0)",
+                f"gathered / sharded (W = {world})",
+            ),
+            body,
+        )
+    )
+    common.write_outputs(
+        args, CSV_FIELDS, rows, plot, f"MMD per process, {world} processes, {common.device_name(device)}, {args.dtype}"
+    )
     return 0
 
 
@@ -149,7 +221,9 @@ def plot(rows: list, path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cells)), 4.5))
     width = 0.8 / len(VARIANTS)
     for i, name in enumerate(VARIANTS):
-        values = [next(r["ms_median"] for r in rows if (r["n"], r["q"], r["variant"]) == (n, q, name)) for n, q in cells]
+        values = [
+            next(r["ms_median"] for r in rows if (r["n"], r["q"], r["variant"]) == (n, q, name)) for n, q in cells
+        ]
         ax.bar([c + (i - (len(VARIANTS) - 1) / 2) * width for c in range(len(cells))], values, width, label=name)
     ax.set_xticks(range(len(cells)), [f"N = {n}\nq = {q}" for n, q in cells])
     ax.set(yscale="log", ylabel="ms, forward + backward, per process")

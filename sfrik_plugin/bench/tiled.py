@@ -17,11 +17,11 @@ The large cell runs only the tiled variant when the dense one's predicted memory
 the skip is printed. --loss adds the two-view SFRIK loss (sfrik_loss_terms) dense against tiled,
 the evidence behind impl="auto"; --tiles T.. times the tiled operator per tile size.
 """
+
 from __future__ import annotations
 
 import math
 import resource
-from typing import Dict, List
 
 import torch
 
@@ -39,24 +39,58 @@ QUICK_BATCHES, QUICK_DIMS, QUICK_LARGE = (300, 700), (64,), (3000, 32)
 WITHIN_TARGET, WITHIN_BATCHES = 1.3, (2048, 8192)
 SYMMETRY_TARGET, SYMMETRY_CELL = 1.6, (4096, 8192)
 IMPLS = ("dense", "tiled-all", "tiled")
-CSV_FIELDS = ("suite", "n", "q", "dtype", "device", "what", "impl", "tile", "status", "forward_ms",
-              "forward_backward_ms", "repeats", "peak_extra_mib", "forward_speedup_vs_dense",
-              "forward_backward_ratio_to_dense", "peak_rss_mib")
+CSV_FIELDS = (
+    "suite",
+    "n",
+    "q",
+    "dtype",
+    "device",
+    "what",
+    "impl",
+    "tile",
+    "status",
+    "forward_ms",
+    "forward_backward_ms",
+    "repeats",
+    "peak_extra_mib",
+    "forward_speedup_vs_dense",
+    "forward_backward_ratio_to_dense",
+    "peak_rss_mib",
+)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--batches", type=common.positive_int, nargs="+", default=list(DEFAULT_BATCHES), metavar="N")
     parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
-    parser.add_argument("--large", type=common.positive_int, nargs=2, default=[LARGE_N, LARGE_Q], metavar=("N", "Q"),
-                        help="the memory cell (default: 65536 256)")
+    parser.add_argument(
+        "--large",
+        type=common.positive_int,
+        nargs=2,
+        default=[LARGE_N, LARGE_Q],
+        metavar=("N", "Q"),
+        help="the memory cell (default: 65536 256)",
+    )
     parser.add_argument("--no-large", action="store_true", help="skip the memory cell")
-    parser.add_argument("--tile-size", type=common.positive_int, default=None,
-                        help="rows per tile (default: the package's, 512 on CPU, 4096 on CUDA)")
-    parser.add_argument("--tiles", type=common.positive_int, nargs="*", default=[],
-                        help="also time the tiled operator at these tile sizes (at the symmetry cell)")
+    parser.add_argument(
+        "--tile-size",
+        type=common.positive_int,
+        default=None,
+        help="rows per tile (default: the package's, 512 on CPU, 4096 on CUDA)",
+    )
+    parser.add_argument(
+        "--tiles",
+        type=common.positive_int,
+        nargs="*",
+        default=[],
+        help="also time the tiled operator at these tile sizes (at the symmetry cell)",
+    )
     parser.add_argument("--loss", action="store_true", help="also the two-view SFRIK loss, dense against tiled")
-    parser.add_argument("--memory-fraction", type=float, default=0.6,
-                        help="skip the dense path where its predicted peak exceeds this fraction of available memory")
+    parser.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=0.6,
+        help="skip the dense path where its predicted peak exceeds this fraction of available memory",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     common.add_common_arguments(parser)
 
@@ -64,9 +98,11 @@ def add_arguments(parser) -> None:
 def regulariser(impl: str, tile: int):
     """z -> R(z) computed as `impl`."""
     if impl == "tiled-all":
+
         def tiled_all(z):
             u = _to_sphere(z)
             return gram_series_sum(u, u, [0.0, *KERNEL_WEIGHTS], z.shape[1], tile) / z.shape[0] ** 2
+
         return tiled_all
     return lambda z: mmd_uniform(z, KERNEL_WEIGHTS, impl=impl, tile_size=tile)
 
@@ -84,10 +120,11 @@ def forward_only(fn, leaf):
     def call():
         with torch.no_grad():
             fn(leaf)
+
     return call
 
 
-def measure(steps: Dict[str, object], leaf: torch.Tensor, repeats: int) -> Dict[str, dict]:
+def measure(steps: dict[str, object], leaf: torch.Tensor, repeats: int) -> dict[str, dict]:
     """name -> forward ms, forward + backward ms (medians) and peak extra MiB of forward + backward."""
     fwd = common.time_calls_round_robin({k: forward_only(f, leaf) for k, f in steps.items()}, leaf.device, repeats)
     both = common.time_steps_round_robin(steps, leaf, repeats)
@@ -95,21 +132,39 @@ def measure(steps: Dict[str, object], leaf: torch.Tensor, repeats: int) -> Dict[
     for name, step in steps.items():
         peak = common.peak_extra_bytes(step, leaf)
         leaf.grad = None
-        out[name] = dict(forward_ms=common.median(fwd[name]), forward_backward_ms=common.median(both[name]),
-                         repeats=repeats, peak_extra_mib=peak / 2**20, status="ok")
+        out[name] = dict(
+            forward_ms=common.median(fwd[name]),
+            forward_backward_ms=common.median(both[name]),
+            repeats=repeats,
+            peak_extra_mib=peak / 2**20,
+            status="ok",
+        )
     return out
 
 
-def run_cell(n: int, q: int, args, device, dtype, tile: int, impls=IMPLS) -> List[dict]:
-    base = {"suite": "tiled", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "what": "mmd_uniform",
-            "tile": tile}
+def run_cell(n: int, q: int, args, device, dtype, tile: int, impls=IMPLS) -> list[dict]:
+    base = {
+        "suite": "tiled",
+        "n": n,
+        "q": q,
+        "dtype": args.dtype,
+        "device": str(device),
+        "what": "mmd_uniform",
+        "tile": tile,
+    }
     element = torch.finfo(dtype).bits // 8
     rows, steps = [], {}
     for impl in impls:
         need = dense_bytes(n, element) if impl == "dense" else 0
         if need > args.memory_fraction * available_bytes(device):
-            rows.append({**base, "impl": impl, "status": f"skipped: needs ~{need / 2**30:.0f} GiB "
-                                                         f"({available_bytes(device) / 2**30:.0f} GiB available)"})
+            rows.append(
+                {
+                    **base,
+                    "impl": impl,
+                    "status": f"skipped: needs ~{need / 2**30:.0f} GiB "
+                    f"({available_bytes(device) / 2**30:.0f} GiB available)",
+                }
+            )
         else:
             steps[impl] = regulariser(impl, tile)
             rows.append({**base, "impl": impl})
@@ -125,66 +180,125 @@ def run_cell(n: int, q: int, args, device, dtype, tile: int, impls=IMPLS) -> Lis
     return rows
 
 
-def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> List[dict]:
+def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> list[dict]:
     """The two-view SFRIK loss (invariance + both views' R), dense (fused) against tiled."""
     generator = torch.Generator().manual_seed(n)
     z1 = torch.randn(n, q, generator=generator, dtype=dtype)
     leaf = torch.stack([z1, z1 + 0.5 * torch.randn(n, q, generator=generator, dtype=dtype)]).to(device)
     leaf.requires_grad_()
-    steps = {impl: (lambda z, impl=impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=tile,
-                                                          gather_distributed=False).loss)
-             for impl in ("dense", "tiled")}
+    steps = {
+        impl: (
+            lambda z, impl=impl: (
+                sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=tile, gather_distributed=False).loss
+            )
+        )
+        for impl in ("dense", "tiled")
+    }
     results = measure(steps, leaf, args.repeats or 3)
-    rows = [{"suite": "tiled", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "what": "sfrik_loss",
-             "impl": impl, "tile": tile, **results[impl]} for impl in steps]
+    rows = [
+        {
+            "suite": "tiled",
+            "n": n,
+            "q": q,
+            "dtype": args.dtype,
+            "device": str(device),
+            "what": "sfrik_loss",
+            "impl": impl,
+            "tile": tile,
+            **results[impl],
+        }
+        for impl in steps
+    ]
     for row in rows:
         row["forward_speedup_vs_dense"] = results["dense"]["forward_ms"] / row["forward_ms"]
         row["forward_backward_ratio_to_dense"] = row["forward_backward_ms"] / results["dense"]["forward_backward_ms"]
     return rows
 
 
-def table(rows: List[dict]) -> str:
+def table(rows: list[dict]) -> str:
     def fmt(row, key, spec):
         value = row.get(key)
         return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
-    body = [(r["what"], r["n"], r["q"], r["impl"], r["tile"], fmt(r, "forward_ms", ".1f"),
-             fmt(r, "forward_speedup_vs_dense", ".2f"), fmt(r, "forward_backward_ms", ".1f"),
-             fmt(r, "forward_backward_ratio_to_dense", ".2f"), fmt(r, "peak_extra_mib", ".1f"),
-             r["status"] if r["status"] != "ok" else "") for r in rows]
-    return common.format_table(("what", "n", "q", "impl", "tile", "fwd ms", "fwd speed-up", "fwd+bwd ms",
-                                "fwd+bwd / dense", "peak extra MiB", "note"), body)
+    body = [
+        (
+            r["what"],
+            r["n"],
+            r["q"],
+            r["impl"],
+            r["tile"],
+            fmt(r, "forward_ms", ".1f"),
+            fmt(r, "forward_speedup_vs_dense", ".2f"),
+            fmt(r, "forward_backward_ms", ".1f"),
+            fmt(r, "forward_backward_ratio_to_dense", ".2f"),
+            fmt(r, "peak_extra_mib", ".1f"),
+            r["status"] if r["status"] != "ok" else "",
+        )
+        for r in rows
+    ]
+    return common.format_table(
+        (
+            "what",
+            "n",
+            "q",
+            "impl",
+            "tile",
+            "fwd ms",
+            "fwd speed-up",
+            "fwd+bwd ms",
+            "fwd+bwd / dense",
+            "peak extra MiB",
+            "note",
+        ),
+        body,
+    )
 
 
-def verdicts(rows: List[dict], large) -> List[str]:
+def verdicts(rows: list[dict], large) -> list[str]:
     lines = []
     for n in WITHIN_BATCHES:
-        cells = [r for r in rows if r["what"] == "mmd_uniform" and r["n"] == n and r["impl"] == "tiled"
-                 and "forward_backward_ratio_to_dense" in r]
+        cells = [
+            r
+            for r in rows
+            if r["what"] == "mmd_uniform"
+            and r["n"] == n
+            and r["impl"] == "tiled"
+            and "forward_backward_ratio_to_dense" in r
+        ]
         for r in cells:
             ok = r["forward_backward_ratio_to_dense"] <= WITHIN_TARGET
-            lines.append(f"fwd+bwd tiled / dense at n = {n}, q = {r['q']}: {r['forward_backward_ratio_to_dense']:.2f} "
-                         f"(need <= {WITHIN_TARGET}): {'PASS' if ok else 'FAIL'}")
+            lines.append(
+                f"fwd+bwd tiled / dense at n = {n}, q = {r['q']}: {r['forward_backward_ratio_to_dense']:.2f} "
+                f"(need <= {WITHIN_TARGET}): {'PASS' if ok else 'FAIL'}"
+            )
         if not cells:
             lines.append(f"n = {n}: not in the grid")
     n, q = SYMMETRY_CELL
-    cell = [r for r in rows if (r["what"], r["n"], r["q"], r["impl"]) == ("mmd_uniform", n, q, "tiled")
-            and "forward_speedup_vs_dense" in r]
+    cell = [
+        r
+        for r in rows
+        if (r["what"], r["n"], r["q"], r["impl"]) == ("mmd_uniform", n, q, "tiled") and "forward_speedup_vs_dense" in r
+    ]
     if cell:
         s = cell[0]["forward_speedup_vs_dense"]
-        lines.append(f"forward speed-up of the symmetric tiled path over dense at n = {n}, q = {q}: {s:.2f}x "
-                     f"(need >= {SYMMETRY_TARGET}): {'PASS' if s >= SYMMETRY_TARGET else 'FAIL'}; fwd+bwd "
-                     f"{1 / cell[0]['forward_backward_ratio_to_dense']:.2f}x (bound 2 / 1.5 = 1.33x: the "
-                     f"gradient psi'(G) u costs a full n^2 q product whatever the symmetry)")
+        lines.append(
+            f"forward speed-up of the symmetric tiled path over dense at n = {n}, q = {q}: {s:.2f}x "
+            f"(need >= {SYMMETRY_TARGET}): {'PASS' if s >= SYMMETRY_TARGET else 'FAIL'}; fwd+bwd "
+            f"{1 / cell[0]['forward_backward_ratio_to_dense']:.2f}x (bound 2 / 1.5 = 1.33x: the "
+            f"gradient psi'(G) u costs a full n^2 q product whatever the symmetry)"
+        )
     else:
         lines.append(f"n = {n}, q = {q}: not in the grid")
     if large:
         r = large
         if r.get("status") == "ok":
-            lines.append(f"n = {r['n']}, q = {r['q']}: tiled fwd+bwd ran in {r['forward_backward_ms'] / 1e3:.1f} s, "
-                         f"peak extra {r['peak_extra_mib']:.0f} MiB (profiler), process peak RSS over the cell "
-                         f"{r['peak_rss_mib'] / 1024:.2f} GiB (torch and the libraries included); one dense n x n float32 matrix: "
-                         f"{r['n'] ** 2 * 4 / 2**30:.0f} GiB: PASS")
+            lines.append(
+                f"n = {r['n']}, q = {r['q']}: tiled fwd+bwd ran in {r['forward_backward_ms'] / 1e3:.1f} s, "
+                f"peak extra {r['peak_extra_mib']:.0f} MiB (profiler), process peak RSS over the cell "
+                f"{r['peak_rss_mib'] / 1024:.2f} GiB (torch and the libraries included); "
+                "one dense n x n float32 matrix: "
+                f"{r['n'] ** 2 * 4 / 2**30:.0f} GiB: PASS"
+            )
         else:
             lines.append(f"n = {r['n']}, q = {r['q']}: tiled did not run ({r.get('status')}): FAIL")
     return lines
@@ -212,13 +326,25 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def tile_sweep(args, device, dtype) -> List[dict]:
+def tile_sweep(args, device, dtype) -> list[dict]:
     n, q = (QUICK_BATCHES[-1], QUICK_DIMS[0]) if args.quick else SYMMETRY_CELL
     leaf = leaf_for(n, q, dtype, device)
     steps = {f"tile {t}": regulariser("tiled", t) for t in args.tiles}
     results = measure(steps, leaf, args.repeats or 3)
-    return [{"suite": "tiled", "n": n, "q": q, "dtype": args.dtype, "device": str(device), "what": "tile sweep",
-             "impl": "tiled", "tile": t, **results[f"tile {t}"]} for t in args.tiles]
+    return [
+        {
+            "suite": "tiled",
+            "n": n,
+            "q": q,
+            "dtype": args.dtype,
+            "device": str(device),
+            "what": "tile sweep",
+            "impl": "tiled",
+            "tile": t,
+            **results[f"tile {t}"],
+        }
+        for t in args.tiles
+    ]
 
 
 def run(args) -> int:
@@ -257,19 +383,22 @@ def run(args) -> int:
     print()
     for line in verdicts(rows, large):
         print(line)
-    common.write_outputs(args, CSV_FIELDS, rows, plot,
-                         f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}")
+    common.write_outputs(
+        args, CSV_FIELDS, rows, plot, f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}"
+    )
     return 0
 
 
-def plot(rows: List[dict], path: str, title: str) -> None:
+def plot(rows: list[dict], path: str, title: str) -> None:
     """Forward and forward + backward time against n, one line per impl and q."""
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     data = [r for r in rows if r["what"] == "mmd_uniform" and r.get("status") == "ok"]
-    for ax, key, label in ((axes[0], "forward_ms", "ms, forward"), (axes[1], "forward_backward_ms",
-                                                                     "ms, forward + backward"),
-                           (axes[2], "peak_extra_mib", "peak extra MiB (fwd + bwd)")):
+    for ax, key, label in (
+        (axes[0], "forward_ms", "ms, forward"),
+        (axes[1], "forward_backward_ms", "ms, forward + backward"),
+        (axes[2], "peak_extra_mib", "peak extra MiB (fwd + bwd)"),
+    ):
         for i, impl in enumerate(IMPLS):
             for j, q in enumerate(sorted({r["q"] for r in data})):
                 points = sorted((r["n"], r[key]) for r in data if r["impl"] == impl and r["q"] == q)

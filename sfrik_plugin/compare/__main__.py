@@ -1,4 +1,5 @@
 """python -m sfrik_plugin.compare (= sfrik-compare)."""
+
 from sfrik_plugin.compare import main
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ put a callback in front of solo's own callbacks, and after fit it reports
 Only the process that runs the probe reports: with DDP, Lightning starts the other ranks as
 plain `python <script>`, so the numbers are rank 0's.
 """
+
 import argparse
 import json
 import os
@@ -27,8 +28,8 @@ import resource
 import runpy
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 
 def _peak_rss_mib(who: int) -> float:
@@ -51,7 +52,7 @@ def make_callback():
 
     class EpochTimer(Callback):
         def __init__(self) -> None:
-            self.epoch_seconds: List[float] = []
+            self.epoch_seconds: list[float] = []
             self._epoch_start = self._val_start = None
             self._val_seconds = 0.0
 
@@ -109,7 +110,7 @@ def install(report_path: Path) -> None:
 
     def fit(trainer, *args, **kwargs):
         timer = make_callback()
-        trainer.callbacks.insert(0, timer)    # first: solo's checkpoint save is not timed
+        trainer.callbacks.insert(0, timer)  # first: solo's checkpoint save is not timed
         result = original_fit(trainer, *args, **kwargs)
         if trainer.is_global_zero:
             report_path.write_text(json.dumps(trainer_report(trainer, timer), indent=1))
@@ -118,9 +119,12 @@ def install(report_path: Path) -> None:
     Trainer.fit = fit
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sfrik_plugin.compare.probe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sfrik_plugin.compare.probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--report", required=True, type=Path, help="JSON file written after the fit")
     parser.add_argument("script", help="the solo-learn script, e.g. main_pretrain.py")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")

@@ -4,9 +4,10 @@ training step: per-image PIL transforms keep 2 CPU cores busy with data instead 
 Each image of a batch gets its own random resized crop (one torchvision roi_align call for the
 whole batch), horizontal flip, brightness/contrast (and, for colour images, saturation and
 grayscale) jitter: the SimCLR / VICReg recipe for small images, without blur."""
+
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,9 +15,19 @@ from torchvision.ops import roi_align
 
 
 class BatchAugment(nn.Module):
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], *,
-                 scale: Tuple[float, float] = (0.2, 1.0), ratio: Tuple[float, float] = (3 / 4, 4 / 3),
-                 jitter: float = 0.4, jitter_p: float = 0.8, grayscale_p: float = 0.2, flip_p: float = 0.5):
+    def __init__(
+        self,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        scale: tuple[float, float] = (0.2, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        jitter: float = 0.4,
+        jitter_p: float = 0.8,
+        grayscale_p: float = 0.2,
+        flip_p: float = 0.5,
+    ):
         super().__init__()
         self.size, self.scale, self.ratio = size, scale, ratio
         self.jitter, self.jitter_p, self.grayscale_p, self.flip_p = jitter, jitter_p, grayscale_p, flip_p
@@ -49,17 +60,17 @@ class BatchAugment(nn.Module):
     def _color_jitter(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
 
-        def factor():   # per-image factor in [1 - jitter, 1 + jitter], 1 where jitter is not applied
+        def factor():  # per-image factor in [1 - jitter, 1 + jitter], 1 where jitter is not applied
             f = torch.empty(n, 1, 1, 1, device=x.device).uniform_(1 - self.jitter, 1 + self.jitter)
             return torch.where(apply, f, torch.ones_like(f))
 
         apply = torch.rand(n, 1, 1, 1, device=x.device) < self.jitter_p
-        x = x * factor()                                              # brightness
+        x = x * factor()  # brightness
         grey = self._grey(x)
-        x = (x - grey.mean((2, 3), keepdim=True)) * factor() + grey.mean((2, 3), keepdim=True)   # contrast
+        x = (x - grey.mean((2, 3), keepdim=True)) * factor() + grey.mean((2, 3), keepdim=True)  # contrast
         if c == 3:
             grey = self._grey(x)
-            x = (x - grey) * factor() + grey                          # saturation
+            x = (x - grey) * factor() + grey  # saturation
             to_grey = torch.rand(n, 1, 1, 1, device=x.device) < self.grayscale_p
             x = torch.where(to_grey, self._grey(x).expand_as(x), x)
         return x.clamp_(0, 1)

@@ -5,6 +5,7 @@ linear probe and weighted kNN on the test split), one shared protocol and seed f
   sfrik-demo --long --out runs/    # the longer setting recorded in BENCHMARKS.md
   sfrik-demo --arch resnet18 --width 64 --epochs 100 --train-size 0 --accelerator gpu   # a GPU run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,6 @@ import math
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import torch
 
@@ -30,10 +30,10 @@ class Setting:
     arch: str
     width: int
     epochs: int
-    train_size: int        # images used for pretraining (a fixed random subset; 0 = all)
-    probe_size: int        # training images the linear probe and the kNN bank use (0 = all)
+    train_size: int  # images used for pretraining (a fixed random subset; 0 = all)
+    probe_size: int  # training images the linear probe and the kNN bank use (0 = all)
     batch_size: int = 256
-    proj_dim: int = 1024   # projector hidden and output width (q), the same for every method
+    proj_dim: int = 1024  # projector hidden and output width (q), the same for every method
     lr: float = 5e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
@@ -69,26 +69,44 @@ def positive_float(text: str) -> float:
     return value
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sfrik-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sfrik-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--quick", dest="setting", action="store_const", const="quick",
-                       help=f"the default: {SETTINGS['quick']}")
-    which.add_argument("--long", dest="setting", action="store_const", const="long",
-                       help=f"the longer setting: {SETTINGS['long']}")
+    which.add_argument(
+        "--quick", dest="setting", action="store_const", const="quick", help=f"the default: {SETTINGS['quick']}"
+    )
+    which.add_argument(
+        "--long", dest="setting", action="store_const", const="long", help=f"the longer setting: {SETTINGS['long']}"
+    )
     parser.set_defaults(setting="quick")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="methods to pretrain (the random encoder is always evaluated)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="methods to pretrain (the random encoder is always evaluated)",
+    )
     parser.add_argument("--dataset", choices=datasets.DATASETS, default="fashion-mnist")
-    parser.add_argument("--data-dir", help=f"dataset root (default {datasets.DEFAULT_DATA_DIR}); "
-                                           "for --dataset folder: class subfolders, or train/ and test/")
-    parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="never let torchvision download a dataset that is not there")
+    parser.add_argument(
+        "--data-dir",
+        help=f"dataset root (default {datasets.DEFAULT_DATA_DIR}); "
+        "for --dataset folder: class subfolders, or train/ and test/",
+    )
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="never let torchvision download a dataset that is not there",
+    )
     parser.add_argument("--image-size", type=positive_int, default=32, help="image size for --dataset folder")
-    parser.add_argument("--validation", action="store_true",
-                        help="evaluate on a held-out sixth of the training split instead of the test split "
-                             "(to choose hyper-parameters)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="evaluate on a held-out sixth of the training split instead of the test split "
+        "(to choose hyper-parameters)",
+    )
     parser.add_argument("--out", help="write results.csv, results.png and run.json into this folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
@@ -116,38 +134,71 @@ def resolve_setting(args: argparse.Namespace) -> Setting:
 
 
 def train_config(setting: Setting) -> TrainConfig:
-    return TrainConfig(arch=setting.arch, width=setting.width, epochs=setting.epochs, batch_size=setting.batch_size,
-                       proj_dim=setting.proj_dim, lr=setting.lr, weight_decay=setting.weight_decay,
-                       warmup_epochs=setting.warmup_epochs)
+    return TrainConfig(
+        arch=setting.arch,
+        width=setting.width,
+        epochs=setting.epochs,
+        batch_size=setting.batch_size,
+        proj_dim=setting.proj_dim,
+        lr=setting.lr,
+        weight_decay=setting.weight_decay,
+        warmup_epochs=setting.warmup_epochs,
+    )
 
 
 def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> Pretrained:
     """Pretrains one method on the setting's fixed subset of the training images."""
     images = data.train_images[subset(len(data.train_images), setting.train_size, args.seed)]
     hyper_parameters = {"sim_loss_weight": setting.sfrik_sim_weight} if method == "sfrik" else {}
-    return experiment.pretrain(method, images, data.channel_stats, train_config(setting), seed=args.seed,
-                               hyper_parameters=hyper_parameters, accelerator=args.accelerator,
-                               devices=args.devices, precision=args.precision)
+    return experiment.pretrain(
+        method,
+        images,
+        data.channel_stats,
+        train_config(setting),
+        seed=args.seed,
+        hyper_parameters=hyper_parameters,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        precision=args.precision,
+    )
 
 
-def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device) -> Dict[str, float]:
+def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device) -> dict[str, float]:
     probe = subset(len(data.train_images), setting.probe_size, args.seed + 1)
-    return experiment.evaluate(backbone, data.train_images[probe], data.train_labels[probe], data.test_images,
-                               data.test_labels, data.channel_stats, device=device, knn_k=setting.knn_k)
+    return experiment.evaluate(
+        backbone,
+        data.train_images[probe],
+        data.train_labels[probe],
+        data.test_images,
+        data.test_labels,
+        data.channel_stats,
+        device=device,
+        knn_k=setting.knn_k,
+    )
 
 
-def format_results(rows: List[dict]) -> str:
+def format_results(rows: list[dict]) -> str:
     from sfrik_plugin.bench.common import format_table
 
     def cell(value, fmt):
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
-    return format_table(["method", "linear top-1 %", "kNN top-1 %", "s / step", "peak step MiB"],
-                        [[r["method"], cell(r["linear_top1"], ".2f"), cell(r["knn_top1"], ".2f"),
-                          cell(r["sec_per_step"], ".3f"), cell(r["peak_mem_mb"], ".1f")] for r in rows])
+    return format_table(
+        ["method", "linear top-1 %", "kNN top-1 %", "s / step", "peak step MiB"],
+        [
+            [
+                r["method"],
+                cell(r["linear_top1"], ".2f"),
+                cell(r["knn_top1"], ".2f"),
+                cell(r["sec_per_step"], ".3f"),
+                cell(r["peak_mem_mb"], ".1f"),
+            ]
+            for r in rows
+        ],
+    )
 
 
-def plot_results(rows: List[dict], path: Path, title: str) -> None:
+def plot_results(rows: list[dict], path: Path, title: str) -> None:
     from sfrik_plugin.bench.common import pyplot
 
     plt = pyplot()
@@ -170,7 +221,7 @@ def plot_results(rows: List[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setting = resolve_setting(args)
     from sfrik_plugin.bench.common import device_name
@@ -179,10 +230,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
     if args.validation:
         data = data.validation_split(seed=args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-                          else "cpu")
-    title = (f"{data.name}: {setting.arch} (width {setting.width}), {setting.epochs} epochs of "
-             f"{setting.train_size or len(data.train_images)} images, batch {setting.batch_size}, q = {setting.proj_dim}")
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    )
+    title = (
+        f"{data.name}: {setting.arch} (width {setting.width}), {setting.epochs} epochs of "
+        f"{setting.train_size or len(data.train_images)} images, batch {setting.batch_size}, q = {setting.proj_dim}"
+    )
     print(f"sfrik-demo ({args.setting}) on {device_name(device)}\n{title}", flush=True)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -190,19 +244,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = []
     torch.manual_seed(args.seed)
     random_encoder = build_backbone(setting.arch, setting.width, data.channels).to(memory_format=torch.channels_last)
-    rows.append({"method": "random", **evaluate(random_encoder, data, setting, args, device),
-                 "sec_per_step": math.nan, "peak_mem_mb": math.nan})
-    print(f"[1/{len(args.methods) + 1}] random encoder: linear {rows[-1]['linear_top1']:.2f} %, "
-          f"kNN {rows[-1]['knn_top1']:.2f} %", flush=True)
+    rows.append(
+        {
+            "method": "random",
+            **evaluate(random_encoder, data, setting, args, device),
+            "sec_per_step": math.nan,
+            "peak_mem_mb": math.nan,
+        }
+    )
+    print(
+        f"[1/{len(args.methods) + 1}] random encoder: linear {rows[-1]['linear_top1']:.2f} %, "
+        f"kNN {rows[-1]['knn_top1']:.2f} %",
+        flush=True,
+    )
     sources = {}
     for i, method in enumerate(args.methods, start=2):
         print(f"[{i}/{len(args.methods) + 1}] pretraining {method}", flush=True)
         trained = pretrain(method, data, setting, args)
         sources[method] = trained.source
-        rows.append({"method": method, **evaluate(trained.backbone, data, setting, args, device),
-                     "sec_per_step": trained.sec_per_step, "peak_mem_mb": trained.peak_mem_mb})
-        print(f"    {method} ({trained.source}, {trained.minutes:.1f} min): linear {rows[-1]['linear_top1']:.2f} %,"
-              f" kNN {rows[-1]['knn_top1']:.2f} %", flush=True)
+        rows.append(
+            {
+                "method": method,
+                **evaluate(trained.backbone, data, setting, args, device),
+                "sec_per_step": trained.sec_per_step,
+                "peak_mem_mb": trained.peak_mem_mb,
+            }
+        )
+        print(
+            f"    {method} ({trained.source}, {trained.minutes:.1f} min): linear {rows[-1]['linear_top1']:.2f} %,"
+            f" kNN {rows[-1]['knn_top1']:.2f} %",
+            flush=True,
+        )
 
     print("\n" + format_results(rows))
     if args.out:
@@ -211,11 +283,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = Path(args.out)
         write_csv(str(out / "results.csv"), RESULT_FIELDS, rows)
         plot_results(rows, out / "results.png", title)
-        (out / "run.json").write_text(json.dumps(
-            {"setting": args.setting, **asdict(setting), "dataset": data.name, "seed": args.seed,
-             "evaluated_on": "validation split" if args.validation else "test split",
-             "precision": args.precision, "sources": sources, "machine": machine_info(device),
-             "device_name": device_name(device)}, indent=2))
+        (out / "run.json").write_text(
+            json.dumps(
+                {
+                    "setting": args.setting,
+                    **asdict(setting),
+                    "dataset": data.name,
+                    "seed": args.seed,
+                    "evaluated_on": "validation split" if args.validation else "test split",
+                    "precision": args.precision,
+                    "sources": sources,
+                    "machine": machine_info(device),
+                    "device_name": device_name(device),
+                },
+                indent=2,
+            )
+        )
         print(f"wrote {out / 'results.csv'}, {out / 'results.png'}, {out / 'run.json'}")
     return 0
 

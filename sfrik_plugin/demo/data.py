@@ -2,6 +2,7 @@
 dataset-fashion-mnist files when present, else torchvision's download), CIFAR-10 and STL-10
 through torchvision (downloaded unless download=False; a copy already there is used), or any
 image folder. Small datasets in memory keep 2 CPU cores on the network."""
+
 from __future__ import annotations
 
 import functools
@@ -10,22 +11,25 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
 
 import torch
 
 DATASETS = ("fashion-mnist", "cifar10", "stl10", "folder")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 DEFAULT_DATA_DIR = Path(os.environ.get("SFRIK_DATA_DIR", Path.home() / ".cache" / "sfrik-plugin" / "data"))
 
 
 @dataclass
 class ImageData:
     name: str
-    train_images: torch.Tensor      # uint8 (n, c, h, w): self-supervised pretraining and probe training
-    train_labels: torch.Tensor      # int64 (n,)
+    train_images: torch.Tensor  # uint8 (n, c, h, w): self-supervised pretraining and probe training
+    train_labels: torch.Tensor  # int64 (n,)
     test_images: torch.Tensor
     test_labels: torch.Tensor
 
@@ -37,15 +41,20 @@ class ImageData:
     def num_classes(self) -> int:
         return int(torch.cat([self.train_labels, self.test_labels]).max()) + 1
 
-    def validation_split(self, fraction: float = 1 / 6, seed: int = 0) -> "ImageData":
+    def validation_split(self, fraction: float = 1 / 6, seed: int = 0) -> ImageData:
         """The training split cut in two: a fixed random `fraction` becomes the evaluation set and
         the rest the training set, so that hyper-parameters can be chosen without the test split."""
         n = len(self.train_labels)
         held = max(1, round(n * fraction))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         train, val = order[held:].sort().values, order[:held].sort().values
-        return ImageData(f"{self.name} (validation split)", self.train_images[train], self.train_labels[train],
-                         self.train_images[val], self.train_labels[val])
+        return ImageData(
+            f"{self.name} (validation split)",
+            self.train_images[train],
+            self.train_labels[train],
+            self.train_images[val],
+            self.train_labels[val],
+        )
 
     @functools.cached_property
     def channel_stats(self):
@@ -54,7 +63,7 @@ class ImageData:
         return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).tolist()
 
 
-def load(name: str, data_dir: Optional[str] = None, *, download: bool = True, image_size: int = 32) -> ImageData:
+def load(name: str, data_dir: str | None = None, *, download: bool = True, image_size: int = 32) -> ImageData:
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
     root = Path(data_dir) if data_dir else DEFAULT_DATA_DIR
@@ -70,15 +79,14 @@ def load(name: str, data_dir: Optional[str] = None, *, download: bool = True, im
 
 
 def _missing(name: str, root: Path, error: Exception) -> RuntimeError:
-    return RuntimeError(f"{name} is not under {root} and could not be downloaded ({error}); "
-                        f"point --data-dir at a copy")
+    return RuntimeError(f"{name} is not under {root} and could not be downloaded ({error}); point --data-dir at a copy")
 
 
 def _torchvision(name: str, root: Path, make):
     """make() builds a torchvision dataset; a missing copy and a failed download become one clear error."""
     try:
         return make()
-    except (RuntimeError, OSError) as error:     # torchvision: "Dataset not found"; urllib: no network
+    except (RuntimeError, OSError) as error:  # torchvision: "Dataset not found"; urllib: no network
         raise _missing(name, root, error) from None
 
 
@@ -92,16 +100,20 @@ def _fashion_mnist(root: Path, download: bool) -> ImageData:
         for f in FASHION_MNIST_FILES:
             with gzip.open(DEBIAN_FASHION_MNIST / f"{f}.gz", "rb") as src, open(raw / f, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-    train, test = _torchvision("Fashion-MNIST (on Debian: apt-get install dataset-fashion-mnist)", root,
-                               lambda: [FashionMNIST(str(root), train=t, download=download) for t in (True, False)])
+    train, test = _torchvision(
+        "Fashion-MNIST (on Debian: apt-get install dataset-fashion-mnist)",
+        root,
+        lambda: [FashionMNIST(str(root), train=t, download=download) for t in (True, False)],
+    )
     return ImageData("fashion-mnist", train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1), test.targets)
 
 
 def _cifar10(root: Path, download: bool) -> ImageData:
     from torchvision.datasets import CIFAR10
 
-    train, test = _torchvision("CIFAR-10", root,
-                               lambda: [CIFAR10(str(root), train=t, download=download) for t in (True, False)])
+    train, test = _torchvision(
+        "CIFAR-10", root, lambda: [CIFAR10(str(root), train=t, download=download) for t in (True, False)]
+    )
 
     def images(d):
         return torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous()
@@ -112,10 +124,16 @@ def _cifar10(root: Path, download: bool) -> ImageData:
 def _stl10(root: Path, download: bool) -> ImageData:
     from torchvision.datasets import STL10
 
-    train, test = _torchvision("STL-10", root,
-                               lambda: [STL10(str(root), split=s, download=download) for s in ("train", "test")])
-    return ImageData("stl10", torch.from_numpy(train.data), torch.from_numpy(train.labels).long(),
-                     torch.from_numpy(test.data), torch.from_numpy(test.labels).long())
+    train, test = _torchvision(
+        "STL-10", root, lambda: [STL10(str(root), split=s, download=download) for s in ("train", "test")]
+    )
+    return ImageData(
+        "stl10",
+        torch.from_numpy(train.data),
+        torch.from_numpy(train.labels).long(),
+        torch.from_numpy(test.data),
+        torch.from_numpy(test.labels).long(),
+    )
 
 
 def _folder(root: Path, image_size: int) -> ImageData:
@@ -139,7 +157,7 @@ def _folder(root: Path, image_size: int) -> ImageData:
 def _read(folder, image_size: int):
     from torchvision.transforms.v2 import functional as F
 
-    images: List[torch.Tensor] = []
+    images: list[torch.Tensor] = []
     for path, _ in folder.samples:
         image = F.pil_to_tensor(folder.loader(path).convert("RGB"))
         images.append(F.resize(F.center_crop(image, min(image.shape[1:])), [image_size, image_size], antialias=True))

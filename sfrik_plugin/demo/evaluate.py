@@ -1,6 +1,7 @@
 """Evaluation of a frozen encoder: features of the (un-augmented) images, a linear probe trained on
 the training features and a weighted kNN classifier, both scored on the test split (top-1, percent).
 Hyper-parameters are fixed in advance: nothing is tuned on the test split."""
+
 from __future__ import annotations
 
 import torch
@@ -21,16 +22,24 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, mean, std, *, de
     return torch.cat(out)
 
 
-def linear_probe_top1(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                      *, weight_decay: float = 1e-4, max_iter: int = 300) -> float:
+def linear_probe_top1(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    weight_decay: float = 1e-4,
+    max_iter: int = 300,
+) -> float:
     """Multinomial logistic regression on standardised features (full-batch L-BFGS, fixed L2)."""
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
     num_classes = int(torch.cat([train_y, test_y]).max()) + 1
     torch.manual_seed(0)
     probe = nn.Linear(train_x.shape[1], num_classes)
-    optimizer = torch.optim.LBFGS(probe.parameters(), lr=1, max_iter=max_iter, history_size=20,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        probe.parameters(), lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         optimizer.zero_grad()
@@ -44,8 +53,16 @@ def linear_probe_top1(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torc
 
 
 @torch.no_grad()
-def knn_top1(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-             *, k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+def knn_top1(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+) -> float:
     """Weighted kNN on cosine similarity, votes exp(s / T) (Wu et al. 2018; solo-learn's defaults)."""
     train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
     num_classes = int(torch.cat([train_y, test_y]).max()) + 1

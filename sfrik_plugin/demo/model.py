@@ -1,8 +1,9 @@
 """Small ResNets with a CIFAR-style stem (3x3 convolution, stride 1, no max-pool) for 28-96 pixel
 images, built from torchvision's BasicBlock with a configurable base width."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 from torchvision.models.resnet import BasicBlock
@@ -23,13 +24,14 @@ class CifarResNet(nn.Module):
         )
         stages, inplanes = [], width
         for i, num_blocks in enumerate(layers):
-            planes, stride = width * 2 ** i, 1 if i == 0 else 2
+            planes, stride = width * 2**i, 1 if i == 0 else 2
             blocks = []
             for b in range(num_blocks):
                 downsample = None
                 if b == 0 and (stride != 1 or inplanes != planes):
-                    downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
-                                               nn.BatchNorm2d(planes))
+                    downsample = nn.Sequential(
+                        nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                    )
                 blocks.append(BasicBlock(inplanes, planes, stride if b == 0 else 1, downsample))
                 inplanes = planes
             stages.append(nn.Sequential(*blocks))
@@ -38,7 +40,7 @@ class CifarResNet(nn.Module):
         self.features_dim = inplanes
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")   # torchvision's init
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # torchvision's init
 
     def forward(self, x):
         return self.pool(self.stages(self.stem(x)))

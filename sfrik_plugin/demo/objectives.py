@@ -2,9 +2,10 @@
 projections: SFRIK, AUH and SFRIK's loss with the Gaussian or distance kernel (the kernel
 ablation) from this plugin; VICReg, Barlow Twins and SimCLR from solo-learn or lightly (the same
 implementations as the loss benchmark, sfrik_plugin.baselines)."""
+
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from collections.abc import Callable
 
 from sfrik_plugin.baselines import BASELINES, baseline_loss
 from sfrik_plugin.kernels import DistanceKernel, GaussianKernel
@@ -15,7 +16,7 @@ KERNEL_METHODS = ("mmd_gaussian", "mmd_distance")
 ALL_METHODS = (*METHODS, *KERNEL_METHODS)
 
 
-def build_objective(name: str, library: Optional[str] = None, **hyper_parameters) -> Tuple[str, Callable]:
+def build_objective(name: str, library: str | None = None, **hyper_parameters) -> tuple[str, Callable]:
     """(source, loss) for a method name and its hyper-parameters (the loss's keyword arguments;
     for the kernel methods also s or p). library: where the baselines come from (see
     sfrik_plugin.baselines.baseline_loss); the plugin's own losses ignore it."""

@@ -1,5 +1,6 @@
 """Self-supervised pretraining of a backbone + projector with one objective, as a LightningModule,
 and a callback that measures the seconds per training step and the peak memory of one step."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +9,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Iterator, List
+from collections.abc import Callable, Iterator
 
 import lightning as L
 import torch
@@ -21,8 +22,17 @@ class SelfSupervised(L.LightningModule):
     """Two augmented views of each image through backbone and projector, one loss on the two
     projections. AdamW with a linear warm-up and a cosine decay per step (the same for every method)."""
 
-    def __init__(self, backbone: nn.Module, projector: nn.Module, objective: Callable, augment: nn.Module, *,
-                 lr: float, weight_decay: float, warmup_epochs: float):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        projector: nn.Module,
+        objective: Callable,
+        augment: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float,
+        warmup_epochs: float,
+    ):
         super().__init__()
         self.backbone, self.projector, self.augment = backbone, projector, augment
         self.objective = objective
@@ -77,7 +87,7 @@ class StepCost(L.Callback):
 
     def __init__(self, skip: int = 2, measure_at: int = 1):
         self.skip, self.measure_at = skip, measure_at
-        self.times: List[float] = []
+        self.times: list[float] = []
         self.peak_bytes = math.nan
         self._start = 0.0
         self._profiler = None
@@ -93,6 +103,7 @@ class StepCost(L.Callback):
                 torch.cuda.reset_peak_memory_stats(module.device)
             else:
                 from torch.profiler import ProfilerActivity, profile
+
                 self._silence.enter_context(stderr_silenced())
                 self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
                 self._profiler.__enter__()
@@ -102,7 +113,7 @@ class StepCost(L.Callback):
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
         elapsed = time.perf_counter() - self._start
-        step = trainer.global_step - 1          # global_step counts optimiser steps already taken
+        step = trainer.global_step - 1  # global_step counts optimiser steps already taken
         if step == self.measure_at:
             if module.device.type == "cuda":
                 self.peak_bytes = torch.cuda.max_memory_allocated(module.device) - self._baseline
@@ -115,7 +126,7 @@ class StepCost(L.Callback):
             self.times.append(elapsed)
 
     def on_exception(self, trainer, module, exception):
-        self._silence.close()      # never leave stderr silenced for the traceback
+        self._silence.close()  # never leave stderr silenced for the traceback
 
     def teardown(self, trainer, module, stage):
         self._silence.close()
@@ -123,4 +134,3 @@ class StepCost(L.Callback):
     @property
     def seconds_per_step(self) -> float:
         return statistics.median(self.times) if self.times else math.nan
-

@@ -8,6 +8,7 @@ Importing this package does not import solo-learn; SFRIK, AUH and SimCLRShared a
 which needs solo-learn. Inside solo-learn's Hydra scripts the Hydra plugin
 (hydra_plugins.sfrik_plugin) registers them.
 """
+
 from .registration import PLUGIN_METHODS, register_methods
 
 __all__ = ["SFRIK", "AUH", "SimCLRShared", "register_methods", "PLUGIN_METHODS"]

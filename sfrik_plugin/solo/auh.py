@@ -1,6 +1,8 @@
 """AUH (alignment and uniformity on the hypersphere, as in the official SFRIK code) as a
 solo-learn method (method: auh), written like solo.methods.vicreg."""
-from typing import Any, Sequence
+
+from collections.abc import Sequence
+from typing import Any
 
 import omegaconf
 import torch
@@ -111,7 +113,14 @@ class AUH(ProjectedMethod):
             "train_regulariser": terms.regulariser.detach(),
         }
         self.log_dict(metrics, on_epoch=True, sync_dist=True)
-        self.check_finite(batch_idx, [("invariance (sim)", terms.invariance), ("regulariser (unif)", terms.regulariser),
-                                      ("weighted sum (auh loss)", terms.loss), ("online classifier loss", class_loss)])
+        self.check_finite(
+            batch_idx,
+            [
+                ("invariance (sim)", terms.invariance),
+                ("regulariser (unif)", terms.regulariser),
+                ("weighted sum (auh loss)", terms.loss),
+                ("online classifier loss", class_loss),
+            ],
+        )
 
         return terms.loss + class_loss

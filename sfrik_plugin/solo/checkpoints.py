@@ -11,10 +11,11 @@ Official formats (valeoai/sfrik, main_ssl_methods.py):
 solo-learn's .ckpt holds ``state_dict`` with ``backbone.*`` (and the method's ``projector.*``).
 Needs torch; solo-learn only where a backbone is built (build_backbone).
 """
+
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -29,7 +30,7 @@ OTHER_RESNETS = {
     ("bottleneck", (3, 4, 23, 3)): "resnet101",
     ("bottleneck", (3, 8, 36, 3)): "resnet152",
 }
-PROJECTOR_LINEAR_INDEXES = (0, 3, 6)   # sfrik_plugin.projector.build_projector: Linear at 0, 3, 6
+PROJECTOR_LINEAR_INDEXES = (0, 3, 6)  # sfrik_plugin.projector.build_projector: Linear at 0, 3, 6
 
 
 class CheckpointFormatError(ValueError):
@@ -50,27 +51,30 @@ def torch_load(path, what: str = "checkpoint"):
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (pickle, zip and unpickler errors alike)
-        raise CheckpointFormatError(f"cannot read {what} {str(path)!r} as a torch checkpoint of tensors "
-                                    f"(torch.load weights_only=True): {err}") from err
+    except Exception as err:
+        raise CheckpointFormatError(
+            f"cannot read {what} {str(path)!r} as a torch checkpoint of tensors (torch.load weights_only=True): {err}"
+        ) from err
 
 
 def _tensor_dict(obj, where: str) -> "OrderedDict[str, torch.Tensor]":
     if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointFormatError(f"{where}: expected a non-empty state dict (name -> tensor), got "
-                                    f"{type(obj).__name__}")
+        raise CheckpointFormatError(
+            f"{where}: expected a non-empty state dict (name -> tensor), got {type(obj).__name__}"
+        )
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not torch.is_tensor(v)]
     if bad:
-        raise CheckpointFormatError(f"{where}: not a state dict: entries that are not name -> tensor: "
-                                    f"{_preview(map(str, bad))}")
+        raise CheckpointFormatError(
+            f"{where}: not a state dict: entries that are not name -> tensor: {_preview(map(str, bad))}"
+        )
     return OrderedDict(obj)
 
 
 def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, torch.Tensor]":
-    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+    return OrderedDict((k[len(prefix) :], v) for k, v in state.items() if k.startswith(prefix))
 
 
-def split_official(obj, where: str = "checkpoint") -> Tuple[Dict[str, torch.Tensor], Optional[Dict], dict]:
+def split_official(obj, where: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict | None, dict]:
     """(backbone state, projector state or None, info) from any of: the official backbone .pth,
     the official full checkpoint, a solo-learn .ckpt, or a torchvision ResNet state dict (its
     ``fc`` dropped). ``module.`` prefixes (DDP) are removed. info: {"format", "epoch"}."""
@@ -92,7 +96,7 @@ def split_official(obj, where: str = "checkpoint") -> Tuple[Dict[str, torch.Tens
     else:
         backbone = state
     dropped = [k for k in backbone if k.startswith("fc.")]
-    for k in dropped:   # a torchvision classifier: not part of a backbone
+    for k in dropped:  # a torchvision classifier: not part of a backbone
         del backbone[k]
     if dropped:
         info["dropped"] = dropped
@@ -106,7 +110,8 @@ def infer_resnet_arch(state: Mapping[str, torch.Tensor], where: str = "state dic
     if "conv1.weight" not in state or not any(k.startswith("layer1.") for k in keys):
         raise CheckpointFormatError(
             f"{where} is not a ResNet: no 'conv1.weight' and 'layer1.*' keys (torchvision's ResNet layout). "
-            f"Its keys: {_preview(keys)}")
+            f"Its keys: {_preview(keys)}"
+        )
     blocks = []
     for stage in (1, 2, 3, 4):
         found = {int(m.group(1)) for k in keys for m in [re.match(rf"layer{stage}\.(\d+)\.", k)] if m}
@@ -118,16 +123,20 @@ def infer_resnet_arch(state: Mapping[str, torch.Tensor], where: str = "state dic
     arch = RESNET_LAYOUTS.get(layout)
     if arch is None:
         other = OTHER_RESNETS.get(layout, f"a {kind}-block ResNet with {blocks} blocks per stage")
-        raise CheckpointFormatError(f"{where} is {other}, which solo-learn has no backbone for (it has "
-                                    f"{', '.join(sorted(set(RESNET_LAYOUTS.values())))})")
+        raise CheckpointFormatError(
+            f"{where} is {other}, which solo-learn has no backbone for (it has "
+            f"{', '.join(sorted(set(RESNET_LAYOUTS.values())))})"
+        )
     width = state["conv1.weight"].shape[0]
     if width != 64 or state["layer1.0.conv1.weight"].shape[0] not in (64,):
-        raise CheckpointFormatError(f"{where} is a widened {arch} (conv1 has {width} filters, layer1 "
-                                    f"{state['layer1.0.conv1.weight'].shape[0]}): solo-learn's {arch} has 64")
+        raise CheckpointFormatError(
+            f"{where} is a widened {arch} (conv1 has {width} filters, layer1 "
+            f"{state['layer1.0.conv1.weight'].shape[0]}): solo-learn's {arch} has 64"
+        )
     return arch
 
 
-def build_backbone(arch: str, dataset: Optional[str] = None, **kwargs) -> torch.nn.Module:
+def build_backbone(arch: str, dataset: str | None = None, **kwargs) -> torch.nn.Module:
     """solo-learn's backbone ``arch`` as its scripts build it: fc removed; the CIFAR stem for
     cifar10/100 (main_linear.py's rule)."""
     from solo.methods.base import BaseMethod
@@ -149,8 +158,11 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -163,7 +175,7 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what
     module.load_state_dict(state, strict=True)
 
 
-def load_backbone_weights(backbone: torch.nn.Module, checkpoint, what: Optional[str] = None) -> dict:
+def load_backbone_weights(backbone: torch.nn.Module, checkpoint, what: str | None = None) -> dict:
     """Loads the backbone weights of ``checkpoint`` (a path in any format split_official reads)
     into ``backbone`` strictly. Returns split_official's info."""
     what = what or f"the backbone of {str(checkpoint)!r}"
@@ -172,13 +184,14 @@ def load_backbone_weights(backbone: torch.nn.Module, checkpoint, what: Optional[
     return info
 
 
-def projector_dims(projector: Mapping[str, torch.Tensor], where: str = "projector") -> Tuple[int, int, int]:
+def projector_dims(projector: Mapping[str, torch.Tensor], where: str = "projector") -> tuple[int, int, int]:
     """(features_dim, proj_hidden_dim, proj_output_dim) of the shared projector's state dict
     (Linear-BN-ReLU, Linear-BN-ReLU, Linear without bias); refuses another layout."""
     expected = {f"{i}.weight" for i in PROJECTOR_LINEAR_INDEXES} | {"0.bias", "3.bias"}
     if not expected <= set(projector) or "6.bias" in projector:
         raise CheckpointFormatError(
             f"{where} is not the shared projector (Linear-BN-ReLU, Linear-BN-ReLU, Linear without bias; keys 0.*, "
-            f"1.*, 3.*, 4.*, 6.weight). Its keys: {_preview(projector)}")
+            f"1.*, 3.*, 4.*, 6.weight). Its keys: {_preview(projector)}"
+        )
     first, last = projector["0.weight"], projector["6.weight"]
     return first.shape[1], first.shape[0], last.shape[0]

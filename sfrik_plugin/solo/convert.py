@@ -19,11 +19,12 @@ overrides it and must then fit the weights. A state dict that is not a ResNet is
 reason, and the weights are loaded strictly into solo-learn's backbone before anything is written.
 Needs solo-learn (and its hydra-core).
 """
+
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -65,7 +66,7 @@ def method_config(method: str, arch: str, proj_dims=None, name: str = "converted
     return cfg
 
 
-def convert(src, out, arch: Optional[str] = None, method: str = "sfrik", name: Optional[str] = None) -> Path:
+def convert(src, out, arch: str | None = None, method: str = "sfrik", name: str | None = None) -> Path:
     """Writes DIR/<name>.ckpt and DIR/args.json (module docstring); returns the .ckpt path."""
     from omegaconf import OmegaConf
 
@@ -79,8 +80,10 @@ def convert(src, out, arch: Optional[str] = None, method: str = "sfrik", name: O
     if projector_state is not None:
         dims = projector_dims(projector_state, f"the projector of {str(src)!r}")
         if dims[0] != backbone.inplanes:
-            raise CheckpointFormatError(f"the projector of {str(src)!r} takes {dims[0]} features, but the {arch} "
-                                        f"backbone gives {backbone.inplanes}")
+            raise CheckpointFormatError(
+                f"the projector of {str(src)!r} takes {dims[0]} features, but the {arch} "
+                f"backbone gives {backbone.inplanes}"
+            )
     name = name or src.name.split(".")[0]
     if "=" in name or "/" in name:
         raise ValueError(f"name: {name!r} must not contain '=' or '/' (Hydra overrides and paths)")
@@ -89,8 +92,10 @@ def convert(src, out, arch: Optional[str] = None, method: str = "sfrik", name: O
     out.mkdir(parents=True, exist_ok=True)
     others = [p.name for p in out.glob("*.ckpt") if p.name != f"{name}.ckpt"]
     if others:
-        raise FileExistsError(f"--out {str(out)!r} already holds {others}: main_knn.py reads the first .ckpt of a "
-                              "folder, so give the converted checkpoint a folder of its own")
+        raise FileExistsError(
+            f"--out {str(out)!r} already holds {others}: main_knn.py reads the first .ckpt of a "
+            "folder, so give the converted checkpoint a folder of its own"
+        )
     state = {f"backbone.{k}": v for k, v in backbone_state.items()}
     if projector_state is not None:
         state.update({f"projector.{k}": v for k, v in projector_state.items()})
@@ -109,15 +114,18 @@ def convert(src, out, arch: Optional[str] = None, method: str = "sfrik", name: O
     return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="sfrik-convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="sfrik-convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("src", help="official checkpoint: the backbone .pth or the full last_ckp.pth")
     parser.add_argument("--out", required=True, help="folder for <name>.ckpt and args.json")
-    parser.add_argument("--arch", choices=("resnet18", "resnet50"), default=None,
-                        help="backbone (default: inferred from the keys)")
-    parser.add_argument("--method", choices=sorted(BASE_CONFIGS), default="sfrik",
-                        help="the method args.json names (default sfrik)")
+    parser.add_argument(
+        "--arch", choices=("resnet18", "resnet50"), default=None, help="backbone (default: inferred from the keys)"
+    )
+    parser.add_argument(
+        "--method", choices=sorted(BASE_CONFIGS), default="sfrik", help="the method args.json names (default sfrik)"
+    )
     parser.add_argument("--name", default=None, help="checkpoint name (default: SRC's file name without suffix)")
     opts = parser.parse_args(argv)
     try:

@@ -10,17 +10,18 @@ checkout's main_knn.py with the remaining arguments:
 The checkout is --solo-learn-dir, else $SOLO_LEARN_DIR, else the current directory.
 main_knn.py moves batches to CUDA: it needs a GPU.
 """
+
 import argparse
 import os
 import runpy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 SCRIPT = "main_knn.py"
 
 
-def find_solo_learn_dir(explicit: Optional[str] = None, script: str = SCRIPT) -> Path:
+def find_solo_learn_dir(explicit: str | None = None, script: str = SCRIPT) -> Path:
     """The solo-learn checkout holding ``script`` (main_knn.py): ``explicit``, $SOLO_LEARN_DIR or the current
     directory, the first one given (not the first one that exists: a wrong path is an error)."""
     if explicit:
@@ -38,7 +39,7 @@ def find_solo_learn_dir(explicit: Optional[str] = None, script: str = SCRIPT) ->
     return path
 
 
-def split_args(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
+def split_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     """(--solo-learn-dir value, the arguments left for main_knn.py); --help stays with main_knn."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--solo-learn-dir", default=None)
@@ -46,7 +47,7 @@ def split_args(argv: Sequence[str]) -> Tuple[Optional[str], List[str]]:
     return known.solo_learn_dir, rest
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     solo_learn_dir, rest = split_args(sys.argv[1:] if argv is None else argv)
     try:
         checkout = find_solo_learn_dir(solo_learn_dir)

@@ -21,20 +21,30 @@ official evaluation (valeoai/sfrik evaluate.py) and the paper's protocol:
 
 Only one process evaluates: run it on one device (the linear configs use one GPU, as the paper).
 """
+
 import argparse
 import csv
 import os
 import runpy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from sfrik_plugin.solo.knn import find_solo_learn_dir
 
 SCRIPT = "main_linear.py"
 HEAD_STD = 0.01
-CSV_FIELDS = ("name", "checkpoint", "best_epoch", "tuning_top1", "tuning_top5", "final_top1", "final_top5",
-              "final_images", "epochs")
+CSV_FIELDS = (
+    "name",
+    "checkpoint",
+    "best_epoch",
+    "tuning_top1",
+    "tuning_top5",
+    "final_top1",
+    "final_top5",
+    "final_images",
+    "epochs",
+)
 
 
 def init_head(linear) -> None:
@@ -86,14 +96,14 @@ def make_callback(state: dict):
                 return
             metrics = trainer.callback_metrics
             if "val_acc1" not in metrics:
-                raise RuntimeError("sfrik-linear: main_linear.py logged no val_acc1: set data.val_path to the "
-                                   "tuning subset")
+                raise RuntimeError(
+                    "sfrik-linear: main_linear.py logged no val_acc1: set data.val_path to the tuning subset"
+                )
             acc1, acc5 = float(metrics["val_acc1"]), float(metrics.get("val_acc5", float("nan")))
             best = state.get("best")
             if best is None or acc1 > best["tuning_top1"]:
                 head = {k: v.detach().cpu().clone() for k, v in pl_module.classifier.state_dict().items()}
-                state["best"] = {"epoch": trainer.current_epoch, "tuning_top1": acc1, "tuning_top5": acc5,
-                                 "head": head}
+                state["best"] = {"epoch": trainer.current_epoch, "tuning_top1": acc1, "tuning_top5": acc5, "head": head}
 
     return BestTuningHead()
 
@@ -105,16 +115,21 @@ def final_evaluation(trainer, model, val_loader, final_val_path: Path, state: di
 
     best = state.get("best")
     if best is None:
-        raise RuntimeError("sfrik-linear: no validation epoch ran (limit_val_batches=0 or "
-                           "check_val_every_n_epoch > max_epochs?): no best epoch to keep")
+        raise RuntimeError(
+            "sfrik-linear: no validation epoch ran (limit_val_batches=0 or "
+            "check_val_every_n_epoch > max_epochs?): no best epoch to keep"
+        )
     tuning = val_loader.dataset
     final = ImageFolder(str(final_val_path), transform=getattr(tuning, "transform", None))
     classes = getattr(tuning, "classes", None)
     if classes is not None and final.classes != classes:
-        raise ValueError(f"--final-val-path {str(final_val_path)!r}: its classes {final.classes[:5]}... differ "
-                         f"from the tuning set's {classes[:5]}...")
-    loader = torch.utils.data.DataLoader(final, batch_size=val_loader.batch_size, shuffle=False,
-                                         num_workers=val_loader.num_workers)
+        raise ValueError(
+            f"--final-val-path {str(final_val_path)!r}: its classes {final.classes[:5]}... differ "
+            f"from the tuning set's {classes[:5]}..."
+        )
+    loader = torch.utils.data.DataLoader(
+        final, batch_size=val_loader.batch_size, shuffle=False, num_workers=val_loader.num_workers
+    )
     model.classifier.load_state_dict(best["head"])
     device = trainer.strategy.root_device
     return evaluate(model.backbone.to(device), model.classifier.to(device), loader, device)
@@ -133,7 +148,7 @@ def install(final_val_path: Path, out: Path) -> dict:
         state["cfg"] = cfg = original_parse(cfg)
         return cfg
 
-    solo_linear.parse_cfg = parse_cfg   # before main_linear.py's `from solo.args.linear import parse_cfg`
+    solo_linear.parse_cfg = parse_cfg  # before main_linear.py's `from solo.args.linear import parse_cfg`
     original_fit = Trainer.fit
 
     def fit(trainer, model, train_dataloaders=None, val_dataloaders=None, *args, **kwargs):
@@ -147,28 +162,43 @@ def install(final_val_path: Path, out: Path) -> dict:
         best, cfg = state["best"], state["cfg"]
         out.mkdir(parents=True, exist_ok=True)
         torch.save({"head": best["head"], "epoch": best["epoch"]}, out / "best_head.pt")
-        row = {"name": cfg.name, "checkpoint": cfg.pretrained_feature_extractor, "best_epoch": best["epoch"],
-               "tuning_top1": best["tuning_top1"], "tuning_top5": best["tuning_top5"], "final_top1": scores["top1"],
-               "final_top5": scores["top5"], "final_images": scores["images"], "epochs": trainer.current_epoch}
+        row = {
+            "name": cfg.name,
+            "checkpoint": cfg.pretrained_feature_extractor,
+            "best_epoch": best["epoch"],
+            "tuning_top1": best["tuning_top1"],
+            "tuning_top5": best["tuning_top5"],
+            "final_top1": scores["top1"],
+            "final_top5": scores["top5"],
+            "final_images": scores["images"],
+            "epochs": trainer.current_epoch,
+        }
         with open(out / "linear_eval.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             writer.writeheader()
             writer.writerow(row)
-        print(f"sfrik-linear: best tuning epoch {best['epoch']} (top-1 {best['tuning_top1']:.2f}); final validation "
-              f"top-1 {scores['top1']:.2f}, top-5 {scores['top5']:.2f} on {scores['images']} images -> "
-              f"{out / 'linear_eval.csv'}")
+        print(
+            f"sfrik-linear: best tuning epoch {best['epoch']} (top-1 {best['tuning_top1']:.2f}); final validation "
+            f"top-1 {scores['top1']:.2f}, top-5 {scores['top5']:.2f} on {scores['images']} images -> "
+            f"{out / 'linear_eval.csv'}"
+        )
         return result
 
     Trainer.fit = fit
     return state
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="sfrik-linear", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="sfrik-linear", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--solo-learn-dir", default=None, help="the solo-learn checkout (main_linear.py)")
-    parser.add_argument("--final-val-path", required=True, type=Path,
-                        help="image folder of the final evaluation (ImageNet's validation set)")
+    parser.add_argument(
+        "--final-val-path",
+        required=True,
+        type=Path,
+        help="image folder of the final evaluation (ImageNet's validation set)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for linear_eval.csv and best_head.pt")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then main_linear.py's arguments")
     opts = parser.parse_args(sys.argv[1:] if argv is None else argv)

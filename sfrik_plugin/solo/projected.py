@@ -4,10 +4,12 @@ a non-finite loss, and random-number states in checkpoints (exact resume).
 
 Needs solo-learn: imported only where solo is installed.
 """
+
 import math
 import random
 import warnings
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import omegaconf
@@ -79,13 +81,18 @@ class ProjectedMethod(BaseMethod):
             raise NonFiniteLossError(
                 f"{method}: non-finite loss at {where}: {' and '.join(bad)} went non-finite ({report}). "
                 "Training stops here rather than go on with NaN parameters: lower the learning rate, check "
-                "the inputs or the precision, or set method_kwargs.stop_on_non_finite=false to go on anyway.")
+                "the inputs or the precision, or set method_kwargs.stop_on_non_finite=false to go on anyway."
+            )
         if not self._warned_non_finite:
             self._warned_non_finite = True
-            warnings.warn(f"{method}: non-finite loss at {where}: {' and '.join(bad)} ({report}); training goes "
-                          "on (method_kwargs.stop_on_non_finite=false). Warned once.", RuntimeWarning)
+            warnings.warn(
+                f"{method}: non-finite loss at {where}: {' and '.join(bad)} ({report}); training goes "
+                "on (method_kwargs.stop_on_non_finite=false). Warned once.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds the random-number states: Lightning's checkpoints have none, so a run resumed
         from one would draw other shuffles and augmentations than the uninterrupted run."""
         super().on_save_checkpoint(checkpoint)
@@ -97,7 +104,7 @@ class ProjectedMethod(BaseMethod):
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         }
 
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keeps the states saved above for on_train_epoch_start."""
         super().on_load_checkpoint(checkpoint)
         self._rng_states_to_restore = checkpoint.get(RNG_STATES_KEY)  # None: an older checkpoint
@@ -114,11 +121,15 @@ class ProjectedMethod(BaseMethod):
         kind, keys, *rest = states["numpy"]
         np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
         torch.set_rng_state(states["torch"])
-        if states["cuda"] is not None and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        if (
+            states["cuda"] is not None
+            and torch.cuda.is_available()
+            and len(states["cuda"]) == torch.cuda.device_count()
+        ):
             torch.cuda.set_rng_state_all(states["cuda"])
 
     @property
-    def learnable_params(self) -> List[dict]:
+    def learnable_params(self) -> list[dict]:
         """Adds projector parameters to the parent's learnable parameters.
 
         Returns:
@@ -128,7 +139,7 @@ class ProjectedMethod(BaseMethod):
         extra_learnable_params = [{"name": "projector", "params": self.projector.parameters()}]
         return super().learnable_params + extra_learnable_params
 
-    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
+    def forward(self, X: torch.Tensor) -> dict[str, Any]:
         """Performs the forward pass of the backbone and the projector.
 
         Args:
@@ -143,7 +154,7 @@ class ProjectedMethod(BaseMethod):
         out.update({"z": z})
         return out
 
-    def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
+    def multicrop_forward(self, X: torch.Tensor) -> dict[str, Any]:
         """Performs the forward pass of the backbone and the projector for the small crops.
 
         Args:

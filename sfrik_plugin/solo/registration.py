@@ -2,6 +2,7 @@
 
 Importing this module needs neither solo-learn nor torch; register_methods() imports them.
 """
+
 import warnings
 
 # name in cfg.method -> (module of sfrik_plugin.solo, class name)
@@ -22,7 +23,7 @@ def register_methods(methods=None) -> dict:
     """
     from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
-    register_resolvers()   # the packaged configs' ${sfrik_plugin.cosine_end:...}
+    register_resolvers()  # the packaged configs' ${sfrik_plugin.cosine_end:...}
     if methods is None:
         from solo.methods import METHODS as methods
 
@@ -62,6 +63,6 @@ def register_methods_from_hook(methods) -> dict:
     for name, (module_name, class_name) in PLUGIN_METHODS.items():
         module = sys.modules.get(module_name)
         if module is not None and not hasattr(module, class_name):
-            continue   # being imported right now (see above)
+            continue  # being imported right now (see above)
         ready[name] = (module_name, class_name)
     return _register(methods, ready)

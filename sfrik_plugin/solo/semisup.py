@@ -21,16 +21,17 @@ Outputs, in solo-learn's style: Lightning progress bars with train_loss, val_acc
 ``<out_dir>/semisup.csv`` (one row: name, checkpoint, split_file, labelled_images, epochs,
 val_top1, val_top5 of the last epoch, best_val_top1 and its epoch).
 """
+
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 SPLIT_ERROR_SHOWN = 5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def read_split_file(path) -> List[str]:
+def read_split_file(path) -> list[str]:
     """The image file names of a SimCLR-format split file (blank lines skipped)."""
     path = Path(path)
     if not path.is_file():
@@ -41,7 +42,7 @@ def read_split_file(path) -> List[str]:
     return names
 
 
-def labelled_samples(train_path, names: Sequence[str], split_file: str = "split_file") -> Tuple[list, List[str]]:
+def labelled_samples(train_path, names: Sequence[str], split_file: str = "split_file") -> tuple[list, list[str]]:
     """([(path, class index)] for each name, classes): each name is looked up in the class
     folders of train_path (sorted, as ImageFolder). Missing or ambiguous names raise."""
     root = Path(train_path)
@@ -50,7 +51,7 @@ def labelled_samples(train_path, names: Sequence[str], split_file: str = "split_
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise ValueError(f"data.train_path {str(root)!r} has no class folders")
-    where: Dict[str, List[int]] = {}
+    where: dict[str, list[int]] = {}
     wanted = set(names)
     for index, cls in enumerate(classes):
         for entry in os.scandir(root / cls):
@@ -60,12 +61,16 @@ def labelled_samples(train_path, names: Sequence[str], split_file: str = "split_
     if missing:
         shown = ", ".join(missing[:SPLIT_ERROR_SHOWN])
         more = f" and {len(missing) - SPLIT_ERROR_SHOWN} more" if len(missing) > SPLIT_ERROR_SHOWN else ""
-        raise FileNotFoundError(f"{split_file}: {len(missing)} of its {len(names)} images are not in the class "
-                                f"folders of data.train_path {str(root)!r}: {shown}{more}")
+        raise FileNotFoundError(
+            f"{split_file}: {len(missing)} of its {len(names)} images are not in the class "
+            f"folders of data.train_path {str(root)!r}: {shown}{more}"
+        )
     ambiguous = [n for n in names if len(where[n]) > 1]
     if ambiguous:
-        raise ValueError(f"{split_file}: image names found in several classes of {str(root)!r}: "
-                         f"{', '.join(ambiguous[:SPLIT_ERROR_SHOWN])}")
+        raise ValueError(
+            f"{split_file}: image names found in several classes of {str(root)!r}: "
+            f"{', '.join(ambiguous[:SPLIT_ERROR_SHOWN])}"
+        )
     samples = [(str(root / classes[where[n][0]] / n), where[n][0]) for n in names]
     return samples, classes
 
@@ -74,10 +79,12 @@ def build_transforms(crop_size: int, resize_size: int):
     from torchvision import transforms
 
     normalize = transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    train = transforms.Compose([transforms.RandomResizedCrop(crop_size), transforms.RandomHorizontalFlip(),
-                                transforms.ToTensor(), normalize])
-    val = transforms.Compose([transforms.Resize(resize_size), transforms.CenterCrop(crop_size),
-                              transforms.ToTensor(), normalize])
+    train = transforms.Compose(
+        [transforms.RandomResizedCrop(crop_size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]
+    )
+    val = transforms.Compose(
+        [transforms.Resize(resize_size), transforms.CenterCrop(crop_size), transforms.ToTensor(), normalize]
+    )
     return train, val
 
 
@@ -107,8 +114,10 @@ def build_datasets(cfg):
     train = LabelledImages(samples, t_train)
     val = ImageFolder(str(cfg.data.val_path), transform=t_val)
     if val.classes != classes:
-        raise ValueError(f"data.val_path {str(cfg.data.val_path)!r}: its classes differ from data.train_path's "
-                         f"({len(val.classes)} against {len(classes)})")
+        raise ValueError(
+            f"data.val_path {str(cfg.data.val_path)!r}: its classes differ from data.train_path's "
+            f"({len(val.classes)} against {len(classes)})"
+        )
     return train, val, classes
 
 
@@ -136,8 +145,10 @@ def make_module(cfg, num_classes: int):
 
         def configure_optimizers(self):
             opt = cfg.optimizer
-            groups = [dict(params=self.classifier.parameters(), lr=opt.head_lr, name="classifier"),
-                      dict(params=self.backbone.parameters(), lr=opt.backbone_lr, name="backbone")]
+            groups = [
+                dict(params=self.classifier.parameters(), lr=opt.head_lr, name="classifier"),
+                dict(params=self.backbone.parameters(), lr=opt.backbone_lr, name="backbone"),
+            ]
             optimizer = torch.optim.SGD(groups, lr=0.0, momentum=opt.momentum, weight_decay=opt.weight_decay)
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.max_epochs)
             return [optimizer], [{"scheduler": scheduler, "interval": "epoch"}]
@@ -153,8 +164,9 @@ def make_module(cfg, num_classes: int):
             logits = self(x)
             top = logits.topk(min(5, logits.shape[1]), dim=1).indices
             hits = top == y[:, None]
-            self._val.append(torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(y.numel(),
-                                                                                                   device=y.device)]))
+            self._val.append(
+                torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum(), torch.tensor(y.numel(), device=y.device)])
+            )
 
         def on_validation_epoch_end(self):
             if not self._val:
@@ -189,34 +201,53 @@ def run(cfg) -> dict:
 
     pl.seed_everything(cfg.seed)
     train, val, classes = build_datasets(cfg)
-    kwargs = dict(batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers,
-                  pin_memory=cfg.accelerator == "gpu")
+    kwargs = dict(
+        batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers, pin_memory=cfg.accelerator == "gpu"
+    )
     train_loader = torch.utils.data.DataLoader(train, shuffle=True, drop_last=False, **kwargs)
     val_loader = torch.utils.data.DataLoader(val, shuffle=False, **kwargs)
     model = make_module(cfg, len(classes))
     out = Path(cfg.out_dir)
     recorder = make_recorder()
     extra = {k: cfg[k] for k in ("limit_train_batches", "limit_val_batches") if k in cfg}
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-                         precision=cfg.precision, logger=CSVLogger(str(out), name="", version=""),
-                         callbacks=[recorder], enable_checkpointing=False, num_sanity_val_steps=0,
-                         default_root_dir=str(out), **extra)
+    trainer = pl.Trainer(
+        max_epochs=cfg.max_epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        logger=CSVLogger(str(out), name="", version=""),
+        callbacks=[recorder],
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(out),
+        **extra,
+    )
     trainer.fit(model, train_loader, val_loader)
     if not recorder.epochs:
         raise RuntimeError("sfrik-semisup: no validation epoch ran")
     last = recorder.epochs[-1]
     best = max(recorder.epochs, key=lambda e: e[1])
-    row = {"name": cfg.name, "checkpoint": cfg.pretrained_feature_extractor, "split_file": cfg.split_file,
-           "labelled_images": len(train), "epochs": trainer.current_epoch, "val_top1": last[1], "val_top5": last[2],
-           "best_val_top1": best[1], "best_epoch": best[0]}
+    row = {
+        "name": cfg.name,
+        "checkpoint": cfg.pretrained_feature_extractor,
+        "split_file": cfg.split_file,
+        "labelled_images": len(train),
+        "epochs": trainer.current_epoch,
+        "val_top1": last[1],
+        "val_top5": last[2],
+        "best_val_top1": best[1],
+        "best_epoch": best[0],
+    }
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "semisup.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
             writer.writeheader()
             writer.writerow(row)
-        print(f"sfrik-semisup: {len(train)} labelled images, {row['epochs']} epochs: val top-1 {last[1]:.2f}, "
-              f"top-5 {last[2]:.2f} -> {out / 'semisup.csv'}")
+        print(
+            f"sfrik-semisup: {len(train)} labelled images, {row['epochs']} epochs: val top-1 {last[1]:.2f}, "
+            f"top-5 {last[2]:.2f} -> {out / 'semisup.csv'}"
+        )
     return row
 
 

@@ -2,7 +2,9 @@
 
 Needs solo-learn: import it only where solo is installed (registration.py does so lazily).
 """
-from typing import Any, List, Sequence
+
+from collections.abc import Sequence
+from typing import Any
 
 import omegaconf
 import torch
@@ -48,7 +50,7 @@ class SFRIK(ProjectedMethod):
 
         self.sim_loss_weight: float = cfg.method_kwargs.sim_loss_weight
         self.mmd_loss_weight: float = cfg.method_kwargs.mmd_loss_weight
-        self.kernel_weights: List[float] = list(cfg.method_kwargs.kernel_weights)
+        self.kernel_weights: list[float] = list(cfg.method_kwargs.kernel_weights)
         self.reg_small: bool = cfg.method_kwargs.reg_small
         self.mmd_impl: str = cfg.method_kwargs.mmd_impl
         self.mmd_tile_size = cfg.method_kwargs.mmd_tile_size
@@ -74,9 +76,7 @@ class SFRIK(ProjectedMethod):
 
         cfg.method_kwargs.sim_loss_weight = omegaconf_select(cfg, "method_kwargs.sim_loss_weight", 4000.0)
         cfg.method_kwargs.mmd_loss_weight = omegaconf_select(cfg, "method_kwargs.mmd_loss_weight", 1.0)
-        cfg.method_kwargs.kernel_weights = omegaconf_select(
-            cfg, "method_kwargs.kernel_weights", [1.0, 40.0, 40.0]
-        )
+        cfg.method_kwargs.kernel_weights = omegaconf_select(cfg, "method_kwargs.kernel_weights", [1.0, 40.0, 40.0])
         cfg.method_kwargs.reg_small = omegaconf_select(cfg, "method_kwargs.reg_small", False)
         cfg.method_kwargs.mmd_impl = omegaconf_select(cfg, "method_kwargs.mmd_impl", "auto")
         cfg.method_kwargs.mmd_tile_size = omegaconf_select(cfg, "method_kwargs.mmd_tile_size", None)
@@ -135,9 +135,7 @@ class SFRIK(ProjectedMethod):
             gram_precision=self.gram_precision,
         )
         if self.multicrop:
-            terms = sfrik_multicrop_loss_terms(
-                out["z"], self.num_large_crops, reg_small=self.reg_small, **loss_kwargs
-            )
+            terms = sfrik_multicrop_loss_terms(out["z"], self.num_large_crops, reg_small=self.reg_small, **loss_kwargs)
         else:
             z1, z2 = out["z"]
             terms = sfrik_loss_terms(z1, z2, **loss_kwargs)
@@ -148,7 +146,14 @@ class SFRIK(ProjectedMethod):
             "train_regulariser": terms.regulariser.detach(),
         }
         self.log_dict(metrics, on_epoch=True, sync_dist=True)
-        self.check_finite(batch_idx, [("invariance (sim)", terms.invariance), ("regulariser (mmd)", terms.regulariser),
-                                      ("weighted sum (sfrik loss)", terms.loss), ("online classifier loss", class_loss)])
+        self.check_finite(
+            batch_idx,
+            [
+                ("invariance (sim)", terms.invariance),
+                ("regulariser (mmd)", terms.regulariser),
+                ("weighted sum (sfrik loss)", terms.loss),
+                ("online classifier loss", class_loss),
+            ],
+        )
 
         return terms.loss + class_loss

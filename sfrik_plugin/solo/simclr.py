@@ -8,7 +8,9 @@ simclr_loss_func (NT-Xent over the gathered global batch), as solo's SimCLR comp
 
 Needs solo-learn: import it only where solo is installed (registration.py does so lazily).
 """
-from typing import Any, Sequence
+
+from collections.abc import Sequence
+from typing import Any
 
 import omegaconf
 import torch

@@ -10,12 +10,12 @@ validation split, then several seeds on the test split, at several q, with the p
 Rerunning a command skips the runs already in <out>/results.csv; an interruption loses at most the
 run in progress. <out>/summary.md and the plots are rewritten after every phase.
 """
+
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
 
 from sfrik_plugin.demo import data as datasets
 
@@ -25,21 +25,35 @@ from .store import ResultsFile
 ALL_PHASES = (*PHASES, "timing")
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sfrik-study", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="sfrik-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--out", required=True, help="folder of results.csv, timing.csv, summary.md and the plots")
     parser.add_argument("--dataset", choices=datasets.DATASETS, help="default: the preset's (fashion-mnist)")
     parser.add_argument("--data-dir", help="dataset root; for --dataset folder: class subfolders, or train/ and test/")
     parser.add_argument("--image-size", type=int, default=32, help="image size for --dataset folder")
-    parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="never let torchvision download a dataset that is not there")
-    parser.add_argument("--phases", nargs="+", choices=ALL_PHASES, default=list(ALL_PHASES),
-                        help="phases to run (default: all; tuning results are needed by the others)")
-    parser.add_argument("--library", choices=("auto", "solo-learn", "lightly"), default="auto",
-                        help="where the baselines come from (auto: the results file's, else solo-learn if "
-                             "installed, else lightly); one study uses one library")
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="never let torchvision download a dataset that is not there",
+    )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=ALL_PHASES,
+        default=list(ALL_PHASES),
+        help="phases to run (default: all; tuning results are needed by the others)",
+    )
+    parser.add_argument(
+        "--library",
+        choices=("auto", "solo-learn", "lightly"),
+        default="auto",
+        help="where the baselines come from (auto: the results file's, else solo-learn if "
+        "installed, else lightly); one study uses one library",
+    )
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu)")
     parser.add_argument("--inner-bars", action="store_true", help="show Lightning's bar of every run")
     parser.add_argument("--timing-rounds", type=int, default=8, help="rounds of the interleaved timing pass")
@@ -56,8 +70,10 @@ def resolve_library(requested: str, rows) -> str:
     if used:
         library = used.pop()
         if requested not in ("auto", library):
-            raise SystemExit(f"--library {requested}: the results so far used {library}; one study uses one "
-                             f"library (start a new --out to change it)")
+            raise SystemExit(
+                f"--library {requested}: the results so far used {library}; one study uses one "
+                f"library (start a new --out to change it)"
+            )
         return library
     if requested != "auto":
         return requested
@@ -67,7 +83,7 @@ def resolve_library(requested: str, rows) -> str:
     return library
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from . import report
 
@@ -93,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def run_study(preset, args, store: ResultsFile, library: str, phases: List[str], out: Path) -> None:
+def run_study(preset, args, store: ResultsFile, library: str, phases: list[str], out: Path) -> None:
     from tqdm.auto import tqdm
 
     from . import report
@@ -102,8 +118,11 @@ def run_study(preset, args, store: ResultsFile, library: str, phases: List[str],
     planner = Planner(preset)
     total = planner.count(phases)
     done_before = len([s for s in study_runs(preset, store.rows, phases) if s.run_id in store.done])
-    print(f"sfrik-study ({preset.name}): {total} runs, {done_before} already in {store.path}; "
-          f"protocol: {preset.protocol()}; baselines from {library}", flush=True)
+    print(
+        f"sfrik-study ({preset.name}): {total} runs, {done_before} already in {store.path}; "
+        f"protocol: {preset.protocol()}; baselines from {library}",
+        flush=True,
+    )
     data = datasets.load(preset.dataset, args.data_dir, download=args.download, image_size=args.image_size)
     runner = StudyRunner(preset, data, library=library, accelerator=args.accelerator, progress_bar=args.inner_bars)
     bar = tqdm(total=total, initial=done_before, desc="study runs", unit="run", dynamic_ncols=True)
@@ -121,9 +140,14 @@ def run_study(preset, args, store: ResultsFile, library: str, phases: List[str],
             row = runner.run(spec)
             store.append(row)
             bar.update(1)
-            outcome = (f"linear {row['linear_top1']:6.2f}  kNN {row['knn_top1']:6.2f}" if row["status"] == "ok"
-                       else row["status"])
-            bar.write(f"{spec.phase:8s} {spec.method:12s} q={spec.q:<5d} seed={spec.seed} {spec.split:10s} "
-                      f"{spec.setting_text:44s} {outcome}  ({row['wall_s']:.0f} s)")
+            outcome = (
+                f"linear {row['linear_top1']:6.2f}  kNN {row['knn_top1']:6.2f}"
+                if row["status"] == "ok"
+                else row["status"]
+            )
+            bar.write(
+                f"{spec.phase:8s} {spec.method:12s} q={spec.q:<5d} seed={spec.seed} {spec.split:10s} "
+                f"{spec.setting_text:44s} {outcome}  ({row['wall_s']:.0f} s)"
+            )
     finally:
         bar.close()

@@ -2,10 +2,11 @@
 backbone's features, Garrido et al. 2023), Wang and Isola's alignment and uniformity of the
 normalised projections, and the SFRIK MMD (L = 3) of the normalised projections to the uniform
 distribution on the sphere."""
+
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,17 @@ def uniformity(u: torch.Tensor, t: float = 2.0) -> float:
 
 
 @torch.no_grad()
-def encoder_quality(backbone: nn.Module, projector: nn.Module, augment: nn.Module, images: torch.Tensor,
-                    mean: Sequence[float], std: Sequence[float], *, seed: int = 0, batch_size: int = 512
-                    ) -> Dict[str, float]:
+def encoder_quality(
+    backbone: nn.Module,
+    projector: nn.Module,
+    augment: nn.Module,
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> dict[str, float]:
     """The four measures on uint8 images (n, c, h, w), networks in eval mode; alignment on two
     augmented views drawn from a fixed seed (the same views for every encoder)."""
     backbone.eval()
@@ -58,6 +67,9 @@ def encoder_quality(backbone: nn.Module, projector: nn.Module, augment: nn.Modul
         view1, view2 = augment(images), augment(images)
     _, u1 = embed(view1)
     _, u2 = embed(view2)
-    return {"rankme": round(rankme(features), 2), "alignment": round(alignment(u1, u2), 4),
-            "uniformity": round(uniformity(units), 4),
-            "mmd_l3": float(f"{mmd_uniform(units.double(), PAPER_KERNEL_WEIGHTS, impl='dense').item():.6g}")}
+    return {
+        "rankme": round(rankme(features), 2),
+        "alignment": round(alignment(u1, u2), 4),
+        "uniformity": round(uniformity(units), 4),
+        "mmd_l3": float(f"{mmd_uniform(units.double(), PAPER_KERNEL_WEIGHTS, impl='dense').item():.6g}"),
+    }

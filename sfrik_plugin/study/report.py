@@ -1,9 +1,10 @@
 """summary.md and the plots of a study, from its results rows (and timing.csv when present)."""
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
 
 from .plan import SFRIK_KERNEL_WEIGHTS, Planner, Preset, chosen_settings, format_setting
 from .stats import Summary, paired_difference, summarise
@@ -17,39 +18,62 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
-def _values(rows: Rows, metric: str, **match) -> Dict[int, float]:
+def _values(rows: Rows, metric: str, **match) -> dict[int, float]:
     """seed -> value of the rows matching every field given."""
-    return {int(r["seed"]): float(r[metric]) for r in rows
-            if all(str(r[k]) == str(v) for k, v in match.items()) and r[metric] != ""}
+    return {
+        int(r["seed"]): float(r[metric])
+        for r in rows
+        if all(str(r[k]) == str(v) for k, v in match.items()) and r[metric] != ""
+    }
 
 
 def _summary(rows: Rows, metric: str, **match) -> Summary:
     return summarise(list(_values(rows, metric, **match).values()))
 
 
-def final_match(preset: Preset, chosen: Mapping[str, Dict[str, object]], method: str, q: int) -> Dict[str, object]:
+def final_match(preset: Preset, chosen: Mapping[str, dict[str, object]], method: str, q: int) -> dict[str, object]:
     if method == "random":
         return {"phase": "final", "method": "random", "q": q, "split": "test"}
     return {"phase": "final", "method": method, "q": q, "split": "test", "setting": format_setting(chosen[method])}
 
 
-def ablation_variants(preset: Preset, chosen) -> List[tuple]:
+def ablation_variants(preset: Preset, chosen) -> list[tuple]:
     """(label, match) of each ablation bar, L = 3 being SFRIK's final run."""
     variants = []
     if "sfrik" in chosen:
         for degree in sorted((*preset.ablation_degrees, 3)):
             params = {**chosen["sfrik"], "kernel_weights": SFRIK_KERNEL_WEIGHTS[degree]}
             phase = "final" if degree == 3 else "ablation"
-            variants.append((f"Legendre L = {degree}", {"phase": phase, "method": "sfrik", "q": preset.main_q,
-                                                        "split": "test", "setting": format_setting(params)}))
+            variants.append(
+                (
+                    f"Legendre L = {degree}",
+                    {
+                        "phase": phase,
+                        "method": "sfrik",
+                        "q": preset.main_q,
+                        "split": "test",
+                        "setting": format_setting(params),
+                    },
+                )
+            )
     for method, label in (("mmd_gaussian", "Gaussian exp(-2s(1-t))"), ("mmd_distance", "distance -||u-v||^p")):
         if method in chosen:
-            variants.append((label, {"phase": "ablation", "method": method, "q": preset.main_q, "split": "test",
-                                     "setting": format_setting(chosen[method])}))
+            variants.append(
+                (
+                    label,
+                    {
+                        "phase": "ablation",
+                        "method": method,
+                        "q": preset.main_q,
+                        "split": "test",
+                        "setting": format_setting(chosen[method]),
+                    },
+                )
+            )
     return variants
 
 
-def read_timing(path: Path) -> List[Dict[str, str]]:
+def read_timing(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
@@ -60,8 +84,13 @@ def write(out: Path, preset: Preset, rows: Rows) -> str:
     """Writes summary.md and the plots into out; returns the summary text."""
     chosen = chosen_settings(preset, rows)
     timing = read_timing(out / "timing.csv")
-    parts = [f"# sfrik-study ({preset.name})", "", f"Protocol: {preset.protocol()}.", "",
-             f"{len(rows)} of {Planner(preset).count()} runs done."]
+    parts = [
+        f"# sfrik-study ({preset.name})",
+        "",
+        f"Protocol: {preset.protocol()}.",
+        "",
+        f"{len(rows)} of {Planner(preset).count()} runs done.",
+    ]
     parts += ["", *tuning_section(preset, rows, chosen)]
     parts += ["", *final_section(preset, rows, chosen)]
     parts += ["", *table_section(preset, rows, chosen)]
@@ -73,14 +102,18 @@ def write(out: Path, preset: Preset, rows: Rows) -> str:
     try:
         plots(out, preset, rows, chosen)
     except ImportError:
-        pass          # matplotlib missing: the tables are still written
+        pass  # matplotlib missing: the tables are still written
     return text
 
 
-def tuning_section(preset: Preset, rows: Rows, chosen) -> List[str]:
-    lines = ["## Tuning (validation split, seed %d)" % preset.tune_seed, "",
-             "Each method's grid: learning rate x one loss hyper-parameter, the same size for every method; "
-             "the choice is the best validation linear top-1. The test split is not read.", ""]
+def tuning_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+    lines = [
+        f"## Tuning (validation split, seed {preset.tune_seed})",
+        "",
+        "Each method's grid: learning rate x one loss hyper-parameter, the same size for every method; "
+        "the choice is the best validation linear top-1. The test split is not read.",
+        "",
+    ]
     table = []
     planner = Planner(preset)
     specs = planner.tune_runs() + planner.ablation_tune_runs(chosen)
@@ -96,10 +129,14 @@ def tuning_section(preset: Preset, rows: Rows, chosen) -> List[str]:
     return lines + [_table(["method", "setting", "val linear %", "val kNN %", ""], table)]
 
 
-def final_section(preset: Preset, rows: Rows, chosen) -> List[str]:
+def final_section(preset: Preset, rows: Rows, chosen) -> list[str]:
     q = preset.main_q
-    lines = [f"## Final runs (test split, q = {q}, seeds {list(preset.final_seeds)})", "",
-             "Mean ± sample std [95 % Student-t confidence interval] over seeds.", ""]
+    lines = [
+        f"## Final runs (test split, q = {q}, seeds {list(preset.final_seeds)})",
+        "",
+        "Mean ± sample std [95 % Student-t confidence interval] over seeds.",
+        "",
+    ]
     table = []
     for method in ("random", *preset.methods):
         if method != "random" and method not in chosen:
@@ -107,11 +144,21 @@ def final_section(preset: Preset, rows: Rows, chosen) -> List[str]:
         m = final_match(preset, chosen, method, q)
         lin, knn = _summary(rows, "linear_top1", **m), _summary(rows, "knn_top1", **m)
         quality = [_summary(rows, k, **m) for k in ("rankme", "alignment", "uniformity", "mmd_l3")]
-        table.append([method if method != "random" else "random encoder",
-                      format_setting(chosen[method]) if method != "random" else "-", lin.text(), knn.text(),
-                      *(f"{s.mean:.3g}" if s.n else "-" for s in quality)])
-    lines.append(_table(["method", "setting", "linear top-1 %", "kNN top-1 %", "RankMe", "alignment",
-                         "uniformity", "MMD (L=3)"], table))
+        table.append(
+            [
+                method if method != "random" else "random encoder",
+                format_setting(chosen[method]) if method != "random" else "-",
+                lin.text(),
+                knn.text(),
+                *(f"{s.mean:.3g}" if s.n else "-" for s in quality),
+            ]
+        )
+    lines.append(
+        _table(
+            ["method", "setting", "linear top-1 %", "kNN top-1 %", "RankMe", "alignment", "uniformity", "MMD (L=3)"],
+            table,
+        )
+    )
     if "sfrik" in chosen:
         lines += ["", "Paired difference to SFRIK over the same seeds (baseline − SFRIK; negative: SFRIK ahead):", ""]
         diffs = []
@@ -126,55 +173,86 @@ def final_section(preset: Preset, rows: Rows, chosen) -> List[str]:
                 cells.append(paired_difference([other[s] for s in seeds], [sfrik[k][s] for s in seeds]).text())
             diffs.append([method, *cells])
         lines.append(_table(["baseline", "Δ linear (points)", "Δ kNN (points)"], diffs))
-    lines += ["", "Label-free measures on the test images: RankMe (effective rank of the backbone features), "
-                  "alignment E||u1 - u2||^2 of two augmented views, uniformity log E exp(-2||u_i - u_j||^2), "
-                  "and the SFRIK MMD with b = (1, 40, 40) of the normalised projections (comparable at equal q)."]
+    lines += [
+        "",
+        "Label-free measures on the test images: RankMe (effective rank of the backbone features), "
+        "alignment E||u1 - u2||^2 of two augmented views, uniformity log E exp(-2||u_i - u_j||^2), "
+        "and the SFRIK MMD with b = (1, 40, 40) of the normalised projections (comparable at equal q).",
+    ]
     return lines
 
 
-def table_section(preset: Preset, rows: Rows, chosen) -> List[str]:
-    lines = ["## Linear top-1 against q (the paper's Table 1 in shape)", "",
-             f"Each method at its setting chosen at q = {preset.main_q} (reused, not retuned per q); projector "
-             f"{preset.proj_hidden_dim}-{preset.proj_hidden_dim}-q.", ""]
+def table_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+    lines = [
+        "## Linear top-1 against q (the paper's Table 1 in shape)",
+        "",
+        f"Each method at its setting chosen at q = {preset.main_q} (reused, not retuned per q); projector "
+        f"{preset.proj_hidden_dim}-{preset.proj_hidden_dim}-q.",
+        "",
+    ]
     table = []
     for method in preset.methods:
         if method in chosen:
-            table.append([method, *(_summary(rows, "linear_top1", **final_match(preset, chosen, method, q)).text()
-                                    for q in preset.table_qs)])
+            table.append(
+                [
+                    method,
+                    *(
+                        _summary(rows, "linear_top1", **final_match(preset, chosen, method, q)).text()
+                        for q in preset.table_qs
+                    ),
+                ]
+            )
     return lines + [_table(["method", *(f"q = {q}" for q in preset.table_qs)], table)]
 
 
-def ablation_section(preset: Preset, rows: Rows, chosen) -> List[str]:
-    lines = [f"## Ablations (test split, q = {preset.main_q})", "",
-             "SFRIK's kernel truncated at degree L (same other hyper-parameters), and the MMD to the uniform "
-             "distribution with the Gaussian and the distance kernel (their MMD weight tuned on the validation "
-             "split at SFRIK's lr and sim weight).", ""]
-    table = [[label, match["setting"],
-              _summary(rows, "linear_top1", **match).text(), _summary(rows, "knn_top1", **match).text()]
-             for label, match in ablation_variants(preset, chosen)]
+def ablation_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+    lines = [
+        f"## Ablations (test split, q = {preset.main_q})",
+        "",
+        "SFRIK's kernel truncated at degree L (same other hyper-parameters), and the MMD to the uniform "
+        "distribution with the Gaussian and the distance kernel (their MMD weight tuned on the validation "
+        "split at SFRIK's lr and sim weight).",
+        "",
+    ]
+    table = [
+        [
+            label,
+            match["setting"],
+            _summary(rows, "linear_top1", **match).text(),
+            _summary(rows, "knn_top1", **match).text(),
+        ]
+        for label, match in ablation_variants(preset, chosen)
+    ]
     return lines + [_table(["regulariser", "setting", "linear top-1 %", "kNN top-1 %"], table)]
 
 
-def timing_section(timing: List[Dict[str, str]]) -> List[str]:
+def timing_section(timing: list[dict[str, str]]) -> list[str]:
     lines = ["## Step time (interleaved pass)", ""]
     if not timing:
         return lines + ["Not measured yet (`--phases timing`)."]
-    lines += ["Every method steps in turn on the same batches (the order rotates every round), so a change of "
-              "load falls on all alike. Median over rounds; network = backbone + projector forward and backward "
-              "with a negligible loss; loss = the loss alone, forward and backward on fixed embeddings.", ""]
+    lines += [
+        "Every method steps in turn on the same batches (the order rotates every round), so a change of "
+        "load falls on all alike. Median over rounds; network = backbone + projector forward and backward "
+        "with a negligible loss; loss = the loss alone, forward and backward on fixed embeddings.",
+        "",
+    ]
     table = [[r["method"], r["q"], r["step_ms"], r["network_ms"], r["loss_ms"], r["network_share"]] for r in timing]
     return lines + [_table(["method", "q", "step ms", "network ms", "loss ms", "network share %"], table)]
 
 
-def provenance_section(rows: Rows) -> List[str]:
+def provenance_section(rows: Rows) -> list[str]:
     if not rows:
         return []
     hours = sum(float(r["wall_s"]) for r in rows) / 3600
     versions = sorted({r["versions"] for r in rows})
     commits = sorted({r["commit"] for r in rows})
-    return ["## Provenance", "", f"Wall time of the runs: {hours:.2f} h. Baselines from "
-            f"{', '.join(sorted({r['library'] for r in rows}))}. Versions: {'; '.join(versions)}. "
-            f"Commit(s): {', '.join(commits)}."]
+    return [
+        "## Provenance",
+        "",
+        f"Wall time of the runs: {hours:.2f} h. Baselines from "
+        f"{', '.join(sorted({r['library'] for r in rows}))}. Versions: {'; '.join(versions)}. "
+        f"Commit(s): {', '.join(commits)}.",
+    ]
 
 
 def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
@@ -188,9 +266,14 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     for offset, metric, label in ((-0.2, "linear_top1", "linear probe"), (0.2, "knn_top1", "weighted kNN")):
         sums = [_summary(rows, metric, **final_match(preset, chosen, m, q)) for m in methods]
-        ax.bar([i + offset for i in range(len(methods))], [s.mean for s in sums], width=0.4, label=label,
-               yerr=[[s.mean - s.low if s.n > 1 else 0 for s in sums], [s.high - s.mean if s.n > 1 else 0
-                                                                          for s in sums]], capsize=4)
+        ax.bar(
+            [i + offset for i in range(len(methods))],
+            [s.mean for s in sums],
+            width=0.4,
+            label=label,
+            yerr=[[s.mean - s.low if s.n > 1 else 0 for s in sums], [s.high - s.mean if s.n > 1 else 0 for s in sums]],
+            capsize=4,
+        )
         floor = _summary(rows, metric, **final_match(preset, chosen, "random", q))
         if floor.n:
             ax.axhline(floor.mean, ls="--", lw=1, color="gray" if metric == "linear_top1" else "silver")
@@ -231,9 +314,13 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
     if variants:
         fig, ax = plt.subplots(figsize=(8, 4))
         sums = [_summary(rows, "linear_top1", **match) for _, match in variants]
-        ax.bar(range(len(variants)), [s.mean for s in sums], color="tab:purple",
-               yerr=[[s.mean - s.low if s.n > 1 else 0 for s in sums],
-                     [s.high - s.mean if s.n > 1 else 0 for s in sums]], capsize=4)
+        ax.bar(
+            range(len(variants)),
+            [s.mean for s in sums],
+            color="tab:purple",
+            yerr=[[s.mean - s.low if s.n > 1 else 0 for s in sums], [s.high - s.mean if s.n > 1 else 0 for s in sums]],
+            capsize=4,
+        )
         ax.set_xticks(range(len(variants)), [label for label, _ in variants], rotation=12)
         ax.set_ylabel("test linear top-1 (%), 95 % CI")
         _tight_ylim(ax, rows)

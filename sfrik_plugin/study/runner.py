@@ -1,5 +1,6 @@
 """Runs one study run: pretraining (or none, for the random encoder), the linear probe and kNN on
 the run's split, and the label-free measures; returns its results row."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,7 +9,6 @@ import time
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Dict, Optional
 
 import torch
 
@@ -20,9 +20,10 @@ from .plan import Preset, RunSpec
 from .quality import encoder_quality
 
 
-def library_versions(library: Optional[str]) -> str:
-    names = ["torch", "lightning", "sfrik-plugin"] + ([{"solo-learn": "solo-learn"}.get(library, library)]
-                                                      if library else [])
+def library_versions(library: str | None) -> str:
+    names = ["torch", "lightning", "sfrik-plugin"] + (
+        [{"solo-learn": "solo-learn"}.get(library, library)] if library else []
+    )
     parts = []
     for name in names:
         try:
@@ -36,10 +37,15 @@ def source_commit() -> str:
     """The git commit of the package's checkout ('' outside one); '+' marks uncommitted changes."""
     root = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
     return head + ("+" if head and dirty else "")
@@ -48,8 +54,15 @@ def source_commit() -> str:
 class StudyRunner:
     """Holds the data of both splits and runs specs of one preset."""
 
-    def __init__(self, preset: Preset, data: datasets.ImageData, *, library: str, accelerator: str = "cpu",
-                 progress_bar: bool = False):
+    def __init__(
+        self,
+        preset: Preset,
+        data: datasets.ImageData,
+        *,
+        library: str,
+        accelerator: str = "cpu",
+        progress_bar: bool = False,
+    ):
         self.preset, self.library = preset, library
         self.accelerator, self.progress_bar = accelerator, progress_bar
         self.device = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
@@ -63,49 +76,94 @@ class StudyRunner:
         train = data.train_images[subset(n, p.train_size, p.data_seed)]
         probe = subset(n, p.probe_size, p.data_seed + 1)
         held = subset(len(data.test_images), p.eval_size, p.data_seed + 2)
-        return (train, data.train_images[probe], data.train_labels[probe], data.test_images[held],
-                data.test_labels[held], data.channel_stats)
+        return (
+            train,
+            data.train_images[probe],
+            data.train_labels[probe],
+            data.test_images[held],
+            data.test_labels[held],
+            data.channel_stats,
+        )
 
-    def run(self, spec: RunSpec) -> Dict[str, object]:
+    def run(self, spec: RunSpec) -> dict[str, object]:
         p = self.preset
         start = time.perf_counter()
         train_images, probe_x, probe_y, eval_x, eval_y, stats = self._views(spec.split)
         params = spec.params
-        cfg = replace(p.train, lr=float(params.get("lr", p.train.lr)), proj_dim=spec.q,
-                      proj_hidden_dim=p.proj_hidden_dim)
+        cfg = replace(
+            p.train, lr=float(params.get("lr", p.train.lr)), proj_dim=spec.q, proj_hidden_dim=p.proj_hidden_dim
+        )
         if spec.method == "random":
             with quiet_lightning():
                 import lightning as L
+
                 L.seed_everything(spec.seed)
             backbone, projector = build_networks(cfg, train_images.shape[1])
             cost = {"sec_per_step": "", "peak_mem_mb": "", "train_minutes": 0.0}
         else:
             loss_params = {k: v for k, v in params.items() if k != "lr"}
             try:
-                trained = pretrain(spec.method, train_images, stats, cfg, seed=spec.seed,
-                                   hyper_parameters=loss_params, library=self.library, accelerator=self.accelerator,
-                                   progress_bar=self.progress_bar)
-            except FloatingPointError as error:     # a setting that diverges is a result, not a crash
+                trained = pretrain(
+                    spec.method,
+                    train_images,
+                    stats,
+                    cfg,
+                    seed=spec.seed,
+                    hyper_parameters=loss_params,
+                    library=self.library,
+                    accelerator=self.accelerator,
+                    progress_bar=self.progress_bar,
+                )
+            except FloatingPointError as error:  # a setting that diverges is a result, not a crash
                 return self._row(spec, start, {"status": f"diverged: {error}"})
             backbone, projector = trained.backbone, trained.projector
-            cost = {"sec_per_step": trained.sec_per_step, "peak_mem_mb": trained.peak_mem_mb,
-                    "train_minutes": round(trained.minutes, 3)}
+            cost = {
+                "sec_per_step": trained.sec_per_step,
+                "peak_mem_mb": trained.peak_mem_mb,
+                "train_minutes": round(trained.minutes, 3),
+            }
         backbone.to(self.device)
         projector.to(self.device)
         scores = evaluate(backbone, probe_x, probe_y, eval_x, eval_y, stats, device=self.device, knn_k=p.knn_k)
         backbone.cpu()
         projector.cpu()
         mean, std = stats
-        quality = encoder_quality(backbone, projector, BatchAugment(eval_x.shape[-1], mean, std),
-                                  eval_x[:p.quality_size], mean, std)
+        quality = encoder_quality(
+            backbone, projector, BatchAugment(eval_x.shape[-1], mean, std), eval_x[: p.quality_size], mean, std
+        )
         return self._row(spec, start, {"status": "ok", **scores, **quality, **cost})
 
-    def _row(self, spec: RunSpec, start: float, results: Dict[str, object]) -> Dict[str, object]:
-        empty = dict.fromkeys(("linear_top1", "knn_top1", "rankme", "alignment", "uniformity", "mmd_l3",
-                               "sec_per_step", "peak_mem_mb", "train_minutes"), "")
+    def _row(self, spec: RunSpec, start: float, results: dict[str, object]) -> dict[str, object]:
+        empty = dict.fromkeys(
+            (
+                "linear_top1",
+                "knn_top1",
+                "rankme",
+                "alignment",
+                "uniformity",
+                "mmd_l3",
+                "sec_per_step",
+                "peak_mem_mb",
+                "train_minutes",
+            ),
+            "",
+        )
         p = self.preset
-        return {"phase": spec.phase, "method": spec.method, "q": spec.q, "seed": spec.seed,
-                "setting": spec.setting_text, "split": spec.split, **empty, **results,
-                "wall_s": round(time.perf_counter() - start, 1), "preset": p.name, "protocol": p.protocol(),
-                "library": self.library, "versions": self.versions, "commit": self.commit,
-                "finished_at": datetime.datetime.now().isoformat(timespec="seconds"), "run_id": spec.run_id}
+        return {
+            "phase": spec.phase,
+            "method": spec.method,
+            "q": spec.q,
+            "seed": spec.seed,
+            "setting": spec.setting_text,
+            "split": spec.split,
+            **empty,
+            **results,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "preset": p.name,
+            "protocol": p.protocol(),
+            "library": self.library,
+            "versions": self.versions,
+            "commit": self.commit,
+            "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "run_id": spec.run_id,
+        }

@@ -1,16 +1,18 @@
 """Summaries over seeds: mean, sample standard deviation and a Student-t 95 % confidence
 interval, and paired differences (the same seeds: the same initial network and data order)."""
+
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 
 class Summary(NamedTuple):
     n: int
     mean: float
-    std: float          # sample standard deviation (n - 1); nan for one value
-    low: float          # 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom)
+    std: float  # sample standard deviation (n - 1); nan for one value
+    low: float  # 95 % confidence interval of the mean (Student t, n - 1 degrees of freedom)
     high: float
 
     def text(self, digits: int = 2) -> str:
