@@ -22,11 +22,26 @@ $(VENV)/.torch-installed:
 # The extension is built against the venv's torch (no build isolation), in place (editable).
 build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.torch-installed $(SOURCES)
-	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test,bench,demo]"
+	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test,bench,demo,lint]"
 	touch $@
 
 test: build
 	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs
+
+# ruff (lint and format), mypy (the public API fully typed), clang-format (cpp/); the same checks as
+# .pre-commit-config.yaml. `make format` applies the formatters.
+CPP_SOURCES := $(wildcard cpp/*.h cpp/*.cpp cpp/cpu/*.cpp cpp/cuda/*.cu)
+.PHONY: lint format
+lint: build
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/clang-format --dry-run --Werror $(CPP_SOURCES)
+
+format: build
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i $(CPP_SOURCES)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist where apt-get can install it (no internet
 # needed); elsewhere the demo lets torchvision download it.

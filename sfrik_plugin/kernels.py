@@ -33,7 +33,7 @@ __all__ = ["GaussianKernel", "DistanceKernel", "gaussian_kernel_mean", "distance
 _MIN_SQUARED_DISTANCE = 1e-12
 
 
-def _positive(value, name: str, upper: float = math.inf) -> float:
+def _positive(value: object, name: str, upper: float = math.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -80,7 +80,7 @@ def distance_kernel_mean(gram: torch.Tensor, p: float) -> torch.Tensor:
     return -distances.sum() / n**2
 
 
-def parse_kernel(name: str, value: float):
+def parse_kernel(name: str, value: float) -> GaussianKernel | DistanceKernel:
     """The kernel called `name` ("gaussian" or "distance") with its parameter (s or p)."""
     if name == "gaussian":
         return GaussianKernel(_positive(value, "s"))

@@ -18,8 +18,9 @@ import contextlib
 import math
 import numbers
 import warnings
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -27,9 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .precision import DEFAULT_GRAM_PRECISION, check_gram_precision, reduced_precision_gram, rounded_rows
-from .series import SUPPORTED_DTYPES, check_coeffs, check_int, legendre_series
+from .series import SUPPORTED_DTYPES, Coeffs, check_coeffs, check_int, legendre_series
 from .sphere_autograd import _RowNormalize, gram_matrix, two_view_sphere_grams
 from .tiled import check_impl, check_shard, check_tile_size, default_tile_size, gram_series_sum, sharded_mmd, use_tiled
+
+if TYPE_CHECKING:
+    from .kernels import DistanceKernel, GaussianKernel
 
 __all__ = [
     "LossTerms",
@@ -62,7 +66,7 @@ class LossTerms(NamedTuple):
 # Argument checks
 
 
-def _check_embedding(z, name: str) -> None:
+def _check_embedding(z: object, name: str) -> None:
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
     if z.dtype not in SUPPORTED_DTYPES:  # the kernels' dtypes (float8: no GEMM, no norm either)
@@ -95,7 +99,7 @@ def _check_same_views(views: Sequence[torch.Tensor], names: Sequence[str]) -> No
             raise TypeError(f"{name} must have the dtype of {first_name}: got {z.dtype} and {first.dtype}")
 
 
-def _check_weight(value, name: str, *, positive: bool = False) -> float:
+def _check_weight(value: object, name: str, *, positive: bool = False) -> float:
     """A finite real number, >= 0 (or > 0 with positive=True)."""
     bound = "> 0" if positive else ">= 0"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -106,7 +110,7 @@ def _check_weight(value, name: str, *, positive: bool = False) -> float:
     return value
 
 
-def check_kernel_weights(kernel_weights) -> list[float]:
+def check_kernel_weights(kernel_weights: Coeffs) -> list[float]:
     """(b_1, ..., b_L): non-empty, finite, >= 0. b_1 is the weight of degree 1 (degree 0 is a
     constant that cancels in the MMD). b_l >= 0 keeps the kernel positive definite (Schoenberg),
     which makes the regulariser an MMD, hence >= 0."""
@@ -125,8 +129,9 @@ def check_kernel_weights(kernel_weights) -> list[float]:
 
 
 @contextlib.contextmanager
-def _autocast_disabled(device_type: str):
+def _autocast_disabled(device_type: str) -> Iterator[None]:
     # torch.autocast rejects device types it does not know; there is nothing to disable there.
+    ctx: AbstractContextManager[object]
     try:
         ctx = torch.autocast(device_type, enabled=False)
     except RuntimeError:
@@ -219,10 +224,10 @@ def _plan_regulariser(
     q: int,
     device: torch.device,
     gather_distributed: bool,
-    impl,
-    tile_size,
-    shard,
-    gram_precision=DEFAULT_GRAM_PRECISION,
+    impl: str,
+    tile_size: int | None,
+    shard: bool,
+    gram_precision: str = DEFAULT_GRAM_PRECISION,
 ) -> _RegulariserPlan:
     impl = check_impl(impl)
     tile_size = check_tile_size(tile_size) or default_tile_size(device)
@@ -268,11 +273,11 @@ def _log_mean_gaussian_off_diagonal(gram: torch.Tensor, t: float) -> torch.Tenso
 def _two_view_terms(
     z1: torch.Tensor,
     z2: torch.Tensor,
-    regulariser_of_gram,
+    regulariser_of_gram: Callable[[torch.Tensor, int], torch.Tensor],
     sim_loss_weight: float,
     reg_loss_weight: float,
     gather_distributed: bool,
-    regularisers_of_units=None,
+    regularisers_of_units: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
 ) -> LossTerms:
     """The two-view loss shape SFRIK and AUH share: invariance = mse(u1, u2) on the local batch,
     regulariser = mean of regulariser_of_gram(G, q) over the Gram matrices of the two views'
@@ -288,7 +293,7 @@ def _two_view_terms(
             regularisers = [regulariser_of_gram(gram, q) for gram in grams]
         else:
             units = [_to_sphere(z1), _to_sphere(z2)]
-            invariance = F.mse_loss(*units)
+            invariance = F.mse_loss(units[0], units[1])
             if regularisers_of_units is not None:
                 regularisers = regularisers_of_units(units)
             else:
@@ -304,11 +309,11 @@ def _two_view_terms(
 
 def mmd_uniform(
     z: torch.Tensor,
-    kernel_weights,
+    kernel_weights: Coeffs,
     *,
     gather_distributed: bool = False,
     impl: str = "auto",
-    tile_size=None,
+    tile_size: int | None = None,
     shard: bool = True,
     gram_precision: str = DEFAULT_GRAM_PRECISION,
 ) -> torch.Tensor:
@@ -328,7 +333,9 @@ def mmd_uniform(
     """
     _check_embedding(z, "z")
     weights = check_kernel_weights(kernel_weights)
-    plan = _plan_regulariser(*z.shape, z.device, gather_distributed, impl, tile_size, shard, gram_precision)
+    plan = _plan_regulariser(
+        z.shape[0], z.shape[1], z.device, gather_distributed, impl, tile_size, shard, gram_precision
+    )
     with _autocast_disabled(z.device.type):
         return _mmd_regularisers([_to_sphere(z)], weights, gather_distributed, plan)[0]
 
@@ -339,10 +346,10 @@ def sfrik_loss_terms(
     *,
     sim_loss_weight: float = 4000.0,
     mmd_loss_weight: float = 1.0,
-    kernel_weights=(1.0, 40.0, 40.0),
+    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
-    tile_size=None,
+    tile_size: int | None = None,
     shard: bool = True,
     gram_precision: str = DEFAULT_GRAM_PRECISION,
 ) -> LossTerms:
@@ -354,7 +361,9 @@ def sfrik_loss_terms(
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
     _check_same_views([z1, z2], ["z1", "z2"])
-    plan = _plan_regulariser(*z1.shape, z1.device, gather_distributed, mmd_impl, tile_size, shard, gram_precision)
+    plan = _plan_regulariser(
+        z1.shape[0], z1.shape[1], z1.device, gather_distributed, mmd_impl, tile_size, shard, gram_precision
+    )
     of_units = (
         (lambda units: _mmd_regularisers(units, weights, gather_distributed, plan))
         if plan.sharded or plan.tiled or plan.gram_precision != DEFAULT_GRAM_PRECISION
@@ -377,10 +386,10 @@ def sfrik_loss_func(
     *,
     sim_loss_weight: float = 4000.0,
     mmd_loss_weight: float = 1.0,
-    kernel_weights=(1.0, 40.0, 40.0),
+    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
-    tile_size=None,
+    tile_size: int | None = None,
     shard: bool = True,
     gram_precision: str = DEFAULT_GRAM_PRECISION,
 ) -> torch.Tensor:
@@ -406,13 +415,13 @@ class SFRIKLoss(nn.Module):
         self,
         sim_loss_weight: float = 4000.0,
         mmd_loss_weight: float = 1.0,
-        kernel_weights=(1.0, 40.0, 40.0),
+        kernel_weights: Coeffs = (1.0, 40.0, 40.0),
         gather_distributed: bool = True,
         mmd_impl: str = "auto",
-        tile_size=None,
+        tile_size: int | None = None,
         shard: bool = True,
         gram_precision: str = DEFAULT_GRAM_PRECISION,
-    ):
+    ) -> None:
         super().__init__()
         # Validated here so that a bad configuration fails at construction, not at step 1.
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
@@ -450,7 +459,7 @@ class SFRIKLoss(nn.Module):
         )
 
 
-def _check_num_large_crops(num_large_crops, num_views: int) -> int:
+def _check_num_large_crops(num_large_crops: object, num_views: int) -> int:
     num_large_crops = check_int(num_large_crops, "num_large_crops", 1)
     if num_large_crops > num_views:
         raise ValueError(f"num_large_crops must be between 1 and len(views) = {num_views}, got {num_large_crops}")
@@ -464,10 +473,10 @@ def sfrik_multicrop_loss_terms(
     reg_small: bool = False,
     sim_loss_weight: float = 4000.0,
     mmd_loss_weight: float = 1.0,
-    kernel_weights=(1.0, 40.0, 40.0),
+    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
-    tile_size=None,
+    tile_size: int | None = None,
     shard: bool = True,
     gram_precision: str = DEFAULT_GRAM_PRECISION,
 ) -> LossTerms:
@@ -486,7 +495,14 @@ def sfrik_multicrop_loss_terms(
     mmd_loss_weight = _check_weight(mmd_loss_weight, "mmd_loss_weight")
     weights = check_kernel_weights(kernel_weights)
     plan = _plan_regulariser(
-        *views[0].shape, views[0].device, gather_distributed, mmd_impl, tile_size, shard, gram_precision
+        views[0].shape[0],
+        views[0].shape[1],
+        views[0].device,
+        gather_distributed,
+        mmd_impl,
+        tile_size,
+        shard,
+        gram_precision,
     )
     with _autocast_disabled(views[0].device.type):
         units = [_to_sphere(z) for z in views]
@@ -508,10 +524,10 @@ def sfrik_multicrop_loss_func(
     reg_small: bool = False,
     sim_loss_weight: float = 4000.0,
     mmd_loss_weight: float = 1.0,
-    kernel_weights=(1.0, 40.0, 40.0),
+    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
-    tile_size=None,
+    tile_size: int | None = None,
     shard: bool = True,
     gram_precision: str = DEFAULT_GRAM_PRECISION,
 ) -> torch.Tensor:
@@ -589,7 +605,7 @@ class AUHLoss(nn.Module):
         unif_loss_weight: float = 1.0,
         t: float = 2.5,
         gather_distributed: bool = True,
-    ):
+    ) -> None:
         super().__init__()
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")
         self.unif_loss_weight = _check_weight(unif_loss_weight, "unif_loss_weight")
@@ -621,7 +637,7 @@ class AUHLoss(nn.Module):
 # paper's kernel ablation: sfrik_plugin.kernels)
 
 
-def _check_kernel(kernel):
+def _check_kernel(kernel: object) -> GaussianKernel | DistanceKernel:
     from .kernels import DistanceKernel, GaussianKernel
 
     if not isinstance(kernel, (GaussianKernel, DistanceKernel)):
@@ -629,7 +645,9 @@ def _check_kernel(kernel):
     return kernel
 
 
-def kernel_mmd_uniform(z: torch.Tensor, kernel, *, gather_distributed: bool = False) -> torch.Tensor:
+def kernel_mmd_uniform(
+    z: torch.Tensor, kernel: GaussianKernel | DistanceKernel, *, gather_distributed: bool = False
+) -> torch.Tensor:
     """MMD^2 between the rows of z, L2-normalised here, and the uniform distribution on S^(q-1)
     for a Gaussian or distance kernel (sfrik_plugin.kernels), up to an additive constant with no
     gradient: (1/n^2) sum over all pairs of k(u_i . u_j). The Legendre kernel is mmd_uniform."""
@@ -643,7 +661,7 @@ def kernel_mmd_uniform(z: torch.Tensor, kernel, *, gather_distributed: bool = Fa
 def kernel_mmd_loss_terms(
     z1: torch.Tensor,
     z2: torch.Tensor,
-    kernel,
+    kernel: GaussianKernel | DistanceKernel,
     *,
     sim_loss_weight: float = 4000.0,
     mmd_loss_weight: float = 1.0,
@@ -663,8 +681,12 @@ class KernelMMDLoss(nn.Module):
     """kernel_mmd_loss_terms as a module: forward(z1, z2) -> loss."""
 
     def __init__(
-        self, kernel, sim_loss_weight: float = 4000.0, mmd_loss_weight: float = 1.0, gather_distributed: bool = True
-    ):
+        self,
+        kernel: GaussianKernel | DistanceKernel,
+        sim_loss_weight: float = 4000.0,
+        mmd_loss_weight: float = 1.0,
+        gather_distributed: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel = _check_kernel(kernel)
         self.sim_loss_weight = _check_weight(sim_loss_weight, "sim_loss_weight")

@@ -22,6 +22,8 @@ values: the same numerics (a product of two 11-bit mantissas is exact in float32
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import Any, cast
 
 import torch
 
@@ -30,10 +32,10 @@ DEFAULT_GRAM_PRECISION = "float32"
 _LOW_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def check_gram_precision(gram_precision) -> str:
+def check_gram_precision(gram_precision: object) -> str:
     if gram_precision not in GRAM_PRECISIONS:
         raise ValueError(f"gram_precision must be one of {GRAM_PRECISIONS}, got {gram_precision!r}")
-    return gram_precision
+    return cast(str, gram_precision)  # equal to one of the GRAM_PRECISIONS strings
 
 
 def round_to_tf32(x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ def round_rows(u: torch.Tensor, gram_precision: str) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _tf32_matmul():
+def _tf32_matmul() -> Iterator[None]:
     before = torch.backends.cuda.matmul.fp32_precision
     torch.backends.cuda.matmul.fp32_precision = "tf32"
     try:
@@ -85,13 +87,13 @@ class _ReducedPrecisionGram(torch.autograd.Function):
     (S + S^T) r(u) (one GEMM, as sphere_autograd.gram_matrix)."""
 
     @staticmethod
-    def forward(ctx, u, gram_precision):
+    def forward(ctx: Any, u: torch.Tensor, gram_precision: str) -> torch.Tensor:
         r = round_rows(u, gram_precision)
         ctx.save_for_backward(r)
         return _rounded_product(r, gram_precision)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (r,) = ctx.saved_tensors
         return (grad + grad.T) @ r, None
 
@@ -109,11 +111,11 @@ class _RoundRows(torch.autograd.Function):
     """round_rows with the straight-through gradient (the tiled and sharded paths)."""
 
     @staticmethod
-    def forward(ctx, u, gram_precision):
+    def forward(ctx: Any, u: torch.Tensor, gram_precision: str) -> torch.Tensor:
         return round_rows(u, gram_precision)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad, None
 
 

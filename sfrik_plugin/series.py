@@ -10,25 +10,29 @@ import operator
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 
 from . import _extension
 from .reference import legendre_series_reference
 
+if TYPE_CHECKING:
+    import numpy
+
 if _extension._C is not None:
     from . import ops as _ops  # noqa: F401  (registers fake kernels, autograd and autocast)
 
 Coeffs = Sequence[float] | torch.Tensor
 REDUCTIONS = ("none", "mean", "sum")
-_warned_devices: set = set()
+_warned_devices: set[str] = set()
 
 
 # The kernels' dtypes: is_floating_point() also admits the float8 types, which no kernel handles.
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _check_t(t) -> None:
+def _check_t(t: object) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in SUPPORTED_DTYPES:
@@ -38,7 +42,7 @@ def _check_t(t) -> None:
 _INT64_MAX = 2**63 - 1
 
 
-def check_int(value, name: str, minimum: int) -> int:
+def check_int(value: Any, name: str, minimum: int) -> int:
     """An integer (not a bool or a float) >= minimum, named in the error."""
     if isinstance(value, bool) or isinstance(value, float):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -53,17 +57,17 @@ def check_int(value, name: str, minimum: int) -> int:
     return value
 
 
-def check_dim(dim) -> int:
+def check_dim(dim: object) -> int:
     """dim is the ambient dimension q of the sphere S^{q-1}; q = 2 gives Chebyshev polynomials."""
     return check_int(dim, "dim", 2)
 
 
-def _is_numpy_array(value) -> bool:
+def _is_numpy_array(value: object) -> TypeGuard[numpy.ndarray]:
     np = sys.modules.get("numpy")  # an array exists only if numpy is imported already
     return np is not None and isinstance(value, np.ndarray)
 
 
-def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list:
+def check_coeffs(coeffs: Coeffs, name: str = "coeffs") -> list[float]:
     if isinstance(coeffs, torch.Tensor):
         if coeffs.requires_grad:
             raise ValueError(
@@ -120,7 +124,7 @@ def _use_extension(t: torch.Tensor) -> bool:
     return False
 
 
-def _reference(t: torch.Tensor, coeffs: list, dim: int, reduction: str) -> torch.Tensor:
+def _reference(t: torch.Tensor, coeffs: list[float], dim: int, reduction: str) -> torch.Tensor:
     # Same numerics contract as the compiled op: float16/bfloat16 computed in float32, and
     # float32 output under autocast, except for float64 input, which autocast's float32 rule leaves
     # in float64 (torch.library.register_autocast casts only the lower-precision floating types).

@@ -105,7 +105,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         for z, inv in zip((z1, z2), inverse):
             g = z @ z.T
             grams.append(g.mul_(inv).mul_(inv.T))
-        distance = _row_distances_squared(z1, z2, *inverse)  # |u1_i - u2_i|^2
+        distance = _row_distances_squared(z1, z2, inverse[0], inverse[1])  # |u1_i - u2_i|^2
         squares = [(r * inv).square() for r, inv in zip(norms, inverse)]  # |u_i|^2
         cross = (squares[0] + squares[1] - distance) / 2  # <u1_i, u2_i>
         invariance = distance.sum() / (n * q)
@@ -121,7 +121,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         n, q = z1.shape
         scale = None if dinvariance is None else dinvariance * (2.0 / (n * q))
         inverse = [1.0 / r.clamp_min(ctx.eps) for r in (r1, r2)]
-        grads = []
+        grads: list[torch.Tensor | None] = []
         for z, other, r, inv, inv_other, dg, g in (
             (z1, z2, r1, inverse[0], inverse[1], dg1, g1),
             (z2, z1, r2, inverse[1], inverse[0], dg2, g2),
@@ -182,6 +182,8 @@ def _overflow_norm(dtype: torch.dtype) -> float:
     return math.sqrt(torch.finfo(dtype).max) / 2
 
 
-def two_view_sphere_grams(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12):
+def two_view_sphere_grams(
+    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams)."""
     return _TwoViewSphereGrams.apply(z1, z2, eps)

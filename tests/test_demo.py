@@ -5,12 +5,13 @@ import csv
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
+
+from image_helpers import make_folder
 
 from sfrik_plugin.demo import cli as demo
 from sfrik_plugin.demo import data as datasets
@@ -118,19 +119,6 @@ def test_linear_probe_separates_clusters_and_fails_on_noise():
     assert linear_probe_top1(train_x, train_y, test_x, test_y) > 98
     noise_y = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(5))
     assert linear_probe_top1(train_x, train_y, test_x, noise_y) < 45  # chance is 25 %
-
-
-def make_folder(root: Path, classes=3, per_class=12, size=12):
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.clip(rng.normal(60 + 70 * c, 30, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
-    return root
 
 
 def test_folder_dataset_split_and_train_test(tmp_path):

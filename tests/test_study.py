@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
+
+from image_helpers import make_folder
 
 from sfrik_plugin.study import plan, quality, stats
 from sfrik_plugin.study.store import FIELDS, ResultsFile
@@ -152,19 +153,6 @@ def test_tuning_runs_without_the_test_split(tmp_path):
     assert row["status"] == "ok" and 0 <= row["linear_top1"] <= 100 and row["split"] == "validation"
 
 
-def make_folder(root: Path, classes=3, per_class=40, size=12):
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.clip(rng.normal(60 + 70 * c, 30, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
-    return root
-
-
 def study_command(folder, out, *extra):
     return [
         sys.executable,
@@ -196,7 +184,7 @@ def rows_of(path):
 @pytest.mark.slow
 def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     pytest.importorskip("lightly", reason="the CI study uses lightly's baselines")
-    folder = make_folder(tmp_path / "images")
+    folder = make_folder(tmp_path / "images", per_class=40)
     out = tmp_path / "out"
     results = out / "results.csv"
     proc = subprocess.Popen(

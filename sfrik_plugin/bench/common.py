@@ -116,7 +116,7 @@ def time_calls_round_robin(
         for _ in range(warmup):
             before_each()
             call()
-    times = {name: [] for name in calls}
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             before_each()

@@ -30,6 +30,7 @@ round, so a change of load hits all alike); "x ext_mean" is a method's time over
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch._inductor.config
@@ -178,7 +179,7 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
     rows, reference_grad = [], None
     for name in METHODS:
         if steps[name] is None:
-            row = {"method": name, "status": f"n/a (L > {OFFICIAL_MAX_DEGREE})"}
+            row: dict[str, Any] = {"method": name, "status": f"n/a (L > {OFFICIAL_MAX_DEGREE})"}
         else:
             row, grad = measure(name, steps[name], leaf, times[name])
             reference_grad = grad if reference_grad is None else reference_grad  # ext_mean's

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -133,7 +134,7 @@ def _sfrik_reference_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
 
 def build_methods() -> dict[str, tuple]:
     """name -> (source, loss(z1, z2)); baselines that no installed library provides are missing."""
-    methods = {
+    methods: dict[str, tuple] = {
         "sfrik": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)),
         **{
             f"sfrik_gram_{p}": (
@@ -165,12 +166,12 @@ def as_step(loss: Callable, autocast: str = "none") -> common.Step:
 def floor_step(z: torch.Tensor) -> torch.Tensor:
     """SFRIK's floor: the two bare Gram-matrix products as the loss computes them (one GEMM
     forward, one backward: sfrik_plugin.losses.gram_matrix), summed so backward runs through both."""
-    return sum(gram_matrix(v).sum() for v in (z[0], z[1]))
+    return cast(torch.Tensor, sum(gram_matrix(v).sum() for v in (z[0], z[1])))  # two terms: never the start 0
 
 
 def plain_floor_step(z: torch.Tensor) -> torch.Tensor:
     """The same products through autograd's matmul rule (two GEMMs backward), for reference."""
-    return sum((v @ v.T).sum() for v in (z[0], z[1]))
+    return cast(torch.Tensor, sum((v @ v.T).sum() for v in (z[0], z[1])))  # two terms: never the start 0
 
 
 # ---------------------------------------------------------------------------------------------

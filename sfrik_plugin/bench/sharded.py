@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,7 +35,7 @@ HELP = "sharded MMD across processes against the all-gather: per-process time an
 KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 2048)
 QUICK_BATCHES, QUICK_DIMS = (256,), (32,)
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {  # mmd_uniform keyword arguments
     "gathered dense": dict(shard=False, impl="dense"),
     "sharded dense": dict(shard=True, impl="dense"),
     "gathered tiled": dict(shard=False, impl="tiled"),

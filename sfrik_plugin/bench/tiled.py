@@ -124,7 +124,7 @@ def forward_only(fn, leaf):
     return call
 
 
-def measure(steps: dict[str, object], leaf: torch.Tensor, repeats: int) -> dict[str, dict]:
+def measure(steps: dict[str, common.Step], leaf: torch.Tensor, repeats: int) -> dict[str, dict]:
     """name -> forward ms, forward + backward ms (medians) and peak extra MiB of forward + backward."""
     fwd = common.time_calls_round_robin({k: forward_only(f, leaf) for k, f in steps.items()}, leaf.device, repeats)
     both = common.time_steps_round_robin(steps, leaf, repeats)
@@ -186,14 +186,11 @@ def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> list[dict]:
     z1 = torch.randn(n, q, generator=generator, dtype=dtype)
     leaf = torch.stack([z1, z1 + 0.5 * torch.randn(n, q, generator=generator, dtype=dtype)]).to(device)
     leaf.requires_grad_()
-    steps = {
-        impl: (
-            lambda z, impl=impl: (
-                sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=tile, gather_distributed=False).loss
-            )
-        )
-        for impl in ("dense", "tiled")
-    }
+
+    def loss(impl: str) -> common.Step:
+        return lambda z: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=tile, gather_distributed=False).loss
+
+    steps = {impl: loss(impl) for impl in ("dense", "tiled")}
     results = measure(steps, leaf, args.repeats or 3)
     rows = [
         {

@@ -15,6 +15,9 @@ from torchvision.ops import roi_align
 
 
 class BatchAugment(nn.Module):
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(
         self,
         size: int,

@@ -8,8 +8,9 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -86,7 +87,7 @@ def pretrain(
     cfg: TrainConfig,
     *,
     seed: int,
-    hyper_parameters: dict[str, object] | None = None,
+    hyper_parameters: Mapping[str, object] | None = None,
     library: str | None = None,
     accelerator: str = "cpu",
     devices="1",
@@ -132,7 +133,7 @@ def pretrain(
             max_epochs=cfg.epochs,
             accelerator=accelerator,
             devices=devices,
-            precision=precision,
+            precision=cast(Any, precision),  # any str: Lightning checks it against its precision Literals
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,

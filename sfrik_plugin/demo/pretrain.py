@@ -10,12 +10,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import lightning as L
 import torch
 from torch import nn
 
 from sfrik_plugin.bench.common import profiled_cpu_peak_bytes
+
+if TYPE_CHECKING:
+    from torch.profiler import profile
 
 
 class SelfSupervised(L.LightningModule):
@@ -51,7 +55,8 @@ class SelfSupervised(L.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, self.trainer.estimated_stepping_batches)
-        warmup = min(total - 1, round(self.warmup_epochs * total / max(1, self.trainer.max_epochs)))
+        max_epochs = cast(int, self.trainer.max_epochs)  # set by the demo's Trainer (demo/experiment.py)
+        warmup = min(total - 1, round(self.warmup_epochs * total / max(1, max_epochs)))
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -90,7 +95,7 @@ class StepCost(L.Callback):
         self.times: list[float] = []
         self.peak_bytes = math.nan
         self._start = 0.0
-        self._profiler = None
+        self._profiler: profile | None = None
         self._silence: contextlib.ExitStack = contextlib.ExitStack()
         self._baseline = 0
 
@@ -118,8 +123,9 @@ class StepCost(L.Callback):
             if module.device.type == "cuda":
                 self.peak_bytes = torch.cuda.max_memory_allocated(module.device) - self._baseline
             else:
-                self._profiler.__exit__(None, None, None)
-                self.peak_bytes = profiled_cpu_peak_bytes(self._profiler)
+                profiler = cast("profile", self._profiler)  # entered in on_train_batch_start at this step
+                profiler.__exit__(None, None, None)
+                self.peak_bytes = profiled_cpu_peak_bytes(profiler)
                 self._profiler = None
                 self._silence.close()
         elif step >= self.skip:

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 # (block type, blocks per stage) -> solo-learn backbone name (solo.methods.base.BaseMethod._BACKBONES)
-RESNET_LAYOUTS = {
+RESNET_LAYOUTS: dict[tuple[str, tuple[int, ...]], str] = {
     ("basic", (2, 2, 2, 2)): "resnet18",
     ("bottleneck", (3, 4, 6, 3)): "resnet50",
 }
 # torchvision layouts solo-learn has no backbone for: named in the refusal
-OTHER_RESNETS = {
+OTHER_RESNETS: dict[tuple[str, tuple[int, ...]], str] = {
     ("basic", (3, 4, 6, 3)): "resnet34",
     ("bottleneck", (3, 4, 23, 3)): "resnet101",
     ("bottleneck", (3, 8, 36, 3)): "resnet152",
@@ -78,7 +78,7 @@ def split_official(obj, where: str = "checkpoint") -> tuple[dict[str, torch.Tens
     """(backbone state, projector state or None, info) from any of: the official backbone .pth,
     the official full checkpoint, a solo-learn .ckpt, or a torchvision ResNet state dict (its
     ``fc`` dropped). ``module.`` prefixes (DDP) are removed. info: {"format", "epoch"}."""
-    info = {"format": "backbone state dict", "epoch": None}
+    info: dict[str, object] = {"format": "backbone state dict", "epoch": None}
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         info = {"format": "official full checkpoint (model/optimizer/epoch)", "epoch": obj.get("epoch")}
         state = _tensor_dict(obj["model"], f"{where} ['model']")

@@ -25,8 +25,9 @@ def register_methods(methods=None) -> dict:
 
     register_resolvers()  # the packaged configs' ${sfrik_plugin.cosine_end:...}
     if methods is None:
-        from solo.methods import METHODS as methods
+        from solo.methods import METHODS
 
+        methods = METHODS
     return _register(methods, PLUGIN_METHODS)
 
 

@@ -26,6 +26,7 @@ import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 SPLIT_ERROR_SHOWN = 5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -135,7 +136,8 @@ def make_module(cfg, num_classes: int):
             super().__init__()
             self.backbone = build_backbone(cfg.backbone.name, cfg.data.get("dataset"), **cfg.backbone.get("kwargs", {}))
             self.checkpoint_info = load_backbone_weights(self.backbone, cfg.pretrained_feature_extractor)
-            self.classifier = nn.Linear(self.backbone.inplanes, num_classes)
+            features = cast(int, self.backbone.inplanes)  # the ResNet's feature width (typed as a Module)
+            self.classifier = nn.Linear(features, num_classes)
             init_head(self.classifier)
             self.loss = nn.CrossEntropyLoss()
             self._val = []

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -91,7 +92,10 @@ class StudyRunner:
         train_images, probe_x, probe_y, eval_x, eval_y, stats = self._views(spec.split)
         params = spec.params
         cfg = replace(
-            p.train, lr=float(params.get("lr", p.train.lr)), proj_dim=spec.q, proj_hidden_dim=p.proj_hidden_dim
+            p.train,
+            lr=float(cast(float, params.get("lr", p.train.lr))),
+            proj_dim=spec.q,
+            proj_hidden_dim=p.proj_hidden_dim,
         )
         if spec.method == "random":
             with quiet_lightning():
