@@ -27,6 +27,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .defaults import (
+    AUH_SIM_LOSS_WEIGHT,
+    AUH_T,
+    AUH_UNIF_LOSS_WEIGHT,
+    KERNEL_WEIGHTS,
+    SFRIK_MMD_LOSS_WEIGHT,
+    SFRIK_SIM_LOSS_WEIGHT,
+)
 from .precision import DEFAULT_GRAM_PRECISION, check_gram_precision, reduced_precision_gram, rounded_rows
 from .series import SUPPORTED_DTYPES, Coeffs, check_coeffs, check_int, legendre_series
 from .sphere_autograd import _RowNormalize, gram_matrix, two_view_sphere_grams
@@ -344,9 +352,9 @@ def sfrik_loss_terms(
     z1: torch.Tensor,
     z2: torch.Tensor,
     *,
-    sim_loss_weight: float = 4000.0,
-    mmd_loss_weight: float = 1.0,
-    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
+    sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+    mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
+    kernel_weights: Coeffs = KERNEL_WEIGHTS,
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
     tile_size: int | None = None,
@@ -384,9 +392,9 @@ def sfrik_loss_func(
     z1: torch.Tensor,
     z2: torch.Tensor,
     *,
-    sim_loss_weight: float = 4000.0,
-    mmd_loss_weight: float = 1.0,
-    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
+    sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+    mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
+    kernel_weights: Coeffs = KERNEL_WEIGHTS,
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
     tile_size: int | None = None,
@@ -413,9 +421,9 @@ class SFRIKLoss(nn.Module):
 
     def __init__(
         self,
-        sim_loss_weight: float = 4000.0,
-        mmd_loss_weight: float = 1.0,
-        kernel_weights: Coeffs = (1.0, 40.0, 40.0),
+        sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+        mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
+        kernel_weights: Coeffs = KERNEL_WEIGHTS,
         gather_distributed: bool = True,
         mmd_impl: str = "auto",
         tile_size: int | None = None,
@@ -471,9 +479,9 @@ def sfrik_multicrop_loss_terms(
     num_large_crops: int,
     *,
     reg_small: bool = False,
-    sim_loss_weight: float = 4000.0,
-    mmd_loss_weight: float = 1.0,
-    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
+    sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+    mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
+    kernel_weights: Coeffs = KERNEL_WEIGHTS,
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
     tile_size: int | None = None,
@@ -522,9 +530,9 @@ def sfrik_multicrop_loss_func(
     num_large_crops: int,
     *,
     reg_small: bool = False,
-    sim_loss_weight: float = 4000.0,
-    mmd_loss_weight: float = 1.0,
-    kernel_weights: Coeffs = (1.0, 40.0, 40.0),
+    sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+    mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
+    kernel_weights: Coeffs = KERNEL_WEIGHTS,
     gather_distributed: bool = True,
     mmd_impl: str = "auto",
     tile_size: int | None = None,
@@ -555,9 +563,9 @@ def auh_loss_terms(
     z1: torch.Tensor,
     z2: torch.Tensor,
     *,
-    sim_loss_weight: float = 3000.0,
-    unif_loss_weight: float = 1.0,
-    t: float = 2.5,
+    sim_loss_weight: float = AUH_SIM_LOSS_WEIGHT,
+    unif_loss_weight: float = AUH_UNIF_LOSS_WEIGHT,
+    t: float = AUH_T,
     gather_distributed: bool = True,
 ) -> LossTerms:
     """AUH loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms:
@@ -580,9 +588,9 @@ def auh_loss_func(
     z1: torch.Tensor,
     z2: torch.Tensor,
     *,
-    sim_loss_weight: float = 3000.0,
-    unif_loss_weight: float = 1.0,
-    t: float = 2.5,
+    sim_loss_weight: float = AUH_SIM_LOSS_WEIGHT,
+    unif_loss_weight: float = AUH_UNIF_LOSS_WEIGHT,
+    t: float = AUH_T,
     gather_distributed: bool = True,
 ) -> torch.Tensor:
     """AUH loss (a 0-dim tensor); see auh_loss_terms."""
@@ -601,9 +609,9 @@ class AUHLoss(nn.Module):
 
     def __init__(
         self,
-        sim_loss_weight: float = 3000.0,
-        unif_loss_weight: float = 1.0,
-        t: float = 2.5,
+        sim_loss_weight: float = AUH_SIM_LOSS_WEIGHT,
+        unif_loss_weight: float = AUH_UNIF_LOSS_WEIGHT,
+        t: float = AUH_T,
         gather_distributed: bool = True,
     ) -> None:
         super().__init__()
@@ -663,8 +671,8 @@ def kernel_mmd_loss_terms(
     z2: torch.Tensor,
     kernel: GaussianKernel | DistanceKernel,
     *,
-    sim_loss_weight: float = 4000.0,
-    mmd_loss_weight: float = 1.0,
+    sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+    mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
     gather_distributed: bool = True,
 ) -> LossTerms:
     """SFRIK's loss with another kernel: sim_w * mse(u1, u2) + mmd_w * (R_k(u1) + R_k(u2)) / 2,
@@ -683,8 +691,8 @@ class KernelMMDLoss(nn.Module):
     def __init__(
         self,
         kernel: GaussianKernel | DistanceKernel,
-        sim_loss_weight: float = 4000.0,
-        mmd_loss_weight: float = 1.0,
+        sim_loss_weight: float = SFRIK_SIM_LOSS_WEIGHT,
+        mmd_loss_weight: float = SFRIK_MMD_LOSS_WEIGHT,
         gather_distributed: bool = True,
     ) -> None:
         super().__init__()

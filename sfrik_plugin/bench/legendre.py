@@ -36,6 +36,7 @@ import torch
 import torch._inductor.config
 
 import sfrik_plugin
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.reference import legendre_series_reference, official_psi
 
 from . import common
@@ -102,7 +103,7 @@ def add_arguments(parser) -> None:
 
 def kernel_weights(degree: int) -> list:
     """b_1 .. b_L: the SFRIK default (1, 40, 40) for L = 3, ones otherwise."""
-    return [1.0, 40.0, 40.0] if degree == 3 else [1.0] * degree
+    return list(KERNEL_WEIGHTS) if degree == 3 else [1.0] * degree
 
 
 def default_repeats(n: int) -> int:

@@ -45,6 +45,7 @@ import torch
 
 import sfrik_plugin
 from sfrik_plugin.baselines import baseline_losses
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.losses import gram_matrix
 from sfrik_plugin.reference import legendre_series_reference
 
@@ -55,7 +56,6 @@ DEFAULT_BATCHES = (256, 1024, 2048)
 DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)
 METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "sfrik_reference", "vicreg", "barlow_twins", "simclr", "auh")
-KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 FLOOR_N, FLOOR_Q, FLOOR_TARGET = 2048, 8192, 1.15
 HEADLINE_N, HEADLINE_Q, HEADLINE_TARGET = 2048, 32768, 10.0
 CSV_FIELDS = (

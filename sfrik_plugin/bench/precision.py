@@ -32,6 +32,7 @@ import time
 import torch
 
 import sfrik_plugin
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.precision import round_rows
 
 from . import common
@@ -41,7 +42,6 @@ DEFAULT_N, DEFAULT_DIMS = 2048, (1024, 8192, 32768)
 QUICK_N, QUICK_DIMS = 256, (128, 512)
 EMBEDDINGS = ("near-orthogonal", "partly-collapsed")
 PRECISIONS = ("float32", "tf32", "bf16", "fp16", "bf16-out", "fp16-out")
-KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 CSV_FIELDS = (
     "suite",
     "n",

@@ -27,12 +27,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.losses import mmd_uniform
 
 from . import common
 
 HELP = "sharded MMD across processes against the all-gather: per-process time and memory"
-KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 2048)
 QUICK_BATCHES, QUICK_DIMS = (256,), (32,)
 VARIANTS: dict[str, dict[str, Any]] = {  # mmd_uniform keyword arguments

@@ -25,6 +25,7 @@ import resource
 
 import torch
 
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.losses import _to_sphere, mmd_uniform, sfrik_loss_terms
 from sfrik_plugin.tiled import default_tile_size, gram_series_sum
 
@@ -32,7 +33,6 @@ from . import common
 from .losses import available_bytes
 
 HELP = "tiled (memory-free, symmetric) MMD against the dense n x n path: time and memory"
-KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 8192)
 LARGE_N, LARGE_Q = 65536, 256
 QUICK_BATCHES, QUICK_DIMS, QUICK_LARGE = (300, 700), (64,), (3000, 32)

@@ -8,6 +8,7 @@ import omegaconf
 import torch
 from solo.utils.misc import omegaconf_select
 
+from sfrik_plugin import defaults
 from sfrik_plugin.losses import AUHLoss, auh_loss_terms
 from sfrik_plugin.solo.projected import (
     ProjectedMethod,
@@ -63,9 +64,13 @@ class AUH(ProjectedMethod):
         if num_small_crops:
             raise ValueError(f"AUH: two views only (num_small_crops must be 0, got {num_small_crops})")
 
-        cfg.method_kwargs.sim_loss_weight = omegaconf_select(cfg, "method_kwargs.sim_loss_weight", 3000.0)
-        cfg.method_kwargs.unif_loss_weight = omegaconf_select(cfg, "method_kwargs.unif_loss_weight", 1.0)
-        cfg.method_kwargs.t = omegaconf_select(cfg, "method_kwargs.t", 2.5)
+        cfg.method_kwargs.sim_loss_weight = omegaconf_select(
+            cfg, "method_kwargs.sim_loss_weight", defaults.AUH_SIM_LOSS_WEIGHT
+        )
+        cfg.method_kwargs.unif_loss_weight = omegaconf_select(
+            cfg, "method_kwargs.unif_loss_weight", defaults.AUH_UNIF_LOSS_WEIGHT
+        )
+        cfg.method_kwargs.t = omegaconf_select(cfg, "method_kwargs.t", defaults.AUH_T)
 
         loss = check_loss_kwargs(
             "AUH",

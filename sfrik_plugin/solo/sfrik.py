@@ -10,6 +10,7 @@ import omegaconf
 import torch
 from solo.utils.misc import omegaconf_select
 
+from sfrik_plugin import defaults
 from sfrik_plugin.losses import SFRIKLoss, sfrik_loss_terms, sfrik_multicrop_loss_terms
 from sfrik_plugin.solo.projected import (
     ProjectedMethod,
@@ -74,9 +75,15 @@ class SFRIK(ProjectedMethod):
         assert_projector_cfg(cfg, "SFRIK")
         assert_stop_on_non_finite_cfg(cfg, "SFRIK")
 
-        cfg.method_kwargs.sim_loss_weight = omegaconf_select(cfg, "method_kwargs.sim_loss_weight", 4000.0)
-        cfg.method_kwargs.mmd_loss_weight = omegaconf_select(cfg, "method_kwargs.mmd_loss_weight", 1.0)
-        cfg.method_kwargs.kernel_weights = omegaconf_select(cfg, "method_kwargs.kernel_weights", [1.0, 40.0, 40.0])
+        cfg.method_kwargs.sim_loss_weight = omegaconf_select(
+            cfg, "method_kwargs.sim_loss_weight", defaults.SFRIK_SIM_LOSS_WEIGHT
+        )
+        cfg.method_kwargs.mmd_loss_weight = omegaconf_select(
+            cfg, "method_kwargs.mmd_loss_weight", defaults.SFRIK_MMD_LOSS_WEIGHT
+        )
+        cfg.method_kwargs.kernel_weights = omegaconf_select(
+            cfg, "method_kwargs.kernel_weights", list(defaults.KERNEL_WEIGHTS)
+        )
         cfg.method_kwargs.reg_small = omegaconf_select(cfg, "method_kwargs.reg_small", False)
         cfg.method_kwargs.mmd_impl = omegaconf_select(cfg, "method_kwargs.mmd_impl", "auto")
         cfg.method_kwargs.mmd_tile_size = omegaconf_select(cfg, "method_kwargs.mmd_tile_size", None)

@@ -9,10 +9,11 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.demo.experiment import TrainConfig
 
 PHASES = ("tune", "final", "ablation", "table")
-SFRIK_KERNEL_WEIGHTS = {1: (1.0,), 2: (1.0, 40.0), 3: (1.0, 40.0, 40.0)}  # the paper's b_l, truncated at L
+SFRIK_KERNEL_WEIGHTS = {L: KERNEL_WEIGHTS[:L] for L in (1, 2, 3)}  # the paper's b_l, truncated at L
 
 
 @dataclass(frozen=True)

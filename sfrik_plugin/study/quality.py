@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.losses import mmd_uniform
-
-PAPER_KERNEL_WEIGHTS = (1.0, 40.0, 40.0)
 
 
 def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:
@@ -71,5 +70,5 @@ def encoder_quality(
         "rankme": round(rankme(features), 2),
         "alignment": round(alignment(u1, u2), 4),
         "uniformity": round(uniformity(units), 4),
-        "mmd_l3": float(f"{mmd_uniform(units.double(), PAPER_KERNEL_WEIGHTS, impl='dense').item():.6g}"),
+        "mmd_l3": float(f"{mmd_uniform(units.double(), KERNEL_WEIGHTS, impl='dense').item():.6g}"),
     }
