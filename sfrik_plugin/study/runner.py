@@ -19,6 +19,7 @@ from sfrik_plugin.demo.experiment import build_networks, evaluate, pretrain, qui
 
 from .plan import Preset, RunSpec
 from .quality import encoder_quality
+from .store import MEASURES
 
 
 def library_versions(library: str | None) -> str:
@@ -138,20 +139,7 @@ class StudyRunner:
         return self._row(spec, start, {"status": "ok", **scores, **quality, **cost})
 
     def _row(self, spec: RunSpec, start: float, results: dict[str, object]) -> dict[str, object]:
-        empty = dict.fromkeys(
-            (
-                "linear_top1",
-                "knn_top1",
-                "rankme",
-                "alignment",
-                "uniformity",
-                "mmd_l3",
-                "sec_per_step",
-                "peak_mem_mb",
-                "train_minutes",
-            ),
-            "",
-        )
+        empty = dict.fromkeys(MEASURES, "")
         p = self.preset
         return {
             "phase": spec.phase,

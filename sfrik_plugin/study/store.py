@@ -10,14 +10,8 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-FIELDS = (
-    "phase",
-    "method",
-    "q",
-    "seed",
-    "setting",
-    "split",
-    "status",
+# What a run measures (empty for a run that diverged), then what identifies and dates it.
+MEASURES = (
     "linear_top1",
     "knn_top1",
     "rankme",
@@ -27,6 +21,16 @@ FIELDS = (
     "sec_per_step",
     "peak_mem_mb",
     "train_minutes",
+)
+FIELDS = (
+    "phase",
+    "method",
+    "q",
+    "seed",
+    "setting",
+    "split",
+    "status",
+    *MEASURES,
     "wall_s",
     "preset",
     "protocol",
