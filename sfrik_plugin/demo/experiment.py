@@ -69,6 +69,16 @@ def quiet_lightning():
             lg.setLevel(level)
 
 
+def seeded_networks(cfg: TrainConfig, channels: int, seed: int) -> tuple[nn.Module, nn.Module]:
+    """Every random stream (torch, numpy, Python) seeded with `seed`, then the networks: one seed
+    gives every method, and the random encoder, the same initial backbone."""
+    import lightning as L
+
+    with quiet_lightning():
+        L.seed_everything(seed)  # its "Seed set to" line is muted by quiet_lightning
+    return build_networks(cfg, channels)
+
+
 def build_networks(cfg: TrainConfig, channels: int) -> tuple[nn.Module, nn.Module]:
     """Backbone (channels_last) and projector from the current torch random state."""
     from sfrik_plugin.projector import build_projector
@@ -106,9 +116,7 @@ def pretrain(
     if len(images) < cfg.batch_size:
         raise ValueError(f"batch size {cfg.batch_size} is larger than the {len(images)} pretraining images")
     source, objective = build_objective(method, library, **(hyper_parameters or {}))
-    with quiet_lightning():
-        L.seed_everything(seed)  # its "Seed set to" line is muted by quiet_lightning
-    backbone, projector = build_networks(cfg, images.shape[1])
+    backbone, projector = seeded_networks(cfg, images.shape[1], seed)
     mean, std = channel_stats
     module = SelfSupervised(
         backbone,

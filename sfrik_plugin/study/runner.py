@@ -15,7 +15,7 @@ import torch
 
 from sfrik_plugin.demo import data as datasets
 from sfrik_plugin.demo.augment import BatchAugment
-from sfrik_plugin.demo.experiment import build_networks, evaluate, pretrain, quiet_lightning, subset
+from sfrik_plugin.demo.experiment import evaluate, pretrain, seeded_networks, subset
 
 from .plan import Preset, RunSpec
 from .quality import encoder_quality
@@ -99,11 +99,7 @@ class StudyRunner:
             proj_hidden_dim=p.proj_hidden_dim,
         )
         if spec.method == "random":
-            with quiet_lightning():
-                import lightning as L
-
-                L.seed_everything(spec.seed)
-            backbone, projector = build_networks(cfg, train_images.shape[1])
+            backbone, projector = seeded_networks(cfg, train_images.shape[1], spec.seed)
             cost = {"sec_per_step": "", "peak_mem_mb": "", "train_minutes": 0.0}
         else:
             loss_params = {k: v for k, v in params.items() if k != "lr"}
