@@ -25,6 +25,7 @@
 #include <tuple>
 
 #include "legendre_recurrence.h"
+#include "operands.h"
 
 namespace sfrik {
 namespace {
@@ -80,7 +81,7 @@ void check_rows(const at::Tensor& x, const char* name) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor& x,
                                                                const std::optional<at::Tensor>& y_opt,
-                                                               at::ArrayRef<double> coeffs, int64_t dim, int64_t tile,
+                                                               at::ArrayRef<double> coeffs, int64_t q, int64_t tile,
                                                                bool grad_x, bool grad_y) {
   check_rows(x, "x");
   const bool symmetric = !y_opt.has_value();
@@ -98,7 +99,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
                     "sfrik: y is None (y = x), so grad_y must be false: grad_x is the "
                     "whole gradient");
   TORCH_CHECK_VALUE(tile >= 1, "sfrik: tile must be an integer >= 1, got ", tile);
-  make_tables(coeffs, dim, 1);  // checks coeffs and dim, and that psi' is finite, before any work
+  make_tables(coeffs, q, 1);  // checks coeffs and q, and that psi' is finite, before any work
 
   static auto reduce_op = c10::Dispatcher::singleton()
                               .findSchemaOrThrow("sfrik::legendre_series_reduce", "")
@@ -128,9 +129,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
       at::mm_out(gram, xi, yj.t());
       // Off-diagonal tiles of a symmetric sum stand for themselves and their transposes.
       const bool mirrored = symmetric && j0 != i0;
-      total.add_(reduce_op.call(gram, coeffs, dim, false), mirrored ? 2.0 : 1.0);
+      total.add_(reduce_op.call(gram, coeffs, q, false), mirrored ? 2.0 : 1.0);
       if (!grad_x && !grad_y) continue;
-      const at::Tensor slope = derivative_op.call(one, gram, coeffs, dim, 1);  // psi'(tile)
+      const at::Tensor slope = derivative_op.call(one, gram, coeffs, q, 1);  // psi'(tile)
       if (grad_x) gx.narrow(0, i0, rows).addmm_(slope, yj);
       if (grad_x && mirrored) gx.narrow(0, j0, cols).addmm_(slope.t(), xi);
       if (grad_y) gy.narrow(0, j0, cols).addmm_(slope.t(), xi);

@@ -8,11 +8,9 @@
 // and the derivative identity d/dt P_l(q; t) = l (l + q - 2) / (q - 1) * P_{l-1}(q + 2; t),
 // which turns the derivative of a series in dimension q into a series in dimension q + 2.
 // The Python reference (sfrik_plugin/reference.py) implements the same maths independently;
-// the tests compare both with scipy.
+// the tests compare both with scipy. How the kernels lay out their tensors: operands.h.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
@@ -22,7 +20,7 @@
 
 namespace sfrik {
 
-// A series sum_k coeffs[k] * P_k(dim; t) with its recurrence constants precomputed in double.
+// A series sum_k coeffs[k] * P_k(q; t) with its recurrence constants precomputed in double.
 // Layout of `packed()`: [coeff_0 .. coeff_L, alpha_1 .. alpha_{L-1}, beta_1 .. beta_{L-1}],
 // so kernels read one flat table (CPU: host memory, CUDA: shared memory).
 struct SeriesTables {
@@ -39,8 +37,8 @@ struct SeriesTables {
   }
 };
 
-inline void check_dim(int64_t dim) {
-  TORCH_CHECK_VALUE(dim >= 2, "sfrik: dim must be an integer >= 2 (the sphere S^{dim-1}), got ", dim);
+inline void check_q(int64_t q) {
+  TORCH_CHECK_VALUE(q >= 2, "sfrik: q must be an integer >= 2 (the sphere S^{q-1}), got ", q);
 }
 
 inline void check_coeffs(c10::ArrayRef<double> coeffs) {
@@ -61,14 +59,14 @@ inline std::vector<double> derivative_coeffs(const std::vector<double>& c, doubl
   return d;
 }
 
-// Tables for grad * d^order/dt^order sum_k coeffs[k] P_k(dim; t).
-inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t dim, int64_t order) {
-  check_dim(dim);
+// Tables for grad * d^order/dt^order sum_k coeffs[k] P_k(q; t).
+inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t q_in, int64_t order) {
+  check_q(q_in);
   check_coeffs(coeffs);
   TORCH_CHECK_VALUE(order >= 0, "sfrik: order must be >= 0, got ", order);
   std::vector<double> c(coeffs.begin(), coeffs.end());
-  // The dimension grows by 2 per derivative, in double: dim + 2 * order can leave int64's range.
-  double q = static_cast<double>(dim);
+  // The dimension grows by 2 per derivative, in double: q + 2 * order can leave int64's range.
+  double q = static_cast<double>(q_in);
   for (int64_t k = 0; k < order; ++k) {
     if (c.size() <= 1) {  // a constant: this and every further derivative is 0 (order may be huge)
       c = {0.0};
@@ -90,84 +88,6 @@ inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t dim, int64
     tab.beta.push_back(ld / (ld + q - 2.0));
   }
   return tab;
-}
-
-// How a kernel reads grad: absent (plain series), one value broadcast to every element,
-// or one value per element laid out like t.
-enum class GradMode : int { kNone = 0, kScalar = 1, kElementwise = 2 };
-
-// Input checks common to every op and device.
-inline void check_input(const at::Tensor& t, const char* name) {
-  // Not at::isFloatingType: it also admits the float8 types, which the kernels do not dispatch.
-  const at::ScalarType s = t.scalar_type();
-  TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "sfrik: ", name,
-                   " must be a floating-point tensor (float16, bfloat16, float32 or float64), got ", t.scalar_type());
-}
-
-// The layout the kernels walk: every op reads t linearly in memory order. A dense tensor
-// (contiguous, transposed, permuted) is walked as is; anything else (gaps, overlaps) is first
-// copied into the layout at::empty_like(t) chooses, so results are laid out exactly as
-// torch.empty_like(t) (what the fake kernels promise torch.compile).
-inline at::Tensor dense_view(const at::Tensor& t) {
-  if (t.is_non_overlapping_and_dense()) return t;
-  at::Tensor dense = at::empty_like(t);
-  dense.copy_(t);
-  return dense;
-}
-
-// A grad of numel 1 with every stride 0 (expand of a scalar, as autograd gives for
-// out.mean()) or of dim 0 is read as one value instead of being materialised.
-inline bool is_broadcast_scalar(const at::Tensor& g) {
-  if (g.dim() == 0) return true;
-  if (g.numel() == 0) return false;
-  for (auto s : g.strides()) {
-    if (s != 0) return false;
-  }
-  return true;
-}
-
-// grad laid out exactly like `dense_t` (same strides), so both are walked in the same order.
-inline at::Tensor align_like(const at::Tensor& grad, const at::Tensor& dense_t) {
-  if (grad.strides() == dense_t.strides() && grad.is_non_overlapping_and_dense()) return grad;
-  at::Tensor out = at::empty_like(dense_t);
-  out.copy_(grad);
-  return out;
-}
-
-inline GradMode check_grad(const at::Tensor& grad, const at::Tensor& t) {
-  check_input(grad, "grad");
-  TORCH_CHECK_VALUE(grad.scalar_type() == t.scalar_type(), "sfrik: grad must have the dtype of t (", t.scalar_type(),
-                    "), got ", grad.scalar_type());
-  TORCH_CHECK_VALUE(grad.device() == t.device(), "sfrik: grad must be on the device of t (", t.device(), "), got ",
-                    grad.device());
-  if (is_broadcast_scalar(grad)) return GradMode::kScalar;
-  TORCH_CHECK_VALUE(grad.sizes() == t.sizes(), "sfrik: grad must have the shape of t ", t.sizes(),
-                    " or be a single value, got shape ", grad.sizes());
-  return GradMode::kElementwise;
-}
-
-}  // namespace sfrik
-
-namespace sfrik {
-
-// The operands of an elementwise op, laid out for a linear walk in memory order.
-struct ElementwiseOperands {
-  at::Tensor t;     // dense (see dense_view)
-  at::Tensor grad;  // undefined (kNone), 0-dim (kScalar) or laid out like t (kElementwise)
-  GradMode mode = GradMode::kNone;
-  at::Tensor out;  // same dtype, shape and strides as t
-};
-
-inline ElementwiseOperands prepare_elementwise(const at::Tensor& t, const at::Tensor* grad) {
-  check_input(t, "t");
-  ElementwiseOperands ops;
-  ops.t = dense_view(t);
-  if (grad != nullptr) {
-    ops.mode = check_grad(*grad, t);
-    ops.grad = ops.mode == GradMode::kScalar ? grad->as_strided({}, {}) : align_like(*grad, ops.t);
-  }
-  ops.out = at::empty_like(ops.t);
-  return ops;
 }
 
 }  // namespace sfrik

@@ -13,23 +13,24 @@
 #endif
 
 TORCH_LIBRARY(sfrik, m) {
-  // out = sum_k coeffs[k] * P_k(dim; t), elementwise; coeffs[0] is degree 0 (numpy's legval order).
-  m.def("legendre_series(Tensor t, float[] coeffs, int dim) -> Tensor");
+  // out = sum_k coeffs[k] * P_k(q; t), elementwise; coeffs[0] is degree 0 (numpy's legval order).
+  m.def("legendre_series(Tensor t, float[] coeffs, int q) -> Tensor");
   // The same series summed (mean=False) or averaged (mean=True) over all elements of t,
   // without writing the elementwise result: a 0-dim tensor of t's dtype.
-  m.def("legendre_series_reduce(Tensor t, float[] coeffs, int dim, bool mean) -> Tensor");
+  m.def("legendre_series_reduce(Tensor t, float[] coeffs, int q, bool mean) -> Tensor");
   // grad * d^order/dt^order of the series, in one pass over t. grad has t's shape or is a
   // single value (0-dim, or expanded with all strides 0) that is broadcast.
   m.def(
-      "legendre_series_backward(Tensor grad, Tensor t, float[] coeffs, int dim, int order=1) "
+      "legendre_series_backward(Tensor grad, Tensor t, float[] coeffs, int q, int order=1) "
       "-> Tensor");
   // Tiled sum over the Gram matrix x y^T of a series, never holding more than two tile x tile
-  // matrices: (S, grad_x, grad_y) with S = sum_{i,j} psi(x_i . y_j) (0-dim, x's dtype, summed in
-  // double) and, when asked, dS/dx = psi'(x y^T) y and dS/dy = psi'(x y^T)^T x (else empty
-  // tensors of shape [0]). y = None means y = x: only tiles i <= j are computed (symmetry) and
-  // grad_x is the whole gradient 2 psi'(x x^T) x; grad_y must then be false.
+  // matrices: (S, grad_x, grad_y) with S = sum_{i,j} psi(x_i . y_j) (0-dim, x's dtype; each tile's
+  // sum comes back rounded to x's dtype, the sum across tiles is accumulated in double) and, when
+  // asked, dS/dx = psi'(x y^T) y and dS/dy = psi'(x y^T)^T x (else empty tensors of shape [0]). y = None means y = x:
+  // only tiles i <= j are computed (symmetry) and grad_x is the whole gradient 2 psi'(x x^T) x; grad_y must then be
+  // false.
   m.def(
-      "gram_series_sum(Tensor x, Tensor? y, float[] coeffs, int dim, int tile, bool grad_x, bool grad_y) "
+      "gram_series_sum(Tensor x, Tensor? y, float[] coeffs, int q, int tile, bool grad_x, bool grad_y) "
       "-> (Tensor, Tensor, Tensor)");
 }
 

@@ -328,8 +328,9 @@ def stage_sanitizer(ctx: Context, limit_s: float) -> Outcome:
 def worker_operator(out: Path, tiny: bool) -> None:
     import torch
 
-    import sfrik_plugin.series  # noqa: F401  (registers the ops)
+    import sfrik_plugin  # noqa: F401  (registers the ops)
     from sfrik_plugin.bench import common
+    from sfrik_plugin.utils import machine, output
 
     device = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
     n = 512 if tiny else 16384
@@ -378,8 +379,8 @@ def worker_operator(out: Path, tiny: bool) -> None:
             )
         for row in rows[-len(calls) :]:
             row["fraction_of_copy"] = row["gb_per_s"] * 1e9 / copy_rate
-    common.write_csv(str(out / "op_bandwidth.csv"), list(rows[0].keys()), rows)
-    print(json.dumps({"device": common.device_name(device), "rows": rows}))
+    output.write_csv(str(out / "op_bandwidth.csv"), list(rows[0].keys()), rows)
+    print(json.dumps({"device": machine.device_name(device), "rows": rows}))
 
 
 def stage_operator(ctx: Context, limit_s: float) -> Outcome:
@@ -487,9 +488,9 @@ def stage_losses(ctx: Context, limit_s: float) -> Outcome:
 def worker_tiles(out: Path, tiny: bool) -> None:
     import torch
 
-    from sfrik_plugin.bench import common
     from sfrik_plugin.bench import tiled as tiled_bench
     from sfrik_plugin.tiled import DEFAULT_TILE_SIZE
+    from sfrik_plugin.utils import machine, output
 
     device = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
     if tiny:
@@ -513,10 +514,10 @@ def worker_tiles(out: Path, tiny: bool) -> None:
                 for r in cell_rows
             )
     best = min(score, key=score.get)
-    common.write_csv(str(out / "tile_sweep.csv"), list(rows[0].keys()), rows)
+    output.write_csv(str(out / "tile_sweep.csv"), list(rows[0].keys()), rows)
     key = device.type
     decision = {
-        "device": common.device_name(device),
+        "device": machine.device_name(device),
         "best_tile": best,
         "current_default": DEFAULT_TILE_SIZE.get(key),
         "cells": cells,

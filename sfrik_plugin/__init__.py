@@ -20,13 +20,12 @@ from .losses import (
     auh_loss_func,
     auh_loss_terms,
     kernel_mmd_loss_terms,
-    kernel_mmd_uniform,
-    mmd_uniform,
     sfrik_loss_func,
     sfrik_loss_terms,
     sfrik_multicrop_loss_func,
     sfrik_multicrop_loss_terms,
 )
+from .regulariser import kernel_mmd_uniform, mmd_uniform
 from .series import legendre, legendre_series
 
 __all__ = [

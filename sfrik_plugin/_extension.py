@@ -73,7 +73,19 @@ except ExtensionError as _exc:
 
 
 def extension_info() -> dict:
-    """Facts about the compiled extension: whether it is loaded and what it was built with."""
+    """Facts about the compiled extension: whether it is loaded and what it was built with.
+
+    Returns:
+        A dict: loaded (bool), cuda (bool: CUDA kernels built in), cuda_version, the torch
+        version it was built against (torch_version_built) and the running one (torch_version),
+        openmp, cpu_isa (the instruction set the CPU kernels dispatch to) and error (why it did
+        not load, else None).
+
+    Example:
+        >>> import sfrik_plugin
+        >>> sfrik_plugin.extension_info()["loaded"]
+        True
+    """
     if _C is None:
         return {
             "loaded": False,

@@ -7,8 +7,8 @@ For any such kernel, E_{v ~ sigma} k(u . v) is the same constant for every u, so
 
 The functions here return the first term (a V-statistic over all n^2 pairs, diagonal included):
 the MMD^2 up to an additive constant that carries no gradient. The paper's kernel ablation
-compares two of them with the Legendre series (which sfrik_plugin.losses evaluates through the
-compiled operators):
+compares two of them with the Legendre series (sfrik_plugin.regulariser.mmd_uniform, through
+the compiled operators):
 
 - the Gaussian kernel k(t) = exp(-2 s (1 - t)) = exp(-s ||u - v||^2), positive definite for s > 0.
   AUH (Wang and Isola) takes the log of the off-diagonal mean instead; here it is a plain MMD.
@@ -20,11 +20,12 @@ compiled operators):
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import NamedTuple
 
 import torch
+
+from . import defaults
+from .validation import check_weight
 
 __all__ = ["GaussianKernel", "DistanceKernel", "gaussian_kernel_mean", "distance_kernel_mean", "parse_kernel"]
 
@@ -33,29 +34,35 @@ __all__ = ["GaussianKernel", "DistanceKernel", "gaussian_kernel_mean", "distance
 _MIN_SQUARED_DISTANCE = 1e-12
 
 
-def _positive(value: object, name: str, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not (0 < value < upper) or not math.isfinite(value):
-        bound = "> 0" if upper == math.inf else f"in (0, {upper:g})"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
-    return value
-
-
 class GaussianKernel(NamedTuple):
-    """k(t) = exp(-2 s (1 - t)); s > 0 (the paper's t)."""
+    """The Gaussian kernel k(t) = exp(-2 s (1 - t)) of t = u . v, as an MMD kernel.
 
-    s: float = 2.5
+    Args:
+        s: The scale, finite and > 0 (the paper's t; checked when the kernel is used).
+
+    Example:
+        >>> from sfrik_plugin import kernel_mmd_uniform
+        >>> r = kernel_mmd_uniform(torch.randn(64, 32), GaussianKernel(s=2.5))
+    """
+
+    s: float = defaults.GAUSSIAN_KERNEL_S
 
     def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor:
         return gaussian_kernel_mean(gram, self.s)
 
 
 class DistanceKernel(NamedTuple):
-    """k(t) = -||u - v||^p = -(2 - 2t)^(p/2); 0 < p < 2."""
+    """The distance kernel k(t) = -||u - v||^p = -(2 - 2t)^(p/2) of t = u . v (C = 0).
 
-    p: float = 1.0
+    Args:
+        p: The exponent, in (0, 2) (checked when the kernel is used); p = 1 is the energy distance.
+
+    Example:
+        >>> from sfrik_plugin import kernel_mmd_uniform
+        >>> r = kernel_mmd_uniform(torch.randn(64, 32), DistanceKernel(p=1.0))
+    """
+
+    p: float = defaults.DISTANCE_KERNEL_P
 
     def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor:
         return distance_kernel_mean(gram, self.p)
@@ -63,14 +70,14 @@ class DistanceKernel(NamedTuple):
 
 def gaussian_kernel_mean(gram: torch.Tensor, s: float) -> torch.Tensor:
     """(1/n^2) sum_{i,j} exp(-2 s (1 - G_ij)) of the Gram matrix G of n unit vectors."""
-    s = _positive(s, "s")
+    s = check_weight(s, "s", positive=True)
     return torch.exp((2.0 * s) * (gram - 1.0)).mean()
 
 
 def distance_kernel_mean(gram: torch.Tensor, p: float) -> torch.Tensor:
     """(1/n^2) sum_{i != j} -(2 - 2 G_ij)^(p/2) of the Gram matrix G of n unit vectors (the
     diagonal terms are 0)."""
-    p = _positive(p, "p", upper=2.0)
+    p = check_weight(p, "p", below=2.0)
     n = gram.shape[0]
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=gram.device)
     # Rounding can leave 2 - 2G slightly negative for (near-)equal rows; the floor keeps the
@@ -81,9 +88,25 @@ def distance_kernel_mean(gram: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def parse_kernel(name: str, value: float) -> GaussianKernel | DistanceKernel:
-    """The kernel called `name` ("gaussian" or "distance") with its parameter (s or p)."""
+    """The kernel called `name` with its parameter.
+
+    Args:
+        name: "gaussian" or "distance".
+        value: Its parameter: s (> 0) or p (in (0, 2)).
+
+    Returns:
+        A GaussianKernel or a DistanceKernel.
+
+    Raises:
+        ValueError: an unknown name or a parameter out of range.
+        TypeError: a parameter that is not a real number.
+
+    Example:
+        >>> parse_kernel("distance", 1.0)
+        DistanceKernel(p=1.0)
+    """
     if name == "gaussian":
-        return GaussianKernel(_positive(value, "s"))
+        return GaussianKernel(check_weight(value, "s", positive=True))
     if name == "distance":
-        return DistanceKernel(_positive(value, "p", upper=2.0))
+        return DistanceKernel(check_weight(value, "p", below=2.0))
     raise ValueError(f"kernel must be 'gaussian' or 'distance', got {name!r}")

@@ -24,44 +24,44 @@ _backward = torch.ops.sfrik.legendre_series_backward.default
 # Fake kernels: the elementwise ops return a tensor laid out like torch.empty_like(t), which
 # is what the C++ kernels allocate; the reduction returns a 0-dim tensor of t's dtype.
 @torch.library.register_fake("sfrik::legendre_series")
-def _series_fake(t, coeffs, dim):
+def _series_fake(t, coeffs, q):
     return torch.empty_like(t)
 
 
 @torch.library.register_fake("sfrik::legendre_series_reduce")
-def _reduce_fake(t, coeffs, dim, mean):
+def _reduce_fake(t, coeffs, q, mean):
     return t.new_empty(())
 
 
 @torch.library.register_fake("sfrik::legendre_series_backward")
-def _backward_fake(grad, t, coeffs, dim, order=1):
+def _backward_fake(grad, t, coeffs, q, order=1):
     torch._check(grad.dtype == t.dtype, lambda: "sfrik: grad must have the dtype of t")
     return torch.empty_like(t)
 
 
 def _save_t(ctx, inputs, output):
-    t, coeffs, dim = inputs[:3]
+    t, coeffs, q = inputs[:3]
     ctx.save_for_backward(t)
-    ctx.coeffs, ctx.dim = coeffs, dim
+    ctx.coeffs, ctx.q = coeffs, q
     ctx.mean = inputs[3] if len(inputs) > 3 else None
 
 
 def _series_grad(ctx, grad):
     (t,) = ctx.saved_tensors
-    return _backward(grad, t, ctx.coeffs, ctx.dim, 1), None, None
+    return _backward(grad, t, ctx.coeffs, ctx.q, 1), None, None
 
 
 def _reduce_grad(ctx, grad):
     (t,) = ctx.saved_tensors
     # grad stays a 0-dim tensor: the kernel broadcasts it without an n x n buffer.
     scale = grad / t.numel() if ctx.mean else grad
-    return _backward(scale, t, ctx.coeffs, ctx.dim, 1), None, None, None
+    return _backward(scale, t, ctx.coeffs, ctx.q, 1), None, None, None
 
 
 def _backward_setup(ctx, inputs, output):
-    grad, t, coeffs, dim, order = inputs
+    grad, t, coeffs, q, order = inputs
     ctx.save_for_backward(grad, t)
-    ctx.coeffs, ctx.dim, ctx.order = coeffs, dim, order
+    ctx.coeffs, ctx.q, ctx.order = coeffs, q, order
 
 
 def _backward_grad(ctx, gg):
@@ -69,11 +69,11 @@ def _backward_grad(ctx, gg):
     grad, t = ctx.saved_tensors
     d_grad = d_t = None
     if ctx.needs_input_grad[0]:
-        d_grad = _backward(gg, t, ctx.coeffs, ctx.dim, ctx.order)
+        d_grad = _backward(gg, t, ctx.coeffs, ctx.q, ctx.order)
         if grad.shape != t.shape:
             d_grad = d_grad.sum().reshape(grad.shape)
     if ctx.needs_input_grad[1]:
-        d_t = _backward(gg * grad, t, ctx.coeffs, ctx.dim, ctx.order + 1)
+        d_t = _backward(gg * grad, t, ctx.coeffs, ctx.q, ctx.order + 1)
     return d_grad, d_t, None, None, None
 
 
@@ -95,7 +95,7 @@ _gram_sum = torch.ops.sfrik.gram_series_sum.default
 
 
 @torch.library.register_fake("sfrik::gram_series_sum")
-def _gram_sum_fake(x, y, coeffs, dim, tile, grad_x, grad_y):
+def _gram_sum_fake(x, y, coeffs, q, tile, grad_x, grad_y):
     other = x if y is None else y
     return (
         x.new_empty(()),
@@ -105,11 +105,11 @@ def _gram_sum_fake(x, y, coeffs, dim, tile, grad_x, grad_y):
 
 
 def _gram_sum_setup(ctx, inputs, output):
-    x, y, coeffs, dim, tile, grad_x, grad_y = inputs
+    x, y, coeffs, q, tile, grad_x, grad_y = inputs
     _, gx, gy = output
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(x, y, gx if grad_x else None, gy if grad_y else None)
-    ctx.coeffs, ctx.dim, ctx.tile = coeffs, dim, tile
+    ctx.coeffs, ctx.q, ctx.tile = coeffs, q, tile
 
 
 def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
@@ -126,12 +126,12 @@ def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
         # create_graph: the gradient as differentiable ops of x and y (dense, n x m memory), so
         # that higher derivatives are exact.
         other = x if y is None else y
-        slope = _backward(grad_sum, x @ other.T, ctx.coeffs, ctx.dim, 1)
+        slope = _backward(grad_sum, x @ other.T, ctx.coeffs, ctx.q, 1)
         if y is None:
             return 2 * (slope @ x), None, None, None, None, None, None
         return slope @ y if need_x else None, slope.T @ x if need_y else None, None, None, None, None, None
     if (need_x and gx is None) or (need_y and gy is None):  # called without asking for them: recompute
-        _, gx, gy = _gram_sum(x, y, ctx.coeffs, ctx.dim, ctx.tile, need_x, need_y)
+        _, gx, gy = _gram_sum(x, y, ctx.coeffs, ctx.q, ctx.tile, need_x, need_y)
     return grad_sum * gx if need_x else None, grad_sum * gy if need_y else None, None, None, None, None, None
 
 

@@ -23,19 +23,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import torch
 
 GRAM_PRECISIONS = ("float32", "tf32", "bf16", "fp16")
-DEFAULT_GRAM_PRECISION = "float32"
 _LOW_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_gram_precision(gram_precision: object) -> str:
-    if gram_precision not in GRAM_PRECISIONS:
-        raise ValueError(f"gram_precision must be one of {GRAM_PRECISIONS}, got {gram_precision!r}")
-    return cast(str, gram_precision)  # equal to one of the GRAM_PRECISIONS strings
 
 
 def round_to_tf32(x: torch.Tensor) -> torch.Tensor:
@@ -126,8 +119,6 @@ def rounded_rows(u: torch.Tensor, gram_precision: str) -> torch.Tensor:
 
 __all__ = [
     "GRAM_PRECISIONS",
-    "DEFAULT_GRAM_PRECISION",
-    "check_gram_precision",
     "round_to_tf32",
     "round_rows",
     "rounded_rows",

@@ -12,16 +12,16 @@ from collections.abc import Sequence
 import torch
 
 
-def legendre_series_reference(t: torch.Tensor, coeffs: Sequence[float], dim: int) -> torch.Tensor:
-    """sum_k coeffs[k] * P_k(dim; t), elementwise, by the three-term recurrence."""
-    q = float(dim)
+def legendre_series_reference(t: torch.Tensor, coeffs: Sequence[float], q: int) -> torch.Tensor:
+    """sum_k coeffs[k] * P_k(q; t), elementwise, by the three-term recurrence."""
+    qd = float(q)
     out = torch.full_like(t, float(coeffs[0]))
     if len(coeffs) == 1:
         return out
     p_prev, p = torch.ones_like(t), t
     out = out + float(coeffs[1]) * t
     for l in range(1, len(coeffs) - 1):
-        p_prev, p = p, ((2 * l + q - 2) / (l + q - 2)) * t * p - (l / (l + q - 2)) * p_prev
+        p_prev, p = p, ((2 * l + qd - 2) / (l + qd - 2)) * t * p - (l / (l + qd - 2)) * p_prev
         out = out + float(coeffs[l + 1]) * p
     return out
 

@@ -8,7 +8,10 @@ n x q tensors; each avoided pass is ~1/20 of a GEMM on a CPU."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
@@ -187,3 +190,32 @@ def two_view_sphere_grams(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams)."""
     return _TwoViewSphereGrams.apply(z1, z2, eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# The losses' compute region: float32 (float64 stays float64), autocast off
+
+
+@contextlib.contextmanager
+def autocast_disabled(device_type: str) -> Iterator[None]:
+    """torch.autocast(device_type, enabled=False), or nothing for device types autocast does not
+    know (there is nothing to disable there)."""
+    ctx: AbstractContextManager[object]
+    try:
+        ctx = torch.autocast(device_type, enabled=False)
+    except RuntimeError:
+        ctx = contextlib.nullcontext()
+    with ctx:
+        yield
+
+
+def as_compute_dtype(z: torch.Tensor) -> torch.Tensor:
+    """float32 for half inputs (float64 stays float64). Used inside autocast_disabled: 1/(q-1) at
+    q = 32768 is subnormal in float16, and the Gram entries of a long float16 dot product lose
+    the digits psi needs."""
+    return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+
+
+def to_sphere(z: torch.Tensor) -> torch.Tensor:
+    """Rows of z L2-normalised (F.normalize's eps), in the compute dtype (as_compute_dtype)."""
+    return _RowNormalize.apply(as_compute_dtype(z), 1e-12)

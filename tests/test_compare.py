@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from solo_helpers import make_image_folder
 
-import sfrik_plugin.compare as cmp
-from sfrik_plugin.compare import RunFailed, Step
+import sfrik_plugin.compare.cli as cmp
+from sfrik_plugin.compare.cli import RunFailed, Step
 
 CPU_METHODS = {
     "sfrik": "sfrik_cpu",

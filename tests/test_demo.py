@@ -266,6 +266,7 @@ def test_demo_end_to_end_on_an_image_folder(tmp_path):
     assert [r["method"] for r in rows] == ["random", *methods]
     for r in rows:
         assert 0 <= float(r["linear_top1"]) <= 100 and 0 <= float(r["knn_top1"]) <= 100
+        assert r["status"] == "ok"
         if r["method"] == "random":
             assert r["sec_per_step"] == "" and r["peak_mem_mb"] == ""
         else:
@@ -282,3 +283,36 @@ def test_validation_split_holds_out_part_of_the_training_split():
     assert not train_ids & val_ids and train_ids | val_ids == set(range(60))  # no test images used
     assert torch.equal(val.test_labels, val.test_images.flatten().long() % 3)
     assert torch.equal(data.validation_split(seed=1).test_images, val.test_images)  # fixed
+
+
+def test_quick_is_one_seed_of_the_recorded_study():
+    # --quick runs the study's final protocol with each method's setting as the study chose it
+    # on the validation split, so that seed s gives the recorded final rows of seed s.
+    from pathlib import Path
+
+    from sfrik_plugin.study.plan import PRESETS, RunSpec, chosen_settings
+
+    repo = next(p for p in Path(__file__).resolve().parents if (p / "docs" / "study_fashion_mnist.csv").is_file())
+    with open(repo / "docs" / "study_fashion_mnist.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    study = PRESETS["full"]
+    args = demo.parse_args([])
+    quick = demo.resolve_setting(args)
+    assert demo.study_preset(quick).protocol() == study.protocol()
+    chosen = chosen_settings(study, rows)
+    assert {m: chosen[m] for m in demo.STUDY_CHOICES} == demo.STUDY_CHOICES
+    recorded = {r["run_id"] for r in rows if r["phase"] == "final"}
+    for method in ["random", *demo.METHODS]:
+        params = {} if method == "random" else demo.method_setting(method, quick, args)
+        for seed in study.final_seeds:
+            assert RunSpec("final", method, study.main_q, seed, "test", tuple(params.items())).run_id in recorded
+
+
+def test_overriding_lr_or_the_sim_weight_gives_every_method_one_setting():
+    args = demo.parse_args(["--lr", "0.02"])
+    setting = demo.resolve_setting(args)
+    assert not demo.uses_study_choices(args)
+    assert demo.method_setting("vicreg", setting, args) == {"lr": 0.02}
+    assert demo.method_setting("sfrik", setting, args) == {"lr": 0.02, "sim_loss_weight": 4000.0}
+    long = demo.parse_args(["--long"])
+    assert not demo.uses_study_choices(long)

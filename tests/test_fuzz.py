@@ -499,24 +499,24 @@ BAD_DEGREE = [-1, -(2**40), 2**64, 1.5, 2.0, True, "2", None]
 @given(data=st.data())
 def test_bad_arguments_raise_clear_errors(data):
     api = data.draw(st.sampled_from(["legendre_series", "legendre"]))
-    params = ("t", "coeffs", "dim", "reduction") if api == "legendre_series" else ("t", "degree", "dim")
+    params = ("t", "coeffs", "q", "reduction") if api == "legendre_series" else ("t", "degree", "q")
     bad = [p for p in params if data.draw(st.booleans())] or [data.draw(st.sampled_from(params))]
-    pools = {"t": BAD_T, "coeffs": BAD_COEFFS, "dim": BAD_DIM, "reduction": BAD_REDUCTION, "degree": BAD_DEGREE}
+    pools = {"t": BAD_T, "coeffs": BAD_COEFFS, "q": BAD_DIM, "reduction": BAD_REDUCTION, "degree": BAD_DEGREE}
     good = {
         "t": torch.linspace(-1, 1, 7, dtype=data.draw(st.sampled_from(FLOAT_DTYPES))),
         "coeffs": data.draw(st.sampled_from([[0.5, 1.0], (2.0,), np.array([0.0, 1.0, 3.0]), torch.ones(4)])),
-        "dim": data.draw(st.sampled_from([2, 3, np.int64(5), torch.tensor(7)])),
+        "q": data.draw(st.sampled_from([2, 3, np.int64(5), torch.tensor(7)])),
         "reduction": data.draw(st.sampled_from(["none", "mean", "sum"])),
         "degree": data.draw(st.integers(0, 5)),
     }
     args = {p: data.draw(st.sampled_from(pools[p])) if p in bad else good[p] for p in params}
     with watchdog(), pytest.raises((TypeError, ValueError)) as err:
         if api == "legendre":
-            sfrik_plugin.legendre(args["t"], args["degree"], args["dim"])
+            sfrik_plugin.legendre(args["t"], args["degree"], args["q"])
         else:
-            sfrik_plugin.legendre_series(args["t"], args["coeffs"], args["dim"], reduction=args["reduction"])
+            sfrik_plugin.legendre_series(args["t"], args["coeffs"], args["q"], reduction=args["reduction"])
     message = str(err.value)
-    # "coeffs[1] must be a float", "dim must be an integer >= 2", "coeffs: gradients ...", ...
+    # "coeffs[1] must be a float", "q must be an integer >= 2", "coeffs: gradients ...", ...
     assert any(re.match(rf"{name}[ \[:]", message) for name in bad), f"{message!r} names none of {sorted(bad)}"
 
 
@@ -557,7 +557,7 @@ def test_raw_ops_reject_bad_values(data):
         t = torch.zeros(6).to(data.draw(st.sampled_from(OTHER_DTYPES)))
         grad = torch.ones(6)
     expected = {
-        "dim": "dim must be",
+        "dim": "q must be",
         "coeffs_empty": "coeffs must be",
         "coeffs_nonfinite": "coeffs must be finite",
         "order": "order must be",
@@ -631,7 +631,7 @@ def test_coeff_containers_rejected_by_name(coeffs, error, match):
 
 def test_integers_beyond_int64_rejected_by_name():
     # was the dispatcher's "Expected a value of type 'int' ... found type 'int'"
-    with pytest.raises(ValueError, match=r"^dim must be an integer between 2 and 2\*\*63 - 1"):
+    with pytest.raises(ValueError, match=r"^q must be an integer between 2 and 2\*\*63 - 1"):
         sfrik_plugin.legendre_series(torch.zeros(3), [1.0], 2**63)
     with pytest.raises(ValueError, match=r"^degree must be an integer between 0 and 2\*\*63 - 1"):
         sfrik_plugin.legendre(torch.zeros(3), 2**64, 3)

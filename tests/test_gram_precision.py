@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from conftest import requires_extension
 
-from sfrik_plugin.losses import SFRIKLoss, mmd_uniform, sfrik_loss_terms
+from sfrik_plugin.losses import SFRIKLoss, sfrik_loss_terms
 from sfrik_plugin.precision import GRAM_PRECISIONS, round_rows, round_to_tf32
 from sfrik_plugin.reference import legendre_series_reference
+from sfrik_plugin.regulariser import mmd_uniform
 
 pytestmark = requires_extension
 WEIGHTS = (1.0, 40.0, 40.0)

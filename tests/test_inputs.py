@@ -13,7 +13,7 @@ T = torch.linspace(-1, 1, 5)
 
 
 @pytest.mark.parametrize(
-    "dim,exc",
+    "q,exc",
     [
         (1, ValueError),
         (0, ValueError),
@@ -25,9 +25,9 @@ T = torch.linspace(-1, 1, 5)
         (None, TypeError),
     ],
 )
-def test_bad_dim(dim, exc):
-    with pytest.raises(exc, match="dim must be an integer >= 2"):
-        sfrik_plugin.legendre_series(T, [1.0, 2.0], dim)
+def test_bad_q(q, exc):
+    with pytest.raises(exc, match="q must be an integer >= 2"):
+        sfrik_plugin.legendre_series(T, [1.0, 2.0], q)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_bad_reduction_and_degree():
 @requires_extension
 def test_raw_ops_check_their_arguments():
     ops = torch.ops.sfrik
-    with pytest.raises(ValueError, match="dim must be an integer >= 2"):
+    with pytest.raises(ValueError, match="q must be an integer >= 2"):
         ops.legendre_series(T, [1.0], 1)
     with pytest.raises(ValueError, match="coeffs must be a non-empty"):
         ops.legendre_series(T, [], 3)

@@ -17,19 +17,19 @@ import torch.nn.functional as F
 from scipy.special import eval_chebyt, eval_gegenbauer
 
 import sfrik_plugin
+from sfrik_plugin.distributed import gather_rows
 from sfrik_plugin.losses import (
     AUHLoss,
     LossTerms,
     SFRIKLoss,
     auh_loss_func,
     auh_loss_terms,
-    gather_rows,
-    mmd_uniform,
     sfrik_loss_func,
     sfrik_loss_terms,
     sfrik_multicrop_loss_func,
     sfrik_multicrop_loss_terms,
 )
+from sfrik_plugin.regulariser import mmd_uniform
 
 # The spawned processes of the gloo test import tests/dist_helpers.py by name; they inherit sys.path.
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -493,18 +493,19 @@ def test_fused_two_view_grams_gradcheck_and_double_backward():
 
 def test_sfrik_and_auh_losses_fused_path_equals_the_gathered_path(monkeypatch):
     # Without a process group the fused function runs; forcing the generic path (normalise,
-    # mse, gather, Gram; SFRIK's all-gather variant, shard=False) must give the same loss and gradients.
+    # mse, gather, Gram; SFRIK's all-gather variant, shard_mmd=False) must give the same loss and gradients.
     import functools
 
-    from sfrik_plugin import losses
+    from sfrik_plugin import losses, regulariser
 
     g = torch.Generator().manual_seed(1)
     z1, z2 = (torch.randn(16, 12, dtype=torch.float64, generator=g).requires_grad_() for _ in range(2))
-    for fn in (functools.partial(losses.sfrik_loss_func, shard=False), losses.auh_loss_func):
+    for fn in (functools.partial(losses.sfrik_loss_func, shard_mmd=False), losses.auh_loss_func):
         fused = fn(z1, z2)
         g_fused = torch.autograd.grad(fused, (z1, z2))
-        monkeypatch.setattr(losses, "_distributed_world_size", lambda: 2)
-        monkeypatch.setattr(losses, "gather_rows", lambda z: z)  # one process standing for two
+        for module in (losses, regulariser):
+            monkeypatch.setattr(module, "world_size", lambda: 2)
+        monkeypatch.setattr(losses, "gather_views", lambda views, enabled: list(views))  # one process standing for two
         generic = fn(z1, z2)
         g_generic = torch.autograd.grad(generic, (z1, z2))
         monkeypatch.undo()

@@ -25,8 +25,8 @@ from hydra import compose, initialize
 from solo.args.pretrain import parse_cfg
 from solo_helpers import NUM_CLASSES, make_image_folder
 
-import sfrik_plugin.solo.sfrik as sfrik_module
 from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms
+from sfrik_plugin.regulariser import MMDOptions
 from sfrik_plugin.solo import AUH, SFRIK, register_methods
 from sfrik_plugin.solo.knn import find_solo_learn_dir, split_args
 
@@ -148,20 +148,21 @@ def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
     assert model.multicrop
 
     calls = []
-    real = sfrik_module.sfrik_multicrop_loss_terms
+    real = model.criterion.multicrop_terms
 
     def spy(views, num_large_crops, **kwargs):
         calls.append((len(views), [tuple(v.shape) for v in views], num_large_crops, kwargs))
         return real(views, num_large_crops, **kwargs)
 
-    monkeypatch.setattr(sfrik_module, "sfrik_multicrop_loss_terms", spy)
+    monkeypatch.setattr(model.criterion, "multicrop_terms", spy)
     loss, logged = run_training_step(model, fake_batch(crops=(32, 32, 16, 16)))
     assert torch.isfinite(loss) and math.isfinite(logged["train_regulariser"])
     ((num_views, shapes, num_large, kwargs),) = calls
     assert num_views == 4 and set(shapes) == {(4, 256)} and num_large == 2
-    assert kwargs["reg_small"] is reg_small and kwargs["kernel_weights"] == [1.0, 40.0, 40.0]
-    assert kwargs["gather_distributed"] is True
-    assert (kwargs["mmd_impl"], kwargs["tile_size"], kwargs["shard"]) == ("auto", None, True)
+    assert kwargs["reg_small"] is reg_small and model.criterion.kernel_weights == (1.0, 40.0, 40.0)
+    assert model.criterion.mmd == MMDOptions(
+        gather_distributed=True, mmd_impl="auto", mmd_tile_size=None, shard_mmd=True, gram_precision="float32"
+    )
 
 
 def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
@@ -174,19 +175,21 @@ def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
         "+method_kwargs.gram_precision=bf16",
     )
     model = SFRIK(cfg)
+    assert model.criterion.mmd == MMDOptions(
+        gather_distributed=True, mmd_impl="tiled", mmd_tile_size=3, shard_mmd=False, gram_precision="bf16"
+    )
     calls = []
-    real = sfrik_module.sfrik_loss_terms
+    real = model.criterion.terms
 
-    def spy(z1, z2, **kwargs):
-        calls.append(kwargs)
-        return real(z1, z2, **kwargs)
+    def spy(z1, z2):
+        calls.append(z1.shape)
+        return real(z1, z2)
 
-    monkeypatch.setattr(sfrik_module, "sfrik_loss_terms", spy)
-    loss, _ = run_training_step(model, fake_batch())
-    assert torch.isfinite(loss)
-    (kwargs,) = calls
-    assert (kwargs["mmd_impl"], kwargs["tile_size"], kwargs["shard"]) == ("tiled", 3, False)
-    assert kwargs["gram_precision"] == "bf16"
+    monkeypatch.setattr(model.criterion, "terms", spy)  # the loss built in __init__ serves every step
+    for _ in range(2):
+        loss, _ = run_training_step(model, fake_batch())
+        assert torch.isfinite(loss)
+    assert len(calls) == 2
 
 
 def test_defaults_filled_in(image_folder):
@@ -226,7 +229,7 @@ def test_sweep_overrides_accepted(image_folder):
         "sfrik_cpu", image_folder, "method_kwargs.proj_output_dim=1024", "method_kwargs.kernel_weights=[1,40]"
     )
     model = SFRIK(cfg)
-    assert model.kernel_weights == [1.0, 40.0] and model.projector[-1].out_features == 1024
+    assert model.criterion.kernel_weights == (1.0, 40.0) and model.projector[-1].out_features == 1024
 
 
 @pytest.mark.parametrize(
@@ -244,9 +247,14 @@ def test_sweep_overrides_accepted(image_folder):
         ("sfrik_cpu", "method_kwargs.sim_loss_weight=-1", ValueError, r"sim_loss_weight must be a finite number >= 0"),
         ("sfrik_cpu", "method_kwargs.mmd_loss_weight=abc", TypeError, r"mmd_loss_weight must be a real number"),
         ("sfrik_cpu", "method_kwargs.reg_small=maybe", ValueError, r"reg_small must be true or false"),
-        ("sfrik_cpu", "method_kwargs.mmd_impl=flash", ValueError, r"SFRIK method_kwargs: impl must be one of"),
-        ("sfrik_cpu", "method_kwargs.mmd_tile_size=0", ValueError, r"tile_size must be an integer >= 1"),
-        ("sfrik_cpu", "method_kwargs.shard_mmd=maybe", TypeError, r"shard must be a bool"),
+        ("sfrik_cpu", "method_kwargs.mmd_impl=flash", ValueError, r"SFRIK method_kwargs: mmd_impl must be one of"),
+        (
+            "sfrik_cpu",
+            "method_kwargs.mmd_tile_size=0",
+            ValueError,
+            r"SFRIK method_kwargs: mmd_tile_size must be an integer >= 1",
+        ),
+        ("sfrik_cpu", "method_kwargs.shard_mmd=maybe", TypeError, r"SFRIK method_kwargs: shard_mmd must be a bool"),
         (
             "sfrik_cpu",
             "+method_kwargs.gram_precision=int8",
@@ -542,13 +550,13 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
 # sys.argv[0] stays the launcher, so Lightning's DDP launcher starts the other rank through it too.
 COUNTING_LAUNCHER = """
 import atexit, json, os
-import sfrik_plugin.losses as losses
+import sfrik_plugin.regulariser as regulariser
 calls = {"sharded": 0}
-real = losses.sharded_mmd
+real = regulariser.sharded_mmd
 def counted(*args, **kwargs):
     calls["sharded"] += 1
     return real(*args, **kwargs)
-losses.sharded_mmd = counted
+regulariser.sharded_mmd = counted
 def report():
     rank = os.environ.get("LOCAL_RANK", "0")
     with open(os.path.join(os.environ["SFRIK_CALLS_DIR"], f"rank{rank}.json"), "w") as f:

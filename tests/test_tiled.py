@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from conftest import requires_extension, scipy_series
 
-from sfrik_plugin.bench.common import profile_cpu_peak_bytes
-from sfrik_plugin.losses import mmd_uniform, sfrik_loss_terms, sfrik_multicrop_loss_terms
+from sfrik_plugin.losses import sfrik_loss_terms, sfrik_multicrop_loss_terms
 from sfrik_plugin.reference import legendre_series_reference
+from sfrik_plugin.regulariser import mmd_uniform
 from sfrik_plugin.tiled import AUTO_TILED_ROWS, _gram_series_sum_python, use_tiled
+from sfrik_plugin.utils.memory import profile_cpu_peak_bytes
 
 pytestmark = requires_extension
 
@@ -200,7 +201,7 @@ def test_opcheck():
             "grad_y must be false",
         ),
         (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 5, 0, False, False), ValueError, "tile must be"),
-        (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 1, 8, False, False), ValueError, "dim must be"),
+        (lambda x: torch.ops.sfrik.gram_series_sum(x, None, COEFFS, 1, 8, False, False), ValueError, "q must be"),
         (
             lambda x: torch.ops.sfrik.gram_series_sum(x, None, [1.0, float("nan")], 5, 8, False, False),
             ValueError,
@@ -209,7 +210,7 @@ def test_opcheck():
         (lambda x: mmd_uniform(x, WEIGHTS, impl="flash"), ValueError, "impl must be one of"),
         (lambda x: mmd_uniform(x, WEIGHTS, tile_size=0), ValueError, "tile_size must be an integer >= 1"),
         (lambda x: mmd_uniform(x, WEIGHTS, tile_size=2.5), TypeError, "tile_size must be an integer"),
-        (lambda x: mmd_uniform(x, WEIGHTS, shard="yes"), TypeError, "shard must be a bool"),
+        (lambda x: mmd_uniform(x, WEIGHTS, shard_mmd="yes"), TypeError, "shard_mmd must be a bool"),
         (lambda x: sfrik_loss_terms(x, x, mmd_impl="fast"), ValueError, "impl must be one of"),
     ],
 )

@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "../legendre_recurrence.h"
+#include "../operands.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define SFRIK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -233,19 +234,19 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   return ops.out;
 }
 
-at::Tensor legendre_series_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t dim) {
-  return run_elementwise(t, nullptr, make_tables(coeffs, dim, 0));
+at::Tensor legendre_series_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q) {
+  return run_elementwise(t, nullptr, make_tables(coeffs, q, 0));
 }
 
 at::Tensor legendre_series_backward_cpu(const at::Tensor& grad, const at::Tensor& t, at::ArrayRef<double> coeffs,
-                                        int64_t dim, int64_t order) {
-  return run_elementwise(t, &grad, make_tables(coeffs, dim, order));
+                                        int64_t q, int64_t order) {
+  return run_elementwise(t, &grad, make_tables(coeffs, q, order));
 }
 
-at::Tensor legendre_series_reduce_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t dim, bool mean) {
+at::Tensor legendre_series_reduce_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q, bool mean) {
   check_input(t, "t");
   check_cpu(t);
-  const SeriesTables tables = make_tables(coeffs, dim, 0);
+  const SeriesTables tables = make_tables(coeffs, q, 0);
   const at::Tensor dense = dense_view(t);
   const int64_t n = dense.numel();
   double total = 0.0;

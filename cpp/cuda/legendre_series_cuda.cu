@@ -22,6 +22,7 @@
 #include <tuple>
 
 #include "../legendre_recurrence.h"
+#include "../operands.h"
 
 namespace sfrik {
 namespace {
@@ -155,7 +156,7 @@ at::Tensor large_device_table(const std::vector<double>& packed, const at::Tenso
   TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
               "sfrik: a Legendre series of degree > ", kArgDegree, " (here ", packed.size(),
               " table entries) copies its recurrence table to the GPU on its first call, which CUDA graph "
-              "capture forbids: call the operator once with the same coefficients, dim and derivative order "
+              "capture forbids: call the operator once with the same coefficients, q and derivative order "
               "before capturing");
   at::Tensor host = at::from_blob(const_cast<double*>(packed.data()), {static_cast<int64_t>(packed.size())},
                                   at::TensorOptions().dtype(at::kDouble))
@@ -213,20 +214,20 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   return ops.out;
 }
 
-at::Tensor legendre_series_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t dim) {
-  return run_elementwise(t, nullptr, make_tables(coeffs, dim, 0));
+at::Tensor legendre_series_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q) {
+  return run_elementwise(t, nullptr, make_tables(coeffs, q, 0));
 }
 
 at::Tensor legendre_series_backward_cuda(const at::Tensor& grad, const at::Tensor& t, at::ArrayRef<double> coeffs,
-                                         int64_t dim, int64_t order) {
-  return run_elementwise(t, &grad, make_tables(coeffs, dim, order));
+                                         int64_t q, int64_t order) {
+  return run_elementwise(t, &grad, make_tables(coeffs, q, order));
 }
 
-at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t dim, bool mean) {
+at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q, bool mean) {
   check_input(t, "t");
   check_cuda(t);
   const c10::cuda::CUDAGuard guard(t.device());
-  const SeriesTables tables = make_tables(coeffs, dim, 0);
+  const SeriesTables tables = make_tables(coeffs, q, 0);
   const at::Tensor dense = dense_view(t);
   const int64_t n = dense.numel();
   const int64_t blocks = blocks_for(n, kReduceBlocks);

@@ -38,6 +38,7 @@ import torch._inductor.config
 import sfrik_plugin
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.reference import legendre_series_reference, official_psi
+from sfrik_plugin.utils import machine, output
 
 from . import common
 
@@ -231,7 +232,7 @@ def cell_table(rows: list) -> str:
                 f"{r['grad_rel_err']:.0e}",
             )
         )
-    return common.format_table(header, body)
+    return output.format_table(header, body)
 
 
 def headline_cell(rows: list):
@@ -271,7 +272,7 @@ def headline_checks(rows: list) -> list:
 
 def plot(rows: list, path: str, title: str) -> None:
     """Time of forward + backward against n, one panel per L, one line per method (log-log)."""
-    plt = common.pyplot()
+    plt = output.pyplot()
     degrees = sorted({r["degree"] for r in rows})
     fig, axes = plt.subplots(1, len(degrees), figsize=(6 * len(degrees), 4.5), squeeze=False)
     for ax, degree in zip(axes[0], degrees):
@@ -298,7 +299,7 @@ def plot(rows: list, path: str, title: str) -> None:
 
 
 def print_machine(device: torch.device, dtype: torch.dtype) -> None:
-    for key, value in common.machine_info(device).items():
+    for key, value in machine.machine_info(device).items():
         print(f"{key:>10}: {value}")
     print(f" extension: {sfrik_plugin.extension_info()}")
     probe_n = 256
@@ -328,6 +329,6 @@ def run(args) -> int:
     print()
     print("\n".join(headline_checks(rows)))
     common.write_outputs(
-        args, CSV_FIELDS, rows, plot, f"psi(G).mean(), {common.device_name(device)}, q = {args.dim}, {args.dtype}"
+        args, CSV_FIELDS, rows, plot, f"psi(G).mean(), {machine.device_name(device)}, q = {args.dim}, {args.dtype}"
     )
     return 0

@@ -13,7 +13,7 @@ requires_grad) and the gradient with respect to them:
   simclr           neither provides is skipped and said so (no home-made copies)
   auh              sfrik_plugin.auh_loss_func (the official AUH formula)
 
-The cost model (sfrik-method.md, section 4): SFRIK's regulariser costs 2 n^2 q FLOPs per Gram
+The cost model: SFRIK's regulariser costs 2 n^2 q FLOPs per Gram
 matrix and n^2 memory, VICReg's covariance 2 n q^2 FLOPs and q^2 memory; their ratio is n / q in
 time and n^2 / q^2 in memory. The table puts each measured ratio to VICReg next to it.
 
@@ -29,8 +29,8 @@ outside autocast), measured in the same cell.
 
 "Floor" check: the whole SFRIK loss (both branches, forward + backward) against its floor, the
 forward + backward of the two bare Gram-matrix products (z1 z1^T and z2 z2^T, summed) computed as
-the loss computes them (one GEMM forward and one backward each); at n = 2048, q = 8192 the loss
-should cost at most 1.15x the floor. The ratio to the same products through autograd's plain
+the loss computes them (one GEMM forward and one backward each); at FLOOR_N x FLOOR_Q the loss should
+cost at most FLOOR_TARGET times the floor. The ratio to the same products through autograd's plain
 matmul rule (two GEMMs backward) is printed beside it.
 """
 
@@ -46,8 +46,9 @@ import torch
 import sfrik_plugin
 from sfrik_plugin.baselines import baseline_losses
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.losses import gram_matrix
 from sfrik_plugin.reference import legendre_series_reference
+from sfrik_plugin.sphere_autograd import gram_matrix
+from sfrik_plugin.utils import machine, output
 
 from . import common
 
@@ -81,22 +82,7 @@ CSV_FIELDS = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--batches",
-        type=common.positive_int,
-        nargs="+",
-        default=list(DEFAULT_BATCHES),
-        metavar="N",
-        help="global batch sizes n",
-    )
-    parser.add_argument(
-        "--dims",
-        type=common.positive_int,
-        nargs="+",
-        default=list(DEFAULT_DIMS),
-        metavar="Q",
-        help="embedding widths q",
-    )
+    common.add_size_arguments(parser, DEFAULT_BATCHES, DEFAULT_DIMS)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument(
         "--max-seconds",
@@ -165,7 +151,7 @@ def as_step(loss: Callable, autocast: str = "none") -> common.Step:
 
 def floor_step(z: torch.Tensor) -> torch.Tensor:
     """SFRIK's floor: the two bare Gram-matrix products as the loss computes them (one GEMM
-    forward, one backward: sfrik_plugin.losses.gram_matrix), summed so backward runs through both."""
+    forward, one backward: sfrik_plugin.sphere_autograd.gram_matrix), summed so backward runs through both."""
     return cast(torch.Tensor, sum(gram_matrix(v).sum() for v in (z[0], z[1])))  # two terms: never the start 0
 
 
@@ -315,7 +301,7 @@ def cell_table(rows: list) -> str:
                 fmt(r.get("time_vs_gram_floor"), ".3f"),
             )
         )
-    return common.format_table(header, body)
+    return output.format_table(header, body)
 
 
 def floor_check(methods: dict, args, device, dtype) -> str:
@@ -360,7 +346,7 @@ def headline(rows: list) -> str:
 
 def plot(rows: list, path: str, title: str) -> None:
     """Time and memory against q (log-log): one line per method and n."""
-    plt = common.pyplot()
+    plt = output.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     batches = sorted({r["n"] for r in rows})
     styles = ["-", "--", ":", "-."]
@@ -396,7 +382,7 @@ def run(args) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
-    for key, value in common.machine_info(device).items():
+    for key, value in machine.machine_info(device).items():
         print(f"{key:>10}: {value}")
     methods = build_methods()
     missing = [m for m in args.methods if m not in methods]
@@ -422,6 +408,10 @@ def run(args) -> int:
         print(floor_check(methods, args, device, dtype))
     print(headline(rows))
     common.write_outputs(
-        args, CSV_FIELDS, rows, plot, f"two-view losses, forward + backward, {common.device_name(device)}, {args.dtype}"
+        args,
+        CSV_FIELDS,
+        rows,
+        plot,
+        f"two-view losses, forward + backward, {machine.device_name(device)}, {args.dtype}",
     )
     return 0

@@ -34,6 +34,7 @@ import torch
 import sfrik_plugin
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.precision import round_rows
+from sfrik_plugin.utils import machine, output
 
 from . import common
 
@@ -62,7 +63,7 @@ _OUT_TYPES = {"bf16-out": torch.bfloat16, "fp16-out": torch.float16}
 
 def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=common.positive_int, default=DEFAULT_N, metavar="N", help="rows n")
-    parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
+    common.add_size_arguments(parser, None, DEFAULT_DIMS)
     parser.add_argument("--embeddings", nargs="+", choices=EMBEDDINGS, default=list(EMBEDDINGS))
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -157,7 +158,7 @@ def table(rows: list) -> str:
         )
         for r in rows
     ]
-    return common.format_table(
+    return output.format_table(
         (
             "embeddings",
             "q",
@@ -179,7 +180,7 @@ def run(args) -> int:
             raise SystemExit("--device cuda: no CUDA device is available")
         torch.backends.cuda.matmul.fp32_precision = "ieee"  # the float32 GEMMs must be float32
     n, dims = (QUICK_N, QUICK_DIMS) if args.quick else (args.batch, args.dims)
-    for key, value in common.machine_info(device).items():
+    for key, value in machine.machine_info(device).items():
         print(f"{key:>10}: {value}")
     print(f"n = {n}, kernel weights {KERNEL_WEIGHTS}; errors against float64")
     rows = []
@@ -190,6 +191,6 @@ def run(args) -> int:
             print()
             print(table(cell), flush=True)
     if args.csv:
-        common.write_csv(args.csv, CSV_FIELDS, rows)
+        output.write_csv(args.csv, CSV_FIELDS, rows)
         print(f"rows written to {args.csv}")
     return 0

@@ -1,9 +1,9 @@
 """Sharded-regulariser suite: the per-process cost of the MMD over a global batch split across W
 processes (torch.distributed, gloo on CPU or nccl on CUDA), two ways, side by side in one run:
 
-  gathered   shard=False: all-gather with autograd, every process computes all N^2 pairs (the
+  gathered   shard_mmd=False: all-gather with autograd, every process computes all N^2 pairs (the
              official code's way, and solo-learn's for its other methods)
-  sharded    shard=True: each process computes its N/W rows against the gathered batch, the value
+  sharded    shard_mmd=True: each process computes its N/W rows against the gathered batch, the value
              all-reduced, the gradient local (sfrik_plugin/tiled.py)
 
 each with the dense and the tiled operator, forward + backward of mmd_uniform(z_local,
@@ -29,6 +29,7 @@ import torch.multiprocessing as mp
 
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.losses import mmd_uniform
+from sfrik_plugin.utils import machine, output, processes
 
 from . import common
 
@@ -36,10 +37,10 @@ HELP = "sharded MMD across processes against the all-gather: per-process time an
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 2048)
 QUICK_BATCHES, QUICK_DIMS = (256,), (32,)
 VARIANTS: dict[str, dict[str, Any]] = {  # mmd_uniform keyword arguments
-    "gathered dense": dict(shard=False, impl="dense"),
-    "sharded dense": dict(shard=True, impl="dense"),
-    "gathered tiled": dict(shard=False, impl="tiled"),
-    "sharded tiled": dict(shard=True, impl="tiled"),
+    "gathered dense": dict(shard_mmd=False, mmd_impl="dense"),
+    "sharded dense": dict(shard_mmd=True, mmd_impl="dense"),
+    "gathered tiled": dict(shard_mmd=False, mmd_impl="tiled"),
+    "sharded tiled": dict(shard_mmd=True, mmd_impl="tiled"),
 }
 CSV_FIELDS = (
     "suite",
@@ -63,15 +64,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--threads", type=common.positive_int, default=None, help="CPU threads per process (default: cores // W)"
     )
-    parser.add_argument(
-        "--batches",
-        type=common.positive_int,
-        nargs="+",
-        default=list(DEFAULT_BATCHES),
-        metavar="N",
-        help="global batch sizes (multiples of W)",
-    )
-    parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
+    common.add_size_arguments(parser, DEFAULT_BATCHES, DEFAULT_DIMS, "global batch sizes (multiples of W)")
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     common.add_common_arguments(parser)
 
@@ -148,7 +141,7 @@ def _worker(rank: int, world: int, port: int, config: dict, out_path: str) -> No
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    common.exit_without_teardown()  # rank 0 wrote the rows
+    processes.exit_without_teardown()  # rank 0 wrote the rows
 
 
 def run(args) -> int:
@@ -169,12 +162,12 @@ def run(args) -> int:
         "repeats": args.repeats or 3,
         "threads": threads,
     }
-    for key, value in common.machine_info(device).items():
+    for key, value in machine.machine_info(device).items():
         print(f"{key:>10}: {value}")
     print(f"{world} processes, {threads} thread(s) each" if device.type == "cpu" else f"{world} processes")
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "rows.json")
-        mp.spawn(_worker, args=(world, common.free_port(), config, out_path), nprocs=world, join=True)
+        mp.spawn(_worker, args=(world, processes.free_port(), config, out_path), nprocs=world, join=True)
         with open(out_path) as f:
             rows = json.load(f)
     for row in rows:
@@ -197,7 +190,7 @@ def run(args) -> int:
     ]
     print()
     print(
-        common.format_table(
+        output.format_table(
             (
                 "variant",
                 "N (global)",
@@ -210,14 +203,14 @@ def run(args) -> int:
         )
     )
     common.write_outputs(
-        args, CSV_FIELDS, rows, plot, f"MMD per process, {world} processes, {common.device_name(device)}, {args.dtype}"
+        args, CSV_FIELDS, rows, plot, f"MMD per process, {world} processes, {machine.device_name(device)}, {args.dtype}"
     )
     return 0
 
 
 def plot(rows: list, path: str, title: str) -> None:
     """Per-process forward + backward time of each variant, grouped by (N, q)."""
-    plt = common.pyplot()
+    plt = output.pyplot()
     cells = sorted({(r["n"], r["q"]) for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cells)), 4.5))
     width = 0.8 / len(VARIANTS)

@@ -1,21 +1,21 @@
 """Tiled-MMD suite: the regulariser R(z) = mean_{i,j} psi(u_i . u_j) (sfrik_plugin.mmd_uniform)
 computed three ways on the same random z (n, q), measured side by side in one run:
 
-  dense        impl="dense": the n x n Gram matrix, the fused Legendre mean, autograd
+  dense        mmd_impl="dense": the n x n Gram matrix, the fused Legendre mean, autograd
   tiled-all    the tiled operator over every tile (y = x passed explicitly: no symmetry)
-  tiled        impl="tiled": the tiled operator over tiles i <= j only (the symmetric variant)
+  tiled        mmd_impl="tiled": the tiled operator over tiles i <= j only (the symmetric variant)
 
 Each is timed forward only (under torch.no_grad: the value) and forward + backward (the value and
 the gradient with respect to z), round robin, median of --repeats; peak extra memory of forward +
 backward (CPU: the profiler's allocation events, CUDA: the allocator's counters).
 
-Targets (issue 5), checked and printed at the end:
-  - forward + backward: tiled within 1.3x of dense at n = 2048 and n = 8192;
-  - forward: tiled (symmetric) at least 1.6x faster than dense at n = 4096, q = 8192;
-  - n = 65536, q = 256 runs tiled on this machine (one dense n x n float32 matrix alone is 16 GiB).
-The large cell runs only the tiled variant when the dense one's predicted memory does not fit;
-the skip is printed. --loss adds the two-view SFRIK loss (sfrik_loss_terms) dense against tiled,
-the evidence behind impl="auto"; --tiles T.. times the tiled operator per tile size.
+Targets, checked and printed at the end (their values: the constants below): forward + backward
+of the tiled path within WITHIN_TARGET of dense at WITHIN_BATCHES; the symmetric forward at least
+SYMMETRY_TARGET faster than dense at SYMMETRY_CELL; the LARGE_N x LARGE_Q cell, whose dense n x n
+matrix does not fit, runs tiled. The large cell runs only the tiled variant when the dense one's
+predicted memory does not fit; the skip is printed. --loss adds the two-view SFRIK loss
+(sfrik_loss_terms) dense against tiled, the evidence behind mmd_impl="auto"; --tiles T.. times the
+tiled operator per tile size.
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ import resource
 import torch
 
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.losses import _to_sphere, mmd_uniform, sfrik_loss_terms
+from sfrik_plugin.losses import sfrik_loss_terms
+from sfrik_plugin.regulariser import mmd_uniform
+from sfrik_plugin.sphere_autograd import to_sphere
 from sfrik_plugin.tiled import default_tile_size, gram_series_sum
+from sfrik_plugin.utils import machine, output
 
 from . import common
 from .losses import available_bytes
 
 HELP = "tiled (memory-free, symmetric) MMD against the dense n x n path: time and memory"
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 8192)
-LARGE_N, LARGE_Q = 65536, 256
+LARGE_N, LARGE_Q = 65536, 256  # one dense n x n float32 matrix alone is 16 GiB
 QUICK_BATCHES, QUICK_DIMS, QUICK_LARGE = (300, 700), (64,), (3000, 32)
 WITHIN_TARGET, WITHIN_BATCHES = 1.3, (2048, 8192)
 SYMMETRY_TARGET, SYMMETRY_CELL = 1.6, (4096, 8192)
@@ -60,8 +63,7 @@ CSV_FIELDS = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--batches", type=common.positive_int, nargs="+", default=list(DEFAULT_BATCHES), metavar="N")
-    parser.add_argument("--dims", type=common.positive_int, nargs="+", default=list(DEFAULT_DIMS), metavar="Q")
+    common.add_size_arguments(parser, DEFAULT_BATCHES, DEFAULT_DIMS)
     parser.add_argument(
         "--large",
         type=common.positive_int,
@@ -100,11 +102,11 @@ def regulariser(impl: str, tile: int):
     if impl == "tiled-all":
 
         def tiled_all(z):
-            u = _to_sphere(z)
+            u = to_sphere(z)
             return gram_series_sum(u, u, [0.0, *KERNEL_WEIGHTS], z.shape[1], tile) / z.shape[0] ** 2
 
         return tiled_all
-    return lambda z: mmd_uniform(z, KERNEL_WEIGHTS, impl=impl, tile_size=tile)
+    return lambda z: mmd_uniform(z, KERNEL_WEIGHTS, mmd_impl=impl, mmd_tile_size=tile)
 
 
 def dense_bytes(n: int, element: int) -> int:
@@ -188,7 +190,7 @@ def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> list[dict]:
     leaf.requires_grad_()
 
     def loss(impl: str) -> common.Step:
-        return lambda z: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=tile, gather_distributed=False).loss
+        return lambda z: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, mmd_tile_size=tile, gather_distributed=False).loss
 
     steps = {impl: loss(impl) for impl in ("dense", "tiled")}
     results = measure(steps, leaf, args.repeats or 3)
@@ -233,7 +235,7 @@ def table(rows: list[dict]) -> str:
         )
         for r in rows
     ]
-    return common.format_table(
+    return output.format_table(
         (
             "what",
             "n",
@@ -350,7 +352,7 @@ def run(args) -> int:
         raise SystemExit("--device cuda: no CUDA device is available")
     tile = args.tile_size or default_tile_size(device)
     batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
-    for key, value in common.machine_info(device).items():
+    for key, value in machine.machine_info(device).items():
         print(f"{key:>10}: {value}")
     print(f"tile: {tile} rows")
     rows = []
@@ -381,14 +383,14 @@ def run(args) -> int:
     for line in verdicts(rows, large):
         print(line)
     common.write_outputs(
-        args, CSV_FIELDS, rows, plot, f"MMD regulariser, {common.device_name(device)}, {args.dtype}, tile {tile}"
+        args, CSV_FIELDS, rows, plot, f"MMD regulariser, {machine.device_name(device)}, {args.dtype}, tile {tile}"
     )
     return 0
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
     """Forward and forward + backward time against n, one line per impl and q."""
-    plt = common.pyplot()
+    plt = output.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     data = [r for r in rows if r["what"] == "mmd_uniform" and r.get("status") == "ok"]
     for ax, key, label in (

@@ -1,9 +1,15 @@
 """sfrik-demo: SFRIK against the baselines on real images, end to end (pretraining with Lightning,
 linear probe and weighted kNN on the test split), one shared protocol and seed for every method.
 
-  sfrik-demo                       # --quick: Fashion-MNIST, ResNet-10 (width 16), < 10 min on 2 CPU cores
+  sfrik-demo --seed 0              # --quick: Fashion-MNIST, ResNet-10 (width 16), < 10 min on 2 CPU cores
   sfrik-demo --long --out runs/    # the longer setting recorded in BENCHMARKS.md
   sfrik-demo --arch resnet18 --width 64 --epochs 100 --train-size 0 --accelerator gpu   # a GPU run
+
+--quick is one seed of the recorded comparison study (sfrik-study --preset full): its protocol
+(fixed pretraining and probe subsets, the whole test split) and each method's setting as the
+study chose it on a validation split (STUDY_CHOICES), so seed s gives the study's final rows of
+seed s at q = 1024. Other settings, or overriding lr or the SFRIK sim weight, use one learning
+rate for every method and SFRIK's sim weight (lr and sfrik_sim_weight).
 """
 
 from __future__ import annotations
@@ -11,18 +17,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from sfrik_plugin.utils.arguments import non_negative_int, positive_float, positive_int
+
 from . import data as datasets
-from . import experiment
-from .experiment import Pretrained, TrainConfig, subset
+from .experiment import TrainConfig
 from .objectives import METHODS
 
-RESULT_FIELDS = ("method", "linear_top1", "knn_top1", "sec_per_step", "peak_mem_mb")
+RESULT_FIELDS = ("method", "status", "linear_top1", "knn_top1", "rankme", "sec_per_step", "peak_mem_mb")
+STUDY_RECORD = "docs/study_fashion_mnist.md"  # the full comparison, in the repository
+# Each method's setting as the recorded study chose it by validation linear top-1 (its tuning
+# rows are docs/study_fashion_mnist.csv; a test checks that these are the choices made there).
+STUDY_CHOICES: dict[str, dict[str, object]] = {
+    "sfrik": {"lr": 0.01, "kernel_weights": (1.0, 40.0, 40.0), "sim_loss_weight": 16000.0},
+    "vicreg": {"lr": 0.003, "sim_loss_weight": 10.0},
+    "barlow_twins": {"lr": 0.01, "lamb": 0.001},
+    "simclr": {"lr": 0.01, "temperature": 0.1},
+    "auh": {"lr": 0.003, "sim_loss_weight": 750.0},
+}
 
 
 @dataclass(frozen=True)
@@ -30,11 +46,11 @@ class Setting:
     arch: str
     width: int
     epochs: int
-    train_size: int  # images used for pretraining (a fixed random subset; 0 = all)
-    probe_size: int  # training images the linear probe and the kNN bank use (0 = all)
+    train_size: int  # images used for pretraining (a fixed random subset, data seed 0; 0 = all)
+    probe_size: int  # training images the linear probe and the kNN bank use (fixed, data seed 1; 0 = all)
     batch_size: int = 256
     proj_dim: int = 1024  # projector hidden and output width (q), the same for every method
-    lr: float = 5e-3
+    lr: float = 5e-3  # every method's, where the study's choices are not used
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
     sfrik_sim_weight: float = 4000.0
@@ -42,31 +58,12 @@ class Setting:
 
 
 SETTINGS = {
+    # The study's protocol (study.plan.PRESETS["full"]): 5 methods + the random encoder in about
+    # 8.5 minutes on 2 CPU cores.
     "quick": Setting(arch="resnet10", width=16, epochs=3, train_size=15000, probe_size=10000),
     # Sized for 2 CPU cores (~35 min for the five methods); on a GPU use e.g. --arch resnet18 --width 64.
     "long": Setting(arch="resnet10", width=16, epochs=10, train_size=20000, probe_size=0),
 }
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,19 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(METHODS),
         help="methods to pretrain (the random encoder is always evaluated)",
     )
-    parser.add_argument("--dataset", choices=datasets.DATASETS, default="fashion-mnist")
-    parser.add_argument(
-        "--data-dir",
-        help=f"dataset root (default {datasets.DEFAULT_DATA_DIR}); "
-        "for --dataset folder: class subfolders, or train/ and test/",
-    )
-    parser.add_argument(
-        "--no-download",
-        dest="download",
-        action="store_false",
-        help="never let torchvision download a dataset that is not there",
-    )
-    parser.add_argument("--image-size", type=positive_int, default=32, help="image size for --dataset folder")
+    datasets.add_dataset_arguments(parser, default="fashion-mnist")
     parser.add_argument(
         "--validation",
         action="store_true",
@@ -146,50 +131,48 @@ def train_config(setting: Setting) -> TrainConfig:
     )
 
 
-def pretrain(method: str, data: datasets.ImageData, setting: Setting, args) -> Pretrained:
-    """Pretrains one method on the setting's fixed subset of the training images."""
-    images = data.train_images[subset(len(data.train_images), setting.train_size, args.seed)]
-    hyper_parameters = {"sim_loss_weight": setting.sfrik_sim_weight} if method == "sfrik" else {}
-    return experiment.pretrain(
-        method,
-        images,
-        data.channel_stats,
-        train_config(setting),
-        seed=args.seed,
-        hyper_parameters=hyper_parameters,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        precision=args.precision,
-    )
+def study_preset(setting: Setting):
+    """The setting as a study preset: one protocol for every run (fixed data subsets)."""
+    from sfrik_plugin.study.plan import Preset
 
-
-def evaluate(backbone, data: datasets.ImageData, setting: Setting, args, device) -> dict[str, float]:
-    probe = subset(len(data.train_images), setting.probe_size, args.seed + 1)
-    return experiment.evaluate(
-        backbone,
-        data.train_images[probe],
-        data.train_labels[probe],
-        data.test_images,
-        data.test_labels,
-        data.channel_stats,
-        device=device,
+    return Preset(
+        name="demo",
+        train=train_config(setting),
+        train_size=setting.train_size,
+        probe_size=setting.probe_size,
         knn_k=setting.knn_k,
+        main_q=setting.proj_dim,
+        proj_hidden_dim=setting.proj_dim,
     )
+
+
+def uses_study_choices(args: argparse.Namespace) -> bool:
+    return args.setting == "quick" and args.lr is None and args.sfrik_sim_weight is None
+
+
+def method_setting(method: str, setting: Setting, args: argparse.Namespace) -> dict[str, object]:
+    """The learning rate and loss hyper-parameters of one method's run."""
+    if uses_study_choices(args):
+        return dict(STUDY_CHOICES[method])
+    return {"lr": setting.lr, **({"sim_loss_weight": setting.sfrik_sim_weight} if method == "sfrik" else {})}
 
 
 def format_results(rows: list[dict]) -> str:
-    from sfrik_plugin.bench.common import format_table
+    from sfrik_plugin.utils.output import format_table
 
     def cell(value, fmt):
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+        if value in (None, "") or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return format(float(value), fmt)
 
     return format_table(
-        ["method", "linear top-1 %", "kNN top-1 %", "s / step", "peak step MiB"],
+        ["method", "linear top-1 %", "kNN top-1 %", "RankMe", "s / step", "peak step MiB"],
         [
             [
-                r["method"],
+                r["method"] + ("" if r["status"] == "ok" else f" ({r['status']})"),
                 cell(r["linear_top1"], ".2f"),
                 cell(r["knn_top1"], ".2f"),
+                cell(r["rankme"], ".1f"),
                 cell(r["sec_per_step"], ".3f"),
                 cell(r["peak_mem_mb"], ".1f"),
             ]
@@ -199,21 +182,23 @@ def format_results(rows: list[dict]) -> str:
 
 
 def plot_results(rows: list[dict], path: Path, title: str) -> None:
-    from sfrik_plugin.bench.common import pyplot
+    from sfrik_plugin.utils.output import pyplot
 
     plt = pyplot()
     names = [r["method"] for r in rows]
     fig, (acc, cost) = plt.subplots(1, 2, figsize=(11, 4))
     x = torch.arange(len(rows)).tolist()
-    acc.bar([i - 0.2 for i in x], [r["linear_top1"] for r in rows], width=0.4, label="linear probe")
-    acc.bar([i + 0.2 for i in x], [r["knn_top1"] for r in rows], width=0.4, label="weighted kNN")
-    low = min(min(r["linear_top1"], r["knn_top1"]) for r in rows)
+    linear = [float(r["linear_top1"] or "nan") for r in rows]
+    knn = [float(r["knn_top1"] or "nan") for r in rows]
+    acc.bar([i - 0.2 for i in x], linear, width=0.4, label="linear probe")
+    acc.bar([i + 0.2 for i in x], knn, width=0.4, label="weighted kNN")
+    low = min(v for v in linear + knn if not math.isnan(v))
     acc.set_ylim(max(0, low - 5), 100)
     acc.set_xticks(x, names)
     acc.set_ylabel("test top-1 (%)")
     acc.legend()
-    trained = [r for r in rows if r["method"] != "random"]
-    cost.bar([r["method"] for r in trained], [r["sec_per_step"] for r in trained], color="tab:gray")
+    trained = [r for r in rows if r["sec_per_step"] not in ("", None)]
+    cost.bar([r["method"] for r in trained], [float(r["sec_per_step"]) for r in trained], color="tab:gray")
     cost.set_ylabel("seconds per training step")
     fig.suptitle(title)
     fig.tight_layout()
@@ -224,61 +209,61 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setting = resolve_setting(args)
-    from sfrik_plugin.bench.common import device_name
-    from sfrik_plugin.demo.model import build_backbone
+    from sfrik_plugin.baselines import available_library
+    from sfrik_plugin.study.plan import RunSpec
+    from sfrik_plugin.study.runner import StudyRunner
+    from sfrik_plugin.utils.machine import device_name
 
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
-    if args.validation:
-        data = data.validation_split(seed=args.seed)
     device = torch.device(
         "cuda" if torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda") else "cpu"
     )
+    split = "validation" if args.validation else "test"
     title = (
         f"{data.name}: {setting.arch} (width {setting.width}), {setting.epochs} epochs of "
         f"{setting.train_size or len(data.train_images)} images, batch {setting.batch_size}, q = {setting.proj_dim}"
     )
-    print(f"sfrik-demo ({args.setting}) on {device_name(device)}\n{title}", flush=True)
+    print(f"sfrik-demo ({args.setting}, seed {args.seed}, {split} split) on {device_name(device)}\n{title}", flush=True)
+    if uses_study_choices(args):
+        print("each method at the setting the recorded study chose on its validation split", flush=True)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
+    library = available_library()
+    runner = StudyRunner(
+        study_preset(setting),
+        data,
+        library=library,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=args.devices,
+        precision=args.precision,
+        progress_bar=True,
+    )
+    methods = ["random", *args.methods]
     rows = []
-    torch.manual_seed(args.seed)
-    random_encoder = build_backbone(setting.arch, setting.width, data.channels).to(memory_format=torch.channels_last)
-    rows.append(
-        {
-            "method": "random",
-            **evaluate(random_encoder, data, setting, args, device),
-            "sec_per_step": math.nan,
-            "peak_mem_mb": math.nan,
-        }
-    )
-    print(
-        f"[1/{len(args.methods) + 1}] random encoder: linear {rows[-1]['linear_top1']:.2f} %, "
-        f"kNN {rows[-1]['knn_top1']:.2f} %",
-        flush=True,
-    )
-    sources = {}
-    for i, method in enumerate(args.methods, start=2):
-        print(f"[{i}/{len(args.methods) + 1}] pretraining {method}", flush=True)
-        trained = pretrain(method, data, setting, args)
-        sources[method] = trained.source
-        rows.append(
-            {
-                "method": method,
-                **evaluate(trained.backbone, data, setting, args, device),
-                "sec_per_step": trained.sec_per_step,
-                "peak_mem_mb": trained.peak_mem_mb,
-            }
-        )
-        print(
-            f"    {method} ({trained.source}, {trained.minutes:.1f} min): linear {rows[-1]['linear_top1']:.2f} %,"
-            f" kNN {rows[-1]['knn_top1']:.2f} %",
-            flush=True,
-        )
+    for i, method in enumerate(methods, start=1):
+        params = {} if method == "random" else method_setting(method, setting, args)
+        spec = RunSpec("final", method, setting.proj_dim, args.seed, split, tuple(params.items()))
+        what = "random encoder (untrained)" if method == "random" else f"{method} ({spec.setting_text})"
+        print(f"[{i}/{len(methods)}] {what}", flush=True)
+        row = runner.run(spec)
+        rows.append(row)
+        if row["status"] == "ok":
+            print(
+                f"    linear {row['linear_top1']:.2f} %, kNN {row['knn_top1']:.2f} % ({row['wall_s']:.0f} s)",
+                flush=True,
+            )
+        else:
+            print(f"    {row['status']}", flush=True)
 
     print("\n" + format_results(rows))
+    print(
+        f"\nThe full comparison (every method tuned alike on a validation split, 3 seeds, confidence "
+        f"intervals, q sweep, ablations) is {STUDY_RECORD} in the sfrik-plugin repository; `make study` reruns it."
+    )
     if args.out:
-        from sfrik_plugin.bench.common import machine_info, write_csv
+        from sfrik_plugin.utils.machine import machine_info
+        from sfrik_plugin.utils.output import write_csv
 
         out = Path(args.out)
         write_csv(str(out / "results.csv"), RESULT_FIELDS, rows)
@@ -288,11 +273,12 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "setting": args.setting,
                     **asdict(setting),
+                    "method_settings": {r["method"]: r["setting"] for r in rows},
                     "dataset": data.name,
                     "seed": args.seed,
-                    "evaluated_on": "validation split" if args.validation else "test split",
+                    "evaluated_on": f"{split} split",
                     "precision": args.precision,
-                    "sources": sources,
+                    "baseline_library": library,
                     "machine": machine_info(device),
                     "device_name": device_name(device),
                 },
@@ -301,7 +287,3 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wrote {out / 'results.csv'}, {out / 'results.png'}, {out / 'run.json'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,6 +5,7 @@ image folder. Small datasets in memory keep 2 CPU cores on the network."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import gzip
 import os
@@ -61,6 +62,25 @@ class ImageData:
         """Per-channel mean and std of the training images in [0, 1], for normalisation."""
         x = self.train_images[:10000].float().div_(255)
         return x.mean((0, 2, 3)).tolist(), x.std((0, 2, 3)).tolist()
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """--dataset, --data-dir, --image-size and --no-download (default None: the caller's own)."""
+    from sfrik_plugin.utils.arguments import positive_int
+
+    shown = default or "the preset's"
+    parser.add_argument("--dataset", choices=DATASETS, default=default, help=f"default: {shown}")
+    parser.add_argument(
+        "--data-dir",
+        help=f"dataset root (default {DEFAULT_DATA_DIR}); for --dataset folder: class subfolders, or train/ and test/",
+    )
+    parser.add_argument("--image-size", type=positive_int, default=32, help="image size for --dataset folder")
+    parser.add_argument(
+        "--no-download",
+        dest="download",
+        action="store_false",
+        help="never let torchvision download a dataset that is not there",
+    )
 
 
 def load(name: str, data_dir: str | None = None, *, download: bool = True, image_size: int = 32) -> ImageData:

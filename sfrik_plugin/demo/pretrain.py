@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from sfrik_plugin.bench.common import profiled_cpu_peak_bytes
+from sfrik_plugin.utils.memory import profiled_cpu_peak_bytes
 
 if TYPE_CHECKING:
     from torch.profiler import profile

@@ -9,13 +9,24 @@ import torch
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin import defaults
-from sfrik_plugin.losses import AUHLoss, auh_loss_terms
+from sfrik_plugin.losses import AUHLoss
 from sfrik_plugin.solo.projected import (
     ProjectedMethod,
-    assert_projector_cfg,
-    assert_stop_on_non_finite_cfg,
-    check_loss_kwargs,
+    build_loss,
 )
+
+
+def build_auh_loss(cfg: omegaconf.DictConfig) -> AUHLoss:
+    """The loss of cfg.method_kwargs, the uniformity on the global batch (the official code)."""
+    kwargs = cfg.method_kwargs
+    return build_loss(
+        "AUH",
+        AUHLoss,
+        sim_loss_weight=kwargs.sim_loss_weight,
+        unif_loss_weight=kwargs.unif_loss_weight,
+        t=kwargs.t,
+        gather_distributed=True,
+    )
 
 
 class AUH(ProjectedMethod):
@@ -37,26 +48,13 @@ class AUH(ProjectedMethod):
 
         super().__init__(cfg)
 
-        self.sim_loss_weight: float = cfg.method_kwargs.sim_loss_weight
-        self.unif_loss_weight: float = cfg.method_kwargs.unif_loss_weight
-        self.t: float = cfg.method_kwargs.t
+        self.criterion = build_auh_loss(cfg)
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """Adds method specific default values/checks for config (defaults: the paper's IN20%
-        values).
-
-        Args:
-            cfg (omegaconf.DictConfig): DictConfig object.
-
-        Returns:
-            omegaconf.DictConfig: same as the argument, used to avoid errors.
-        """
+        """AUH's defaults (the official code's values) and checks, after ProjectedMethod's."""
 
         cfg = super(AUH, AUH).add_and_assert_specific_cfg(cfg)
-
-        assert_projector_cfg(cfg, "AUH")
-        assert_stop_on_non_finite_cfg(cfg, "AUH")
 
         # the official code has no multi-crop AUH: fail before training rather than silently
         # dropping the small crops
@@ -72,13 +70,7 @@ class AUH(ProjectedMethod):
         )
         cfg.method_kwargs.t = omegaconf_select(cfg, "method_kwargs.t", defaults.AUH_T)
 
-        loss = check_loss_kwargs(
-            "AUH",
-            AUHLoss,
-            sim_loss_weight=cfg.method_kwargs.sim_loss_weight,
-            unif_loss_weight=cfg.method_kwargs.unif_loss_weight,
-            t=cfg.method_kwargs.t,
-        )
+        loss = build_auh_loss(cfg)  # the loss module's checks: a bad config fails before any data loads
         cfg.method_kwargs.sim_loss_weight = loss.sim_loss_weight
         cfg.method_kwargs.unif_loss_weight = loss.unif_loss_weight
         cfg.method_kwargs.t = loss.t
@@ -103,29 +95,6 @@ class AUH(ProjectedMethod):
 
         # ------- auh loss -------
         # uniformity on the global batch (all-gather with gradients), alignment on the local one
-        terms = auh_loss_terms(
-            z1,
-            z2,
-            sim_loss_weight=self.sim_loss_weight,
-            unif_loss_weight=self.unif_loss_weight,
-            t=self.t,
-            gather_distributed=True,
-        )
+        terms = self.criterion.terms(z1, z2)
 
-        metrics = {
-            "train_auh_loss": terms.loss.detach(),
-            "train_invariance": terms.invariance.detach(),
-            "train_regulariser": terms.regulariser.detach(),
-        }
-        self.log_dict(metrics, on_epoch=True, sync_dist=True)
-        self.check_finite(
-            batch_idx,
-            [
-                ("invariance (sim)", terms.invariance),
-                ("regulariser (unif)", terms.regulariser),
-                ("weighted sum (auh loss)", terms.loss),
-                ("online classifier loss", class_loss),
-            ],
-        )
-
-        return terms.loss + class_loss
+        return self.log_and_check_terms(batch_idx, "auh", "unif", terms, class_loss)

@@ -43,8 +43,8 @@ class NonFiniteLossError(FloatingPointError):
     """A loss term went NaN or Inf in a training step (method_kwargs.stop_on_non_finite=true)."""
 
 
-def check_loss_kwargs(method: str, loss_class, **kwargs):
-    """Builds loss_class(**kwargs) only for its argument checks, naming the config block in errors."""
+def build_loss(method: str, loss_class, **kwargs):
+    """loss_class(**kwargs), with the config block named in the errors of its argument checks."""
     try:
         return loss_class(**kwargs)
     except (TypeError, ValueError) as err:
@@ -57,6 +57,22 @@ RNG_STATES_KEY = "sfrik_plugin_rng_states"
 class ProjectedMethod(BaseMethod):
     """A BaseMethod with the projector above on top of the backbone: z = projector(feats)."""
 
+    @classmethod
+    def add_and_assert_specific_cfg(cls, cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """BaseMethod's defaults and checks, then the projector's and stop_on_non_finite's
+        (errors name the method, cls.__name__).
+
+        Args:
+            cfg (omegaconf.DictConfig): DictConfig object.
+
+        Returns:
+            omegaconf.DictConfig: same as the argument, used to avoid errors.
+        """
+        cfg = super().add_and_assert_specific_cfg(cfg)
+        assert_projector_cfg(cfg, cls.__name__)
+        assert_stop_on_non_finite_cfg(cfg, cls.__name__)
+        return cfg
+
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
         self.projector = build_projector(
@@ -64,6 +80,32 @@ class ProjectedMethod(BaseMethod):
         )
         self.stop_on_non_finite: bool = omegaconf_select(cfg, "method_kwargs.stop_on_non_finite", True)
         self._warned_non_finite = False
+
+    def log_and_check_terms(
+        self, batch_idx: int, method: str, regulariser: str, terms: Any, class_loss: torch.Tensor
+    ) -> torch.Tensor:
+        """Logs the loss terms (train_<method>_loss, train_invariance, train_regulariser) as solo's
+        methods log theirs, stops on a non-finite one (check_finite), and returns the step's total:
+        the method's loss plus the online classifier's."""
+        self.log_dict(
+            {
+                f"train_{method}_loss": terms.loss.detach(),
+                "train_invariance": terms.invariance.detach(),
+                "train_regulariser": terms.regulariser.detach(),
+            },
+            on_epoch=True,
+            sync_dist=True,
+        )
+        self.check_finite(
+            batch_idx,
+            [
+                ("invariance (sim)", terms.invariance),
+                (f"regulariser ({regulariser})", terms.regulariser),
+                (f"weighted sum ({method} loss)", terms.loss),
+                ("online classifier loss", class_loss),
+            ],
+        )
+        return terms.loss + class_loss
 
     def check_finite(self, batch_idx: int, terms: Sequence[tuple]) -> None:
         """terms: (name, 0-dim tensor) pairs. If one is NaN or Inf, raises NonFiniteLossError
@@ -140,31 +182,20 @@ class ProjectedMethod(BaseMethod):
         return super().learnable_params + extra_learnable_params
 
     def forward(self, X: torch.Tensor) -> dict[str, Any]:
-        """Performs the forward pass of the backbone and the projector.
+        """BaseMethod's forward pass plus the projected features z = projector(feats).
 
         Args:
             X (torch.Tensor): a batch of images in the tensor format.
 
         Returns:
-            Dict[str, Any]: a dict containing the outputs of the parent and the projected features.
+            Dict[str, Any]: the parent's outputs and "z".
         """
-
         out = super().forward(X)
-        z = self.projector(out["feats"])
-        out.update({"z": z})
+        out["z"] = self.projector(out["feats"])
         return out
 
     def multicrop_forward(self, X: torch.Tensor) -> dict[str, Any]:
-        """Performs the forward pass of the backbone and the projector for the small crops.
-
-        Args:
-            X (torch.Tensor): a batch of images in the tensor format.
-
-        Returns:
-            Dict[str, Any]: a dict containing the outputs of the parent and the projected features.
-        """
-
+        """forward for the small crops (BaseMethod.multicrop_forward plus z)."""
         out = super().multicrop_forward(X)
-        z = self.projector(out["feats"])
-        out.update({"z": z})
+        out["z"] = self.projector(out["feats"])
         return out

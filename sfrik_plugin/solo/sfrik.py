@@ -11,13 +11,28 @@ import torch
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin import defaults
-from sfrik_plugin.losses import SFRIKLoss, sfrik_loss_terms, sfrik_multicrop_loss_terms
+from sfrik_plugin.losses import SFRIKLoss
 from sfrik_plugin.solo.projected import (
     ProjectedMethod,
-    assert_projector_cfg,
-    assert_stop_on_non_finite_cfg,
-    check_loss_kwargs,
+    build_loss,
 )
+
+# method_kwargs that are SFRIKLoss options, under the same names
+LOSS_OPTIONS = (
+    "sim_loss_weight",
+    "mmd_loss_weight",
+    "kernel_weights",
+    "mmd_impl",
+    "mmd_tile_size",
+    "shard_mmd",
+    "gram_precision",
+)
+
+
+def build_sfrik_loss(cfg: omegaconf.DictConfig) -> SFRIKLoss:
+    """The loss of cfg.method_kwargs; the regulariser on the global batch, like the official code
+    (sharded: each process its own rows against the gathered batch, unless shard_mmd is false)."""
+    return build_loss("SFRIK", SFRIKLoss, gather_distributed=True, **{k: cfg.method_kwargs[k] for k in LOSS_OPTIONS})
 
 
 class SFRIK(ProjectedMethod):
@@ -49,31 +64,14 @@ class SFRIK(ProjectedMethod):
 
         super().__init__(cfg)
 
-        self.sim_loss_weight: float = cfg.method_kwargs.sim_loss_weight
-        self.mmd_loss_weight: float = cfg.method_kwargs.mmd_loss_weight
-        self.kernel_weights: list[float] = list(cfg.method_kwargs.kernel_weights)
         self.reg_small: bool = cfg.method_kwargs.reg_small
-        self.mmd_impl: str = cfg.method_kwargs.mmd_impl
-        self.mmd_tile_size = cfg.method_kwargs.mmd_tile_size
-        self.shard_mmd: bool = cfg.method_kwargs.shard_mmd
-        self.gram_precision: str = cfg.method_kwargs.gram_precision
+        self.criterion = build_sfrik_loss(cfg)
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """Adds method specific default values/checks for config (defaults: the paper's IN20%
-        setting).
-
-        Args:
-            cfg (omegaconf.DictConfig): DictConfig object.
-
-        Returns:
-            omegaconf.DictConfig: same as the argument, used to avoid errors.
-        """
+        """SFRIK's defaults (the paper's IN20% values) and checks, after ProjectedMethod's."""
 
         cfg = super(SFRIK, SFRIK).add_and_assert_specific_cfg(cfg)
-
-        assert_projector_cfg(cfg, "SFRIK")
-        assert_stop_on_non_finite_cfg(cfg, "SFRIK")
 
         cfg.method_kwargs.sim_loss_weight = omegaconf_select(
             cfg, "method_kwargs.sim_loss_weight", defaults.SFRIK_SIM_LOSS_WEIGHT
@@ -85,27 +83,19 @@ class SFRIK(ProjectedMethod):
             cfg, "method_kwargs.kernel_weights", list(defaults.KERNEL_WEIGHTS)
         )
         cfg.method_kwargs.reg_small = omegaconf_select(cfg, "method_kwargs.reg_small", False)
-        cfg.method_kwargs.mmd_impl = omegaconf_select(cfg, "method_kwargs.mmd_impl", "auto")
-        cfg.method_kwargs.mmd_tile_size = omegaconf_select(cfg, "method_kwargs.mmd_tile_size", None)
-        cfg.method_kwargs.shard_mmd = omegaconf_select(cfg, "method_kwargs.shard_mmd", True)
-        cfg.method_kwargs.gram_precision = omegaconf_select(cfg, "method_kwargs.gram_precision", "float32")
+        cfg.method_kwargs.mmd_impl = omegaconf_select(cfg, "method_kwargs.mmd_impl", defaults.MMD_IMPL)
+        cfg.method_kwargs.mmd_tile_size = omegaconf_select(cfg, "method_kwargs.mmd_tile_size", defaults.MMD_TILE_SIZE)
+        cfg.method_kwargs.shard_mmd = omegaconf_select(cfg, "method_kwargs.shard_mmd", defaults.SHARD_MMD)
+        cfg.method_kwargs.gram_precision = omegaconf_select(
+            cfg, "method_kwargs.gram_precision", defaults.GRAM_PRECISION
+        )
         reg_small = cfg.method_kwargs.reg_small
         if not isinstance(reg_small, bool):
             raise ValueError(f"SFRIK: method_kwargs.reg_small must be true or false, got {reg_small!r}")
 
         # The loss module's checks (finite, >= 0 weights; kernel weights >= 0 keep the kernel
         # positive definite): a bad config fails here, before any data is loaded.
-        loss = check_loss_kwargs(
-            "SFRIK",
-            SFRIKLoss,
-            sim_loss_weight=cfg.method_kwargs.sim_loss_weight,
-            mmd_loss_weight=cfg.method_kwargs.mmd_loss_weight,
-            kernel_weights=cfg.method_kwargs.kernel_weights,
-            mmd_impl=cfg.method_kwargs.mmd_impl,
-            tile_size=cfg.method_kwargs.mmd_tile_size,
-            shard=cfg.method_kwargs.shard_mmd,
-            gram_precision=cfg.method_kwargs.gram_precision,
-        )
+        loss = build_sfrik_loss(cfg)
         cfg.method_kwargs.sim_loss_weight = loss.sim_loss_weight
         cfg.method_kwargs.mmd_loss_weight = loss.mmd_loss_weight
         cfg.method_kwargs.kernel_weights = list(loss.kernel_weights)
@@ -128,39 +118,11 @@ class SFRIK(ProjectedMethod):
         class_loss = out["loss"]
 
         # ------- sfrik loss -------
-        # the regulariser is computed on the global batch, like the official code (sharded:
-        # each process its own rows against the gathered batch, unless shard_mmd is false); the
-        # invariance on the local batch
-        loss_kwargs = dict(
-            sim_loss_weight=self.sim_loss_weight,
-            mmd_loss_weight=self.mmd_loss_weight,
-            kernel_weights=self.kernel_weights,
-            gather_distributed=True,
-            mmd_impl=self.mmd_impl,
-            tile_size=self.mmd_tile_size,
-            shard=self.shard_mmd,
-            gram_precision=self.gram_precision,
-        )
+        # the invariance on the local batch, the regulariser on the global batch
         if self.multicrop:
-            terms = sfrik_multicrop_loss_terms(out["z"], self.num_large_crops, reg_small=self.reg_small, **loss_kwargs)
+            terms = self.criterion.multicrop_terms(out["z"], self.num_large_crops, reg_small=self.reg_small)
         else:
             z1, z2 = out["z"]
-            terms = sfrik_loss_terms(z1, z2, **loss_kwargs)
+            terms = self.criterion.terms(z1, z2)
 
-        metrics = {
-            "train_sfrik_loss": terms.loss.detach(),
-            "train_invariance": terms.invariance.detach(),
-            "train_regulariser": terms.regulariser.detach(),
-        }
-        self.log_dict(metrics, on_epoch=True, sync_dist=True)
-        self.check_finite(
-            batch_idx,
-            [
-                ("invariance (sim)", terms.invariance),
-                ("regulariser (mmd)", terms.regulariser),
-                ("weighted sum (sfrik loss)", terms.loss),
-                ("online classifier loss", class_loss),
-            ],
-        )
-
-        return terms.loss + class_loss
+        return self.log_and_check_terms(batch_idx, "sfrik", "mmd", terms, class_loss)

@@ -16,7 +16,7 @@ import omegaconf
 import torch
 from solo.losses.simclr import simclr_loss_func
 
-from sfrik_plugin.solo.projected import ProjectedMethod, assert_projector_cfg, assert_stop_on_non_finite_cfg
+from sfrik_plugin.solo.projected import ProjectedMethod
 
 
 class SimCLRShared(ProjectedMethod):
@@ -38,19 +38,9 @@ class SimCLRShared(ProjectedMethod):
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """Adds method specific default values/checks for config.
-
-        Args:
-            cfg (omegaconf.DictConfig): DictConfig object.
-
-        Returns:
-            omegaconf.DictConfig: same as the argument, used to avoid errors.
-        """
+        """SimCLR's temperature check, after ProjectedMethod's."""
 
         cfg = super(SimCLRShared, SimCLRShared).add_and_assert_specific_cfg(cfg)
-
-        assert_projector_cfg(cfg, "SimCLRShared")
-        assert_stop_on_non_finite_cfg(cfg, "SimCLRShared")
 
         temperature = omegaconf.OmegaConf.select(cfg, "method_kwargs.temperature", default=None)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:

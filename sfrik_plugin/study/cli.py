@@ -31,15 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--out", required=True, help="folder of results.csv, timing.csv, summary.md and the plots")
-    parser.add_argument("--dataset", choices=datasets.DATASETS, help="default: the preset's (fashion-mnist)")
-    parser.add_argument("--data-dir", help="dataset root; for --dataset folder: class subfolders, or train/ and test/")
-    parser.add_argument("--image-size", type=int, default=32, help="image size for --dataset folder")
-    parser.add_argument(
-        "--no-download",
-        dest="download",
-        action="store_false",
-        help="never let torchvision download a dataset that is not there",
-    )
+    datasets.add_dataset_arguments(parser, default=None)
     parser.add_argument(
         "--phases",
         nargs="+",

@@ -70,5 +70,5 @@ def encoder_quality(
         "rankme": round(rankme(features), 2),
         "alignment": round(alignment(u1, u2), 4),
         "uniformity": round(uniformity(units), 4),
-        "mmd_l3": float(f"{mmd_uniform(units.double(), KERNEL_WEIGHTS, impl='dense').item():.6g}"),
+        "mmd_l3": float(f"{mmd_uniform(units.double(), KERNEL_WEIGHTS, mmd_impl='dense').item():.6g}"),
     }

@@ -256,7 +256,7 @@ def provenance_section(rows: Rows) -> list[str]:
 
 
 def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
-    from sfrik_plugin.bench.common import pyplot
+    from sfrik_plugin.utils.output import pyplot
 
     plt = pyplot()
     q = preset.main_q

@@ -61,12 +61,15 @@ class StudyRunner:
         preset: Preset,
         data: datasets.ImageData,
         *,
-        library: str,
+        library: str | None,
         accelerator: str = "cpu",
+        devices: str = "1",
+        precision: str = "32-true",
         progress_bar: bool = False,
     ):
         self.preset, self.library = preset, library
         self.accelerator, self.progress_bar = accelerator, progress_bar
+        self.devices, self.precision = devices, precision
         self.device = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
         self.splits = {"test": data, "validation": data.validation_split(seed=preset.data_seed)}
         self.versions, self.commit = library_versions(library), source_commit()
@@ -113,6 +116,8 @@ class StudyRunner:
                     hyper_parameters=loss_params,
                     library=self.library,
                     accelerator=self.accelerator,
+                    devices=self.devices,
+                    precision=self.precision,
                     progress_bar=self.progress_bar,
                 )
             except FloatingPointError as error:  # a setting that diverges is a result, not a crash
@@ -149,7 +154,7 @@ class StudyRunner:
             "wall_s": round(time.perf_counter() - start, 1),
             "preset": p.name,
             "protocol": p.protocol(),
-            "library": self.library,
+            "library": self.library or "",
             "versions": self.versions,
             "commit": self.commit,
             "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),

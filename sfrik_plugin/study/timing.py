@@ -80,7 +80,8 @@ def run_timing(
     preset: Preset, data: datasets.ImageData, rows, library: str, path: Path, *, rounds: int = 8, batches: int = 4
 ) -> list[dict[str, object]]:
     """Times every method with a chosen setting at each q of the table; writes path (CSV)."""
-    from sfrik_plugin.bench.common import cpu_model, write_csv
+    from sfrik_plugin.utils.machine import cpu_model
+    from sfrik_plugin.utils.output import write_csv
 
     chosen = chosen_settings(preset, rows)
     methods = [m for m in preset.methods if m in chosen]
