@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from solo_helpers import make_image_folder
+from helpers.images import make_image_folder
 
 import sfrik_plugin.compare as cmp
 from sfrik_plugin.compare import RunFailed, Step

@@ -5,7 +5,9 @@ with SFRIK_REQUIRE_CUDA=1 (scripts/gpu_check.py sets it)."""
 import numpy as np
 import pytest
 import torch
-from conftest import DIMS, gram, requires_cuda, scipy_legendre_derivative, scipy_series
+from helpers.cuda import requires_cuda
+from helpers.references import DIMS, scipy_legendre_derivative, scipy_series
+from helpers.tensors import gram
 
 import sfrik_plugin
 

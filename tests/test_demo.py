@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
 
-from image_helpers import make_folder
+from helpers.images import make_folder
 
 from sfrik_plugin.demo import cli as demo
 from sfrik_plugin.demo import data as datasets

@@ -4,9 +4,9 @@ another torch, and the SFRIK_REQUIRE_EXTENSION switch."""
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
+from helpers.extension import PROBE
 
 import sfrik_plugin
 
@@ -16,23 +16,6 @@ PRELUDES = {
     # The installed torch is not the one the extension was built against.
     "mismatch": "import torch; torch.__version__ = '0.0.1'",
 }
-
-PROBE = textwrap.dedent("""
-    import warnings, torch
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        import sfrik_plugin
-        t = torch.linspace(-1, 1, 5, dtype=torch.float64)
-        a = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
-        b = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3, reduction="mean")
-    expected = t + 2 * (3 * t**2 - 1) / 2
-    assert torch.allclose(a, expected) and torch.allclose(b, expected.mean())
-    info = sfrik_plugin.extension_info()
-    print("LOADED", info["loaded"])
-    print("WARNINGS", len([w for w in caught if issubclass(w.category, RuntimeWarning)]))
-    for w in caught:
-        print("MESSAGE", w.message)
-""")
 
 
 def _run(prelude: str, require: bool) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_extension
+from helpers.cuda import requires_extension
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -432,7 +432,7 @@ def test_backward_op_matches_float64_oracle(case, order, grad_kind):
 
 def test_oracle_against_scipy():
     # The oracle itself, against scipy's closed forms (values and first derivatives).
-    from conftest import scipy_legendre, scipy_legendre_derivative
+    from helpers.references import scipy_legendre, scipy_legendre_derivative
 
     t = np.linspace(-1, 1, 41)
     for dim in (2, 3, 7, 1000):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_extension
+from helpers.cuda import requires_extension
 
 from sfrik_plugin.losses import SFRIKLoss, mmd_uniform, sfrik_loss_terms
 from sfrik_plugin.precision import GRAM_PRECISIONS, round_rows, round_to_tf32

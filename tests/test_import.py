@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import requires_extension
+from helpers.cuda import requires_extension
 
 TIMEOUT_S = 300
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import requires_extension
+from helpers.cuda import requires_extension
 
 import sfrik_plugin
 

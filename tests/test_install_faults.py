@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_extension_loading import PROBE
+from helpers.extension import PROBE
 
 import sfrik_plugin
 

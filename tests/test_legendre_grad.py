@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from conftest import DIMS, gram, requires_extension, scipy_legendre_derivative
+from helpers.cuda import requires_extension
+from helpers.references import DIMS, scipy_legendre_derivative
+from helpers.tensors import gram
 from numpy.polynomial import chebyshev
 from scipy.special import eval_gegenbauer
 

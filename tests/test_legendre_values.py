@@ -4,7 +4,9 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from conftest import DIMS, gram, numpy_recurrence, requires_extension, scipy_legendre, scipy_series
+from helpers.cuda import requires_extension
+from helpers.references import DIMS, numpy_recurrence, scipy_legendre, scipy_series
+from helpers.tensors import gram
 
 import sfrik_plugin
 

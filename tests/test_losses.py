@@ -6,14 +6,13 @@ gradients, mixed precision, argument checks, and a real two-process gloo all-gat
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from helpers import dist as dist_helpers
 from scipy.special import eval_chebyt, eval_gegenbauer
 
 import sfrik_plugin
@@ -30,13 +29,6 @@ from sfrik_plugin.losses import (
     sfrik_multicrop_loss_func,
     sfrik_multicrop_loss_terms,
 )
-
-# The spawned processes of the gloo test import tests/dist_helpers.py by name; they inherit sys.path.
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-
-import dist_helpers
 
 
 def gen(seed: int) -> torch.Generator:
@@ -391,6 +383,8 @@ def test_two_process_gloo_matches_single_process_global_batch():
     # with one process computing the same global batch. A failing rank raises here.
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
+    # The spawned processes import helpers.dist by name: pytest's pythonpath option (pyproject.toml)
+    # puts tests/ on sys.path, which torch.multiprocessing passes on to them.
     mp.spawn(dist_helpers.worker, args=(2, dist_helpers.free_port()), nprocs=2, join=True)
 
 

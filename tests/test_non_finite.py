@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 
 import torch
-from solo_helpers import make_image_folder
-from test_solo_integration import cpu_cfg, fake_batch, run_training_step, solo_learn_checkout
+from helpers.images import make_image_folder
+from helpers.solo import cpu_cfg, fake_batch, run_training_step, solo_learn_checkout
 
 import sfrik_plugin.solo.auh as auh_module
 import sfrik_plugin.solo.sfrik as sfrik_module

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CUDA_OK, REQUIRE_CUDA_ENV
+from helpers.cuda import CUDA_OK, REQUIRE_CUDA_ENV
 
 TESTS = Path(__file__).resolve().parent
 TIMEOUT_S = 120

@@ -13,18 +13,11 @@ pytest.importorskip("solo.methods", reason="solo-learn is not installed (make so
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
 import torch
+from helpers.solo import CPU, IN20, IN100, LINEAR, PRETRAIN, SEMISUP
 from hydra import compose, initialize
 from omegaconf import OmegaConf
 from solo.args.pretrain import parse_cfg
 from solo.losses.vicreg import vicreg_loss_func
-
-IN20 = ["sfrik", "sfrik_in20", "vicreg_in20", "simclr_in20", "barlow_twins_in20", "auh_in20"]
-IN100 = ["sfrik_in100", "sfrik_in100_q8192", "vicreg_in100"]
-CPU = ["sfrik_cpu", "auh_cpu", "vicreg_cpu", "simclr_cpu", "barlow_twins_cpu"]
-MULTICROP = ["sfrik_in20_multicrop"]  # in20 with the SwAV-style augmentations (test_solo_protocol.py)
-LINEAR = ["linear_in20", "linear_in20_tuning", "linear_in100", "linear_cpu"]
-SEMISUP = ["semisup_in100_1pct", "semisup_in100_10pct", "semisup_cpu"]
-PRETRAIN = IN20 + IN100 + CPU + MULTICROP
 
 # what a method config may change on top of its protocol
 METHOD_KEYS = ("name", "method", "method_kwargs.", "optimizer.lr")

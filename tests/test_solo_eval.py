@@ -23,9 +23,9 @@ pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with 
 
 import torch
 import torchvision
+from helpers.images import make_image_folder
+from helpers.solo import solo_learn_checkout
 from omegaconf import OmegaConf
-from solo_helpers import make_image_folder
-from test_solo_integration import solo_learn_checkout
 
 from sfrik_plugin.projector import build_projector
 from sfrik_plugin.solo import register_methods

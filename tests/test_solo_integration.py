@@ -19,57 +19,27 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
-import omegaconf
 import torch
-from hydra import compose, initialize
-from solo.args.pretrain import parse_cfg
-from solo_helpers import NUM_CLASSES, make_image_folder
+from helpers.images import NUM_CLASSES, make_image_folder
+from helpers.solo import (
+    SUBPROCESS_TIMEOUT_S,
+    cpu_cfg,
+    fake_batch,
+    run_python,
+    run_script,
+    run_training_step,
+    solo_learn_checkout,
+)
 
 import sfrik_plugin.solo.sfrik as sfrik_module
 from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms
 from sfrik_plugin.solo import AUH, SFRIK, register_methods
 from sfrik_plugin.solo.knn import find_solo_learn_dir, split_args
 
-SUBPROCESS_TIMEOUT_S = 300
-
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("images") / "train")
-
-
-def solo_cfg(name: str, *overrides: str) -> omegaconf.DictConfig:
-    """A config composed through the Hydra plugin's search path (as solo's scripts do), then
-    completed by solo's parse_cfg, as main_pretrain.py does before building the method."""
-    with initialize(version_base="1.2", config_path=None):
-        cfg = compose(config_name=name, overrides=list(overrides))
-    omegaconf.OmegaConf.set_struct(cfg, False)
-    return parse_cfg(cfg)
-
-
-def cpu_cfg(name: str, image_folder: Path, *overrides: str) -> omegaconf.DictConfig:
-    return solo_cfg(name, f"data.train_path={image_folder}", *overrides)
-
-
-def fake_batch(n: int = 4, crops=(32, 32), num_classes: int = NUM_CLASSES):
-    """solo's training batch: [indexes, [X_1, ..., X_crops], targets]."""
-    g = torch.Generator().manual_seed(0)
-    views = [torch.randn(n, 3, s, s, generator=g) for s in crops]
-    return [torch.arange(n), views, torch.arange(n) % num_classes]
-
-
-def run_training_step(model, batch):
-    """training_step with self.log_dict captured (no Trainer attached)."""
-    logged = {}
-
-    def capture(metrics, **kwargs):
-        assert kwargs.get("on_epoch") is True and kwargs.get("sync_dist") is True
-        logged.update({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()})
-
-    model.log_dict = capture
-    model.train()
-    loss = model.training_step(batch, 0)
-    return loss, logged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,14 +267,6 @@ def test_registration_never_replaces_another_method():
     assert table["sfrik"] is other and table["auh"] is AUH
 
 
-def run_python(code: str, cwd, timeout: int = SUBPROCESS_TIMEOUT_S, env=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
-
-
 def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
     # from a folder outside the repository: the installed package, not the source tree
     proc = run_python(
@@ -445,25 +407,6 @@ def test_knn_command_registers_then_runs_main_knn(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # End to end with solo-learn's scripts
-
-
-def solo_learn_checkout() -> Path:
-    where = os.environ.get("SOLO_LEARN_DIR")
-    if not where:
-        pytest.skip("SOLO_LEARN_DIR is not set: the solo-learn checkout with main_pretrain.py")
-    path = Path(where)
-    if not (path / "main_pretrain.py").is_file():
-        pytest.skip(f"SOLO_LEARN_DIR={where} has no main_pretrain.py")
-    return path
-
-
-def run_script(checkout: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=checkout, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env
-    )
-    assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
-    return proc
 
 
 @pytest.mark.slow

@@ -22,13 +22,12 @@ pytest.importorskip("solo.methods", reason="solo-learn is not installed (make so
 pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
 import torch
+from helpers.images import make_image_folder
+from helpers.solo import CPU, IN20, IN100, MULTICROP, PRETRAIN, run_script, solo_learn_checkout
 from hydra import compose, initialize
 from omegaconf import OmegaConf
 from solo.args.pretrain import parse_cfg
 from solo.utils.lr_scheduler import LinearWarmupCosineAnnealingLR
-from solo_helpers import make_image_folder
-from test_solo_configs import CPU, IN20, IN100, MULTICROP, PRETRAIN
-from test_solo_integration import run_script, solo_learn_checkout
 
 from hydra_plugins.sfrik_plugin.resolvers import peak_lr
 from sfrik_plugin.solo import register_methods

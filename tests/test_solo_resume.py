@@ -21,8 +21,8 @@ import pytest
 pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
 
 import torch
-from solo_helpers import make_image_folder
-from test_solo_integration import solo_learn_checkout
+from helpers.images import make_image_folder
+from helpers.solo import solo_learn_checkout
 
 TIMEOUT_S = 600
 

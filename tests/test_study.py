@@ -16,7 +16,7 @@ import torch
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
-from image_helpers import make_folder
+from helpers.images import make_folder
 
 from sfrik_plugin.study import plan, quality, stats
 from sfrik_plugin.study.store import FIELDS, ResultsFile

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_extension, scipy_series
+from helpers.cuda import requires_extension
+from helpers.references import scipy_series
 
 from sfrik_plugin.bench.common import profile_cpu_peak_bytes
 from sfrik_plugin.losses import mmd_uniform, sfrik_loss_terms, sfrik_multicrop_loss_terms

@@ -3,7 +3,8 @@ AOT dispatch), torch.compile(fullgraph=True), and autocast."""
 
 import pytest
 import torch
-from conftest import gram, requires_extension
+from helpers.cuda import requires_extension
+from helpers.tensors import gram
 
 import sfrik_plugin
 

@@ -1,4 +1,4 @@
-"""Worker of the two-process gloo test of tests/test_losses.py. A module of its own so that the
+"""Worker of the two-process gloo test of test_losses.py. A module of its own so that the
 spawned processes import only torch and sfrik_plugin (not pytest, scipy or the test module).
 
 Each rank holds its half of a fixed global batch and a copy of a small shared linear layer, computes
