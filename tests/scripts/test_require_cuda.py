@@ -8,7 +8,8 @@ from pathlib import Path
 
 from helpers.cuda import CUDA_OK, REQUIRE_CUDA_ENV
 
-TESTS = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+CUDA_TEST = "tests/ops/test_cuda.py::test_compiles"
 TIMEOUT_S = 120
 
 
@@ -25,9 +26,9 @@ def run_one_cuda_test(require: bool) -> subprocess.CompletedProcess:
             "-rs",
             "-p",
             "no:cacheprovider",
-            f"{TESTS / 'test_cuda.py'}::test_compiles",
+            CUDA_TEST,
         ],
-        cwd=TESTS.parent,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,

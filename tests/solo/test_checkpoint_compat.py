@@ -1,5 +1,5 @@
 """Checkpoints and args.json written by an earlier version of the plugin still load (fixtures in
-tests/fixtures/solo_checkpoints, written by tests/fixtures/make_solo_checkpoints.py at the commit
+tests/solo/fixtures/solo_checkpoints, written by tests/solo/fixtures/make_solo_checkpoints.py at the commit
 WRITTEN_AT.json names): solo's parse-time checks accept the stored method_kwargs, main_knn's way
 of loading (load_from_checkpoint with the args.json config) restores every tensor, a training
 step runs with the stored loss options, and the plugin's backbone loader reads the file.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 600  # a safety net: the stages have their own limits; ~2 min on 2 quiet cores
 STAGES = ("build", "tests", "sanitizer", "operator", "losses", "tiles", "demo", "solo-learn")
 

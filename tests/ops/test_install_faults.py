@@ -16,7 +16,7 @@ from helpers.extension import PROBE
 
 import sfrik_plugin
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(sfrik_plugin.__file__).resolve().parent
 TIMEOUT_S = 180
 

@@ -32,7 +32,7 @@ from solo.utils.lr_scheduler import LinearWarmupCosineAnnealingLR
 from hydra_plugins.sfrik_plugin.resolvers import peak_lr
 from sfrik_plugin.solo import register_methods
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 SUBPROCESS_TIMEOUT_S = 300
 # methods whose projector is the shared one exactly (sfrik_plugin.projector.build_projector)
