@@ -1,5 +1,6 @@
 """The Gaussian and distance kernels' MMD regularisers and their loss against an independent
-float64 numpy reference (values, and gradients from the analytic derivative)."""
+float64 numpy reference (values, and gradients from the analytic derivative), on every device
+(the `device` fixture); argument errors."""
 
 import numpy as np
 import pytest
@@ -35,19 +36,19 @@ KERNELS = [GaussianKernel(2.5), GaussianKernel(0.3), DistanceKernel(1.0), Distan
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=str)
 @pytest.mark.parametrize("n, q", [(2, 3), (17, 8), (64, 256)])
-def test_value_and_gradient_match_float64_reference(kernel, n, q):
+def test_value_and_gradient_match_float64_reference(device, kernel, n, q):
     z = torch.randn(n, q, dtype=torch.float64, generator=torch.Generator().manual_seed(n * q)) * 3
-    z.requires_grad_(True)
+    ref_value, ref_grad = reference(z.numpy(), kernel)
+    z = z.to(device).requires_grad_(True)
     value = kernel_mmd_uniform(z, kernel)
     value.backward()
-    ref_value, ref_grad = reference(z.detach().numpy(), kernel)
     np.testing.assert_allclose(value.item(), ref_value, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(z.grad.numpy(), ref_grad, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(z.grad.cpu().numpy(), ref_grad, rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.parametrize("kernel", [GaussianKernel(2.5), DistanceKernel(1.0)], ids=str)
-def test_float32_close_to_float64(kernel):
-    z = torch.randn(128, 512, generator=torch.Generator().manual_seed(0))
+def test_float32_close_to_float64(device, kernel):
+    z = torch.randn(128, 512, generator=torch.Generator().manual_seed(0)).to(device)
     z64 = z.double().requires_grad_(True)
     z32 = z.clone().requires_grad_(True)
     kernel_mmd_uniform(z64, kernel).backward()
@@ -55,23 +56,24 @@ def test_float32_close_to_float64(kernel):
     torch.testing.assert_close(z32.grad.double(), z64.grad, rtol=1e-3, atol=1e-3 * z64.grad.abs().max().item())
 
 
-def test_distance_kernel_gradient_finite_for_equal_rows():
-    z = torch.randn(8, 16, dtype=torch.float64)
+def test_distance_kernel_gradient_finite_for_equal_rows(device):
+    z = torch.randn(8, 16, dtype=torch.float64).to(device)
     z = torch.cat([z, z[:2]]).requires_grad_(True)  # two duplicated rows: distance 0 off the diagonal
     kernel_mmd_uniform(z, DistanceKernel(1.0)).backward()
     assert torch.isfinite(z.grad).all()
 
 
-def test_uniform_points_beat_collapsed_ones():
+def test_uniform_points_beat_collapsed_ones(device):
     """Both kernels' MMD is smaller for spread-out embeddings than for a collapsed batch."""
-    spread = torch.randn(256, 64, generator=torch.Generator().manual_seed(1))
-    collapsed = torch.randn(1, 64).expand(256, 64) + 0.05 * torch.randn(256, 64)
+    spread = torch.randn(256, 64, generator=torch.Generator().manual_seed(1)).to(device)
+    collapsed = (torch.randn(1, 64).expand(256, 64) + 0.05 * torch.randn(256, 64)).to(device)
     for kernel in (GaussianKernel(2.5), DistanceKernel(1.0)):
         assert kernel_mmd_uniform(spread, kernel) < kernel_mmd_uniform(collapsed, kernel)
 
 
-def test_loss_terms_are_the_formula():
-    z1, z2 = torch.randn(2, 32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).unbind(0)
+def test_loss_terms_are_the_formula(device):
+    z = torch.randn(2, 32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    z1, z2 = z.to(device).unbind(0)
     kernel = GaussianKernel(1.5)
     terms = kernel_mmd_loss_terms(z1, z2, kernel, sim_loss_weight=10.0, mmd_loss_weight=3.0)
     u1, u2 = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)

@@ -1,11 +1,12 @@
-"""Derivatives of the operators: closed forms (scipy), gradcheck, double backward."""
+"""Derivatives of the operators: closed forms (scipy), gradcheck, double backward, on every device
+(the `device` fixture). References are computed on the CPU in float64."""
 
 import numpy as np
 import pytest
 import torch
 from helpers.cuda import requires_extension
 from helpers.references import DIMS, scipy_legendre_derivative
-from helpers.tensors import gram
+from helpers.tensors import gram, leaf, to_numpy
 from numpy.polynomial import chebyshev
 from scipy.special import eval_gegenbauer
 
@@ -14,14 +15,16 @@ import sfrik_plugin
 pytestmark = requires_extension
 
 T64 = torch.linspace(-1, 1, 101, dtype=torch.float64)
+COEFFS = [0.0, 1.0, 40.0, 40.0]
 
 
 @pytest.mark.parametrize("dim", DIMS)
-def test_backward_op_matches_closed_form_derivative(dim):
-    ones = torch.ones_like(T64)
+def test_backward_op_matches_closed_form_derivative(device, dim):
+    t = T64.to(device)
+    ones = torch.ones_like(t)
     for degree in range(13):
         coeffs = [0.0] * degree + [1.0]
-        got = torch.ops.sfrik.legendre_series_backward(ones, T64, coeffs, dim, 1).numpy()
+        got = to_numpy(torch.ops.sfrik.legendre_series_backward(ones, t, coeffs, dim, 1))
         np.testing.assert_allclose(
             got,
             scipy_legendre_derivative(degree, dim, T64.numpy()),
@@ -32,29 +35,32 @@ def test_backward_op_matches_closed_form_derivative(dim):
 
 
 @pytest.mark.parametrize("dim", (2, 3, 64, 8192))
-def test_autograd_gradient_of_series(dim):
+def test_autograd_gradient_of_series(device, dim):
     coeffs = [0.3, 1.0, 40.0, 40.0, 2.0]
-    t = T64.clone().requires_grad_()
-    sfrik_plugin.legendre_series(t, coeffs, dim).backward(torch.arange(101, dtype=torch.float64))
+    t = leaf(T64, device)
+    sfrik_plugin.legendre_series(t, coeffs, dim).backward(torch.arange(101, dtype=torch.float64, device=device))
     expected = sum(c * scipy_legendre_derivative(k, dim, T64.numpy()) for k, c in enumerate(coeffs))
-    np.testing.assert_allclose(t.grad.numpy(), expected * np.arange(101), rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(to_numpy(t.grad), expected * np.arange(101), rtol=1e-11, atol=1e-9)
 
 
-@pytest.mark.parametrize("reduction", ("mean", "sum"))
-def test_reduction_gradient(reduction):
-    g = gram(40, generator=torch.Generator().manual_seed(5)).requires_grad_()
-    coeffs = [0.0, 1.0, 40.0, 40.0]
-    sfrik_plugin.legendre_series(g, coeffs, 8192, reduction=reduction).backward(torch.tensor(3.0, dtype=torch.float64))
-    scale = 3.0 / g.numel() if reduction == "mean" else 3.0
-    expected = scale * sum(c * scipy_legendre_derivative(k, 8192, g.detach().numpy()) for k, c in enumerate(coeffs))
-    np.testing.assert_allclose(g.grad.numpy(), expected, rtol=1e-11, atol=1e-12)
+@pytest.mark.parametrize("reduction", ("none", "mean", "sum"))
+def test_reduction_gradient(device, reduction):
+    # An upstream gradient of 3 (3 everywhere for "none"), on a small and a larger Gram matrix.
+    for n, seed in ((40, 5), (300, 2)):
+        g = gram(n, generator=torch.Generator().manual_seed(seed))
+        x = leaf(g, device)
+        out = sfrik_plugin.legendre_series(x, COEFFS, 8192, reduction=reduction)
+        out.backward(torch.full_like(out, 3.0))
+        scale = 3.0 / g.numel() if reduction == "mean" else 3.0
+        expected = scale * sum(c * scipy_legendre_derivative(k, 8192, g.numpy()) for k, c in enumerate(COEFFS))
+        np.testing.assert_allclose(to_numpy(x.grad), expected, rtol=1e-11, atol=1e-12, err_msg=f"n = {n}")
 
 
-def test_second_derivative_matches_closed_form():
+def test_second_derivative_matches_closed_form(device):
     # (C_l^a)'' = 4 a (a + 1) C_{l-2}^{a+2} for dim >= 3; Chebyshev's from numpy for dim 2.
     for dim in (2, 3, 7, 1024):
         for degree in (2, 3, 6):
-            t = T64.clone().requires_grad_()
+            t = leaf(T64, device)
             (d1,) = torch.autograd.grad(sfrik_plugin.legendre(t, degree, dim).sum(), t, create_graph=True)
             (d2,) = torch.autograd.grad(d1.sum(), t)
             if dim == 2:
@@ -64,23 +70,30 @@ def test_second_derivative_matches_closed_form():
                 expected = (
                     4 * a * (a + 1) * eval_gegenbauer(degree - 2, a + 2, T64.numpy()) / eval_gegenbauer(degree, a, 1.0)
                 )
-            np.testing.assert_allclose(d2.numpy(), expected, rtol=1e-10, atol=1e-9, err_msg=f"{dim} {degree}")
+            np.testing.assert_allclose(to_numpy(d2), expected, rtol=1e-10, atol=1e-9, err_msg=f"{dim} {degree}")
 
 
 @pytest.mark.parametrize("reduction", ("none", "mean", "sum"))
-def test_gradcheck_and_gradgradcheck(reduction):
-    t = (torch.rand(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * 2 - 1).requires_grad_()
+def test_gradcheck_and_gradgradcheck(device, reduction):
+    t = torch.rand(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    t = t.to(device).requires_grad_()
     fn = lambda x: sfrik_plugin.legendre_series(x, [0.5, 1.0, 4.0, 4.0, 1.0], 7, reduction=reduction)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (t,))
     assert torch.autograd.gradgradcheck(fn, (t,))
     # Through a transposed view and with a scalar grad broadcast over the input.
     assert torch.autograd.gradcheck(lambda x: fn(x.T), (t,))
+    # The series of the CUDA check (dim 7, the SFRIK weights) on another shape.
+    u = torch.rand(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    u = u.to(device).requires_grad_()
+    fn = lambda v: sfrik_plugin.legendre_series(v, COEFFS, 7, reduction=reduction)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (u,)) and torch.autograd.gradgradcheck(fn, (u,))
 
 
-def test_backward_op_gradients_in_both_inputs():
-    t = (torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(7)) * 2 - 1).requires_grad_()
-    grad = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).requires_grad_()
-    scalar_grad = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+def test_backward_op_gradients_in_both_inputs(device):
+    t = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    grad = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    t, grad = t.to(device).requires_grad_(), grad.to(device).requires_grad_()
+    scalar_grad = torch.tensor(0.7, dtype=torch.float64, device=device, requires_grad=True)
     for order in (0, 1, 2):
         op = lambda g, x: torch.ops.sfrik.legendre_series_backward(g, x, [0.1, 1.0, 3.0, 2.0], 5, order)  # noqa: E731
         assert torch.autograd.gradcheck(op, (grad, t))
@@ -88,17 +101,17 @@ def test_backward_op_gradients_in_both_inputs():
         assert torch.autograd.gradgradcheck(op, (grad, t))
 
 
-def test_expanded_grad_is_not_materialised():
+def test_expanded_grad_is_not_materialised(device):
     # autograd gives out.mean() backward an expanded scalar: the kernel must read one value.
-    t = gram(30).requires_grad_()
+    t = gram(30, device=device).requires_grad_()
     out = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 9)
-    expanded = torch.tensor(2.0, dtype=torch.float64).expand_as(out)
+    expanded = torch.tensor(2.0, dtype=torch.float64, device=device).expand_as(out)
     direct = torch.ops.sfrik.legendre_series_backward(expanded, t.detach(), [0.0, 1.0, 2.0], 9, 1)
     dense = torch.ops.sfrik.legendre_series_backward(expanded.contiguous(), t.detach(), [0.0, 1.0, 2.0], 9, 1)
     torch.testing.assert_close(direct, dense, rtol=0, atol=0)
 
 
-def test_degree_zero_series_has_zero_gradient():
-    t = T64.clone().requires_grad_()
+def test_degree_zero_series_has_zero_gradient(device):
+    t = leaf(T64, device)
     sfrik_plugin.legendre_series(t, [5.0], 3, reduction="sum").backward()
     assert torch.equal(t.grad, torch.zeros_like(t))

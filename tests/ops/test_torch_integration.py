@@ -1,5 +1,6 @@
 """The operators as PyTorch sees them: opcheck (schema, fake kernels, autograd registration,
-AOT dispatch), torch.compile(fullgraph=True), and autocast."""
+AOT dispatch) and torch.compile(fullgraph=True) on every device (the `device` fixture), and CPU
+autocast (CUDA autocast: test_cuda_kernels.py)."""
 
 import pytest
 import torch
@@ -13,24 +14,24 @@ pytestmark = requires_extension
 COEFFS = [0.0, 1.0, 40.0, 40.0]
 
 
-def _samples():
-    g = gram(12, generator=torch.Generator().manual_seed(9)).float()
+def _samples(device):
+    g = gram(12, generator=torch.Generator().manual_seed(9), device=device).float()
     yield g
     yield g.T
     yield g[::2, 1::3]
     yield g.double().requires_grad_()
     yield g.T.clone().requires_grad_()
-    yield torch.empty(0, 4)
+    yield torch.empty(0, 4, device=device)
 
 
 @pytest.mark.parametrize("index", range(6))
-def test_opcheck(index):
-    t = list(_samples())[index]
+def test_opcheck(device, index):
+    t = list(_samples(device))[index]
     torch.library.opcheck(torch.ops.sfrik.legendre_series.default, (t, COEFFS, 8192))
     for mean in (True, False) if t.numel() else (False,):  # (the mean of nothing is NaN, and NaN != NaN)
         torch.library.opcheck(torch.ops.sfrik.legendre_series_reduce.default, (t, COEFFS, 8192, mean))
-    grad = torch.rand(t.shape, dtype=t.dtype)
-    for g in (grad, torch.tensor(0.5, dtype=t.dtype)):
+    grad = torch.rand(t.shape, dtype=t.dtype).to(device)
+    for g in (grad, torch.tensor(0.5, dtype=t.dtype, device=device)):
         torch.library.opcheck(
             torch.ops.sfrik.legendre_series_backward.default, (g.requires_grad_(t.requires_grad), t, COEFFS, 8192, 1)
         )
@@ -45,22 +46,30 @@ def _elementwise_then_mean(g):
     return sfrik_plugin.legendre_series(g, COEFFS, 256).mean()
 
 
-@pytest.mark.parametrize("fn", (_sfrik_regulariser, _elementwise_then_mean))
-def test_compile_fullgraph_matches_eager(fn):
+def _fused_mean(g):
+    return sfrik_plugin.legendre_series(g, COEFFS, 8192, reduction="mean")
+
+
+@pytest.mark.parametrize("fn", (_sfrik_regulariser, _elementwise_then_mean, _fused_mean))
+def test_compile_fullgraph_matches_eager(device, fn):
     torch._dynamo.reset()
     x = torch.randn(64, 256, generator=torch.Generator().manual_seed(10))
     if fn is _elementwise_then_mean:
         x = gram(64, generator=torch.Generator().manual_seed(10)).float()
-    x_eager, x_comp = x.clone().requires_grad_(), x.clone().requires_grad_()
+    if fn is _fused_mean:
+        x = gram(128, generator=torch.Generator().manual_seed(4)).float()
+    x_eager, x_comp = x.to(device, copy=True).requires_grad_(), x.to(device, copy=True).requires_grad_()
     eager = fn(x_eager)
     eager.backward()
     compiled = torch.compile(fn, fullgraph=True)(x_comp)
     compiled.backward()
     torch.testing.assert_close(compiled, eager)
     torch.testing.assert_close(x_comp.grad, x_eager.grad)
+    if fn is _fused_mean:  # the compiled graph calls the same kernel: the same bits
+        assert torch.equal(compiled, eager)
 
 
-def test_compiled_graph_calls_the_custom_ops():
+def test_compiled_graph_calls_the_custom_ops(device):
     # Dynamo must keep the ops whole (not fall back to Python or decompose them).
     torch._dynamo.reset()
     graphs = []
@@ -69,7 +78,7 @@ def test_compiled_graph_calls_the_custom_ops():
         graphs.append(gm)
         return gm.forward
 
-    g = gram(8).float().requires_grad_()
+    g = gram(8, device=device).float().requires_grad_()
     torch.compile(_elementwise_then_mean, backend=backend, fullgraph=True)(g)
     code = "\n".join(gm.code for gm in graphs)
     assert "sfrik.legendre_series" in code
