@@ -11,4 +11,5 @@ another test module or conftest.
     dist        the worker of the two-process gloo test
     extension   the probe that loading-fault tests run in fresh interpreters
     fuzz        hypothesis settings, the watchdog and the float64 oracle of the fuzz tests
+    memory      allocations seen by the profiler or the CUDA caching allocator
 """

@@ -1,10 +1,12 @@
-"""Derivatives of the operators: closed forms (scipy), gradcheck, double backward, on every device
-(the `device` fixture). References are computed on the CPU in float64."""
+"""Derivatives of the operators: closed forms (scipy), gradcheck, double backward, and the
+expanded gradient read in place; on every device (the `device` fixture). References are computed
+on the CPU in float64."""
 
 import numpy as np
 import pytest
 import torch
 from helpers.cuda import requires_extension
+from helpers.memory import cpu_allocations, cuda_peak_bytes
 from helpers.references import DIMS, scipy_legendre_derivative
 from helpers.tensors import gram, leaf, to_numpy
 from numpy.polynomial import chebyshev
@@ -102,13 +104,44 @@ def test_backward_op_gradients_in_both_inputs(device):
 
 
 def test_expanded_grad_is_not_materialised(device):
-    # autograd gives out.mean() backward an expanded scalar: the kernel must read one value.
-    t = gram(30, device=device).requires_grad_()
-    out = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 9)
-    expanded = torch.tensor(2.0, dtype=torch.float64, device=device).expand_as(out)
-    direct = torch.ops.sfrik.legendre_series_backward(expanded, t.detach(), [0.0, 1.0, 2.0], 9, 1)
-    dense = torch.ops.sfrik.legendre_series_backward(expanded.contiguous(), t.detach(), [0.0, 1.0, 2.0], 9, 1)
-    torch.testing.assert_close(direct, dense, rtol=0, atol=0)
+    # autograd hands the backward an expanded gradient (out.sum()'s backward: one value, strides 0);
+    # the kernel must read that one value, not copy it out to n x n. Measured: the only n x n
+    # allocation of the backward is its result, where a copy of the gradient would be a second one
+    # (the control, which makes that copy, shows that the measurement sees it).
+    n = 2048
+    n_by_n = n * n * 4  # one n x n float32 tensor: 16 MiB
+    coeffs = [0.0, 1.0, 2.0]
+    t = gram(n, generator=torch.Generator().manual_seed(0)).float().to(device)
+    expanded = torch.tensor(2.0, device=device).expand(n, n)
+    backward = lambda grad: torch.ops.sfrik.legendre_series_backward(grad, t, coeffs, 9, 1)  # noqa: E731
+    x = leaf(t, device)
+    total = sfrik_plugin.legendre_series(x, coeffs, 9).sum()  # forward outside the measurement
+    mean = sfrik_plugin.legendre_series(x, coeffs, 9, reduction="mean")
+    calls = {
+        "op, expanded grad": lambda: backward(expanded),
+        "out.sum().backward()": lambda: total.backward(),
+        "mean reduction backward": lambda: mean.backward(),
+        "control: the grad copied out": lambda: backward(expanded.contiguous()),
+    }
+    backward(expanded)  # warm-up (first-call allocations of the kernels and the allocator)
+    measured = {}
+    for name, call in calls.items():
+        x.grad = None
+        if device == "cpu":
+            measured[name] = sum(1 for size in cpu_allocations(call) if size >= n_by_n)
+        else:
+            measured[name] = cuda_peak_bytes(call, device) / n_by_n  # in n x n buffers
+    control = measured.pop("control: the grad copied out")
+    assert control >= 2, f"the measurement does not see a copy of the gradient: {control}"
+    for name, buffers in measured.items():
+        # one n x n buffer: the result (the gradient of t)
+        assert (buffers == 1) if device == "cpu" else (1 <= buffers < 1.5), (name, buffers, measured)
+    # and the values are those of the materialised gradient, here and in float64
+    torch.testing.assert_close(backward(expanded), backward(expanded.contiguous()), rtol=0, atol=0)
+    small = gram(30, device=device)
+    grad = torch.tensor(2.0, dtype=torch.float64, device=device).expand_as(small)
+    op = lambda g: torch.ops.sfrik.legendre_series_backward(g, small, coeffs, 9, 1)  # noqa: E731
+    torch.testing.assert_close(op(grad), op(grad.contiguous()), rtol=0, atol=0)
 
 
 def test_degree_zero_series_has_zero_gradient(device):
