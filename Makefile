@@ -130,7 +130,7 @@ solo-learn: build
 	$(PY) -c "from sfrik_plugin.solo import register_methods; print('solo-learn methods:', sorted(register_methods()))"
 
 # Reliability (docs in the README): the long fuzz run of the operators and the losses
-# (tests/test_fuzz.py with FUZZ_EXAMPLES examples per property, fresh randomness, seed printed),
+# (tests/fuzz with FUZZ_EXAMPLES examples per property, fresh randomness, seed printed),
 # and the operator tests against an AddressSanitizer + UBSan build of the extension (built in a
 # scratch folder; the normal build is untouched).
 FUZZ_EXAMPLES ?= 5000

@@ -1,6 +1,6 @@
-"""The long fuzz run: tests/test_fuzz.py with many examples per property and fresh randomness
-(a seed, printed, replays the run), against the compiled extension; prints hypothesis'
-statistics and the totals.
+"""The long fuzz run: tests/fuzz (operators and losses) with many examples per property and
+fresh randomness (a seed, printed, replays the run), against the compiled extension; prints
+hypothesis' statistics and the totals.
 
     python scripts/fuzz.py [--examples N] [--seed S] [extra pytest arguments, e.g. -k losses]
     make fuzz [FUZZ_EXAMPLES=N]
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         "-q",
         "-p",
         "no:cacheprovider",
-        "tests/test_fuzz.py",
+        "tests/fuzz",
         f"--hypothesis-seed={seed}",
         "--hypothesis-show-statistics",
         *pytest_args,

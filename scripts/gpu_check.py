@@ -13,7 +13,7 @@ says so), each reported as passed, failed or skipped with the reason:
                 reuses the existing build instead of rebuilding, and says so.
   b tests       the whole test suite (CUDA files first) with SFRIK_REQUIRE_EXTENSION=1 and
                 SFRIK_REQUIRE_CUDA=1, so a skipped CUDA test is a failure; counts from JUnit XML.
-                Dry run: tests/test_cuda.py without SFRIK_REQUIRE_CUDA (it skips on a CPU).
+                Dry run: tests/ops/test_cuda_kernels.py without SFRIK_REQUIRE_CUDA (it skips on a CPU).
   c sanitizer   compute-sanitizer memcheck and racecheck over the CUDA operator tests, checking the
                 sfrik kernels only, where the toolkit has compute-sanitizer (skipped otherwise).
   d operator    forward + backward of psi(G).mean() on an n x n Gram matrix: bandwidth achieved
@@ -215,14 +215,19 @@ def junit_counts(path: Path) -> dict:
     return counts
 
 
+# Run first (then the rest of the suite): the CUDA-only tests, then the folders of the
+# device-parametrised operator, loss and tile tests (their "cuda" cases).
+CUDA_TESTS = ("tests/ops/test_cuda_kernels.py", "tests/ops", "tests/losses")
+
+
 def stage_tests(ctx: Context, limit_s: float) -> Outcome:
     xml = ctx.out / "tests.xml"
     env = {"SFRIK_REQUIRE_EXTENSION": "1"}
     if ctx.dry:
-        targets, note = ["tests/test_cuda.py"], "dry run: tests/test_cuda.py on the CPU, without SFRIK_REQUIRE_CUDA"
+        targets, note = [CUDA_TESTS[0]], f"dry run: {CUDA_TESTS[0]} on the CPU, without SFRIK_REQUIRE_CUDA"
         env["SFRIK_REQUIRE_CUDA"] = "0"
     else:
-        targets = ["tests/test_cuda.py", "tests/test_tiled.py", "tests/test_torch_integration.py", "tests"]
+        targets = [*CUDA_TESTS, "tests"]
         note = "whole suite, SFRIK_REQUIRE_CUDA=1"
         env["SFRIK_REQUIRE_CUDA"] = "1"
     cmd = [
@@ -254,8 +259,17 @@ def stage_tests(ctx: Context, limit_s: float) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 # c. compute-sanitizer
 
+# The CUDA cases (-m requires_cuda) of these tests: values against scipy, the CUDA kernel against
+# the CPU kernel, reductions, layouts, the recurrence tables, gradients, the tiled operator.
+SANITIZED_FILES = (
+    "tests/ops/test_cuda_kernels.py",
+    "tests/ops/test_legendre_values.py",
+    "tests/ops/test_legendre_grad.py",
+    "tests/losses/test_tiled.py",
+)
 SANITIZED_TESTS = (
-    "values_match_scipy or within_a_few_ulp or reduction or layouts or gradients or tiled_operator_matches"
+    "series_matches_scipy or within_a_few_ulp or reduction or noncontiguous or empty_inputs or high_degree_tables"
+    " or gradcheck_and_gradgradcheck or op_in_float32_and_float64"
 )
 
 
@@ -293,7 +307,9 @@ def stage_sanitizer(ctx: Context, limit_s: float) -> Outcome:
             "-x",
             "-p",
             "no:cacheprovider",
-            "tests/test_cuda.py",
+            *SANITIZED_FILES,
+            "-m",
+            "requires_cuda",
             "-k",
             SANITIZED_TESTS,
         ]

@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 CXX=${CXX:-g++}
 SCRATCH=${SANITIZE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sfrik-sanitize-XXXXXX")}
-TESTS=(tests/test_legendre_values.py tests/test_legendre_grad.py tests/test_inputs.py tests/test_fuzz.py tests/test_tiled.py)
+TESTS=(tests/ops/test_legendre_values.py tests/ops/test_legendre_grad.py tests/ops/test_inputs.py tests/fuzz tests/losses/test_tiled.py)
 
 LIBASAN=$("$CXX" -print-file-name=libasan.so)
 LIBSTDCXX=$("$CXX" -print-file-name=libstdc++.so.6)
@@ -70,7 +70,7 @@ echo "sanitize: canaries caught (heap-buffer-overflow, signed integer overflow)"
 echo "sanitize: building sfrik_plugin._C with -fsanitize=address,undefined (a few minutes)"
 (cd "$ROOT" && SFRIK_SANITIZE=1 SFRIK_CPU_ONLY=1 MAX_JOBS=${MAX_JOBS:-2} \
     "$PY" setup.py -q build_ext --build-lib "$SCRATCH/lib" --build-temp "$SCRATCH/build")
-(cd "$ROOT" && tar --exclude='_C*.so' --exclude='_build_info.json' --exclude='__pycache__' -cf - sfrik_plugin tests) \
+(cd "$ROOT" && tar --exclude='_C*.so' --exclude='_build_info.json' --exclude='__pycache__' -cf - sfrik_plugin tests pyproject.toml) \
     | tar -C "$SCRATCH/lib" -xf -
 SO=$(ls "$SCRATCH"/lib/sfrik_plugin/_C*.so)
 readelf -d "$SO" | grep -q "libasan" || { echo "sanitize: $SO is not linked to libasan" >&2; exit 2; }

@@ -1,0 +1,318 @@
+"""sfrik-demo: augmentations, backbone, evaluation (against brute-force references), data loading,
+the command line, and (slow) the whole run on a tiny image folder."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
+
+from helpers.images import make_folder
+
+from sfrik_plugin.demo import cli as demo
+from sfrik_plugin.demo import data as datasets
+from sfrik_plugin.demo.augment import BatchAugment
+from sfrik_plugin.demo.evaluate import knn_top1, linear_probe_top1
+from sfrik_plugin.demo.model import build_backbone
+
+TIMEOUT_S = 600
+
+
+def identity_augment(**kwargs):
+    """Full-image crop, no jitter or flip unless asked: the output is the normalised input."""
+    options = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0, flip_p=0.0)
+    options.update(kwargs)
+    return BatchAugment(8, [0.5, 0.25, 0.0], [0.5, 0.5, 1.0], **options)
+
+
+def test_augment_full_crop_is_the_normalised_image():
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    expected = (images.float() / 255 - torch.tensor([0.5, 0.25, 0.0]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.5, 0.5, 1.0]
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(identity_augment()(images), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(identity_augment(flip_p=1.0)(images), expected.flip(3), atol=1e-6, rtol=0)
+
+
+def test_augment_crops_differ_per_image_and_stay_inside():
+    aug = BatchAugment(8, [0.5], [0.5])
+    boxes = aug.crop_boxes(1000, 28, 20, "cpu")
+    assert torch.equal(boxes[:, 0], torch.arange(1000.0))
+    x1, y1, x2, y2 = boxes[:, 1:].unbind(1)
+    assert (x1 >= 0).all() and (y1 >= 0).all() and (x2 <= 20 + 1e-4).all() and (y2 <= 28 + 1e-4).all()
+    area = (x2 - x1) * (y2 - y1) / (28 * 20)
+    assert area.min() > 0.05 and area.max() <= 1 + 1e-5 and area.std() > 0.1  # random, per image
+    same = torch.randint(0, 256, (1, 1, 28, 28), dtype=torch.uint8).expand(16, 1, 28, 28)
+    out = aug(same)
+    assert out.shape == (16, 1, 8, 8) and out.dtype == torch.float32
+    assert not torch.allclose(out[0], out[1])  # one image, different views
+
+
+def test_augment_jitter_keeps_range_and_greys_colour_images():
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    aug = identity_augment(jitter_p=1.0, grayscale_p=1.0)
+    aug.mean.zero_()
+    aug.std.fill_(1.0)
+    out = aug(images)
+    assert out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(out[:, 0], out[:, 1])  # all grey
+    torch.testing.assert_close(out[:, 1], out[:, 2])
+
+
+@pytest.mark.parametrize("arch, blocks", [("resnet10", 4), ("resnet18", 8)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_backbone_shapes(arch, blocks, channels):
+    net = build_backbone(arch, 4, channels)
+    assert net.features_dim == 32
+    assert sum(len(stage) for stage in net.stages) == blocks
+    assert net(torch.randn(2, channels, 28, 28)).shape == (2, 32)
+
+
+def test_backbone_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="arch must be one of"):
+        build_backbone("resnet50", 4, 3)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        build_backbone("resnet10", 0, 3)
+
+
+def knn_reference(train_x, train_y, test_x, k, t):
+    """Loop-per-test-image weighted kNN (cosine similarity, votes exp(s / T))."""
+    train_x = train_x / train_x.norm(dim=1, keepdim=True)
+    predictions = []
+    for x in test_x:
+        s = train_x @ (x / x.norm())
+        top = s.argsort(descending=True)[:k]
+        votes = {}
+        for i in top.tolist():
+            votes[int(train_y[i])] = votes.get(int(train_y[i]), 0.0) + math.exp(float(s[i]) / t)
+        predictions.append(max(votes, key=votes.get))
+    return torch.tensor(predictions)
+
+
+def test_knn_matches_a_brute_force_reference():
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = (
+        torch.randn(300, 6, generator=g, dtype=torch.float64),
+        torch.randn(50, 6, generator=g, dtype=torch.float64),
+    )
+    train_y = torch.randint(0, 4, (300,), generator=g)
+    predicted = knn_reference(train_x, train_y, test_x, k=7, t=0.1)
+    test_y = predicted.clone()
+    test_y[:10] = (test_y[:10] + 1) % 4  # 10 of 50 wrong on purpose
+    assert knn_top1(train_x, train_y, test_x, test_y, k=7, temperature=0.1, chunk=16) == pytest.approx(80.0)
+
+
+def clusters(n, num_classes=4, dim=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 5 * torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(123))
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    return centres[y] + torch.randn(n, dim, generator=g), y
+
+
+def test_linear_probe_separates_clusters_and_fails_on_noise():
+    train_x, train_y = clusters(400)
+    test_x, test_y = clusters(200, seed=1)
+    assert linear_probe_top1(train_x, train_y, test_x, test_y) > 98
+    noise_y = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(5))
+    assert linear_probe_top1(train_x, train_y, test_x, noise_y) < 45  # chance is 25 %
+
+
+def test_folder_dataset_split_and_train_test(tmp_path):
+    data = datasets.load("folder", str(make_folder(tmp_path / "one")), image_size=16)
+    assert data.train_images.shape == (29, 3, 16, 16) and data.test_images.shape == (7, 3, 16, 16)
+    assert data.train_images.dtype == torch.uint8 and data.num_classes == 3
+    make_folder(tmp_path / "two" / "train")
+    make_folder(tmp_path / "two" / "test", per_class=2)
+    data = datasets.load("folder", str(tmp_path / "two"), image_size=16)
+    assert len(data.train_labels) == 36 and len(data.test_labels) == 6
+
+
+def test_dataset_errors(tmp_path):
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        datasets.load("imagenet")
+    with pytest.raises(ValueError, match="needs --data-dir"):
+        datasets.load("folder")
+    with pytest.raises(ValueError, match="is not a folder"):
+        datasets.load("folder", str(tmp_path / "missing"))
+    with pytest.raises(RuntimeError, match="CIFAR-10 is not under .* --data-dir"):
+        datasets.load("cifar10", str(tmp_path), download=False)
+
+
+@pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_debian_files(tmp_path):
+    data = datasets.load("fashion-mnist", str(tmp_path), download=False)
+    assert data.train_images.shape == (60000, 1, 28, 28) and data.test_images.shape == (10000, 1, 28, 28)
+    assert data.num_classes == 10 and torch.bincount(data.test_labels).tolist() == [1000] * 10
+
+
+def test_command_line_settings_and_errors(capsys):
+    args = demo.parse_args([])
+    assert args.setting == "quick" and demo.resolve_setting(args) == demo.SETTINGS["quick"]
+    args = demo.parse_args(["--long", "--epochs", "3", "--lr", "0.01"])
+    setting = demo.resolve_setting(args)
+    assert setting.epochs == 3 and setting.lr == 0.01 and setting.arch == demo.SETTINGS["long"].arch
+    for bad in (["--epochs", "0"], ["--lr", "-1"], ["--methods", "byol"], ["--quick", "--long"]):
+        with pytest.raises(SystemExit):
+            demo.parse_args(bad)
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
+    from sfrik_plugin import baselines
+    from sfrik_plugin.demo.objectives import METHODS, build_objective
+
+    z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
+    for name in METHODS:
+        try:
+            source, loss = build_objective(name)
+        except RuntimeError as error:  # a baseline without solo-learn or lightly
+            assert "pip install lightly" in str(error)
+            continue
+        assert torch.isfinite(loss(z1, z2)) and source
+    with pytest.raises(ValueError, match="method must be one of"):
+        build_objective("byol")
+    monkeypatch.setattr(baselines, "available_library", lambda: None)
+    with pytest.raises(RuntimeError, match="neither is installed"):
+        build_objective("vicreg")
+
+
+def test_training_stops_on_a_non_finite_loss(tmp_path):
+    import lightning as L
+
+    from sfrik_plugin.demo.pretrain import SelfSupervised
+    from sfrik_plugin.projector import build_projector
+
+    backbone = build_backbone("resnet10", 2, 1)
+    module = SelfSupervised(
+        backbone,
+        build_projector(16, 8, 8),
+        lambda z1, z2: (z1 - z2).sum() * math.nan,
+        BatchAugment(8, [0.5], [0.5]),
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_epochs=0,
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)), batch_size=4
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    with pytest.raises(FloatingPointError, match="the loss is nan at step 0"):
+        trainer.fit(module, loader)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_an_image_folder(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib")
+    folder = make_folder(tmp_path / "images", classes=3, per_class=40)
+    methods = ["sfrik", "auh"]
+    from sfrik_plugin import baselines
+
+    if "vicreg" in baselines.baseline_losses():
+        methods.append("vicreg")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sfrik_plugin.demo",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(folder),
+            "--image-size",
+            "12",
+            "--methods",
+            *methods,
+            "--epochs",
+            "2",
+            "--train-size",
+            "0",
+            "--probe-size",
+            "0",
+            "--batch-size",
+            "32",
+            "--width",
+            "4",
+            "--proj-dim",
+            "32",
+            "--knn-k",
+            "5",
+            "--out",
+            str(out),
+            "--accelerator",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "linear top-1 %" in proc.stdout
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0].keys()) == demo.RESULT_FIELDS
+    assert [r["method"] for r in rows] == ["random", *methods]
+    for r in rows:
+        assert 0 <= float(r["linear_top1"]) <= 100 and 0 <= float(r["knn_top1"]) <= 100
+        assert r["status"] == "ok"
+        if r["method"] == "random":
+            assert r["sec_per_step"] == "" and r["peak_mem_mb"] == ""
+        else:
+            assert float(r["sec_per_step"]) > 0 and float(r["peak_mem_mb"]) > 0
+    assert (out / "results.png").stat().st_size > 1000 and (out / "run.json").exists()
+
+
+def test_validation_split_holds_out_part_of_the_training_split():
+    images = torch.arange(60, dtype=torch.uint8).view(60, 1, 1, 1)
+    data = datasets.ImageData("toy", images, torch.arange(60) % 3, images[:5], torch.zeros(5, dtype=torch.long))
+    val = data.validation_split(seed=1)
+    assert len(val.test_labels) == 10 and len(val.train_labels) == 50
+    train_ids, val_ids = set(val.train_images.flatten().tolist()), set(val.test_images.flatten().tolist())
+    assert not train_ids & val_ids and train_ids | val_ids == set(range(60))  # no test images used
+    assert torch.equal(val.test_labels, val.test_images.flatten().long() % 3)
+    assert torch.equal(data.validation_split(seed=1).test_images, val.test_images)  # fixed
+
+
+def test_quick_is_one_seed_of_the_recorded_study():
+    # --quick runs the study's final protocol with each method's setting as the study chose it
+    # on the validation split, so that seed s gives the recorded final rows of seed s.
+    from pathlib import Path
+
+    from sfrik_plugin.study.plan import PRESETS, RunSpec, chosen_settings
+
+    repo = next(p for p in Path(__file__).resolve().parents if (p / "docs" / "study_fashion_mnist.csv").is_file())
+    with open(repo / "docs" / "study_fashion_mnist.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    study = PRESETS["full"]
+    args = demo.parse_args([])
+    quick = demo.resolve_setting(args)
+    assert demo.study_preset(quick).protocol() == study.protocol()
+    chosen = chosen_settings(study, rows)
+    assert {m: chosen[m] for m in demo.STUDY_CHOICES} == demo.STUDY_CHOICES
+    recorded = {r["run_id"] for r in rows if r["phase"] == "final"}
+    for method in ["random", *demo.METHODS]:
+        params = {} if method == "random" else demo.method_setting(method, quick, args)
+        for seed in study.final_seeds:
+            assert RunSpec("final", method, study.main_q, seed, "test", tuple(params.items())).run_id in recorded
+
+
+def test_overriding_lr_or_the_sim_weight_gives_every_method_one_setting():
+    args = demo.parse_args(["--lr", "0.02"])
+    setting = demo.resolve_setting(args)
+    assert not demo.uses_study_choices(args)
+    assert demo.method_setting("vicreg", setting, args) == {"lr": 0.02}
+    assert demo.method_setting("sfrik", setting, args) == {"lr": 0.02, "sim_loss_weight": 4000.0}
+    long = demo.parse_args(["--long"])
+    assert not demo.uses_study_choices(long)

@@ -1,0 +1,102 @@
+"""The Gaussian and distance kernels' MMD regularisers and their loss against an independent
+float64 numpy reference (values, and gradients from the analytic derivative), on every device
+(the `device` fixture); argument errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from sfrik_plugin import DistanceKernel, GaussianKernel, KernelMMDLoss, kernel_mmd_loss_terms, kernel_mmd_uniform
+from sfrik_plugin.kernels import parse_kernel
+
+
+def reference(z: np.ndarray, kernel):
+    """(value, d value / d z) of (1/n^2) sum_ij k(u_i . u_j), u = z / ||z||, by hand in float64."""
+    n = z.shape[0]
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    u = z / norms
+    g = np.clip(u @ u.T, -1.0, 1.0)
+    off = ~np.eye(n, dtype=bool)
+    if isinstance(kernel, GaussianKernel):
+        k = np.exp(-2 * kernel.s * (1 - g))
+        dk = 2 * kernel.s * k
+        dk[~off] = 0.0  # the diagonal is constant on the sphere
+    else:
+        d2 = 2 - 2 * g
+        k = np.where(off, -np.power(np.where(off, d2, 1.0), kernel.p / 2), 0.0)
+        dk = np.where(off, kernel.p * np.power(np.where(off, d2, 1.0), kernel.p / 2 - 1), 0.0)
+    value = k.sum() / n**2
+    grad_u = 2 * (dk @ u) / n**2  # G symmetric: each pair counted twice
+    grad_z = (grad_u - (grad_u * u).sum(1, keepdims=True) * u) / norms
+    return value, grad_z
+
+
+KERNELS = [GaussianKernel(2.5), GaussianKernel(0.3), DistanceKernel(1.0), DistanceKernel(0.5), DistanceKernel(1.9)]
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+@pytest.mark.parametrize("n, q", [(2, 3), (17, 8), (64, 256)])
+def test_value_and_gradient_match_float64_reference(device, kernel, n, q):
+    z = torch.randn(n, q, dtype=torch.float64, generator=torch.Generator().manual_seed(n * q)) * 3
+    ref_value, ref_grad = reference(z.numpy(), kernel)
+    z = z.to(device).requires_grad_(True)
+    value = kernel_mmd_uniform(z, kernel)
+    value.backward()
+    np.testing.assert_allclose(value.item(), ref_value, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(z.grad.cpu().numpy(), ref_grad, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("kernel", [GaussianKernel(2.5), DistanceKernel(1.0)], ids=str)
+def test_float32_close_to_float64(device, kernel):
+    z = torch.randn(128, 512, generator=torch.Generator().manual_seed(0)).to(device)
+    z64 = z.double().requires_grad_(True)
+    z32 = z.clone().requires_grad_(True)
+    kernel_mmd_uniform(z64, kernel).backward()
+    kernel_mmd_uniform(z32, kernel).backward()
+    torch.testing.assert_close(z32.grad.double(), z64.grad, rtol=1e-3, atol=1e-3 * z64.grad.abs().max().item())
+
+
+def test_distance_kernel_gradient_finite_for_equal_rows(device):
+    z = torch.randn(8, 16, dtype=torch.float64).to(device)
+    z = torch.cat([z, z[:2]]).requires_grad_(True)  # two duplicated rows: distance 0 off the diagonal
+    kernel_mmd_uniform(z, DistanceKernel(1.0)).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_uniform_points_beat_collapsed_ones(device):
+    """Both kernels' MMD is smaller for spread-out embeddings than for a collapsed batch."""
+    spread = torch.randn(256, 64, generator=torch.Generator().manual_seed(1)).to(device)
+    collapsed = (torch.randn(1, 64).expand(256, 64) + 0.05 * torch.randn(256, 64)).to(device)
+    for kernel in (GaussianKernel(2.5), DistanceKernel(1.0)):
+        assert kernel_mmd_uniform(spread, kernel) < kernel_mmd_uniform(collapsed, kernel)
+
+
+def test_loss_terms_are_the_formula(device):
+    z = torch.randn(2, 32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    z1, z2 = z.to(device).unbind(0)
+    kernel = GaussianKernel(1.5)
+    terms = kernel_mmd_loss_terms(z1, z2, kernel, sim_loss_weight=10.0, mmd_loss_weight=3.0)
+    u1, u2 = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
+    invariance = torch.nn.functional.mse_loss(u1, u2)
+    regulariser = (kernel_mmd_uniform(z1, kernel) + kernel_mmd_uniform(z2, kernel)) / 2
+    torch.testing.assert_close(terms.invariance, invariance)
+    torch.testing.assert_close(terms.regulariser, regulariser)
+    torch.testing.assert_close(terms.loss, 10.0 * invariance + 3.0 * regulariser)
+    module = KernelMMDLoss(kernel, sim_loss_weight=10.0, mmd_loss_weight=3.0)
+    torch.testing.assert_close(module(z1, z2), terms.loss)
+
+
+def test_bad_arguments_name_themselves():
+    z = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="p must be a finite number in \\(0, 2\\)"):
+        kernel_mmd_uniform(z, DistanceKernel(2.0))
+    with pytest.raises(ValueError, match="s must be a finite number > 0"):
+        kernel_mmd_uniform(z, GaussianKernel(-1.0))
+    with pytest.raises(TypeError, match="kernel must be a GaussianKernel or a DistanceKernel"):
+        kernel_mmd_uniform(z, "gaussian")
+    with pytest.raises(ValueError, match="kernel must be 'gaussian' or 'distance'"):
+        parse_kernel("legendre", 1.0)
+    with pytest.raises(ValueError, match="sim_loss_weight"):
+        KernelMMDLoss(GaussianKernel(), sim_loss_weight=-1)
+    with pytest.raises(ValueError, match="z must be 2-D"):
+        kernel_mmd_uniform(torch.randn(4), GaussianKernel())

@@ -1,0 +1,199 @@
+"""Non-finite training inside solo-learn: a NaN or Inf loss term stops SFRIK and AUH with an
+error that names the step and the term (method_kwargs.stop_on_non_finite, default true), or,
+opted out, warns once and goes on. In a training step, in a Lightning Trainer (a NaN injected
+at a known step), and (slow, $SOLO_LEARN_DIR) in solo-learn's main_pretrain.py.
+
+Skipped as a whole where solo-learn is not installed.
+"""
+
+import math
+import types
+import warnings
+
+import pytest
+
+pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
+
+import torch
+from helpers.images import make_image_folder
+from helpers.solo import cpu_cfg, fake_batch, run_training_step, solo_learn_checkout
+
+from sfrik_plugin.losses import LossTerms
+from sfrik_plugin.solo import AUH, SFRIK
+from sfrik_plugin.solo.projected import NonFiniteLossError
+
+METHODS = {
+    "sfrik_cpu": (SFRIK, "mmd"),
+    "auh_cpu": (AUH, "unif"),
+}
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("images") / "train")
+
+
+def at_step(model, global_step: int, epoch: int):
+    """The step counters a Trainer would give (global_step and current_epoch read the trainer)."""
+    model._trainer = types.SimpleNamespace(global_step=global_step, current_epoch=epoch)
+    return model
+
+
+def poison(monkeypatch, model, term: str, value: float):
+    """Makes the method's loss return `value` in one term (and in the weighted sum)."""
+    real = model.criterion.terms
+
+    def spoiled(*args, **kwargs):
+        t = real(*args, **kwargs)
+        bad = torch.full_like(t.loss, value)
+        if term == "invariance":
+            return LossTerms(t.loss + bad, t.invariance + bad, t.regulariser)
+        return LossTerms(t.loss + bad, t.invariance, t.regulariser + bad)
+
+    monkeypatch.setattr(model.criterion, "terms", spoiled)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_config_key_default_and_check(image_folder, name):
+    cls = METHODS[name][0]
+    cfg = cls.add_and_assert_specific_cfg(cpu_cfg(name, image_folder, "~method_kwargs.stop_on_non_finite"))
+    assert cfg.method_kwargs.stop_on_non_finite is True
+    assert cls(cpu_cfg(name, image_folder, "method_kwargs.stop_on_non_finite=false")).stop_on_non_finite is False
+    with pytest.raises(ValueError, match=r"method_kwargs.stop_on_non_finite must be true or false, got 'maybe'"):
+        cls.add_and_assert_specific_cfg(cpu_cfg(name, image_folder, "method_kwargs.stop_on_non_finite=maybe"))
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize(
+    "term, value",
+    [("invariance", math.nan), ("regulariser", math.inf), ("regulariser", math.nan), ("invariance", -math.inf)],
+)
+def test_non_finite_term_stops_with_step_and_term(image_folder, monkeypatch, name, term, value):
+    cls, reg = METHODS[name]
+    model = at_step(cls(cpu_cfg(name, image_folder)), global_step=41, epoch=3)
+    poison(monkeypatch, model, term, value)
+    with pytest.raises(NonFiniteLossError) as err:
+        run_training_step(model, fake_batch())
+    message = str(err.value)
+    assert isinstance(err.value, FloatingPointError)
+    assert f"{cls.__name__}: non-finite loss at global step 41 (epoch 3, batch 0)" in message
+    named = "invariance (sim) and weighted sum" if term == "invariance" else f"regulariser ({reg}) and weighted sum"
+    assert named in message, message
+    other = f"regulariser ({reg}) = " if term == "invariance" else "invariance (sim) = "
+    value_of_other = float(message.split(other)[1].split(",")[0])
+    assert math.isfinite(value_of_other)  # the finite term is reported with its value
+    assert "method_kwargs.stop_on_non_finite=false" in message
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_nan_parameters_stop_training(image_folder, name):
+    # A genuine NaN (no monkeypatching): a NaN weight in the projector's last layer.
+    cls = METHODS[name][0]
+    model = at_step(cls(cpu_cfg(name, image_folder)), global_step=0, epoch=0)
+    with torch.no_grad():
+        model.projector[-1].weight[0, 0] = math.nan
+    with pytest.raises(NonFiniteLossError, match=r"global step 0 .*invariance \(sim\) and regulariser"):
+        run_training_step(model, fake_batch())
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_opt_out_warns_once_and_goes_on(image_folder, monkeypatch, name):
+    cls, reg = METHODS[name]
+    model = at_step(cls(cpu_cfg(name, image_folder, "method_kwargs.stop_on_non_finite=false")), 5, 0)
+    poison(monkeypatch, model, "regulariser", math.nan)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = [run_training_step(model, fake_batch())[0] for _ in range(2)]
+    assert all(torch.isnan(loss) for loss in losses)  # what the user asked for
+    messages = [
+        str(w.message) for w in caught if issubclass(w.category, RuntimeWarning) and "non-finite" in str(w.message)
+    ]
+    assert len(messages) == 1 and f"regulariser ({reg})" in messages[0] and "global step 5" in messages[0]
+
+
+def test_finite_steps_pass_through(image_folder):
+    model = at_step(SFRIK(cpu_cfg("sfrik_cpu", image_folder)), 0, 0)
+    loss, logged = run_training_step(model, fake_batch())
+    assert torch.isfinite(loss) and math.isfinite(logged["train_sfrik_loss"])
+
+
+class NaNFromStep(torch.nn.Module):
+    """Identity until the given training step, then NaN: a divergence at a known step."""
+
+    def __init__(self, model, step: int):
+        super().__init__()
+        self.__dict__["owner"] = model  # not a submodule: the model holds this module
+        self.step = step
+
+    def forward(self, x):
+        return x * math.nan if self.owner.training and self.owner.global_step >= self.step else x
+
+
+def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
+    # A real Lightning Trainer: the error leaves fit() at step 2, before any NaN update.
+    import lightning.pytorch as pl
+
+    cfg = cpu_cfg("sfrik_cpu", image_folder)
+    model = SFRIK(cfg)
+    model.projector.append(NaNFromStep(model, step=2))
+    batches = [fake_batch(n=8) for _ in range(4)]
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(NonFiniteLossError, match=r"global step 2 \(epoch 0, batch 2\): invariance \(sim\)"):
+        trainer.fit(model, loader)
+    assert trainer.global_step == 2  # two optimizer steps, none with the NaN loss
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_main_pretrain_stops_when_the_regulariser_overflows(tmp_path, image_folder):
+    # solo-learn's own script with an absurd (finite, accepted) kernel weight: each view's MMD
+    # is about 3e38, their sum overflows float32, so the regulariser is Inf at the first step.
+    # (An absurd learning rate is no reliable trigger: batch norm absorbs it.)
+    import os
+    import subprocess
+    import sys
+
+    checkout = solo_learn_checkout()
+    args = [
+        "main_pretrain.py",
+        "--config-name",
+        "sfrik_cpu",
+        f"data.train_path={image_folder}",
+        "method_kwargs.kernel_weights=[3e38]",
+        f"+default_root_dir={tmp_path / 'runs'}",
+    ]
+    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
+    proc = subprocess.run(
+        [sys.executable, *args, f"checkpoint.dir={tmp_path / 'a'}"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert (
+        "NonFiniteLossError: SFRIK: non-finite loss at global step 0 (epoch 0, batch 0): regulariser (mmd) "
+        "and weighted sum (sfrik loss) went non-finite"
+    ) in proc.stderr, proc.stderr[-4000:]
+    assert not list((tmp_path / "a").rglob("*.ckpt"))  # no checkpoint of the failed epoch
+
+    proc = subprocess.run(
+        [sys.executable, *args, f"checkpoint.dir={tmp_path / 'b'}", "method_kwargs.stop_on_non_finite=false"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "training goes on (method_kwargs.stop_on_non_finite=false)" in proc.stderr

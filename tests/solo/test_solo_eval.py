@@ -1,0 +1,461 @@
+"""Evaluations of the paper with solo-learn: sfrik-convert (the official checkpoint formats),
+strict backbone loading, the linear evaluation (sfrik-linear: best tuning epoch, then the final
+set once), semi-supervised fine-tuning (sfrik-semisup, SimCLR-format split files), and solo's own
+main_linear.py / main_knn.py / main_umap.py on converted checkpoints in fresh processes (the
+methods registered by the import hook alone).
+
+Synthetic official checkpoints: torchvision ResNet-18 weights (the official ResNet-50's key
+layout, smaller) with random batch-norm statistics, saved in both official layouts. Skipped where
+solo-learn is not installed; the tests that run scripts are slow and need $SOLO_LEARN_DIR.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
+pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
+
+import torch
+import torchvision
+from helpers.images import make_image_folder
+from helpers.solo import solo_learn_checkout
+from omegaconf import OmegaConf
+
+from sfrik_plugin.projector import build_projector
+from sfrik_plugin.solo import register_methods
+from sfrik_plugin.solo.checkpoints import (
+    CheckpointFormatError,
+    build_backbone,
+    infer_resnet_arch,
+    load_backbone_weights,
+    split_official,
+)
+from sfrik_plugin.solo.convert import convert
+from sfrik_plugin.solo.convert import main as convert_main
+from sfrik_plugin.solo.linear_eval import init_head
+from sfrik_plugin.solo.semisup import labelled_samples, read_split_file
+
+TIMEOUT_S = 600
+PROJ = (64, 32)  # hidden, output widths of the synthetic projector
+
+
+def random_resnet18_state() -> dict:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # non-default statistics: a real check of the copy
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    """Both official layouts, and their conversions."""
+    root = tmp_path_factory.mktemp("official")
+    backbone = random_resnet18_state()
+    torch.manual_seed(1)
+    projector = build_projector(512, *PROJ).state_dict()
+    torch.save(backbone, root / "r18_backbone.pth")
+    full = {
+        "model": {
+            **{f"module.backbone.{k}": v for k, v in backbone.items()},
+            **{f"module.projector.{k}": v for k, v in projector.items()},
+        },
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 1e-6, "params": [0, 1]}]},
+        "epoch": 100,
+    }
+    torch.save(full, root / "last_ckp.pth")
+    out = {"backbone": backbone, "projector": projector, "root": root}
+    out["bb_ckpt"] = convert(root / "r18_backbone.pth", root / "conv_backbone")
+    out["full_ckpt"] = convert(root / "last_ckp.pth", root / "conv_full")
+    out["auh_ckpt"] = convert(root / "last_ckp.pth", root / "conv_auh", method="auh", name="auh_full")
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    return {
+        name: make_image_folder(root / name, seed=seed, unique_names=True)
+        for name, seed in (("train", 0), ("tuning", 1), ("final", 2))
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# sfrik-convert and strict loading
+
+
+def test_convert_backbone_pth(official):
+    ckpt = torch.load(official["bb_ckpt"], map_location="cpu")
+    state = ckpt["state_dict"]
+    assert set(state) == {f"backbone.{k}" for k in official["backbone"]}
+    assert all(torch.equal(state[f"backbone.{k}"], v) for k, v in official["backbone"].items())
+    args = json.loads((official["bb_ckpt"].parent / "args.json").read_text())
+    assert args["method"] == "sfrik" and args["backbone"]["name"] == "resnet18"
+    assert args["method_kwargs"]["proj_output_dim"] == 8192  # no projector: the config's widths
+
+
+def test_convert_full_checkpoint(official):
+    ckpt = torch.load(official["full_ckpt"], map_location="cpu")
+    state = ckpt["state_dict"]
+    expected = {
+        **{f"backbone.{k}": v for k, v in official["backbone"].items()},
+        **{f"projector.{k}": v for k, v in official["projector"].items()},
+    }
+    assert set(state) == set(expected)
+    assert all(torch.equal(state[k], v) for k, v in expected.items())
+    assert ckpt["epoch"] == 100
+    args = json.loads((official["full_ckpt"].parent / "args.json").read_text())
+    assert (args["method_kwargs"]["proj_hidden_dim"], args["method_kwargs"]["proj_output_dim"]) == PROJ
+    assert args["scheduler"]["min_lr"] == pytest.approx(0.001 * args["optimizer"]["lr"])
+
+
+@pytest.mark.parametrize("key, method", [("full_ckpt", "sfrik"), ("auh_ckpt", "auh"), ("bb_ckpt", "sfrik")])
+def test_plugin_methods_load_converted_checkpoints_exactly(official, key, method):
+    methods = register_methods()
+    path = official[key]
+    args = json.loads((path.parent / "args.json").read_text())
+    assert args["method"] == method
+    model = methods[method].load_from_checkpoint(path, strict=False, cfg=OmegaConf.create(args))
+    own = model.state_dict()
+    for k, v in official["backbone"].items():
+        assert torch.equal(own[f"backbone.{k}"], v), k
+    if key != "bb_ckpt":
+        for k, v in official["projector"].items():
+            assert torch.equal(own[f"projector.{k}"], v), k
+
+
+def test_arch_is_inferred_from_the_keys():
+    with torch.device("meta"):
+        r50 = torchvision.models.resnet50().state_dict()
+        r34 = torchvision.models.resnet34().state_dict()
+        wide = torchvision.models.wide_resnet50_2().state_dict()
+    assert infer_resnet_arch(r50) == "resnet50"
+    assert infer_resnet_arch(random_resnet18_state()) == "resnet18"
+    with pytest.raises(CheckpointFormatError, match="resnet34, which solo-learn has no backbone for"):
+        infer_resnet_arch(r34)
+    with pytest.raises(CheckpointFormatError, match="widened resnet50"):
+        infer_resnet_arch(wide)
+    # DDP and method prefixes, torchvision's fc
+    full = {f"module.backbone.{k}": v for k, v in r50.items()}
+    backbone, projector, info = split_official({"model": full, "epoch": 3})
+    assert projector is None and info["epoch"] == 3 and "fc.weight" not in backbone
+    assert infer_resnet_arch(backbone) == "resnet50"
+
+
+def test_convert_refuses_what_is_not_a_resnet(tmp_path, capsys):
+    vit = {"cls_token": torch.zeros(1, 1, 8), "blocks.0.attn.qkv.weight": torch.zeros(24, 8)}
+    torch.save(vit, tmp_path / "vit.pth")
+    with pytest.raises(SystemExit, match="is not a ResNet: no 'conv1.weight' and 'layer1.\\*' keys"):
+        convert_main([str(tmp_path / "vit.pth"), "--out", str(tmp_path / "out")])
+    torch.save({"a": 1}, tmp_path / "junk.pth")
+    with pytest.raises(SystemExit, match="not a state dict"):
+        convert_main([str(tmp_path / "junk.pth"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_arch_override_must_fit(official, tmp_path):
+    with pytest.raises(SystemExit, match="does not fit the model: missing keys: .*layer1.0.conv3.weight"):
+        convert_main([str(official["root"] / "r18_backbone.pth"), "--out", str(tmp_path / "o"), "--arch", "resnet50"])
+
+
+def test_strict_loading_names_missing_and_unexpected_keys(tmp_path):
+    state = random_resnet18_state()
+    wrong = {f"encoder.{k}": v for k, v in state.items()}  # a wrongly prefixed state dict
+    torch.save({"state_dict": wrong}, tmp_path / "wrong.ckpt")
+    with pytest.raises(CheckpointFormatError, match="missing keys: conv1.weight.*unexpected keys: encoder.conv1"):
+        load_backbone_weights(build_backbone("resnet18"), tmp_path / "wrong.ckpt")
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in state.items()}}, tmp_path / "right.ckpt")
+    backbone = build_backbone("resnet18")
+    load_backbone_weights(backbone, tmp_path / "right.ckpt")
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in state.items())
+
+
+def test_head_init_is_official():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(512, 1000)
+    init_head(head)
+    assert float(head.weight.std()) == pytest.approx(0.01, rel=0.02) and abs(float(head.weight.mean())) < 1e-3
+    assert torch.count_nonzero(head.bias) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Split files
+
+
+def test_split_file_names_images_by_file_name(folders, tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("class0_1.png\nclass3_2.png\n\nclass4_0.png\n")
+    samples, classes = labelled_samples(folders["train"], read_split_file(split))
+    assert classes == [f"class{c}" for c in range(5)]
+    assert [(Path(p).name, label) for p, label in samples] == [
+        ("class0_1.png", 0),
+        ("class3_2.png", 3),
+        ("class4_0.png", 4),
+    ]
+
+
+def test_split_file_with_missing_images_lists_a_few(folders, tmp_path):
+    split = tmp_path / "split.txt"
+    names = ["class0_1.png"] + [f"n0144_{i}.JPEG" for i in range(8)]
+    split.write_text("\n".join(names))
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"8 of its 9 images are not in the class folders.*n0144_0.JPEG, "
+        r"n0144_1.JPEG, .*n0144_4.JPEG and 3 more",
+    ):
+        labelled_samples(folders["train"], read_split_file(split), "split_file")
+    split.write_text("\n")
+    with pytest.raises(ValueError, match="names no image"):
+        read_split_file(split)
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands and solo's scripts, in fresh processes
+
+
+def run(args, cwd, env_update=None, check=True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
+    env.update(env_update or {})
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    if check:
+        assert proc.returncode == 0, f"{args[:3]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
+    return proc
+
+
+# main_linear.py as it is, in this process; its backbone is saved when fit starts, then it stops
+LINEAR_PROBE = """
+import sys, runpy, torch
+from lightning.pytorch import Trainer
+out = sys.argv.pop(1)
+def fit(trainer, model, *args, **kwargs):
+    torch.save(model.backbone.state_dict(), out)
+    raise SystemExit(0)
+Trainer.fit = fit
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+# CUDA calls of main_knn.py / main_umap.py made no-ops (no GPU here); nothing about methods
+CPU_ONLY = """
+import runpy, sys, torch
+def cpu(device):
+    return "cpu" if isinstance(device, (str, torch.device)) and str(device).startswith("cuda") else device
+for cls in (torch.Tensor, torch.nn.Module):
+    original = cls.to
+    def to(self, *args, _original=original, **kwargs):
+        args = tuple(cpu(a) for a in args)
+        if "device" in kwargs:
+            kwargs["device"] = cpu(kwargs["device"])
+        return _original(self, *args, **kwargs)
+    cls.to = to
+torch.Tensor.cuda = lambda self, *a, **k: self
+torch.nn.Module.cuda = lambda self, *a, **k: self
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["bb_ckpt", "full_ckpt"])
+def test_main_linear_loads_converted_checkpoints_exactly(official, folders, tmp_path, key):
+    checkout = solo_learn_checkout()
+    (tmp_path / "probe.py").write_text(LINEAR_PROBE)
+    out = tmp_path / "backbone.pt"
+    run(
+        [
+            str(tmp_path / "probe.py"),
+            str(out),
+            str(checkout / "main_linear.py"),
+            "--config-name",
+            "linear_cpu",
+            f"data.train_path={folders['train']}",
+            f"pretrained_feature_extractor='{official[key]}'",
+            f"+default_root_dir={tmp_path / 'runs'}",
+            "checkpoint.enabled=False",
+        ],
+        cwd=checkout,
+    )
+    loaded = torch.load(out, map_location="cpu")
+    assert set(loaded) == set(official["backbone"])
+    assert all(torch.equal(loaded[k], v) for k, v in official["backbone"].items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["full_ckpt", "auh_ckpt"])
+def test_solo_main_knn_runs_on_plugin_checkpoints_through_the_hook(official, folders, tmp_path, key):
+    checkout = solo_learn_checkout()
+    (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
+    args = [
+        str(tmp_path / "cpu_only.py"),
+        str(checkout / "main_knn.py"),
+        "--pretrained_checkpoint_dir",
+        str(official[key].parent),
+        "--dataset",
+        "custom",
+        "--train_data_path",
+        str(folders["train"]),
+        "--val_data_path",
+        str(folders["final"]),
+        "--batch_size",
+        "8",
+        "--num_workers",
+        "0",
+        "--k",
+        "2",
+        "5",
+        "--temperature",
+        "0.07",
+        "--distance_function",
+        "cosine",
+        "--feature_type",
+        "backbone",
+    ]
+    proc = run(args, cwd=tmp_path)
+    assert proc.stdout.count("Result: acc@1=") == 2, proc.stdout[-2000:]
+    off = run(args, cwd=tmp_path, env_update={"SFRIK_PLUGIN_SOLO_HOOK": "0"}, check=False)
+    assert off.returncode != 0 and "KeyError" in off.stderr  # without the hook: solo's KeyError
+
+
+@pytest.mark.slow
+def test_solo_main_umap_runs_on_a_sfrik_checkpoint_through_the_hook(official, folders, tmp_path):
+    pytest.importorskip("umap", reason="umap-learn is not installed (main_umap.py needs it)")
+    checkout = solo_learn_checkout()
+    (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
+    run(
+        [
+            str(tmp_path / "cpu_only.py"),
+            str(checkout / "main_umap.py"),
+            "--pretrained_checkpoint_dir",
+            str(official["full_ckpt"].parent),
+            "--dataset",
+            "custom",
+            "--train_data_path",
+            str(folders["train"]),
+            "--val_data_path",
+            str(folders["final"]),
+            "--batch_size",
+            "8",
+            "--num_workers",
+            "0",
+        ],
+        cwd=tmp_path,
+    )
+    assert (tmp_path / "im100_train_umap.pdf").is_file() and (tmp_path / "im100_val_umap.pdf").is_file()
+
+
+@pytest.mark.slow
+def test_sfrik_linear_keeps_the_best_tuning_head_and_evaluates_it_once(official, folders, tmp_path):
+    checkout = solo_learn_checkout()
+    out = tmp_path / "out"
+    proc = run(
+        [
+            "-m",
+            "sfrik_plugin.solo.linear_eval",
+            "--solo-learn-dir",
+            str(checkout),
+            "--final-val-path",
+            str(folders["final"]),
+            "--out",
+            str(out),
+            "--",
+            "--config-name",
+            "linear_cpu",
+            f"data.train_path={folders['train']}",
+            f"data.val_path={folders['tuning']}",
+            "max_epochs=3",
+            f"pretrained_feature_extractor='{official['full_ckpt']}'",
+            "checkpoint.enabled=False",
+            f"+default_root_dir={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+    )
+    assert "best tuning epoch" in proc.stdout
+    (row,) = list(csv.DictReader(open(out / "linear_eval.csv")))
+    assert int(row["best_epoch"]) in (0, 1, 2) and int(row["epochs"]) == 3 and int(row["final_images"]) == 20
+    # the kept head, on the converted backbone, through main_linear's validation transform: the CSV's numbers
+    from solo.data.classification_dataloader import prepare_transforms
+    from torchvision.datasets import ImageFolder
+
+    from sfrik_plugin.solo.linear_eval import evaluate
+
+    head = torch.nn.Linear(512, 5)
+    kept = torch.load(out / "best_head.pt", map_location="cpu")
+    assert kept["epoch"] == int(row["best_epoch"])
+    head.load_state_dict(kept["head"])
+    backbone = build_backbone("resnet18")
+    load_backbone_weights(backbone, official["full_ckpt"])
+    _, t_val = prepare_transforms("custom")
+    loader = torch.utils.data.DataLoader(ImageFolder(str(folders["final"]), t_val), batch_size=7)
+    scores = evaluate(backbone, head, loader, "cpu")
+    assert scores["top1"] == pytest.approx(float(row["final_top1"]))
+    assert scores["top5"] == pytest.approx(float(row["final_top5"]))
+
+
+@pytest.mark.slow
+def test_sfrik_linear_refuses_a_checkpoint_whose_keys_do_not_fit(folders, tmp_path):
+    checkout = solo_learn_checkout()
+    state = {f"encoder_.{k}": v for k, v in random_resnet18_state().items()}  # main_linear keeps none of these
+    torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
+    proc = run(
+        [
+            "-m",
+            "sfrik_plugin.solo.linear_eval",
+            "--solo-learn-dir",
+            str(checkout),
+            "--final-val-path",
+            str(folders["final"]),
+            "--out",
+            str(tmp_path / "out"),
+            "--",
+            "--config-name",
+            "linear_cpu",
+            f"data.train_path={folders['train']}",
+            f"pretrained_feature_extractor='{tmp_path / 'bad.ckpt'}'",
+            "checkpoint.enabled=False",
+            f"+default_root_dir={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode != 0 and "missing keys: conv1.weight" in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
+    split = tmp_path / "2images_per_class.txt"
+    split.write_text("".join(f"class{c}_{i}.png\n" for c in range(5) for i in range(2)))
+    out = tmp_path / "out"
+    base = [
+        "-m",
+        "sfrik_plugin.solo.semisup",
+        "--config-name",
+        "semisup_cpu",
+        f"pretrained_feature_extractor='{official['full_ckpt']}'",
+        f"data.train_path={folders['train']}",
+        f"data.val_path={folders['final']}",
+        f"out_dir={out}",
+        "optimizer.batch_size=4",
+    ]
+    proc = run([*base, f"split_file={split}", "max_epochs=2"], cwd=tmp_path)
+    (row,) = list(csv.DictReader(open(out / "semisup.csv")))
+    assert int(row["labelled_images"]) == 10 and int(row["epochs"]) == 2
+    assert 0 <= float(row["val_top1"]) <= float(row["val_top5"]) <= 100
+    metrics = list(csv.DictReader(open(out / "metrics.csv")))
+    assert sum(1 for m in metrics if m.get("val_acc1")) == 2
+    assert "val_acc1" in proc.stderr + proc.stdout  # Lightning's progress bar
+
+    split.write_text("class0_0.png\nmissing_1.JPEG\nmissing_2.JPEG\n")
+    bad = run([*base, f"split_file={split}"], cwd=tmp_path, check=False)
+    assert bad.returncode != 0
+    assert "2 of its 3 images are not in the class folders" in bad.stderr and "missing_1.JPEG" in bad.stderr
