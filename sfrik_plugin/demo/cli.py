@@ -30,6 +30,7 @@ from .objectives import METHODS
 
 RESULT_FIELDS = ("method", "status", "linear_top1", "knn_top1", "rankme", "sec_per_step", "peak_mem_mb")
 STUDY_RECORD = "docs/study_fashion_mnist.md"  # the full comparison, in the repository
+STUDY_LIBRARY = "lightly"  # where the recorded study's baselines come from
 # Each method's setting as the recorded study chose it by validation linear top-1 (its tuning
 # rows are docs/study_fashion_mnist.csv; a test checks that these are the choices made there).
 STUDY_CHOICES: dict[str, dict[str, object]] = {
@@ -92,6 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluate on a held-out sixth of the training split instead of the test split "
         "(to choose hyper-parameters)",
     )
+    parser.add_argument(
+        "--library",
+        choices=("auto", "solo-learn", "lightly"),
+        default=None,
+        help=f"where the baselines come from (default: {STUDY_LIBRARY}, the study's, for --quick; "
+        "else auto: solo-learn if installed, else lightly)",
+    )
     parser.add_argument("--out", help="write results.csv, results.png and run.json into this folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
@@ -148,6 +156,12 @@ def study_preset(setting: Setting):
 
 def uses_study_choices(args: argparse.Namespace) -> bool:
     return args.setting == "quick" and args.lr is None and args.sfrik_sim_weight is None
+
+
+def baseline_library(args: argparse.Namespace, available: str | None) -> str | None:
+    """The study's library for its quick protocol (the same baselines as its rows), else auto."""
+    requested = args.library or (STUDY_LIBRARY if uses_study_choices(args) else "auto")
+    return available if requested == "auto" else requested
 
 
 def method_setting(method: str, setting: Setting, args: argparse.Namespace) -> dict[str, object]:
@@ -229,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    library = available_library()
+    library = baseline_library(args, available_library())
     runner = StudyRunner(
         study_preset(setting),
         data,

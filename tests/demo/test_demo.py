@@ -302,10 +302,18 @@ def test_quick_is_one_seed_of_the_recorded_study():
     chosen = chosen_settings(study, rows)
     assert {m: chosen[m] for m in demo.STUDY_CHOICES} == demo.STUDY_CHOICES
     recorded = {r["run_id"] for r in rows if r["phase"] == "final"}
+    assert {r["library"] for r in rows} == {demo.STUDY_LIBRARY}
     for method in ["random", *demo.METHODS]:
         params = {} if method == "random" else demo.method_setting(method, quick, args)
         for seed in study.final_seeds:
             assert RunSpec("final", method, study.main_q, seed, "test", tuple(params.items())).run_id in recorded
+
+
+def test_quick_uses_the_studys_baseline_library():
+    assert demo.baseline_library(demo.parse_args([]), "solo-learn") == "lightly"
+    assert demo.baseline_library(demo.parse_args(["--library", "auto"]), "solo-learn") == "solo-learn"
+    assert demo.baseline_library(demo.parse_args(["--long"]), "solo-learn") == "solo-learn"
+    assert demo.baseline_library(demo.parse_args(["--long", "--library", "lightly"]), None) == "lightly"
 
 
 def test_overriding_lr_or_the_sim_weight_gives_every_method_one_setting():
