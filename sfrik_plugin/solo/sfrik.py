@@ -103,17 +103,8 @@ class SFRIK(ProjectedMethod):
         return cfg
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
-        """Training step for SFRIK reusing BaseMethod training step.
-
-        Args:
-            batch (Sequence[Any]): a batch of data in the format of [img_indexes, [X], Y], where
-                [X] is a list of size num_crops containing batches of images.
-            batch_idx (int): index of the batch.
-
-        Returns:
-            torch.Tensor: total loss composed of SFRIK loss and classification loss.
-        """
-
+        """BaseMethod's training step (batch: [indexes, [X per crop], Y]) plus the SFRIK loss;
+        returns it plus the online classifier's loss (ProjectedMethod.log_and_check_terms)."""
         out = super().training_step(batch, batch_idx)
         class_loss = out["loss"]
 

@@ -50,17 +50,8 @@ class SimCLRShared(ProjectedMethod):
         return cfg
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
-        """Training step for SimCLR reusing BaseMethod training step (as solo's SimCLR).
-
-        Args:
-            batch (Sequence[Any]): a batch of data in the format of [img_indexes, [X], Y], where
-                [X] is a list of size num_crops containing batches of images.
-            batch_idx (int): index of the batch.
-
-        Returns:
-            torch.Tensor: total loss composed of the SimCLR loss and the classification loss.
-        """
-
+        """BaseMethod's training step (batch: [indexes, [X per crop], Y]) plus solo's SimCLR loss
+        of every crop; returns it plus the online classifier's loss."""
         indexes = batch[0]
 
         out = super().training_step(batch, batch_idx)

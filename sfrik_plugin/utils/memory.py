@@ -28,13 +28,13 @@ def profile_cpu_peak_bytes(fn: Callable[[], object]) -> int:
 def profiled_cpu_peak_bytes(prof: Any) -> int:
     """Peak of the running sum of CPU tensor allocations and frees recorded by a finished profile."""
     running = peak = 0
-    for _, size in _cpu_allocation_events(prof):
+    for _, size in cpu_allocation_events(prof):
         running += size
         peak = max(peak, running)
     return peak
 
 
-def _cpu_allocation_events(prof: Any) -> list[tuple[int, int]]:
+def cpu_allocation_events(prof: Any) -> list[tuple[int, int]]:
     """(time ns, signed bytes) of every CPU allocation event, in time order. The profiler's
     FunctionEvent view only nets memory per op, so the raw event tree is read instead."""
     from torch._C._profiler import _EventType

@@ -5,22 +5,15 @@ import torch
 
 
 def cpu_allocations(fn) -> list[int]:
-    """Sizes in bytes of the CPU tensor allocations made while fn runs, in time order. Read from
-    the profiler's raw event tree (its FunctionEvent view only nets memory per op)."""
-    from torch._C._profiler import _EventType
+    """Sizes in bytes of the CPU tensor allocations made while fn runs, in time order (frees left
+    out), from the package's reading of the profiler's raw event tree."""
     from torch.profiler import ProfilerActivity, profile
+
+    from sfrik_plugin.utils.memory import cpu_allocation_events
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        if event.tag == _EventType.Allocation:
-            fields = event.typed[1]
-            if fields.device.type == "cpu" and fields.alloc_size > 0:
-                events.append((event.start_time_ns, fields.alloc_size))
-    return [size for _, size in sorted(events)]
+    return [size for _, size in cpu_allocation_events(prof) if size > 0]
 
 
 def cuda_peak_bytes(fn, device="cuda") -> int:
