@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -158,10 +160,11 @@ def uses_study_choices(args: argparse.Namespace) -> bool:
     return args.setting == "quick" and args.lr is None and args.sfrik_sim_weight is None
 
 
-def baseline_library(args: argparse.Namespace, available: str | None) -> str | None:
-    """The study's library for its quick protocol (the same baselines as its rows), else auto."""
+def baseline_library(args: argparse.Namespace, available: Callable[[], str | None]) -> str | None:
+    """The study's library for its quick protocol (the same baselines as its rows), else auto
+    (available() is only asked then: it imports solo-learn, whose import is noisy)."""
     requested = args.library or (STUDY_LIBRARY if uses_study_choices(args) else "auto")
-    return available if requested == "auto" else requested
+    return available() if requested == "auto" else requested
 
 
 def method_setting(method: str, setting: Setting, args: argparse.Namespace) -> dict[str, object]:
@@ -221,6 +224,8 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Lightning's import warns about setuptools' pkg_resources: nothing a demo user can act on.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     args = parse_args(argv)
     setting = resolve_setting(args)
     from sfrik_plugin.baselines import available_library
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    library = baseline_library(args, available_library())
+    library = baseline_library(args, available_library)
     runner = StudyRunner(
         study_preset(setting),
         data,

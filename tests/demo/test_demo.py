@@ -310,10 +310,13 @@ def test_quick_is_one_seed_of_the_recorded_study():
 
 
 def test_quick_uses_the_studys_baseline_library():
-    assert demo.baseline_library(demo.parse_args([]), "solo-learn") == "lightly"
-    assert demo.baseline_library(demo.parse_args(["--library", "auto"]), "solo-learn") == "solo-learn"
-    assert demo.baseline_library(demo.parse_args(["--long"]), "solo-learn") == "solo-learn"
-    assert demo.baseline_library(demo.parse_args(["--long", "--library", "lightly"]), None) == "lightly"
+    def solo():
+        return "solo-learn"
+
+    assert demo.baseline_library(demo.parse_args([]), solo) == "lightly"
+    assert demo.baseline_library(demo.parse_args(["--library", "auto"]), solo) == "solo-learn"
+    assert demo.baseline_library(demo.parse_args(["--long"]), solo) == "solo-learn"
+    assert demo.baseline_library(demo.parse_args(["--long", "--library", "lightly"]), lambda: None) == "lightly"
 
 
 def test_overriding_lr_or_the_sim_weight_gives_every_method_one_setting():
