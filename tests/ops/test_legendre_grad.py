@@ -55,7 +55,8 @@ def test_reduction_gradient(device, reduction):
         out.backward(torch.full_like(out, 3.0))
         scale = 3.0 / g.numel() if reduction == "mean" else 3.0
         expected = scale * sum(c * scipy_legendre_derivative(k, 8192, g.numpy()) for k, c in enumerate(COEFFS))
-        np.testing.assert_allclose(to_numpy(x.grad), expected, rtol=1e-11, atol=1e-12, err_msg=f"n = {n}")
+        rtol = 1e-11 if device == "cpu" else 1e-10  # (the CUDA kernels' own tolerance, as test_cuda.py had it)
+        np.testing.assert_allclose(to_numpy(x.grad), expected, rtol=rtol, atol=1e-12, err_msg=f"n = {n}")
 
 
 def test_second_derivative_matches_closed_form(device):
