@@ -16,20 +16,23 @@ from sfrik_plugin.bench import legendre
 TIMEOUT_S = 600
 
 
-@pytest.mark.slow
-def test_quick_legendre_bench_writes_csv(tmp_path):
-    out = tmp_path / "bench.csv"
+def run_suite(out, *args: str) -> tuple[str, list[dict]]:
+    """`python -m sfrik_plugin.bench ARGS --csv out`, which must succeed: its stdout and the CSV rows."""
     proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.bench", "legendre", "--quick", "--csv", str(out)],
+        [sys.executable, "-m", "sfrik_plugin.bench", *args, "--csv", str(out)],
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "headline checks" in proc.stdout
-
     with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+        return proc.stdout, list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_quick_legendre_bench_writes_csv(tmp_path):
+    stdout, rows = run_suite(tmp_path / "bench.csv", "legendre", "--quick")
+    assert "headline checks" in stdout
     sizes = {int(r["n"]) for r in rows}
     assert sizes == set(legendre.QUICK_SIZES)
     for n in sizes:
@@ -48,18 +51,8 @@ def test_quick_losses_bench_writes_csv(tmp_path):
     from sfrik_plugin.baselines import baseline_losses
     from sfrik_plugin.bench import losses
 
-    out = tmp_path / "losses.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.bench", "losses", "--quick", "--csv", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "SFRIK loss / its floor" in proc.stdout
-
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    stdout, rows = run_suite(tmp_path / "losses.csv", "losses", "--quick")
+    assert "SFRIK loss / its floor" in stdout
     assert {(int(r["n"]), int(r["q"])) for r in rows} == {
         (n, q) for n in losses.QUICK_BATCHES for q in losses.QUICK_DIMS
     }
@@ -78,17 +71,8 @@ def test_quick_losses_bench_writes_csv(tmp_path):
 def test_quick_tiled_bench_writes_csv(tmp_path):
     from sfrik_plugin.bench import tiled
 
-    out = tmp_path / "tiled.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.bench", "tiled", "--quick", "--loss", "--tiles", "64", "--csv", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "tiled fwd+bwd ran in" in proc.stdout
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    stdout, rows = run_suite(tmp_path / "tiled.csv", "tiled", "--quick", "--loss", "--tiles", "64")
+    assert "tiled fwd+bwd ran in" in stdout
     cells = {(int(r["n"]), int(r["q"])) for r in rows if r["what"] == "mmd_uniform"}
     assert cells == {(n, q) for n in tiled.QUICK_BATCHES for q in tiled.QUICK_DIMS} | {tiled.QUICK_LARGE}
     assert {r["what"] for r in rows} == {"mmd_uniform", "sfrik_loss", "tile sweep"}
@@ -103,28 +87,7 @@ def test_quick_tiled_bench_writes_csv(tmp_path):
 def test_quick_sharded_bench_writes_csv(tmp_path):
     from sfrik_plugin.bench import sharded
 
-    out = tmp_path / "sharded.csv"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sfrik_plugin.bench",
-            "sharded",
-            "--quick",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--csv",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    _, rows = run_suite(tmp_path / "sharded.csv", "sharded", "--quick", "--device", "cpu", "--threads", "1")
     assert [r["variant"] for r in rows] == list(sharded.VARIANTS)
     for r in rows:
         assert int(r["world_size"]) == 2 and float(r["ms_median"]) > 0 and float(r["peak_extra_mib"]) > 0, r
@@ -135,16 +98,7 @@ def test_quick_sharded_bench_writes_csv(tmp_path):
 def test_quick_precision_bench_writes_csv(tmp_path):
     from sfrik_plugin.bench import precision
 
-    out = tmp_path / "precision.csv"
-    proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.bench", "precision", "--quick", "--csv", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    _, rows = run_suite(tmp_path / "precision.csv", "precision", "--quick")
     assert len(rows) == len(precision.QUICK_DIMS) * len(precision.EMBEDDINGS) * len(precision.PRECISIONS)
     err = {(r["q"], r["embeddings"], r["precision"]): float(r["grad_rel_err_fro"]) for r in rows}
     for q in precision.QUICK_DIMS:
