@@ -50,6 +50,14 @@ DEMO_ARGS ?=
 demo: build fashion-mnist
 	$(PY) -m sfrik_plugin.demo --out demo_out $(DEMO_ARGS)
 
+# How the quick demo's epochs and pretraining subset size were chosen: SFRIK and the random
+# encoder on the validation split for a few (epochs, images) candidates and 3 seeds (about 40 min
+# on 2 CPU cores; resumable). Its record: docs/demo_budget_validation.*.
+BUDGET_OUT ?= budget_out
+.PHONY: demo-budget
+demo-budget: build fashion-mnist
+	$(PY) -m sfrik_plugin.demo.budget --out $(BUDGET_OUT)
+
 .PHONY: fashion-mnist study study-record
 fashion-mnist:
 	@if [ ! -d $(FASHION_MNIST_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

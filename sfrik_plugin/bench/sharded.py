@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.losses import mmd_uniform
+from sfrik_plugin.regulariser import mmd_uniform
 from sfrik_plugin.utils import machine, output, processes
 
 from . import common

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.losses import mmd_uniform
+from sfrik_plugin.regulariser import mmd_uniform
 
 
 def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:

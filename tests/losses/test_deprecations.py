@@ -22,9 +22,14 @@ T = torch.linspace(-1, 1, 7, dtype=torch.float64)
         ),
         (lambda: sfrik_plugin.legendre(T, 3, dim=4), lambda: sfrik_plugin.legendre(T, 3, q=4), "dim"),
         (
-            lambda: sfrik_plugin.mmd_uniform(Z1, [1.0, 40.0], impl="tiled", tile_size=5),
+            lambda: sfrik_plugin.mmd_uniform(Z1, [1.0, 40.0], impl="tiled", mmd_tile_size=5),
             lambda: sfrik_plugin.mmd_uniform(Z1, [1.0, 40.0], mmd_impl="tiled", mmd_tile_size=5),
             "impl",
+        ),
+        (
+            lambda: sfrik_plugin.mmd_uniform(Z1, [1.0, 40.0], mmd_impl="tiled", tile_size=5),
+            lambda: sfrik_plugin.mmd_uniform(Z1, [1.0, 40.0], mmd_impl="tiled", mmd_tile_size=5),
+            "tile_size",
         ),
         (
             lambda: sfrik_plugin.mmd_uniform(Z1, [1.0], shard=False),

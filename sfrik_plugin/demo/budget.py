@@ -1,0 +1,273 @@
+"""sfrik-demo's budget sweep: the quick demo's epochs and pretraining subset size, chosen on the
+validation split.
+
+The quick demo must finish in under 10 minutes on 2 CPU cores with SFRIK's linear probe at least
+5 points above the random encoder's for every seed. Its cost grows with the pretraining volume
+(epochs x images). For each candidate (epochs, images) and each seed, this sweep pretrains SFRIK
+at its study setting (STUDY_CHOICES) and evaluates it and the random encoder on the validation
+split (a held-out sixth of the training split; the test split is never read). The demo's wall
+time is predicted from the same runs: the random encoder's run plus one SFRIK run per method
+(every baseline's pretraining costs within about 10 % of SFRIK's at one setting, see the study's
+train_minutes). The choice is the candidate inside the budget with the largest smallest margin
+over seeds (ties: the larger mean margin).
+
+  python -m sfrik_plugin.demo.budget --out budget_out        # resumable: reruns skip finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sfrik_plugin.utils.arguments import positive_float
+
+from . import data as datasets
+from .cli import SETTINGS, STUDY_CHOICES, Setting, study_preset
+from .objectives import METHODS
+
+# (epochs, pretraining images): the same volume traded between epochs and images, smaller volumes,
+# and one larger volume to show what the budget gives up.
+CANDIDATES: tuple[tuple[int, int], ...] = ((2, 15000), (3, 10000), (2, 22500), (3, 15000), (5, 9000), (4, 15000))
+SEEDS = (0, 1, 2)
+BUDGET_S = 540.0  # 9 minutes predicted: the 10-minute promise, less the spread seen between runs
+MIN_MARGIN = 5.0  # linear top-1 points of SFRIK over the random encoder, for every seed
+SUMMARY_FIELDS = (
+    "epochs",
+    "train_size",
+    "steps_per_epoch",
+    "seeds",
+    "margins",
+    "min_margin",
+    "mean_margin",
+    "sfrik_linear_mean",
+    "predicted_demo_s",
+    "within_budget",
+    "chosen",
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    epochs: int
+    train_size: int
+
+    @property
+    def key(self) -> str:
+        return f"e{self.epochs}_n{self.train_size}"
+
+    def setting(self, base: Setting) -> Setting:
+        return replace(base, epochs=self.epochs, train_size=self.train_size)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sfrik_plugin.demo.budget",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, help="results.csv per candidate, summary.csv, summary.md and plot")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        metavar="EPOCHSxIMAGES",
+        type=_candidate,
+        default=[Candidate(*c) for c in CANDIDATES],
+        help="default: " + " ".join(f"{e}x{n}" for e, n in CANDIDATES),
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--budget-s", type=positive_float, default=BUDGET_S, help="predicted demo wall-time limit")
+    datasets.add_dataset_arguments(parser, default="fashion-mnist")
+    return parser.parse_args(argv)
+
+
+def _candidate(text: str) -> Candidate:
+    try:
+        epochs, images = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected EPOCHSxIMAGES, e.g. 3x15000, got {text!r}") from None
+    if epochs < 1 or images < 1:
+        raise argparse.ArgumentTypeError(f"epochs and images must be positive, got {text!r}")
+    return Candidate(epochs, images)
+
+
+@dataclass
+class Outcome:
+    """One candidate's measured outcome over the seeds whose two runs both finished."""
+
+    epochs: int
+    train_size: int
+    steps_per_epoch: int
+    seeds: tuple[int, ...]
+    margins: tuple[float, ...]  # SFRIK - random, validation linear top-1, per seed
+    sfrik_linear: tuple[float, ...]
+    predicted_demo_s: float
+    within_budget: bool
+    chosen: bool = False
+
+    @property
+    def min_margin(self) -> float:
+        return min(self.margins, default=float("nan"))
+
+    @property
+    def mean_margin(self) -> float:
+        return statistics.mean(self.margins) if self.margins else float("nan")
+
+    def csv_row(self) -> dict[str, object]:
+        return {
+            "epochs": self.epochs,
+            "train_size": self.train_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "seeds": " ".join(map(str, self.seeds)),
+            "margins": " ".join(f"{m:+.2f}" for m in self.margins),
+            "min_margin": round(self.min_margin, 2),
+            "mean_margin": round(self.mean_margin, 2),
+            "sfrik_linear_mean": round(statistics.mean(self.sfrik_linear), 2) if self.seeds else float("nan"),
+            "predicted_demo_s": round(self.predicted_demo_s, 1),
+            "within_budget": self.within_budget,
+            "chosen": self.chosen,
+        }
+
+
+def summarise(
+    candidates: Sequence[Candidate],
+    rows: Mapping[Candidate, Iterable[Mapping[str, str]]],
+    batch_size: int,
+    budget_s: float,
+) -> list[Outcome]:
+    """Each candidate's outcome from its runs' rows, the choice marked. Only a candidate with every
+    seed's runs finished (none diverged or missing) can be chosen."""
+    outcomes = []
+    for c in candidates:
+        by = {(r["method"], int(r["seed"])): r for r in rows.get(c, ()) if r["status"] == "ok"}
+        seeds = tuple(sorted({s for m, s in by if m == "random"} & {s for m, s in by if m == "sfrik"}))
+        sfrik = tuple(float(by["sfrik", s]["linear_top1"]) for s in seeds)
+        walls = [float(by["random", s]["wall_s"]) + len(METHODS) * float(by["sfrik", s]["wall_s"]) for s in seeds]
+        predicted = statistics.mean(walls) if walls else float("nan")
+        outcomes.append(
+            Outcome(
+                epochs=c.epochs,
+                train_size=c.train_size,
+                steps_per_epoch=c.train_size // batch_size,
+                seeds=seeds,
+                margins=tuple(v - float(by["random", s]["linear_top1"]) for v, s in zip(sfrik, seeds)),
+                sfrik_linear=sfrik,
+                predicted_demo_s=predicted,
+                within_budget=bool(walls) and predicted <= budget_s,
+            )
+        )
+    complete = max((len(o.seeds) for o in outcomes), default=0)
+    eligible = [o for o in outcomes if o.within_budget and len(o.seeds) == complete]
+    if eligible:
+        max(eligible, key=lambda o: (o.min_margin, o.mean_margin)).chosen = True
+    return outcomes
+
+
+def format_summary(outcomes: list[Outcome], budget_s: float) -> str:
+    from sfrik_plugin.utils.output import format_table
+
+    table = format_table(
+        ["epochs x images", "steps", "SFRIK - random (per seed)", "min", "mean", "SFRIK %", "demo s", ""],
+        [
+            [
+                f"{o.epochs} x {o.train_size}",
+                str(o.epochs * o.steps_per_epoch),
+                " ".join(f"{m:+.2f}" for m in o.margins) or "-",
+                f"{o.min_margin:+.2f}",
+                f"{o.mean_margin:+.2f}",
+                f"{statistics.mean(o.sfrik_linear):.2f}" if o.seeds else "-",
+                f"{o.predicted_demo_s:.0f}",
+                "chosen" if o.chosen else ("" if o.within_budget else "over budget"),
+            ]
+            for o in outcomes
+        ],
+    )
+    return (
+        "Validation linear top-1, SFRIK (its study setting) minus the random encoder; demo s = the predicted "
+        f"wall time of the whole quick demo (budget {budget_s:.0f} s).\n\n{table}"
+    )
+
+
+def plot(outcomes: list[Outcome], path: Path) -> None:
+    from sfrik_plugin.utils.output import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for o in outcomes:
+        x = o.predicted_demo_s / 60
+        colour = "tab:green" if o.chosen else ("tab:blue" if o.within_budget else "tab:gray")
+        ax.scatter([x] * len(o.margins), o.margins, color=colour, s=18)
+        ax.annotate(f"{o.epochs}x{o.train_size}", (x, o.min_margin), fontsize=8)
+    ax.axhline(MIN_MARGIN, color="tab:red", lw=0.8, ls="--", label=f"{MIN_MARGIN:g}-point margin")
+    ax.set_xlabel("predicted quick-demo wall time (min, 2 CPU cores)")
+    ax.set_ylabel("SFRIK - random, validation linear top-1 (points)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from tqdm.auto import tqdm
+
+    from sfrik_plugin.study.plan import RunSpec
+    from sfrik_plugin.study.runner import StudyRunner
+    from sfrik_plugin.study.store import ResultsFile
+    from sfrik_plugin.utils.output import write_csv
+
+    base = SETTINGS["quick"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
+    sfrik_setting = tuple(STUDY_CHOICES["sfrik"].items())
+    specs = [
+        spec
+        for seed in args.seeds
+        for spec in (
+            RunSpec("budget", "random", base.proj_dim, seed, "validation"),
+            RunSpec("budget", "sfrik", base.proj_dim, seed, "validation", sfrik_setting),
+        )
+    ]
+    stores = {}
+    for c in args.candidates:
+        preset = study_preset(c.setting(base))
+        stores[c] = ResultsFile(out / c.key / "results.csv", preset.protocol())
+    todo = [(c, s) for c in args.candidates for s in specs if s.run_id not in stores[c].done]
+    total = len(args.candidates) * len(specs)
+    print(
+        f"budget sweep: {len(args.candidates)} candidates x {len(args.seeds)} seeds x (random, sfrik): "
+        f"{total} runs, {len(todo)} to do",
+        flush=True,
+    )
+    bar = tqdm(total=len(todo), desc="budget runs", unit="run", dynamic_ncols=True)
+    runners: dict[Candidate, StudyRunner] = {}
+    try:
+        for c, spec in todo:
+            if c not in runners:
+                runners.clear()  # one candidate's data views at a time
+                runners[c] = StudyRunner(study_preset(c.setting(base)), data, library=None)
+            bar.set_postfix_str(f"{c.epochs}x{c.train_size} {spec.method} seed={spec.seed}")
+            row = runners[c].run(spec)
+            stores[c].append(row)
+            bar.update(1)
+            bar.write(
+                f"{c.epochs}x{c.train_size:<6d} {spec.method:6s} seed={spec.seed} {row['status']} "
+                f"linear {row['linear_top1']} ({row['wall_s']:.0f} s)"
+            )
+    finally:
+        bar.close()
+    outcomes = summarise(args.candidates, {c: stores[c].rows for c in args.candidates}, base.batch_size, args.budget_s)
+    write_csv(str(out / "summary.csv"), SUMMARY_FIELDS, [o.csv_row() for o in outcomes])
+    text = format_summary(outcomes, args.budget_s)
+    (out / "summary.md").write_text(text + "\n")
+    plot(outcomes, out / "budget.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The quick demo's budget sweep: the choice rule (on made-up rows) and, slow, a tiny sweep on an
+image folder that is interrupted and resumed."""
+
+import csv
+
+import pytest
+
+pytest.importorskip("lightning", reason="the sweep needs Lightning (the package's [demo] extra)")
+
+from helpers.images import make_folder
+
+from sfrik_plugin.demo import budget
+from sfrik_plugin.demo.cli import Setting
+
+
+def row(method, seed, linear, wall, status="ok"):
+    return {"method": method, "seed": str(seed), "linear_top1": str(linear), "wall_s": str(wall), "status": status}
+
+
+def runs(margins, sfrik_wall, random_wall=10.0):
+    return [
+        r
+        for seed, m in enumerate(margins)
+        for r in (row("random", seed, 70.0, random_wall), row("sfrik", seed, 70.0 + m, sfrik_wall))
+    ]
+
+
+def test_choice_is_the_largest_smallest_margin_inside_the_budget():
+    small, same, big, over = (budget.Candidate(e, n) for e, n in ((2, 1000), (3, 1000), (4, 1000), (9, 1000)))
+    rows = {
+        small: runs([6.0, 5.5, 7.0], sfrik_wall=50.0),
+        same: runs([6.5, 5.0, 9.0], sfrik_wall=60.0),  # larger mean, smaller minimum
+        big: runs([6.2, 5.5, 8.0], sfrik_wall=70.0),  # ties small's minimum, larger mean: chosen
+        over: runs([9.0, 9.0, 9.0], sfrik_wall=200.0),  # predicted 10 + 5 x 200 s: over budget
+    }
+    outcomes = budget.summarise([small, same, big, over], rows, batch_size=100, budget_s=540.0)
+    assert [o.chosen for o in outcomes] == [False, False, True, False]
+    assert [o.within_budget for o in outcomes] == [True, True, True, False]
+    assert outcomes[0].predicted_demo_s == 10.0 + 5 * 50.0 and outcomes[3].predicted_demo_s == 1010.0
+    assert outcomes[2].csv_row()["margins"] == "+6.20 +5.50 +8.00" and outcomes[2].min_margin == pytest.approx(5.5)
+    assert outcomes[0].steps_per_epoch == 10 and outcomes[1].mean_margin == pytest.approx(20.5 / 3)
+    text = budget.format_summary(outcomes, 540.0)
+    assert "chosen" in text and "over budget" in text and "+6.20 +5.50 +8.00" in text
+
+
+def test_a_candidate_with_missing_or_diverged_runs_is_not_chosen():
+    done, partial = budget.Candidate(2, 1000), budget.Candidate(3, 1000)
+    rows = {done: runs([5.1, 5.2], sfrik_wall=50.0), partial: runs([9.0, 9.0], sfrik_wall=50.0)}
+    rows[partial][-1] = row("sfrik", 1, 0.0, 50.0, status="diverged: nan")
+    outcomes = budget.summarise([done, partial], rows, batch_size=100, budget_s=540.0)
+    assert [o.chosen for o in outcomes] == [True, False]
+    assert outcomes[1].seeds == (0,) and outcomes[1].margins == (9.0,)
+
+
+def test_candidates_parse_and_bad_ones_name_the_format(capsys):
+    args = budget.parse_args(["--out", "x", "--candidates", "3x15000", "2X100"])
+    assert args.candidates == [budget.Candidate(3, 15000), budget.Candidate(2, 100)]
+    for bad in ("3-15000", "0x100"):
+        with pytest.raises(SystemExit):
+            budget.parse_args(["--out", "x", "--candidates", bad])
+        assert "EPOCHSxIMAGES" in capsys.readouterr().err or "positive" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_sweep_reads_only_the_validation_split_and_resumes(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib")
+    folder = make_folder(tmp_path / "images", classes=3, per_class=30)
+    tiny = Setting(arch="resnet10", width=4, epochs=1, train_size=0, probe_size=0, batch_size=16, proj_dim=32, knn_k=5)
+    monkeypatch.setitem(budget.SETTINGS, "quick", tiny)
+    out = tmp_path / "out"
+    argv = ["--out", str(out), "--dataset", "folder", "--data-dir", str(folder), "--image-size", "12"]
+    argv += ["--candidates", "1x40", "2x40", "--seeds", "0", "1"]
+    assert budget.main(argv) == 0
+    with open(out / "summary.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert [(line["epochs"], line["train_size"]) for line in lines] == [("1", "40"), ("2", "40")]
+    assert sum(line["chosen"] == "True" for line in lines) == 1
+    for key in ("e1_n40", "e2_n40"):
+        with open(out / key / "results.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert {r["split"] for r in rows} == {"validation"}
+        assert sorted((r["method"], r["seed"]) for r in rows) == [
+            ("random", "0"), ("random", "1"), ("sfrik", "0"), ("sfrik", "1")]  # fmt: skip
+    assert (out / "budget.png").stat().st_size > 1000
+    # A rerun finds everything done and trains nothing; a lost run is redone, alone.
+    before = (out / "e2_n40" / "results.csv").read_text()
+    capsys.readouterr()
+    assert budget.main(argv) == 0
+    assert "8 runs, 0 to do" in capsys.readouterr().out
+    assert (out / "e2_n40" / "results.csv").read_text() == before
+    (out / "e2_n40" / "results.csv").write_text("".join(before.splitlines(keepends=True)[:-1]))
+    assert budget.main(argv) == 0
+    assert "8 runs, 1 to do" in capsys.readouterr().out
+    with open(out / "e2_n40" / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 4
