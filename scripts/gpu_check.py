@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -60,6 +61,18 @@ PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 DEFAULT_BUDGET_S = 540
 MIN_STAGE_S = 10
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _package_module(relative: str):
+    """A dependency-free module of the package, read from its file: importing sfrik_plugin itself
+    would load torch and the extension that the build stage is about to build."""
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+command_line = _package_module("sfrik_plugin/utils/arguments.py").command_line
 
 
 @dataclass
@@ -573,32 +586,9 @@ def stage_demo(ctx: Context, limit_s: float) -> Outcome:
     demo_out = ctx.out / "demo"
     if ctx.dry:
         folder = make_image_folder(ctx.out / "demo_images", classes=3, per_class=24, size=12)
-        cmd = [
-            "--dataset",
-            "folder",
-            "--data-dir",
-            str(folder),
-            "--image-size",
-            "12",
-            "--methods",
-            "sfrik",
-            "--epochs",
-            "1",
-            "--train-size",
-            "0",
-            "--probe-size",
-            "0",
-            "--batch-size",
-            "24",
-            "--width",
-            "4",
-            "--proj-dim",
-            "32",
-            "--knn-k",
-            "5",
-            "--accelerator",
-            "cpu",
-        ]
+        data_options = {"dataset": "folder", "data_dir": folder, "image_size": 12, "methods": "sfrik", "epochs": 1}
+        tiny = {"train_size": 0, "probe_size": 0, "batch_size": 24, "width": 4, "proj_dim": 32, "knn_k": 5}
+        cmd = command_line({**data_options, **tiny, "accelerator": "cpu"})
         data = "dry run: a generated 3-class image folder, sfrik only, on the CPU"
     else:
         if FASHION_MNIST_DIR.is_dir():
@@ -661,35 +651,11 @@ def stage_solo(ctx: Context, limit_s: float) -> Outcome:
     note = f"main_pretrain.py: {steps} steps of batch 8 in {time.monotonic() - start:.0f} s"
     if ctx.dry:
         return Outcome(PASSED, f"{note}; main_knn.py not run (dry run: it moves batches to CUDA)")
-    knn = [
-        ctx.python,
-        "-m",
-        "sfrik_plugin.solo.knn",
-        "--solo-learn-dir",
-        str(checkout),
-        "--pretrained_checkpoint_dir",
-        str(runs[0]),
-        "--dataset",
-        "custom",
-        "--train_data_path",
-        str(folder),
-        "--val_data_path",
-        str(folder),
-        "--data_format",
-        "image_folder",
-        "--batch_size",
-        "64",
-        "--num_workers",
-        "4",
-        "--k",
-        "20",
-        "--temperature",
-        "0.07",
-        "--distance_function",
-        "cosine",
-        "--feature_type",
-        "backbone",
-    ]
+    data = {"dataset": "custom", "train_data_path": folder, "val_data_path": folder, "data_format": "image_folder"}
+    options = {"pretrained_checkpoint_dir": runs[0], **data, "batch_size": 64, "num_workers": 4, "k": 20}
+    options |= {"temperature": 0.07, "distance_function": "cosine", "feature_type": "backbone"}
+    knn = [ctx.python, "-m", "sfrik_plugin.solo.knn", "--solo-learn-dir", str(checkout)]
+    knn += command_line(options, separator="_")
     rc, text = run_logged(ctx, "solo-knn", knn, limit_s - (time.monotonic() - start), env, cwd=checkout)
     if rc != 0:
         return failed_run(rc, text, limit_s, "main_knn.py")

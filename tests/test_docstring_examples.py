@@ -6,7 +6,13 @@ import importlib
 import pytest
 import torch
 
-MODULES = ["sfrik_plugin.series", "sfrik_plugin.regulariser", "sfrik_plugin.losses", "sfrik_plugin.kernels"]
+MODULES = [
+    "sfrik_plugin.series",
+    "sfrik_plugin.regulariser",
+    "sfrik_plugin.losses",
+    "sfrik_plugin.kernels",
+    "sfrik_plugin.utils.arguments",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

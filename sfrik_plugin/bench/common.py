@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from sfrik_plugin.utils.arguments import positive_int
+from sfrik_plugin.utils.machine import machine_info
 from sfrik_plugin.utils.memory import profile_cpu_peak_bytes
 from sfrik_plugin.utils.output import write_csv
 
@@ -32,6 +33,20 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bench_device(name: str) -> torch.device:
+    """The --device a suite runs on; a clear exit where CUDA is asked for and absent."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: no CUDA device is available")
+    return device
+
+
+def print_machine(device: torch.device) -> None:
+    """The machine a suite's figures come from, first in its output."""
+    for key, value in machine_info(device).items():
+        print(f"{key:>10}: {value}")
 
 
 def add_size_arguments(
@@ -47,6 +62,17 @@ def add_size_arguments(
         )
     parser.add_argument(
         "--dims", type=positive_int, nargs="+", default=list(dims), metavar="Q", help="embedding widths q"
+    )
+
+
+def add_memory_fraction_argument(parser: argparse.ArgumentParser, skipped: str) -> None:
+    """--memory-fraction: what a suite skips where its predicted peak exceeds that fraction of the
+    available memory (it would swap, or fail, rather than measure)."""
+    parser.add_argument(
+        "--memory-fraction",
+        type=float,
+        default=0.6,
+        help=f"skip {skipped} whose predicted peak exceeds this fraction of the available memory",
     )
 
 

@@ -298,9 +298,8 @@ def plot(rows: list, path: str, title: str) -> None:
     plt.close(fig)
 
 
-def print_machine(device: torch.device, dtype: torch.dtype) -> None:
-    for key, value in machine.machine_info(device).items():
-        print(f"{key:>10}: {value}")
+def print_header(device: torch.device, dtype: torch.dtype) -> None:
+    common.print_machine(device)
     print(f" extension: {sfrik_plugin.extension_info()}")
     probe_n = 256
     measured = common.probe_self_check(probe_n, dtype, device)
@@ -308,16 +307,14 @@ def print_machine(device: torch.device, dtype: torch.dtype) -> None:
 
 
 def run(args) -> int:
-    device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
+    device, dtype = common.bench_device(args.device), common.DTYPES[args.dtype]
     # Compile in this process: Inductor's pool of compile workers would otherwise start in the
     # background and compete with the timed runs for the CPU cores.
     torch._inductor.config.compile_threads = 1
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
     sizes, degrees = (QUICK_SIZES, QUICK_DEGREES) if args.quick else (args.sizes, args.degrees)
     if args.quick and args.repeats is None:
         args.repeats = QUICK_REPEATS
-    print_machine(device, dtype)
+    print_header(device, dtype)
     print(f"q = {args.dim}, dtype = {args.dtype}, sizes = {list(sizes)}, degrees = {list(degrees)}")
     rows = []
     for n in sizes:

@@ -90,12 +90,7 @@ def add_arguments(parser) -> None:
         default=20.0,
         help="skip a method whose predicted forward + backward time exceeds this",
     )
-    parser.add_argument(
-        "--memory-fraction",
-        type=float,
-        default=0.6,
-        help="skip a method whose predicted peak exceeds this fraction of the available memory",
-    )
+    common.add_memory_fraction_argument(parser, "a method")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: n in {QUICK_BATCHES}, q in {QUICK_DIMS}")
     parser.add_argument(
         "--autocast",
@@ -378,12 +373,9 @@ def plot(rows: list, path: str, title: str) -> None:
 
 
 def run(args) -> int:
-    device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
+    device, dtype = common.bench_device(args.device), common.DTYPES[args.dtype]
     batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
-    for key, value in machine.machine_info(device).items():
-        print(f"{key:>10}: {value}")
+    common.print_machine(device)
     methods = build_methods()
     missing = [m for m in args.methods if m not in methods]
     if missing:

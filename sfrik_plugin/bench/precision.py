@@ -34,7 +34,7 @@ import torch
 import sfrik_plugin
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.precision import round_rows
-from sfrik_plugin.utils import machine, output
+from sfrik_plugin.utils import output
 
 from . import common
 
@@ -174,14 +174,11 @@ def table(rows: list) -> str:
 
 
 def run(args) -> int:
-    device = torch.device(args.device)
+    device = common.bench_device(args.device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: no CUDA device is available")
         torch.backends.cuda.matmul.fp32_precision = "ieee"  # the float32 GEMMs must be float32
     n, dims = (QUICK_N, QUICK_DIMS) if args.quick else (args.batch, args.dims)
-    for key, value in machine.machine_info(device).items():
-        print(f"{key:>10}: {value}")
+    common.print_machine(device)
     print(f"n = {n}, kernel weights {KERNEL_WEIGHTS}; errors against float64")
     rows = []
     for q in dims:

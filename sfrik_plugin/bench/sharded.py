@@ -162,8 +162,7 @@ def run(args) -> int:
         "repeats": args.repeats or 3,
         "threads": threads,
     }
-    for key, value in machine.machine_info(device).items():
-        print(f"{key:>10}: {value}")
+    common.print_machine(device)
     print(f"{world} processes, {threads} thread(s) each" if device.type == "cpu" else f"{world} processes")
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "rows.json")

@@ -87,12 +87,7 @@ def add_arguments(parser) -> None:
         help="also time the tiled operator at these tile sizes (at the symmetry cell)",
     )
     parser.add_argument("--loss", action="store_true", help="also the two-view SFRIK loss, dense against tiled")
-    parser.add_argument(
-        "--memory-fraction",
-        type=float,
-        default=0.6,
-        help="skip the dense path where its predicted peak exceeds this fraction of available memory",
-    )
+    common.add_memory_fraction_argument(parser, "the dense path")
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     common.add_common_arguments(parser)
 
@@ -347,13 +342,10 @@ def tile_sweep(args, device, dtype) -> list[dict]:
 
 
 def run(args) -> int:
-    device, dtype = torch.device(args.device), common.DTYPES[args.dtype]
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
+    device, dtype = common.bench_device(args.device), common.DTYPES[args.dtype]
     tile = args.tile_size or default_tile_size(device)
     batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
-    for key, value in machine.machine_info(device).items():
-        print(f"{key:>10}: {value}")
+    common.print_machine(device)
     print(f"tile: {tile} rows")
     rows = []
     for n in batches:

@@ -5,11 +5,12 @@ linear probe and weighted kNN on the test split), one shared protocol and seed f
   sfrik-demo --long --out runs/    # the longer setting recorded in BENCHMARKS.md
   sfrik-demo --arch resnet18 --width 64 --epochs 100 --train-size 0 --accelerator gpu   # a GPU run
 
---quick is one seed of the recorded comparison study (sfrik-study --preset full): its protocol
-(fixed pretraining and probe subsets, the whole test split) and each method's setting as the
-study chose it on a validation split (STUDY_CHOICES), so seed s gives the study's final rows of
-seed s at q = 1024. Other settings, or overriding lr or the SFRIK sim weight, use one learning
-rate for every method and SFRIK's sim weight (lr and sfrik_sim_weight).
+--quick is the recorded comparison study's protocol (sfrik-study --preset full: fixed pretraining
+and probe subsets, the whole test split) with each method at the setting the study chose on its
+validation split (STUDY_CHOICES), for 2 epochs of 22,500 images: the epochs and pretraining images
+that `python -m sfrik_plugin.demo.budget` chose on the validation split within the time budget
+(docs/demo_budget_validation.md). Other settings, or overriding lr or the SFRIK sim weight, use one
+learning rate for every method and SFRIK's sim weight (lr and sfrik_sim_weight).
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ class Setting:
 
 
 SETTINGS = {
-    # The study's protocol (study.plan.PRESETS["full"]): 5 methods + the random encoder in about
-    # 8.5 minutes on 2 CPU cores.
-    "quick": Setting(arch="resnet10", width=16, epochs=3, train_size=15000, probe_size=10000),
+    # The study's protocol (study.plan.PRESETS["full"]) but for the epochs and pretraining images,
+    # which the budget sweep chose on the validation split (demo.budget; docs/demo_budget_validation.csv):
+    # 5 methods + the random encoder in under 10 minutes on 2 CPU cores.
+    "quick": Setting(arch="resnet10", width=16, epochs=2, train_size=22500, probe_size=10000),
     # Sized for 2 CPU cores (~35 min for the five methods); on a GPU use e.g. --arch resnet18 --width 64.
     "long": Setting(arch="resnet10", width=16, epochs=10, train_size=20000, probe_size=0),
 }

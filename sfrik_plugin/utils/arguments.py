@@ -2,6 +2,7 @@
 
 import argparse
 import math
+from collections.abc import Mapping
 
 
 def positive_int(text: str) -> int:
@@ -23,3 +24,25 @@ def positive_float(text: str) -> float:
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
+
+
+def command_line(options: Mapping[str, object], *, separator: str = "-") -> list[str]:
+    """Command-line words from keyword options, in order: ``{"data_dir": "x", "k": [2, 5]}`` gives
+    ``["--data-dir", "x", "--k", "2", "5"]``. True gives a bare flag; None and False leave the
+    option out; a list or tuple gives one word per item. separator replaces the underscores of a
+    name ("_" for scripts such as solo-learn's, whose options keep them).
+
+    Example:
+        >>> command_line({"train_size": 0, "accelerator": "cpu", "no_download": True, "lr": None})
+        ['--train-size', '0', '--accelerator', 'cpu', '--no-download']
+    """
+    words: list[str] = []
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        words.append("--" + name.replace("_", separator))
+        if isinstance(value, (list, tuple)):
+            words.extend(str(v) for v in value)
+        elif value is not True:
+            words.append(str(value))
+    return words

@@ -3,10 +3,9 @@ runs end to end and writes one finite, positive row per method. Timings are not 
 
 import csv
 import math
-import subprocess
-import sys
 
 import pytest
+from helpers.processes import run_python
 
 from sfrik_plugin.bench import legendre
 
@@ -18,13 +17,7 @@ TIMEOUT_S = 600
 
 def run_suite(out, *args: str) -> tuple[str, list[dict]]:
     """`python -m sfrik_plugin.bench ARGS --csv out`, which must succeed: its stdout and the CSV rows."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.bench", *args, "--csv", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_python("-m", "sfrik_plugin.bench", *args, "--csv", out, timeout=TIMEOUT_S)
     with open(out, newline="") as f:
         return proc.stdout, list(csv.DictReader(f))
 

@@ -4,14 +4,14 @@ two methods on the CPU protocol with solo-learn's scripts ($SOLO_LEARN_DIR)."""
 
 import csv
 import json
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from helpers.images import make_image_folder
+from helpers.processes import run_python
+from helpers.solo import require_solo_learn, solo_learn_checkout
 
 import sfrik_plugin.compare.cli as cmp
 from sfrik_plugin.compare.cli import RunFailed, Step
@@ -23,7 +23,6 @@ CPU_METHODS = {
     "barlow_twins": "barlow_twins_cpu",
     "auh": "auh_cpu",
 }
-TIMEOUT_S = 600
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,29 +106,16 @@ def checkout(tmp_path) -> Path:
     return root
 
 
+def compare(checkout, out, methods, *options, overrides=()):
+    """sfrik-compare on the cpu protocol in the stand-in checkout; overrides go after `--`."""
+    argv = ["--solo-learn-dir", str(checkout), "--protocol", "cpu", "--methods", *methods, "--out", str(out)]
+    cmp.main([*argv, *options, *(["--", *overrides] if overrides else [])])
+
+
 def test_dry_run_prints_the_commands_and_runs_nothing(checkout, tmp_path, capsys):
     out = tmp_path / "out"
-    cmp.main(
-        [
-            "--solo-learn-dir",
-            str(checkout),
-            "--protocol",
-            "cpu",
-            "--methods",
-            "sfrik",
-            "vicreg",
-            "--out",
-            str(out),
-            "--dry-run",
-            "--pretrain-override",
-            "+limit_train_batches=2",
-            "--linear-override",
-            "optimizer.lr=0.1",
-            "--",
-            "data.train_path=/data/tiny",
-            "seed=3",
-        ]
-    )
+    options = ["--dry-run", "--pretrain-override", "+limit_train_batches=2", "--linear-override", "optimizer.lr=0.1"]
+    compare(checkout, out, ["sfrik", "vicreg"], *options, overrides=["data.train_path=/data/tiny", "seed=3"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"cd {checkout}"
     commands = [shlex.split(line) for line in lines[1:]]
@@ -161,20 +147,7 @@ def test_cli_errors(checkout, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r"^sfrik-compare: --protocol 'gpu': no such protocol"):
         cmp.main(["--solo-learn-dir", str(checkout), "--protocol", "gpu", "--methods", "sfrik", "--out", "o"])
     with pytest.raises(SystemExit, match=r"^sfrik-compare: --methods: no config for 'data.train_path=/x'"):
-        # no `--` before an override: --methods takes it
-        cmp.main(
-            [
-                "--solo-learn-dir",
-                str(checkout),
-                "--protocol",
-                "cpu",
-                "--out",
-                "o",
-                "--methods",
-                "sfrik",
-                "data.train_path=/x",
-            ]
-        )
+        compare(checkout, "o", ["sfrik", "data.train_path=/x"])  # no `--` before an override: --methods takes it
     monkeypatch.delenv("SOLO_LEARN_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"sfrik-compare: no main_knn.py in .*the current directory"):
@@ -302,21 +275,7 @@ def fake_probe(checkout, monkeypatch):
 
 def test_compare_runs_pretrain_then_linear_on_its_checkpoint(checkout, fake_probe, tmp_path, capsys):
     out = tmp_path / "out"
-    cmp.main(
-        [
-            "--solo-learn-dir",
-            str(checkout),
-            "--protocol",
-            "cpu",
-            "--methods",
-            "sfrik",
-            "barlow_twins",
-            "--out",
-            str(out),
-            "--",
-            "data.train_path=/data/tiny",
-        ]
-    )
+    compare(checkout, out, ["sfrik", "barlow_twins"], overrides=["data.train_path=/data/tiny"])
     printed = capsys.readouterr().out
     assert [line.split(",")[0] for line in printed.splitlines() if line.startswith("[")] == [
         "[1/4] sfrik: pretrain (sfrik_cpu)",
@@ -351,22 +310,7 @@ def test_compare_stops_at_a_failure_and_keeps_earlier_rows(checkout, fake_probe,
         match=r"(?s)sfrik-compare: vicreg: pretrain \(vicreg_cpu\) failed with exit "
         r"status 1; log: .*vicreg/pretrain/run.log\n.*stand-in failure of vicreg_cpu",
     ):
-        cmp.main(
-            [
-                "--solo-learn-dir",
-                str(checkout),
-                "--protocol",
-                "cpu",
-                "--methods",
-                "sfrik",
-                "vicreg",
-                "auh",
-                "--out",
-                str(out),
-                "--",
-                "fail=vicreg_cpu",
-            ]
-        )
+        compare(checkout, out, ["sfrik", "vicreg", "auh"], overrides=["fail=vicreg_cpu"])
     with open(out / "compare.csv", newline="") as f:
         assert [r["method"] for r in csv.DictReader(f)] == ["sfrik"]
     assert not (out / "auh").exists()
@@ -408,14 +352,8 @@ def test_probe_reports_epoch_times_without_validation_and_the_metrics(tmp_path):
     pytest.importorskip("lightning", reason="lightning is not installed (it comes with solo-learn)")
     val_sleep_s = 0.5
     (tmp_path / "script.py").write_text(PROBED_SCRIPT.replace("VAL_SLEEP_S", str(val_sleep_s)))
-    proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.compare.probe", "--report", "r.json", "script.py", "a=1", "--flag"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    probe = ["-m", "sfrik_plugin.compare.probe", "--report", "r.json"]
+    proc = run_python(*probe, "script.py", "a=1", "--flag", cwd=tmp_path)
     assert "argv ['a=1', '--flag']" in proc.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert len(report["epoch_seconds"]) == report["max_epochs"] == 2
@@ -432,38 +370,15 @@ def test_probe_reports_epoch_times_without_validation_and_the_metrics(tmp_path):
 
 @pytest.mark.slow
 def test_compare_two_methods_on_the_cpu_protocol(tmp_path):
-    pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
-    where = os.environ.get("SOLO_LEARN_DIR")
-    if not where or not (Path(where) / "main_pretrain.py").is_file():
-        pytest.skip("SOLO_LEARN_DIR is not set to a solo-learn checkout with main_pretrain.py")
-    checkout = Path(where).resolve()
+    require_solo_learn()
+    checkout = solo_learn_checkout().resolve()
     before = sorted(p.name for p in checkout.iterdir())
     images = make_image_folder(tmp_path / "images" / "train")
     out = tmp_path / "out"
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sfrik_plugin.compare",
-            "--protocol",
-            "cpu",
-            "--methods",
-            "sfrik",
-            "vicreg",
-            "--out",
-            str(out),
-            "--",
-            f"data.train_path={images}",
-            "++limit_train_batches=1",
-            "++limit_val_batches=1",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    overrides = [f"data.train_path={images}", "++limit_train_batches=1", "++limit_val_batches=1"]
+    args = ["--protocol", "cpu", "--methods", "sfrik", "vicreg", "--out", out, "--", *overrides]
+    proc = run_python("-m", "sfrik_plugin.compare", *args, cwd=tmp_path)  # finds $SOLO_LEARN_DIR
     assert "[1/4] sfrik: pretrain (sfrik_cpu)" in proc.stdout and "[4/4] vicreg: linear (linear_cpu)" in proc.stdout
 
     with open(out / "compare.csv", newline="") as f:

@@ -3,21 +3,21 @@ the command line, and (slow) the whole run on a tiny image folder."""
 
 import csv
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
 pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
 
-from helpers.images import make_folder
+from helpers.images import folder_dataset, make_folder
+from helpers.processes import run_python
 
 from sfrik_plugin.demo import cli as demo
 from sfrik_plugin.demo import data as datasets
 from sfrik_plugin.demo.augment import BatchAugment
 from sfrik_plugin.demo.evaluate import knn_top1, linear_probe_top1
 from sfrik_plugin.demo.model import build_backbone
+from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 600
 
@@ -222,43 +222,9 @@ def test_demo_end_to_end_on_an_image_folder(tmp_path):
     if "vicreg" in baselines.baseline_losses():
         methods.append("vicreg")
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sfrik_plugin.demo",
-            "--dataset",
-            "folder",
-            "--data-dir",
-            str(folder),
-            "--image-size",
-            "12",
-            "--methods",
-            *methods,
-            "--epochs",
-            "2",
-            "--train-size",
-            "0",
-            "--probe-size",
-            "0",
-            "--batch-size",
-            "32",
-            "--width",
-            "4",
-            "--proj-dim",
-            "32",
-            "--knn-k",
-            "5",
-            "--out",
-            str(out),
-            "--accelerator",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    tiny = {"epochs": 2, "train_size": 0, "probe_size": 0, "batch_size": 32, "width": 4, "proj_dim": 32, "knn_k": 5}
+    options = {**folder_dataset(folder), "methods": methods, **tiny, "out": out, "accelerator": "cpu"}
+    proc = run_python("-m", "sfrik_plugin.demo", *command_line(options), timeout=TIMEOUT_S)
     assert "linear top-1 %" in proc.stdout
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -285,28 +251,48 @@ def test_validation_split_holds_out_part_of_the_training_split():
     assert torch.equal(data.validation_split(seed=1).test_images, val.test_images)  # fixed
 
 
-def test_quick_is_one_seed_of_the_recorded_study():
-    # --quick runs the study's final protocol with each method's setting as the study chose it
-    # on the validation split, so that seed s gives the recorded final rows of seed s.
+def recorded(name):
     from pathlib import Path
 
-    from sfrik_plugin.study.plan import PRESETS, RunSpec, chosen_settings
-
     repo = next(p for p in Path(__file__).resolve().parents if (p / "docs" / "study_fashion_mnist.csv").is_file())
-    with open(repo / "docs" / "study_fashion_mnist.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    with open(repo / "docs" / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
+    # --quick runs the study's final protocol, each method at the setting the study chose on its
+    # validation split, for the epochs and images the budget sweep chose on the validation split.
+    from dataclasses import replace
+
+    from sfrik_plugin.study.plan import PRESETS, chosen_settings
+
     study = PRESETS["full"]
     args = demo.parse_args([])
     quick = demo.resolve_setting(args)
-    assert demo.study_preset(quick).protocol() == study.protocol()
-    chosen = chosen_settings(study, rows)
+    (choice,) = [r for r in recorded("demo_budget_validation.csv") if r["chosen"] == "True"]
+    assert (quick.epochs, quick.train_size) == (int(choice["epochs"]), int(choice["train_size"]))
+    as_study = replace(quick, epochs=study.train.epochs, train_size=study.train_size)
+    assert demo.study_preset(as_study).protocol() == study.protocol()
+    chosen = chosen_settings(study, recorded("study_fashion_mnist.csv"))
     assert {m: chosen[m] for m in demo.STUDY_CHOICES} == demo.STUDY_CHOICES
-    recorded = {r["run_id"] for r in rows if r["phase"] == "final"}
-    assert {r["library"] for r in rows} == {demo.STUDY_LIBRARY}
-    for method in ["random", *demo.METHODS]:
-        params = {} if method == "random" else demo.method_setting(method, quick, args)
-        for seed in study.final_seeds:
-            assert RunSpec("final", method, study.main_q, seed, "test", tuple(params.items())).run_id in recorded
+    for method in demo.METHODS:
+        assert demo.method_setting(method, quick, args) == demo.STUDY_CHOICES[method]
+
+
+def test_the_recorded_budget_choice_follows_from_its_validation_runs():
+    from sfrik_plugin.demo import budget
+
+    runs = recorded("demo_budget_validation_runs.csv")
+    assert {r["split"] for r in runs} == {"validation"} and {r["phase"] for r in runs} == {"budget"}
+    candidates = [budget.Candidate(*c) for c in budget.CANDIDATES]
+    by_candidate = {
+        c: [r for r in runs if f" {c.epochs} epochs " in r["protocol"] and f" train {c.train_size} " in r["protocol"]]
+        for c in candidates
+    }
+    assert all(len(rows) == 2 * len(budget.SEEDS) for rows in by_candidate.values())
+    outcomes = budget.summarise(candidates, by_candidate, demo.SETTINGS["quick"].batch_size, budget.BUDGET_S)
+    # the summary as the CSV writer writes it: every value through str()
+    assert [{k: str(v) for k, v in o.csv_row().items()} for o in outcomes] == recorded("demo_budget_validation.csv")
 
 
 def test_quick_uses_the_studys_baseline_library():

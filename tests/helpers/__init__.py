@@ -12,4 +12,5 @@ another test module or conftest.
     extension   the probe that loading-fault tests run in fresh interpreters
     fuzz        hypothesis settings, the watchdog and the float64 oracle of the fuzz tests
     memory      allocations seen by the profiler or the CUDA caching allocator
+    processes   fresh Python processes: run_python, run_code and their failure message
 """

@@ -22,6 +22,11 @@ def make_folder(root: Path, classes: int = 3, per_class: int = 12, size: int = 1
     return root
 
 
+def folder_dataset(root: Path, size: int = 12) -> dict:
+    """The dataset options of sfrik-demo and sfrik-study for a folder made by make_folder."""
+    return {"dataset": "folder", "data_dir": root, "image_size": size}
+
+
 def make_image_folder(
     root: Path,
     num_classes: int = NUM_CLASSES,

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from helpers.images import NUM_CLASSES
+from helpers.processes import run_python
 
 SUBPROCESS_TIMEOUT_S = 300
 
@@ -25,6 +24,13 @@ MULTICROP = ["sfrik_in20_multicrop"]  # in20 with the SwAV-style augmentations (
 LINEAR = ["linear_in20", "linear_in20_tuning", "linear_in100", "linear_cpu"]
 SEMISUP = ["semisup_in100_1pct", "semisup_in100_10pct", "semisup_cpu"]
 PRETRAIN = IN20 + IN100 + CPU + MULTICROP
+
+
+def require_solo_learn() -> None:
+    """Skips the calling test module (or test) where solo-learn, or the Hydra it brings, is not
+    installed; a module calls it before importing them."""
+    pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
+    pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
 
 
 def solo_cfg(name: str, *overrides: str):
@@ -69,13 +75,8 @@ def run_training_step(model, batch):
     return loss, logged
 
 
-def run_python(code: str, cwd, timeout: int = SUBPROCESS_TIMEOUT_S, env=None) -> subprocess.CompletedProcess:
-    """`python -c code` (dedented) in cwd; asserts that it exits with 0."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
+# What solo's scripts run with here: no wandb, Hydra's full errors.
+SCRIPT_ENV = {"WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
 
 
 def solo_learn_checkout() -> Path:
@@ -89,11 +90,9 @@ def solo_learn_checkout() -> Path:
     return path
 
 
-def run_script(checkout: Path, *args: str) -> subprocess.CompletedProcess:
-    """One of solo's scripts run from its checkout (wandb off, Hydra's full errors); asserts success."""
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=checkout, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env
-    )
-    assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
-    return proc
+def run_script(
+    checkout: Path, *args: object, set_env=None, check: bool = True, timeout: float = SUBPROCESS_TIMEOUT_S
+) -> subprocess.CompletedProcess:
+    """One of solo's scripts (or a wrapper of it) run from its checkout with SCRIPT_ENV; with check,
+    asserts success."""
+    return run_python(*args, cwd=checkout, set_env={**SCRIPT_ENV, **(set_env or {})}, timeout=timeout, check=check)

@@ -33,6 +33,7 @@ from sfrik_plugin.losses import (
     sfrik_multicrop_loss_func,
     sfrik_multicrop_loss_terms,
 )
+from sfrik_plugin.reference import official_psi
 from sfrik_plugin.regulariser import mmd_uniform
 
 
@@ -48,32 +49,13 @@ SLACK = {"cpu": 1, "cuda": 4}
 
 
 # ---------------------------------------------------------------------------------------------
-# Oracles: the official valeoai/sfrik formulas (src/sfrik/ssl.py), re-stated for these tests.
-
-
-def official_legendre(dim: int, degree: int, t: torch.Tensor) -> torch.Tensor:
-    """The official closed forms of P_degree(dim; t), degrees 1 to 4."""
-    if degree == 1:
-        return t
-    if degree == 2:
-        c = 1 / (dim - 1)
-        return (1 + c) * t**2 - c
-    if degree == 3:
-        c = 3 / (dim - 1)
-        return (1 + c) * t**3 - c * t
-    if degree == 4:
-        a1 = 1 + 6 / (dim - 1) + 3 / ((dim + 1) * (dim - 1))
-        a2 = -6 / (dim - 1) * (1 + 1 / (dim + 1))
-        a3 = 3 / ((dim + 1) * (dim - 1))
-        return a1 * t**4 + a2 * t**2 + a3
-    raise NotImplementedError(degree)
+# Oracles: the official valeoai/sfrik formulas (src/sfrik/ssl.py): its closed forms of P_l are
+# sfrik_plugin.reference.official_psi (checked against scipy in tests/ops); the losses around them here.
 
 
 def official_mmd(emb: torch.Tensor, b) -> torch.Tensor:
     """SFRIK.mmd_loss: psi of the full Gram matrix (diagonal included), mean."""
-    gram = torch.mm(emb, emb.t())
-    psi = sum(w * official_legendre(emb.shape[1], degree, gram) for degree, w in enumerate(b, start=1))
-    return psi.mean()
+    return official_psi(torch.mm(emb, emb.t()), b, emb.shape[1]).mean()
 
 
 def official_sfrik(z1, z2, b, sim_w=4000.0, mmd_w=1.0):

@@ -3,10 +3,10 @@ another torch, and the SFRIK_REQUIRE_EXTENSION switch."""
 
 import os
 import subprocess
-import sys
 
 import pytest
 from helpers.extension import PROBE
+from helpers.processes import run_code
 
 import sfrik_plugin
 
@@ -19,12 +19,9 @@ PRELUDES = {
 
 
 def _run(prelude: str, require: bool) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("SFRIK_REQUIRE_EXTENSION", None)
-    if require:
-        env["SFRIK_REQUIRE_EXTENSION"] = "1"
-    return subprocess.run(
-        [sys.executable, "-c", prelude + "\n" + PROBE], env=env, capture_output=True, text=True, timeout=120
+    switch = {"SFRIK_REQUIRE_EXTENSION": "1"} if require else {}
+    return run_code(
+        prelude + "\n" + PROBE, unset_env=["SFRIK_REQUIRE_EXTENSION"], set_env=switch, timeout=120, check=False
     )
 
 

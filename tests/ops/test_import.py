@@ -3,22 +3,16 @@ tree: the operators exist with their fake, autograd and autocast registrations b
 function is called (opcheck and torch.compile pass), `import sfrik_plugin.ops` works on its own,
 and a Hydra app with the plugin installed composes the packaged configs without importing torch."""
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
 from helpers.cuda import requires_extension
+from helpers.processes import run_code
 
 TIMEOUT_S = 300
 
 
 def run_python(code: str, cwd) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc.stdout.strip()
+    """What code prints in a fresh interpreter started in cwd."""
+    return run_code(code, cwd=cwd, timeout=TIMEOUT_S).stdout.strip()
 
 
 @requires_extension

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.extension import PROBE
+from helpers.processes import run_code
 
 import sfrik_plugin
 
@@ -104,19 +105,16 @@ def copy_package(tmp_path) -> Path:
 
 
 def run_probe(tmp_path, pkg: Path, require: bool, prelude: str = "") -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "SFRIK_REQUIRE_EXTENSION"}
-    env["PYTHONPATH"] = str(pkg.parent)
-    if require:
-        env["SFRIK_REQUIRE_EXTENSION"] = "1"
+    env = {"PYTHONPATH": str(pkg.parent), **({"SFRIK_REQUIRE_EXTENSION": "1"} if require else {})}
     # checked after the probe: importing the package is what warns, inside the probe's recorder
     check = f"\nimport sfrik_plugin as _p\nassert _p.__file__.startswith({str(pkg)!r}), _p.__file__\n"
-    return subprocess.run(
-        [sys.executable, "-c", prelude + "\n" + PROBE + check],
+    return run_code(
+        prelude + "\n" + PROBE + check,
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+        unset_env=["SFRIK_REQUIRE_EXTENSION"],
+        set_env=env,
         timeout=TIMEOUT_S,
+        check=False,
     )
 
 

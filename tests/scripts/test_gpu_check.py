@@ -5,11 +5,10 @@ is lent."""
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.processes import failure, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 600  # a safety net: the stages have their own limits; ~2 min on 2 quiet cores
@@ -22,15 +21,10 @@ def test_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
         pytest.skip("not run from a checkout")
     pytest.importorskip("lightning", reason="the demo stage needs Lightning (the package's [demo] extra)")
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+    script = ROOT / "scripts" / "gpu_check.py"
+    proc = run_python(script, "--dry-run", "--out", out, cwd=ROOT, timeout=TIMEOUT_S, check=False)
     report = (out / "report.md").read_text() if (out / "report.md").exists() else ""
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + report
+    assert proc.returncode == 0, failure(proc) + report
     lines = [line for line in report.splitlines() if re.match(r"- [a-h]\. ", line)]
     assert [re.match(r"- [a-h]\. ([\w-]+):", line).group(1) for line in lines] == list(STAGES), report
     status = {name: re.search(r"\*\*(\w+)\*\*", line).group(1) for name, line in zip(STAGES, lines)}

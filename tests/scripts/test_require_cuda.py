@@ -2,12 +2,11 @@
 two CUDA tests run in a fresh pytest, with and without the variable: a CUDA-only one (marked
 requires_cuda) and the "cuda" case of a test that takes the `device` fixture."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from helpers.cuda import CUDA_OK, REQUIRE_CUDA_ENV
+from helpers.processes import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA_TESTS = (
@@ -18,25 +17,13 @@ TIMEOUT_S = 120
 
 
 def run_one_cuda_test(require: bool) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != REQUIRE_CUDA_ENV}
-    if require:
-        env[REQUIRE_CUDA_ENV] = "1"
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            *CUDA_TESTS,
-        ],
+    return run_python(
+        *["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
         cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+        unset_env=[REQUIRE_CUDA_ENV],
+        set_env={REQUIRE_CUDA_ENV: "1"} if require else None,
         timeout=TIMEOUT_S,
+        check=False,
     )
 
 

@@ -15,8 +15,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
+require_solo_learn()
 
 import omegaconf
 import torch

@@ -11,12 +11,13 @@ import types
 import warnings
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
+require_solo_learn()
 
 import torch
 from helpers.images import make_image_folder
-from helpers.solo import cpu_cfg, fake_batch, run_training_step, solo_learn_checkout
+from helpers.solo import cpu_cfg, fake_batch, run_script, run_training_step, solo_learn_checkout
 
 from sfrik_plugin.losses import LossTerms
 from sfrik_plugin.solo import AUH, SFRIK
@@ -158,10 +159,6 @@ def test_main_pretrain_stops_when_the_regulariser_overflows(tmp_path, image_fold
     # solo-learn's own script with an absurd (finite, accepted) kernel weight: each view's MMD
     # is about 3e38, their sum overflows float32, so the regulariser is Inf at the first step.
     # (An absurd learning rate is no reliable trigger: batch norm absorbs it.)
-    import os
-    import subprocess
-    import sys
-
     checkout = solo_learn_checkout()
     args = [
         "main_pretrain.py",
@@ -171,15 +168,7 @@ def test_main_pretrain_stops_when_the_regulariser_overflows(tmp_path, image_fold
         "method_kwargs.kernel_weights=[3e38]",
         f"+default_root_dir={tmp_path / 'runs'}",
     ]
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    proc = subprocess.run(
-        [sys.executable, *args, f"checkpoint.dir={tmp_path / 'a'}"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    proc = run_script(checkout, *args, f"checkpoint.dir={tmp_path / 'a'}", check=False)
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert (
         "NonFiniteLossError: SFRIK: non-finite loss at global step 0 (epoch 0, batch 0): regulariser (mmd) "
@@ -187,13 +176,5 @@ def test_main_pretrain_stops_when_the_regulariser_overflows(tmp_path, image_fold
     ) in proc.stderr, proc.stderr[-4000:]
     assert not list((tmp_path / "a").rglob("*.ckpt"))  # no checkpoint of the failed epoch
 
-    proc = subprocess.run(
-        [sys.executable, *args, f"checkpoint.dir={tmp_path / 'b'}", "method_kwargs.stop_on_non_finite=false"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = run_script(checkout, *args, f"checkpoint.dir={tmp_path / 'b'}", "method_kwargs.stop_on_non_finite=false")
     assert "training goes on (method_kwargs.stop_on_non_finite=false)" in proc.stderr

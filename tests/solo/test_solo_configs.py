@@ -8,9 +8,9 @@ Skipped where solo-learn (which brings hydra-core) is not installed.
 import importlib.resources
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
-pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
+require_solo_learn()
 
 import torch
 from helpers.solo import CPU, IN20, IN100, LINEAR, PRETRAIN, SEMISUP

@@ -11,20 +11,18 @@ solo-learn is not installed; the tests that run scripts are slow and need $SOLO_
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
-pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
+require_solo_learn()
 
 import torch
 import torchvision
 from helpers.images import make_image_folder
-from helpers.solo import solo_learn_checkout
+from helpers.solo import run_script, solo_learn_checkout
 from omegaconf import OmegaConf
 
 from sfrik_plugin.projector import build_projector
@@ -40,6 +38,7 @@ from sfrik_plugin.solo.convert import convert
 from sfrik_plugin.solo.convert import main as convert_main
 from sfrik_plugin.solo.linear_eval import init_head
 from sfrik_plugin.solo.semisup import labelled_samples, read_split_file
+from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 600
 PROJ = (64, 32)  # hidden, output widths of the synthetic projector
@@ -223,12 +222,8 @@ def test_split_file_with_missing_images_lists_a_few(folders, tmp_path):
 
 
 def run(args, cwd, env_update=None, check=True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1")
-    env.update(env_update or {})
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
-    if check:
-        assert proc.returncode == 0, f"{args[:3]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
-    return proc
+    """args run with solo's script environment, in cwd."""
+    return run_script(cwd, *args, set_env=env_update, check=check, timeout=TIMEOUT_S)
 
 
 # main_linear.py as it is, in this process; its backbone is saved when fit starts, then it stops
@@ -291,36 +286,20 @@ def test_main_linear_loads_converted_checkpoints_exactly(official, folders, tmp_
     assert all(torch.equal(loaded[k], v) for k, v in official["backbone"].items())
 
 
+def cpu_eval_script(tmp_path, script: str, checkpoint: Path, folders, **options) -> list:
+    """solo's evaluation script (main_knn.py, main_umap.py) through CPU_ONLY, on the checkpoint's
+    folder, the train folder and the final one, with solo's underscore options."""
+    (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
+    data = {"dataset": "custom", "train_data_path": folders["train"], "val_data_path": folders["final"]}
+    words = {"pretrained_checkpoint_dir": checkpoint.parent, **data, "batch_size": 8, "num_workers": 0, **options}
+    return [tmp_path / "cpu_only.py", solo_learn_checkout() / script, *command_line(words, separator="_")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["full_ckpt", "auh_ckpt"])
 def test_solo_main_knn_runs_on_plugin_checkpoints_through_the_hook(official, folders, tmp_path, key):
-    checkout = solo_learn_checkout()
-    (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
-    args = [
-        str(tmp_path / "cpu_only.py"),
-        str(checkout / "main_knn.py"),
-        "--pretrained_checkpoint_dir",
-        str(official[key].parent),
-        "--dataset",
-        "custom",
-        "--train_data_path",
-        str(folders["train"]),
-        "--val_data_path",
-        str(folders["final"]),
-        "--batch_size",
-        "8",
-        "--num_workers",
-        "0",
-        "--k",
-        "2",
-        "5",
-        "--temperature",
-        "0.07",
-        "--distance_function",
-        "cosine",
-        "--feature_type",
-        "backbone",
-    ]
+    knn = {"k": [2, 5], "temperature": 0.07, "distance_function": "cosine", "feature_type": "backbone"}
+    args = cpu_eval_script(tmp_path, "main_knn.py", official[key], folders, **knn)
     proc = run(args, cwd=tmp_path)
     assert proc.stdout.count("Result: acc@1=") == 2, proc.stdout[-2000:]
     off = run(args, cwd=tmp_path, env_update={"SFRIK_PLUGIN_SOLO_HOOK": "0"}, check=False)
@@ -330,56 +309,24 @@ def test_solo_main_knn_runs_on_plugin_checkpoints_through_the_hook(official, fol
 @pytest.mark.slow
 def test_solo_main_umap_runs_on_a_sfrik_checkpoint_through_the_hook(official, folders, tmp_path):
     pytest.importorskip("umap", reason="umap-learn is not installed (main_umap.py needs it)")
-    checkout = solo_learn_checkout()
-    (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
-    run(
-        [
-            str(tmp_path / "cpu_only.py"),
-            str(checkout / "main_umap.py"),
-            "--pretrained_checkpoint_dir",
-            str(official["full_ckpt"].parent),
-            "--dataset",
-            "custom",
-            "--train_data_path",
-            str(folders["train"]),
-            "--val_data_path",
-            str(folders["final"]),
-            "--batch_size",
-            "8",
-            "--num_workers",
-            "0",
-        ],
-        cwd=tmp_path,
-    )
+    run(cpu_eval_script(tmp_path, "main_umap.py", official["full_ckpt"], folders), cwd=tmp_path)
     assert (tmp_path / "im100_train_umap.pdf").is_file() and (tmp_path / "im100_val_umap.pdf").is_file()
+
+
+def sfrik_linear(checkpoint: Path, folders, out: Path, *overrides: str) -> list:
+    """sfrik-linear's words: linear_cpu on the train folder, the final folder read once at the end."""
+    solo = ["--config-name", "linear_cpu", f"data.train_path={folders['train']}", *overrides]
+    solo += [f"pretrained_feature_extractor='{checkpoint}'", "checkpoint.enabled=False"]
+    solo += [f"+default_root_dir={out.parent / 'runs'}"]
+    ours = ["--solo-learn-dir", solo_learn_checkout(), "--final-val-path", folders["final"], "--out", out]
+    return ["-m", "sfrik_plugin.solo.linear_eval", *ours, "--", *solo]
 
 
 @pytest.mark.slow
 def test_sfrik_linear_keeps_the_best_tuning_head_and_evaluates_it_once(official, folders, tmp_path):
-    checkout = solo_learn_checkout()
     out = tmp_path / "out"
-    proc = run(
-        [
-            "-m",
-            "sfrik_plugin.solo.linear_eval",
-            "--solo-learn-dir",
-            str(checkout),
-            "--final-val-path",
-            str(folders["final"]),
-            "--out",
-            str(out),
-            "--",
-            "--config-name",
-            "linear_cpu",
-            f"data.train_path={folders['train']}",
-            f"data.val_path={folders['tuning']}",
-            "max_epochs=3",
-            f"pretrained_feature_extractor='{official['full_ckpt']}'",
-            "checkpoint.enabled=False",
-            f"+default_root_dir={tmp_path / 'runs'}",
-        ],
-        cwd=tmp_path,
-    )
+    args = sfrik_linear(official["full_ckpt"], folders, out, f"data.val_path={folders['tuning']}", "max_epochs=3")
+    proc = run(args, cwd=tmp_path)
     assert "best tuning epoch" in proc.stdout
     (row,) = list(csv.DictReader(open(out / "linear_eval.csv")))
     assert int(row["best_epoch"]) in (0, 1, 2) and int(row["epochs"]) == 3 and int(row["final_images"]) == 20
@@ -404,30 +351,9 @@ def test_sfrik_linear_keeps_the_best_tuning_head_and_evaluates_it_once(official,
 
 @pytest.mark.slow
 def test_sfrik_linear_refuses_a_checkpoint_whose_keys_do_not_fit(folders, tmp_path):
-    checkout = solo_learn_checkout()
     state = {f"encoder_.{k}": v for k, v in random_resnet18_state().items()}  # main_linear keeps none of these
     torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
-    proc = run(
-        [
-            "-m",
-            "sfrik_plugin.solo.linear_eval",
-            "--solo-learn-dir",
-            str(checkout),
-            "--final-val-path",
-            str(folders["final"]),
-            "--out",
-            str(tmp_path / "out"),
-            "--",
-            "--config-name",
-            "linear_cpu",
-            f"data.train_path={folders['train']}",
-            f"pretrained_feature_extractor='{tmp_path / 'bad.ckpt'}'",
-            "checkpoint.enabled=False",
-            f"+default_root_dir={tmp_path / 'runs'}",
-        ],
-        cwd=tmp_path,
-        check=False,
-    )
+    proc = run(sfrik_linear(tmp_path / "bad.ckpt", folders, tmp_path / "out"), cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "missing keys: conv1.weight" in proc.stderr, proc.stderr[-3000:]
 
 

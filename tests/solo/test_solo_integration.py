@@ -7,25 +7,22 @@ Skipped as a whole where solo-learn is not installed (`make solo-learn` installs
 
 import json
 import math
-import os
-import subprocess
 import sys
 import textwrap
 import types
 from pathlib import Path
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
-pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
+require_solo_learn()
 
 import torch
 from helpers.images import NUM_CLASSES, make_image_folder
+from helpers.processes import run_code, run_python
 from helpers.solo import (
-    SUBPROCESS_TIMEOUT_S,
     cpu_cfg,
     fake_batch,
-    run_python,
     run_script,
     run_training_step,
     solo_learn_checkout,
@@ -277,7 +274,7 @@ def test_registration_never_replaces_another_method():
 
 def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
     # from a folder outside the repository: the installed package, not the source tree
-    proc = run_python(
+    proc = run_code(
         """
         import sys
         import hydra_plugins.sfrik_plugin.sfrik_searchpath as p
@@ -300,7 +297,7 @@ def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
 
 
 def test_sfrik_plugin_solo_import_does_not_need_solo(tmp_path):
-    run_python(
+    run_code(
         """
         import sys
         import sfrik_plugin.solo
@@ -333,7 +330,7 @@ def test_plugin_registration_is_lazy_and_never_fatal(monkeypatch):
 def test_plugin_appends_packaged_configs_and_registers(tmp_path):
     # a fresh process: composing "sfrik" without any config path goes through the plugin (the
     # import hook, which would register at `import solo.methods` already, switched off)
-    proc = run_python(
+    proc = run_code(
         """
         from hydra import compose, initialize
         from solo.methods import METHODS
@@ -345,7 +342,7 @@ def test_plugin_appends_packaged_configs_and_registers(tmp_path):
         print(METHODS["sfrik"].__module__)
     """,
         cwd=tmp_path,
-        env=dict(os.environ, SFRIK_PLUGIN_SOLO_HOOK="0"),
+        set_env={"SFRIK_PLUGIN_SOLO_HOOK": "0"},
     )
     assert proc.stdout.strip() == "sfrik_plugin.solo.sfrik"
 
@@ -380,36 +377,14 @@ def test_knn_command_registers_then_runs_main_knn(tmp_path):
                               "auh": METHODS["auh"].__name__}))
     """)
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sfrik_plugin.solo.knn",
-            "--solo-learn-dir",
-            str(checkout),
-            "--pretrained_checkpoint_dir",
-            "d",
-            "--k",
-            "10",
-            "20",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
+    knn = ["-m", "sfrik_plugin.solo.knn"]
+    proc = run_python(
+        *knn, "--solo-learn-dir", checkout, "--pretrained_checkpoint_dir", "d", "--k", 10, 20, cwd=tmp_path
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"argv": ["--pretrained_checkpoint_dir", "d", "--k", "10", "20"], "sfrik": "SFRIK", "auh": "AUH"}
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "sfrik_plugin.solo.knn", "--k", "10"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        env={k: v for k, v in os.environ.items() if k != "SOLO_LEARN_DIR"},
-    )
+    proc = run_python(*knn, "--k", "10", cwd=tmp_path, unset_env=["SOLO_LEARN_DIR"], check=False)
     assert proc.returncode != 0 and "sfrik-knn: no main_knn.py in" in proc.stderr
 
 
@@ -464,7 +439,7 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
 
     # 3. what main_knn.py relies on, in a fresh process from the checkout: the registration
     # makes METHODS["sfrik"] and load_from_checkpoint rebuilds the model from args.json
-    proc = run_python(
+    proc = run_code(
         f"""
         import json, torch
         from omegaconf import OmegaConf
@@ -525,29 +500,21 @@ def test_ddp_pretraining_shards_the_mmd_and_equals_the_all_gather(tmp_path, imag
     for shard in ("true", "false"):
         calls_dir, ckpt_dir = tmp_path / f"calls_{shard}", tmp_path / f"ckpt_{shard}"
         calls_dir.mkdir()
-        env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1", SFRIK_CALLS_DIR=str(calls_dir))
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(launcher),
-                "--config-name",
-                "sfrik_cpu",
-                f"data.train_path={image_folder}",
-                f"checkpoint.dir={ckpt_dir}",
-                "+limit_train_batches=1",
-                f"+default_root_dir={tmp_path / 'runs'}",
-                'devices="2"',
-                "strategy=ddp",
-                f"method_kwargs.shard_mmd={shard}",
-                "scheduler.name=none",
-            ],
-            cwd=checkout,
-            capture_output=True,
-            text=True,
-            timeout=SUBPROCESS_TIMEOUT_S,
-            env=env,
+        run_script(
+            checkout,
+            launcher,
+            "--config-name",
+            "sfrik_cpu",
+            f"data.train_path={image_folder}",
+            f"checkpoint.dir={ckpt_dir}",
+            "+limit_train_batches=1",
+            f"+default_root_dir={tmp_path / 'runs'}",
+            'devices="2"',
+            "strategy=ddp",
+            f"method_kwargs.shard_mmd={shard}",
+            "scheduler.name=none",
+            set_env={"SFRIK_CALLS_DIR": str(calls_dir)},
         )
-        assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
         calls = {p.name: json.loads(p.read_text())["sharded"] for p in calls_dir.iterdir()}
         assert set(calls) == {"rank0.json", "rank1.json"}, calls
         if shard == "true":

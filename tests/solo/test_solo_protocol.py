@@ -8,21 +8,19 @@ that run solo's scripts are marked slow and need its checkout ($SOLO_LEARN_DIR).
 """
 
 import math
-import os
 import subprocess
-import sys
 import sysconfig
-import textwrap
 import types
 from pathlib import Path
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
-pytest.importorskip("hydra", reason="hydra-core is not installed (it comes with solo-learn)")
+require_solo_learn()
 
 import torch
 from helpers.images import make_image_folder
+from helpers.processes import run_code, run_python
 from helpers.solo import CPU, IN20, IN100, MULTICROP, PRETRAIN, run_script, solo_learn_checkout
 from hydra import compose, initialize
 from omegaconf import OmegaConf
@@ -34,7 +32,6 @@ from sfrik_plugin.solo import register_methods
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
-SUBPROCESS_TIMEOUT_S = 300
 # methods whose projector is the shared one exactly (sfrik_plugin.projector.build_projector)
 SHARED = {"sfrik", "auh", "simclr_shared"}
 
@@ -339,19 +336,8 @@ def test_multicrop_config_trains_two_cpu_steps_in_main_pretrain(tmp_path, image_
 
 
 def fresh(code: str, env_update=None, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("SFRIK_PLUGIN_SOLO_HOOK", None)
-    env.update(env_update or {})
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        env=env,
-        cwd=cwd,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
+    """code in a fresh interpreter, the hook's switch as env_update sets it (default: on)."""
+    return run_code(code, cwd=cwd, unset_env=["SFRIK_PLUGIN_SOLO_HOOK"], set_env=env_update)
 
 
 def test_hook_registers_the_methods_in_a_fresh_interpreter(tmp_path):
@@ -458,14 +444,6 @@ def test_installed_pth_is_the_current_hook():
 @pytest.mark.slow
 def test_regular_install_build_writes_the_pth(tmp_path):
     # what a wheel (pip install .) is made of: build_py's output, the wheel's root = site-packages
-    proc = subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        env=dict(os.environ, SFRIK_CPU_ONLY="1"),
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_python("setup.py", "-q", "build_py", "--build-lib", tmp_path / "lib", cwd=REPO, set_env={"SFRIK_CPU_ONLY": "1"})
     assert (tmp_path / "lib" / "sfrik_plugin_solo_hook.pth").read_text() == hook_line()
     assert (tmp_path / "lib" / "sfrik_plugin" / "solo_hook.py").is_file()

@@ -11,18 +11,17 @@ without them the resumed epoch draws another shuffle and other augmentations.
 Slow; needs solo-learn and its checkout ($SOLO_LEARN_DIR), skipped otherwise.
 """
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.solo import require_solo_learn
 
-pytest.importorskip("solo.methods", reason="solo-learn is not installed (make solo-learn)")
+require_solo_learn()
 
 import torch
 from helpers.images import make_image_folder
-from helpers.solo import solo_learn_checkout
+from helpers.solo import run_script, solo_learn_checkout
 
 TIMEOUT_S = 600
 
@@ -41,12 +40,7 @@ def pretrain(checkout: Path, images: Path, out: Path, *extra: str) -> subprocess
         f"+default_root_dir={out / 'runs'}",
         *extra,
     ]
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=checkout, capture_output=True, text=True, timeout=TIMEOUT_S, env=env
-    )
-    assert proc.returncode == 0, f"main_pretrain.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}"
-    return proc
+    return run_script(checkout, *args, set_env={"OMP_NUM_THREADS": "1"}, timeout=TIMEOUT_S)
 
 
 def checkpoint(out: Path, epoch: int) -> Path:

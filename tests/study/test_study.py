@@ -16,10 +16,12 @@ import torch
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
-from helpers.images import make_folder
+from helpers.images import folder_dataset, make_folder
+from helpers.processes import run_python
 
 from sfrik_plugin.study import plan, quality, stats
 from sfrik_plugin.study.store import FIELDS, ResultsFile
+from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 900
 
@@ -153,25 +155,10 @@ def test_tuning_runs_without_the_test_split(tmp_path):
     assert row["status"] == "ok" and 0 <= row["linear_top1"] <= 100 and row["split"] == "validation"
 
 
-def study_command(folder, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "sfrik_plugin.study",
-        "--preset",
-        "smoke",
-        "--dataset",
-        "folder",
-        "--data-dir",
-        str(folder),
-        "--image-size",
-        "12",
-        "--out",
-        str(out),
-        "--library",
-        "lightly",
-        *extra,
-    ]
+def study_args(folder, out, *extra) -> list[str]:
+    """`-m sfrik_plugin.study` on the smoke preset and a tiny image folder."""
+    options = {"preset": "smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
+    return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
 
 
 def rows_of(path):
@@ -188,7 +175,7 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     out = tmp_path / "out"
     results = out / "results.csv"
     proc = subprocess.Popen(
-        study_command(folder, out, "--phases", "tune", "final", "ablation", "table"),
+        [sys.executable, *study_args(folder, out, "--phases", "tune", "final", "ablation", "table")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -200,8 +187,7 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     proc.wait()
     before = rows_of(results)
     assert 4 <= len(before) < plan.Planner(plan.PRESETS["smoke"]).count()
-    done = subprocess.run(study_command(folder, out), capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = run_python(*study_args(folder, out), timeout=TIMEOUT_S)
     assert f"{len(before)} already in" in done.stdout
     after = rows_of(results)
     ids = [r["run_id"] for r in after]
@@ -220,7 +206,5 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
         "## Step time",
     ):
         assert heading in summary
-    rerun = subprocess.run(
-        study_command(folder, out, "--phases", "tune", "final"), capture_output=True, text=True, timeout=TIMEOUT_S
-    )
-    assert rerun.returncode == 0 and len(rows_of(results)) == len(after)  # nothing left to do
+    run_python(*study_args(folder, out, "--phases", "tune", "final"), timeout=TIMEOUT_S)
+    assert len(rows_of(results)) == len(after)  # nothing left to do
