@@ -137,7 +137,7 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl
         if loss == "mmd":
             ref, tol = bounds.mmd(u1, kernel_weights)
             check_value(
-                sfrik_plugin.mmd_uniform(z1, kernel_weights, impl=impl, tile_size=tile),
+                sfrik_plugin.mmd_uniform(z1, kernel_weights, mmd_impl=impl, mmd_tile_size=tile),
                 ref,
                 tol,
                 f"mmd_uniform ({impl})",
@@ -155,7 +155,7 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl
                 mmd_loss_weight=reg,
                 kernel_weights=kernel_weights,
                 mmd_impl=impl,
-                tile_size=tile,
+                mmd_tile_size=tile,
             )
             regs = [bounds.mmd(u, kernel_weights) for u in (u1, u2)]
         else:
@@ -199,7 +199,7 @@ def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, nu
             mmd_loss_weight=2.0,
             kernel_weights=kernel_weights,
             mmd_impl=impl,
-            tile_size=tile,
+            mmd_tile_size=tile,
         )
     bounds = LossBounds(views[0].shape[1], views[0].dtype)
     units = [np_sphere(z.double().numpy()) for z in views]
@@ -263,7 +263,9 @@ def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w, imp
     a, b = (x.detach().clone().requires_grad_() for x in (z1, z2))
     with watchdog():
         if loss == "sfrik":
-            terms = sfrik_plugin.sfrik_loss_terms(a, b, kernel_weights=kernel_weights, mmd_impl=impl, tile_size=tile)
+            terms = sfrik_plugin.sfrik_loss_terms(
+                a, b, kernel_weights=kernel_weights, mmd_impl=impl, mmd_tile_size=tile
+            )
         else:
             terms = sfrik_plugin.auh_loss_terms(a, b, t=t)
         got = torch.autograd.grad(w[0] * terms.invariance + w[1] * terms.regulariser, (a, b))

@@ -35,12 +35,12 @@ def make_problem(num_views: int):
 
 
 # The regulariser's ways across processes: sharded (each rank its rows against the gathered batch)
-# with one dense block or in tiles of 3 rows, and the all-gather with autograd (shard=False).
+# with one dense block or in tiles of 3 rows, and the all-gather with autograd (shard_mmd=False).
 VARIANTS = {
-    "sharded dense": dict(shard=True, mmd_impl="dense"),
-    "sharded tiled": dict(shard=True, mmd_impl="tiled", tile_size=3),
-    "gathered dense": dict(shard=False, mmd_impl="dense"),
-    "gathered tiled": dict(shard=False, mmd_impl="tiled", tile_size=3),
+    "sharded dense": dict(shard_mmd=True, mmd_impl="dense"),
+    "sharded tiled": dict(shard_mmd=True, mmd_impl="tiled", mmd_tile_size=3),
+    "gathered dense": dict(shard_mmd=False, mmd_impl="dense"),
+    "gathered tiled": dict(shard_mmd=False, mmd_impl="tiled", mmd_tile_size=3),
 }
 
 # name -> (number of views, loss terms of the projected views, variants); invariance is the local-batch term.
@@ -121,7 +121,7 @@ def check_mmd_uniform(rank: int, world_size: int) -> None:
     compiled, tiled._use_extension = tiled._use_extension, lambda t: False
     try:
         layer.zero_grad()
-        loss = mmd_uniform(layer(x[local]), (1.0, 2.0), gather_distributed=True, impl="tiled", tile_size=3)
+        loss = mmd_uniform(layer(x[local]), (1.0, 2.0), gather_distributed=True, mmd_impl="tiled", mmd_tile_size=3)
         loss.backward()
     finally:
         tiled._use_extension = compiled

@@ -56,12 +56,12 @@ def test_reduced_precision_regulariser_against_float64_on_the_rounded_rows(devic
     expected = reference_mmd(z, precision)
     z = z.to(device)
     for impl in ("dense", "tiled"):
-        got = mmd_uniform(z, WEIGHTS, impl=impl, tile_size=128, gram_precision=precision)
+        got = mmd_uniform(z, WEIGHTS, mmd_impl=impl, mmd_tile_size=128, gram_precision=precision)
         assert got.dtype == torch.float32
         # on CUDA the rounded rows go through a TF32 or half GEMM (float32 sums, in cuBLAS's order)
         torch.testing.assert_close(got.cpu().double(), expected, rtol=2e-6 * SLACK[device], atol=0)
     if precision != "float32":  # the option changes the numbers, by the rounding's size
-        plain = mmd_uniform(z, WEIGHTS, impl="dense").cpu().double()
+        plain = mmd_uniform(z, WEIGHTS, mmd_impl="dense").cpu().double()
         assert abs(plain - expected) > 1e-7 * abs(expected)
 
 
@@ -71,7 +71,9 @@ def test_gradient_is_straight_through_the_rounding(device, precision):
     # respect to r, pushed back through the normalisation at u.
     z = torch.randn(200, 32, generator=torch.Generator().manual_seed(2)).to(device).requires_grad_()
     for impl in ("dense", "tiled"):
-        (got,) = torch.autograd.grad(mmd_uniform(z, WEIGHTS, impl=impl, tile_size=64, gram_precision=precision), z)
+        (got,) = torch.autograd.grad(
+            mmd_uniform(z, WEIGHTS, mmd_impl=impl, mmd_tile_size=64, gram_precision=precision), z
+        )
         z64 = z.detach().cpu().double().requires_grad_()
         u = F.normalize(z64, dim=1)
         r = u + (round_rows(F.normalize(z.detach().cpu(), dim=1), precision).double() - u).detach()

@@ -1,4 +1,4 @@
-"""The tiled regulariser (sfrik::gram_series_sum and mmd_uniform(impl="tiled")): values against a
+"""The tiled regulariser (sfrik::gram_series_sum and mmd_uniform(mmd_impl="tiled")): values against a
 scipy Gegenbauer sum, gradients against float64 autograd of the dense formula, equality with the
 dense path (odd sizes, n not a multiple of the tile, one-row tiles), registrations (opcheck) and
 argument errors on every device (the `device` fixture: the device-generic driver with cuBLAS
@@ -104,8 +104,8 @@ def test_op_without_gradients_returns_empty_gradient_tensors(device):
 )
 def test_mmd_uniform_tiled_equals_dense_with_gradients(device, dtype, tol, n, q, tile):
     z = randn(n, q, seed=n, dtype=dtype, device=device).requires_grad_()
-    dense = mmd_uniform(z, WEIGHTS, impl="dense")
-    tiled = mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=tile)
+    dense = mmd_uniform(z, WEIGHTS, mmd_impl="dense")
+    tiled = mmd_uniform(z, WEIGHTS, mmd_impl="tiled", mmd_tile_size=tile)
     (g_dense,) = torch.autograd.grad(dense, z)
     (g_tiled,) = torch.autograd.grad(tiled, z)
     torch.testing.assert_close(tiled, dense, rtol=tol, atol=tol)
@@ -117,15 +117,15 @@ def test_mmd_uniform_tiled_equals_dense_with_gradients(device, dtype, tol, n, q,
 
 def test_float32_tiled_against_float64(device):
     z = randn(1000, 64, seed=3, device=device)
-    exact = mmd_uniform(z.double(), WEIGHTS, impl="dense")
+    exact = mmd_uniform(z.double(), WEIGHTS, mmd_impl="dense")
     torch.testing.assert_close(
-        mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=128).double(), exact, rtol=1e-5, atol=1e-6
+        mmd_uniform(z, WEIGHTS, mmd_impl="tiled", mmd_tile_size=128).double(), exact, rtol=1e-5, atol=1e-6
     )
 
 
 def test_gradcheck_and_double_backward(device):
     z = randn(40, 6, seed=4, dtype=torch.float64, device=device).requires_grad_()
-    fn = lambda v: mmd_uniform(v, (1.0, 2.0, 0.5), impl="tiled", tile_size=16)  # noqa: E731
+    fn = lambda v: mmd_uniform(v, (1.0, 2.0, 0.5), mmd_impl="tiled", mmd_tile_size=16)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (z,))
     assert torch.autograd.gradgradcheck(fn, (z,))
     x, y = (
@@ -163,8 +163,8 @@ def test_fallback_without_the_operator_equals_dense(device, monkeypatch):
 
     monkeypatch.setattr(tiled, "_use_extension", lambda t: False)
     z = randn(45, 7, seed=15, dtype=torch.float64, device=device).requires_grad_()
-    dense = mmd_uniform(z, WEIGHTS, impl="dense")
-    fallback = mmd_uniform(z, WEIGHTS, impl="tiled", tile_size=8)
+    dense = mmd_uniform(z, WEIGHTS, mmd_impl="dense")
+    fallback = mmd_uniform(z, WEIGHTS, mmd_impl="tiled", mmd_tile_size=8)
     torch.testing.assert_close(fallback, dense, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(
         torch.autograd.grad(fallback, z)[0], torch.autograd.grad(dense, z)[0], rtol=1e-11, atol=1e-13
@@ -174,8 +174,8 @@ def test_fallback_without_the_operator_equals_dense(device, monkeypatch):
 def test_sfrik_and_multicrop_losses_tiled_equal_dense(device):
     z = [randn(70, 12, seed=s, dtype=torch.float64, device=device).requires_grad_() for s in range(4)]
     for fn in (
-        lambda impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, tile_size=32),
-        lambda impl: sfrik_multicrop_loss_terms(z, 2, reg_small=True, mmd_impl=impl, tile_size=32),
+        lambda impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, mmd_tile_size=32),
+        lambda impl: sfrik_multicrop_loss_terms(z, 2, reg_small=True, mmd_impl=impl, mmd_tile_size=32),
     ):
         dense, tiled = fn("dense"), fn("tiled")
         for a, b in zip(dense, tiled):
@@ -195,7 +195,7 @@ def test_peak_memory_is_tiles_not_the_n_by_n_matrix():
 
     def step(impl):
         z.grad = None
-        mmd_uniform(z, WEIGHTS, impl=impl, tile_size=tile).backward()
+        mmd_uniform(z, WEIGHTS, mmd_impl=impl, mmd_tile_size=tile).backward()
 
     dense, tiled = profile_cpu_peak_bytes(lambda: step("dense")), profile_cpu_peak_bytes(lambda: step("tiled"))
     assert dense >= n_by_n  # the dense path holds n x n matrices
@@ -248,9 +248,9 @@ def test_opcheck(device):
             ValueError,
             "coeffs must be finite",
         ),
-        (lambda x: mmd_uniform(x, WEIGHTS, impl="flash"), ValueError, "impl must be one of"),
-        (lambda x: mmd_uniform(x, WEIGHTS, tile_size=0), ValueError, "tile_size must be an integer >= 1"),
-        (lambda x: mmd_uniform(x, WEIGHTS, tile_size=2.5), TypeError, "tile_size must be an integer"),
+        (lambda x: mmd_uniform(x, WEIGHTS, mmd_impl="flash"), ValueError, "mmd_impl must be one of"),
+        (lambda x: mmd_uniform(x, WEIGHTS, mmd_tile_size=0), ValueError, "mmd_tile_size must be an integer >= 1"),
+        (lambda x: mmd_uniform(x, WEIGHTS, mmd_tile_size=2.5), TypeError, "mmd_tile_size must be an integer"),
         (lambda x: mmd_uniform(x, WEIGHTS, shard_mmd="yes"), TypeError, "shard_mmd must be a bool"),
         (lambda x: sfrik_loss_terms(x, x, mmd_impl="fast"), ValueError, "impl must be one of"),
     ],
