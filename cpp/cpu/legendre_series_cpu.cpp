@@ -15,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../elementwise_ops.h"
 #include "../legendre_recurrence.h"
 #include "../operands.h"
 
@@ -234,15 +235,6 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   return ops.out;
 }
 
-at::Tensor legendre_series_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q) {
-  return run_elementwise(t, nullptr, make_tables(coeffs, q, 0));
-}
-
-at::Tensor legendre_series_backward_cpu(const at::Tensor& grad, const at::Tensor& t, at::ArrayRef<double> coeffs,
-                                        int64_t q, int64_t order) {
-  return run_elementwise(t, &grad, make_tables(coeffs, q, order));
-}
-
 at::Tensor legendre_series_reduce_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q, bool mean) {
   check_input(t, "t");
   check_cpu(t);
@@ -262,9 +254,9 @@ at::Tensor legendre_series_reduce_cpu(const at::Tensor& t, at::ArrayRef<double> 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sfrik, CPU, m) {
-  m.impl("legendre_series", &legendre_series_cpu);
+  m.impl("legendre_series", &legendre_series_op<run_elementwise>);
   m.impl("legendre_series_reduce", &legendre_series_reduce_cpu);
-  m.impl("legendre_series_backward", &legendre_series_backward_cpu);
+  m.impl("legendre_series_backward", &legendre_series_backward_op<run_elementwise>);
 }
 
 }  // namespace sfrik

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "../elementwise_ops.h"
 #include "../legendre_recurrence.h"
 #include "../operands.h"
 
@@ -214,15 +215,6 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   return ops.out;
 }
 
-at::Tensor legendre_series_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q) {
-  return run_elementwise(t, nullptr, make_tables(coeffs, q, 0));
-}
-
-at::Tensor legendre_series_backward_cuda(const at::Tensor& grad, const at::Tensor& t, at::ArrayRef<double> coeffs,
-                                         int64_t q, int64_t order) {
-  return run_elementwise(t, &grad, make_tables(coeffs, q, order));
-}
-
 at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q, bool mean) {
   check_input(t, "t");
   check_cuda(t);
@@ -250,9 +242,9 @@ at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double>
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sfrik, CUDA, m) {
-  m.impl("legendre_series", &legendre_series_cuda);
+  m.impl("legendre_series", &legendre_series_op<run_elementwise>);
   m.impl("legendre_series_reduce", &legendre_series_reduce_cuda);
-  m.impl("legendre_series_backward", &legendre_series_backward_cuda);
+  m.impl("legendre_series_backward", &legendre_series_backward_op<run_elementwise>);
 }
 
 }  // namespace sfrik
