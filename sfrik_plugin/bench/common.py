@@ -35,6 +35,15 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# What identifies a cell of the losses and tiled suites: the first columns of their CSVs.
+CELL_FIELDS = ("suite", "n", "q", "dtype", "device")
+
+
+def cell(suite: str, n: int, q: int, dtype: str, device: torch.device) -> dict[str, object]:
+    """The CELL_FIELDS of one row."""
+    return {"suite": suite, "n": n, "q": q, "dtype": dtype, "device": str(device)}
+
+
 def bench_device(name: str) -> torch.device:
     """The --device a suite runs on; a clear exit where CUDA is asked for and absent."""
     device = torch.device(name)

@@ -293,9 +293,7 @@ def plot(rows: list, path: str, title: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    output.save_figure(fig, path)
 
 
 def print_header(device: torch.device, dtype: torch.dtype) -> None:

@@ -60,11 +60,7 @@ METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "sfrik_reference", "vi
 FLOOR_N, FLOOR_Q, FLOOR_TARGET = 2048, 8192, 1.15
 HEADLINE_N, HEADLINE_Q, HEADLINE_TARGET = 2048, 32768, 10.0
 CSV_FIELDS = (
-    "suite",
-    "n",
-    "q",
-    "dtype",
-    "device",
+    *common.CELL_FIELDS,
     "method",
     "source",
     "status",
@@ -223,11 +219,7 @@ def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) ->
     rows, runnable = [], {}
     for name in args.methods:
         base = {
-            "suite": "losses",
-            "n": n,
-            "q": q,
-            "dtype": args.dtype,
-            "device": str(device),
+            **common.cell("losses", n, q, args.dtype, device),
             "method": name,
             "autocast": getattr(args, "autocast", "none"),
         }
@@ -367,9 +359,7 @@ def plot(rows: list, path: str, title: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    output.save_figure(fig, path)
 
 
 def run(args) -> int:

@@ -222,6 +222,4 @@ def plot(rows: list, path: str, title: str) -> None:
     ax.set(yscale="log", ylabel="ms, forward + backward, per process")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    output.save_figure(fig, path)

@@ -43,11 +43,7 @@ WITHIN_TARGET, WITHIN_BATCHES = 1.3, (2048, 8192)
 SYMMETRY_TARGET, SYMMETRY_CELL = 1.6, (4096, 8192)
 IMPLS = ("dense", "tiled-all", "tiled")
 CSV_FIELDS = (
-    "suite",
-    "n",
-    "q",
-    "dtype",
-    "device",
+    *common.CELL_FIELDS,
     "what",
     "impl",
     "tile",
@@ -141,11 +137,7 @@ def measure(steps: dict[str, common.Step], leaf: torch.Tensor, repeats: int) -> 
 
 def run_cell(n: int, q: int, args, device, dtype, tile: int, impls=IMPLS) -> list[dict]:
     base = {
-        "suite": "tiled",
-        "n": n,
-        "q": q,
-        "dtype": args.dtype,
-        "device": str(device),
+        **common.cell("tiled", n, q, args.dtype, device),
         "what": "mmd_uniform",
         "tile": tile,
     }
@@ -191,11 +183,7 @@ def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> list[dict]:
     results = measure(steps, leaf, args.repeats or 3)
     rows = [
         {
-            "suite": "tiled",
-            "n": n,
-            "q": q,
-            "dtype": args.dtype,
-            "device": str(device),
+            **common.cell("tiled", n, q, args.dtype, device),
             "what": "sfrik_loss",
             "impl": impl,
             "tile": tile,
@@ -327,11 +315,7 @@ def tile_sweep(args, device, dtype) -> list[dict]:
     results = measure(steps, leaf, args.repeats or 3)
     return [
         {
-            "suite": "tiled",
-            "n": n,
-            "q": q,
-            "dtype": args.dtype,
-            "device": str(device),
+            **common.cell("tiled", n, q, args.dtype, device),
             "what": "tile sweep",
             "impl": "tiled",
             "tile": t,
@@ -401,6 +385,4 @@ def plot(rows: list[dict], path: str, title: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[2].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    output.save_figure(fig, path)

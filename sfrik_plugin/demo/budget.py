@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sfrik_plugin.utils.arguments import positive_float
+from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 from . import data as datasets
 from .cli import SETTINGS, STUDY_CHOICES, Setting, study_preset
@@ -193,7 +193,7 @@ def format_summary(outcomes: list[Outcome], budget_s: float) -> str:
 
 
 def plot(outcomes: list[Outcome], path: Path) -> None:
-    from sfrik_plugin.utils.output import pyplot
+    from sfrik_plugin.utils.output import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -206,14 +206,11 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
     ax.set_xlabel("predicted quick-demo wall time (min, 2 CPU cores)")
     ax.set_ylabel("SFRIK - random, validation linear top-1 (points)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Lightning's import warns about setuptools' pkg_resources: nothing a user can act on.
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    ignore_lightning_import_warnings()
     args = parse_args(argv)
     from tqdm.auto import tqdm
 

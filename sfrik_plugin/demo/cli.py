@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from sfrik_plugin.utils.arguments import non_negative_int, positive_float, positive_int
+from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 from . import data as datasets
 from .experiment import TrainConfig
@@ -201,7 +201,7 @@ def format_results(rows: list[dict]) -> str:
 
 
 def plot_results(rows: list[dict], path: Path, title: str) -> None:
-    from sfrik_plugin.utils.output import pyplot
+    from sfrik_plugin.utils.output import pyplot, save_figure
 
     plt = pyplot()
     names = [r["method"] for r in rows]
@@ -220,14 +220,11 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
     cost.bar([r["method"] for r in trained], [float(r["sec_per_step"]) for r in trained], color="tab:gray")
     cost.set_ylabel("seconds per training step")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Lightning's import warns about setuptools' pkg_resources: nothing a demo user can act on.
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    ignore_lightning_import_warnings()
     args = parse_args(argv)
     setting = resolve_setting(args)
     from sfrik_plugin.baselines import available_library

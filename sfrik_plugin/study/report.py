@@ -256,7 +256,7 @@ def provenance_section(rows: Rows) -> list[str]:
 
 
 def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
-    from sfrik_plugin.utils.output import pyplot
+    from sfrik_plugin.utils.output import pyplot, save_figure
 
     plt = pyplot()
     q = preset.main_q
@@ -283,9 +283,7 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
     if methods:
         ax.legend()
     ax.set_title(f"{preset.dataset}: final runs at q = {q} (dashed: random encoder)")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "accuracy.png")
 
     # accuracy against q with bands
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -305,9 +303,7 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
     if ax.lines:
         ax.legend()
     ax.set_title(f"{preset.dataset}: linear top-1 against q")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_q.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "accuracy_vs_q.png")
 
     # ablation bars
     variants = ablation_variants(preset, chosen)
@@ -325,9 +321,7 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
         ax.set_ylabel("test linear top-1 (%), 95 % CI")
         _tight_ylim(ax, rows)
         ax.set_title(f"{preset.dataset}: ablations at q = {q}")
-        fig.tight_layout()
-        fig.savefig(out / "ablation.png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, out / "ablation.png")
 
 
 def _tight_ylim(ax, rows: Rows) -> None:

@@ -40,3 +40,20 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Any) -> None:
+    """Lays the figure out, writes it as a PNG (120 dpi, the size every plot here uses) and frees it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def ignore_lightning_import_warnings() -> None:
+    """Lightning's import warns that setuptools' pkg_resources is deprecated: nothing a user of these
+    commands can act on, so the commands that train do not show it."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
