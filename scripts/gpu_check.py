@@ -586,9 +586,9 @@ def stage_demo(ctx: Context, limit_s: float) -> Outcome:
     demo_out = ctx.out / "demo"
     if ctx.dry:
         folder = make_image_folder(ctx.out / "demo_images", classes=3, per_class=24, size=12)
-        data_options = {"dataset": "folder", "data_dir": folder, "image_size": 12, "methods": "sfrik", "epochs": 1}
-        tiny = {"train_size": 0, "probe_size": 0, "batch_size": 24, "width": 4, "proj_dim": 32, "knn_k": 5}
-        cmd = command_line({**data_options, **tiny, "accelerator": "cpu"})
+        dataset = {"dataset": "folder", "data_dir": folder, "image_size": 12}
+        tiny = {"epochs": 1, "train_size": 0, "probe_size": 0, "batch_size": 24, "width": 4, "proj_dim": 32, "knn_k": 5}
+        cmd = command_line({**dataset, "methods": "sfrik", **tiny, "accelerator": "cpu"})
         data = "dry run: a generated 3-class image folder, sfrik only, on the CPU"
     else:
         if FASHION_MNIST_DIR.is_dir():

@@ -17,6 +17,7 @@ over seeds (ties: the larger mean margin).
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -117,16 +118,24 @@ class Outcome:
     def mean_margin(self) -> float:
         return statistics.mean(self.margins) if self.margins else float("nan")
 
+    @property
+    def margins_text(self) -> str:
+        return " ".join(f"{m:+.2f}" for m in self.margins)
+
+    @property
+    def sfrik_linear_mean(self) -> float:
+        return statistics.mean(self.sfrik_linear) if self.sfrik_linear else float("nan")
+
     def csv_row(self) -> dict[str, object]:
         return {
             "epochs": self.epochs,
             "train_size": self.train_size,
             "steps_per_epoch": self.steps_per_epoch,
             "seeds": " ".join(map(str, self.seeds)),
-            "margins": " ".join(f"{m:+.2f}" for m in self.margins),
+            "margins": self.margins_text,
             "min_margin": round(self.min_margin, 2),
             "mean_margin": round(self.mean_margin, 2),
-            "sfrik_linear_mean": round(statistics.mean(self.sfrik_linear), 2) if self.seeds else float("nan"),
+            "sfrik_linear_mean": round(self.sfrik_linear_mean, 2),
             "predicted_demo_s": round(self.predicted_demo_s, 1),
             "within_budget": self.within_budget,
             "chosen": self.chosen,
@@ -176,10 +185,10 @@ def format_summary(outcomes: list[Outcome], budget_s: float) -> str:
             [
                 f"{o.epochs} x {o.train_size}",
                 str(o.epochs * o.steps_per_epoch),
-                " ".join(f"{m:+.2f}" for m in o.margins) or "-",
+                o.margins_text or "-",
                 f"{o.min_margin:+.2f}",
                 f"{o.mean_margin:+.2f}",
-                f"{statistics.mean(o.sfrik_linear):.2f}" if o.seeds else "-",
+                f"{o.sfrik_linear_mean:.2f}",
                 f"{o.predicted_demo_s:.0f}",
                 "chosen" if o.chosen else ("" if o.within_budget else "over budget"),
             ]
@@ -232,10 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             RunSpec("budget", "sfrik", base.proj_dim, seed, "validation", sfrik_setting),
         )
     ]
-    stores = {}
-    for c in args.candidates:
-        preset = study_preset(c.setting(base))
-        stores[c] = ResultsFile(out / c.key / "results.csv", preset.protocol())
+    presets = {c: study_preset(c.setting(base)) for c in args.candidates}
+    stores = {c: ResultsFile(out / c.key / "results.csv", presets[c].protocol()) for c in args.candidates}
     todo = [(c, s) for c in args.candidates for s in specs if s.run_id not in stores[c].done]
     total = len(args.candidates) * len(specs)
     print(
@@ -244,20 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     bar = tqdm(total=len(todo), desc="budget runs", unit="run", dynamic_ncols=True)
-    runners: dict[Candidate, StudyRunner] = {}
     try:
-        for c, spec in todo:
-            if c not in runners:
-                runners.clear()  # one candidate's data views at a time
-                runners[c] = StudyRunner(study_preset(c.setting(base)), data, library=None)
-            bar.set_postfix_str(f"{c.epochs}x{c.train_size} {spec.method} seed={spec.seed}")
-            row = runners[c].run(spec)
-            stores[c].append(row)
-            bar.update(1)
-            bar.write(
-                f"{c.epochs}x{c.train_size:<6d} {spec.method:6s} seed={spec.seed} {row['status']} "
-                f"linear {row['linear_top1']} ({row['wall_s']:.0f} s)"
-            )
+        # todo is in candidate order: one runner (its data views) per candidate, one at a time
+        for c, runs in itertools.groupby(todo, key=lambda run: run[0]):
+            runner = StudyRunner(presets[c], data, library=None)
+            for _, spec in runs:
+                bar.set_postfix_str(f"{c.epochs}x{c.train_size} {spec.method} seed={spec.seed}")
+                row = runner.run(spec)
+                stores[c].append(row)
+                bar.update(1)
+                bar.write(
+                    f"{c.epochs}x{c.train_size:<6d} {spec.method:6s} seed={spec.seed} {row['status']} "
+                    f"linear {row['linear_top1']} ({row['wall_s']:.0f} s)"
+                )
     finally:
         bar.close()
     outcomes = summarise(args.candidates, {c: stores[c].rows for c in args.candidates}, base.batch_size, args.budget_s)

@@ -55,10 +55,13 @@ def test_a_candidate_with_missing_or_diverged_runs_is_not_chosen():
 def test_candidates_parse_and_bad_ones_name_the_format(capsys):
     args = budget.parse_args(["--out", "x", "--candidates", "3x15000", "2X100"])
     assert args.candidates == [budget.Candidate(3, 15000), budget.Candidate(2, 100)]
-    for bad in ("3-15000", "0x100"):
+    for bad, says in (
+        ("3-15000", "expected EPOCHSxIMAGES, e.g. 3x15000, got '3-15000'"),
+        ("0x100", "must be positive"),
+    ):
         with pytest.raises(SystemExit):
             budget.parse_args(["--out", "x", "--candidates", bad])
-        assert "EPOCHSxIMAGES" in capsys.readouterr().err or "positive" in capsys.readouterr().err
+        assert says in capsys.readouterr().err
 
 
 @pytest.mark.slow

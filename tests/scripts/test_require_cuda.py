@@ -18,7 +18,13 @@ TIMEOUT_S = 120
 
 def run_one_cuda_test(require: bool) -> subprocess.CompletedProcess:
     return run_python(
-        *["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TESTS],
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        *CUDA_TESTS,
         cwd=ROOT,
         unset_env=[REQUIRE_CUDA_ENV],
         set_env={REQUIRE_CUDA_ENV: "1"} if require else None,
