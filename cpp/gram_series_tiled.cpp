@@ -72,11 +72,11 @@ class FullPrecisionMatmul {
 
 void check_rows(const at::Tensor& x, const char* name) {
   const at::ScalarType s = x.scalar_type();
-  TORCH_CHECK_TYPE(s == at::kFloat || s == at::kDouble, "sfrik: ", name,
+  SFRIK_CHECK_TYPE(s == at::kFloat || s == at::kDouble, "sfrik: ", name,
                    " must be a float32 or float64 tensor (cast float16/bfloat16 to float32 first: the Gram "
                    "entries need float32's digits), got ",
                    s);
-  TORCH_CHECK_VALUE(x.dim() == 2, "sfrik: ", name, " must be 2-D (rows, features), got shape ", x.sizes());
+  SFRIK_CHECK_VALUE(x.dim() == 2, "sfrik: ", name, " must be 2-D (rows, features), got shape ", x.sizes());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor& x,
@@ -88,17 +88,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
   const at::Tensor& y = symmetric ? x : *y_opt;
   if (!symmetric) {
     check_rows(y, "y");
-    TORCH_CHECK_VALUE(y.scalar_type() == x.scalar_type(), "sfrik: y must have the dtype of x (", x.scalar_type(),
+    SFRIK_CHECK_VALUE(y.scalar_type() == x.scalar_type(), "sfrik: y must have the dtype of x (", x.scalar_type(),
                       "), got ", y.scalar_type());
-    TORCH_CHECK_VALUE(y.device() == x.device(), "sfrik: y must be on the device of x (", x.device(), "), got ",
+    SFRIK_CHECK_VALUE(y.device() == x.device(), "sfrik: y must be on the device of x (", x.device(), "), got ",
                       y.device());
-    TORCH_CHECK_VALUE(y.size(1) == x.size(1), "sfrik: y must have as many features as x (", x.size(1), "), got shape ",
+    SFRIK_CHECK_VALUE(y.size(1) == x.size(1), "sfrik: y must have as many features as x (", x.size(1), "), got shape ",
                       y.sizes());
   }
-  TORCH_CHECK_VALUE(!(symmetric && grad_y),
+  SFRIK_CHECK_VALUE(!(symmetric && grad_y),
                     "sfrik: y is None (y = x), so grad_y must be false: grad_x is the "
                     "whole gradient");
-  TORCH_CHECK_VALUE(tile >= 1, "sfrik: tile must be an integer >= 1, got ", tile);
+  SFRIK_CHECK_VALUE(tile >= 1, "sfrik: tile must be an integer >= 1, got ", tile);
   make_tables(coeffs, q, 1);  // checks coeffs and q, and that psi' is finite, before any work
 
   static auto reduce_op = c10::Dispatcher::singleton()

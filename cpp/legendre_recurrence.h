@@ -14,6 +14,8 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
+#include "messages.h"
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -38,13 +40,13 @@ struct SeriesTables {
 };
 
 inline void check_q(int64_t q) {
-  TORCH_CHECK_VALUE(q >= 2, "sfrik: q must be an integer >= 2 (the sphere S^{q-1}), got ", q);
+  SFRIK_CHECK_VALUE(q >= 2, "sfrik: q must be an integer >= 2 (the sphere S^{q-1}), got ", q);
 }
 
 inline void check_coeffs(c10::ArrayRef<double> coeffs) {
-  TORCH_CHECK_VALUE(!coeffs.empty(), "sfrik: coeffs must be a non-empty list of floats");
+  SFRIK_CHECK_VALUE(!coeffs.empty(), "sfrik: coeffs must be a non-empty list of floats");
   for (size_t k = 0; k < coeffs.size(); ++k) {
-    TORCH_CHECK_VALUE(std::isfinite(coeffs[k]), "sfrik: coeffs must be finite, got coeffs[", k, "] = ", coeffs[k]);
+    SFRIK_CHECK_VALUE(std::isfinite(coeffs[k]), "sfrik: coeffs must be finite, got coeffs[", k, "] = ", coeffs[k]);
   }
 }
 
@@ -63,7 +65,7 @@ inline std::vector<double> derivative_coeffs(const std::vector<double>& c, doubl
 inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t q_in, int64_t order) {
   check_q(q_in);
   check_coeffs(coeffs);
-  TORCH_CHECK_VALUE(order >= 0, "sfrik: order must be >= 0, got ", order);
+  SFRIK_CHECK_VALUE(order >= 0, "sfrik: order must be >= 0, got ", order);
   std::vector<double> c(coeffs.begin(), coeffs.end());
   // The dimension grows by 2 per derivative, in double: q + 2 * order can leave int64's range.
   double q = static_cast<double>(q_in);
@@ -76,7 +78,7 @@ inline SeriesTables make_tables(c10::ArrayRef<double> coeffs, int64_t q_in, int6
     q += 2.0;
   }
   for (size_t k = 0; k < c.size(); ++k) {
-    TORCH_CHECK_VALUE(std::isfinite(c[k]), "sfrik: derivative of order ", order, " overflows: its coefficient ", k,
+    SFRIK_CHECK_VALUE(std::isfinite(c[k]), "sfrik: derivative of order ", order, " overflows: its coefficient ", k,
                       " is not finite");
   }
   SeriesTables tab;

@@ -7,6 +7,8 @@
 #include <ATen/ops/empty_like.h>
 #include <c10/util/Exception.h>
 
+#include "messages.h"
+
 namespace sfrik {
 
 // How a kernel reads grad: absent (plain series), one value broadcast to every element,
@@ -17,7 +19,7 @@ enum class GradMode : int { kNone = 0, kScalar = 1, kElementwise = 2 };
 inline void check_input(const at::Tensor& t, const char* name) {
   // Not at::isFloatingType: it also admits the float8 types, which the kernels do not dispatch.
   const at::ScalarType s = t.scalar_type();
-  TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "sfrik: ", name,
+  SFRIK_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "sfrik: ", name,
                    " must be a floating-point tensor (float16, bfloat16, float32 or float64), got ", t.scalar_type());
 }
 
@@ -53,14 +55,27 @@ inline at::Tensor align_like(const at::Tensor& grad, const at::Tensor& dense_t) 
 
 inline GradMode check_grad(const at::Tensor& grad, const at::Tensor& t) {
   check_input(grad, "grad");
-  TORCH_CHECK_VALUE(grad.scalar_type() == t.scalar_type(), "sfrik: grad must have the dtype of t (", t.scalar_type(),
+  SFRIK_CHECK_VALUE(grad.scalar_type() == t.scalar_type(), "sfrik: grad must have the dtype of t (", t.scalar_type(),
                     "), got ", grad.scalar_type());
-  TORCH_CHECK_VALUE(grad.device() == t.device(), "sfrik: grad must be on the device of t (", t.device(), "), got ",
+  SFRIK_CHECK_VALUE(grad.device() == t.device(), "sfrik: grad must be on the device of t (", t.device(), "), got ",
                     grad.device());
   if (is_broadcast_scalar(grad)) return GradMode::kScalar;
-  TORCH_CHECK_VALUE(grad.sizes() == t.sizes(), "sfrik: grad must have the shape of t ", t.sizes(),
+  SFRIK_CHECK_VALUE(grad.sizes() == t.sizes(), "sfrik: grad must have the shape of t ", t.sizes(),
                     " or be a single value, got shape ", grad.sizes());
   return GradMode::kElementwise;
+}
+
+// x (n, q) and, when given, y of x's shape, dtype and device: the rows of row_stats.
+inline void check_row_operands(const at::Tensor& x, const at::Tensor* y) {
+  check_input(x, "x");
+  SFRIK_CHECK_VALUE(x.dim() == 2, "sfrik: x must be 2-D (rows, features), got shape ", x.sizes());
+  if (y == nullptr) return;
+  check_input(*y, "y");
+  SFRIK_CHECK_VALUE(y->scalar_type() == x.scalar_type(), "sfrik: y must have the dtype of x (", x.scalar_type(),
+                    "), got ", y->scalar_type());
+  SFRIK_CHECK_VALUE(y->device() == x.device(), "sfrik: y must be on the device of x (", x.device(), "), got ",
+                    y->device());
+  SFRIK_CHECK_VALUE(y->sizes() == x.sizes(), "sfrik: y must have the shape of x ", x.sizes(), ", got ", y->sizes());
 }
 
 // The operands of an elementwise op, laid out for a linear walk in memory order.

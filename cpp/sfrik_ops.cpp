@@ -32,6 +32,12 @@ TORCH_LIBRARY(sfrik, m) {
   m.def(
       "gram_series_sum(Tensor x, Tensor? y, float[] coeffs, int q, int tile, bool grad_x, bool grad_y) "
       "-> (Tensor, Tensor, Tensor)");
+  // Row sums of products of 2-D x (n, q) and y (same shape), accumulated in double from the exact
+  // products, in one pass: (n, 1) float64 [x_i . x_i] when y is None, else (n, 3) float64
+  // [x_i . x_i, y_i . y_i, x_i . y_i]. Squared norms that a float32 sum of squares would overflow
+  // (entries past ~1.8e19) or flush (entries below ~1e-19), and the distance between two rows
+  // normalised without the cancellation of 1 - cos (sfrik_plugin/sphere_autograd.py).
+  m.def("row_stats(Tensor x, Tensor? y) -> Tensor");
 }
 
 namespace {

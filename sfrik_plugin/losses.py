@@ -25,7 +25,14 @@ from torch import nn
 from . import defaults
 from .distributed import gather_views, world_size
 from .regulariser import MMDOptions, auh_uniformity, mmd_of_gram, mmd_regularisers, plan_regulariser
-from .sphere_autograd import as_compute_dtype, autocast_disabled, gram_matrix, to_sphere, two_view_sphere_grams
+from .sphere_autograd import (
+    as_compute_dtype,
+    autocast_disabled,
+    gram_matrix,
+    sphere_invariance,
+    to_sphere,
+    two_view_sphere_grams,
+)
 from .validation import (
     Coeffs,
     check_bool,
@@ -88,7 +95,7 @@ def _two_view_terms(
             regularisers = [regulariser_of_gram(gram, q) for gram in grams]
         else:
             units = [to_sphere(z1), to_sphere(z2)]
-            invariance = F.mse_loss(units[0], units[1])
+            invariance = sphere_invariance(as_compute_dtype(z1), as_compute_dtype(z2))
             if regularisers_of_units is not None:
                 regularisers = regularisers_of_units(units)
             else:

@@ -138,3 +138,33 @@ def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
 torch.library.register_autograd("sfrik::gram_series_sum", _gram_sum_grad, setup_context=_gram_sum_setup)
 for _device in ("cpu", "cuda"):
     torch.library.register_autocast("sfrik::gram_series_sum", _device, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# sfrik::row_stats: double row sums [x.x] or [x.x, y.y, x.y] (sfrik_plugin/rows.py).
+
+
+@torch.library.register_fake("sfrik::row_stats")
+def _row_stats_fake(x, y):
+    return x.new_empty((x.shape[0], 1 if y is None else 3), dtype=torch.float64)
+
+
+def _row_stats_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _row_stats_grad(ctx, grad):
+    # Written with differentiable ops of x and y: higher derivatives are exact too.
+    x, y = ctx.saved_tensors
+    if y is None:
+        return 2 * grad.to(x.dtype) * x, None
+    g = grad.to(x.dtype)
+    dx = dy = None
+    if ctx.needs_input_grad[0]:
+        dx = torch.addcmul(g[:, 2:3] * y, g[:, 0:1], x, value=2.0)
+    if ctx.needs_input_grad[1]:
+        dy = torch.addcmul(g[:, 2:3] * x, g[:, 1:2], y, value=2.0)
+    return dx, dy
+
+
+torch.library.register_autograd("sfrik::row_stats", _row_stats_grad, setup_context=_row_stats_setup)

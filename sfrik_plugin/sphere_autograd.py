@@ -4,30 +4,23 @@ invariance. Every backward is written with differentiable torch ops of saved inp
 so double backward is exact too.
 
 Why: at n = 2048, q = 8192 the SFRIK loss is four n x n x q GEMMs plus elementwise passes over
-n x q tensors; each avoided pass is ~1/20 of a GEMM on a CPU."""
+n x q tensors; each avoided pass is ~1/20 of a GEMM on a CPU.
+
+Nothing here reads a value back to the host (no data-dependent branch, no .item()), so the loss
+runs ahead of the host, captures in a CUDA graph and compiles with torch.compile(fullgraph=True),
+and the number of kernels does not depend on the sizes: the row statistics come from one pass
+(rows.row_stats, in double), whatever the rows hold."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
 
-
-def row_norms(z: torch.Tensor) -> torch.Tensor:
-    """||z_i|| as an (n, 1) column. The sum of squares overflows in float32 once an entry passes
-    ~1.8e19 (a diverging network) although the norm itself is representable: those rows are
-    recomputed from z / max|z_i|, so the loss stays right instead of turning them into 0. The
-    check costs one host sync, on rows that are inf only."""
-    norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
-    if torch.isinf(norm).any():
-        overflow = torch.isinf(norm) & torch.isfinite(z).all(dim=1, keepdim=True)  # inf entries stay inf
-        scale = z.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
-        norm = torch.where(overflow, torch.linalg.vector_norm(z / scale, dim=1, keepdim=True) * scale, norm)
-    return norm
+from .rows import finite_or_nan, row_norms, row_stats
 
 
 class _RowNormalize(torch.autograd.Function):
@@ -77,79 +70,72 @@ def gram_matrix(u: torch.Tensor) -> torch.Tensor:
 class _TwoViewSphereGrams(torch.autograd.Function):
     """(z1, z2) -> (G1, G2, mse(u1, u2)) with u = z / d, d = max(||z||, eps) row-wise, G = u u^T.
 
-    Normalisation, Gram matrices and invariance in one function whose passes over the n x q data
-    are few: on a 2-core CPU the SFRIK loss at n = 2048, q = 8192 is memory-bound beyond its four
-    GEMMs, and each pass over an n x q tensor costs ~1/30 of a GEMM.
-    - forward: u is never written. G = diag(1/d) (z z^T) diag(1/d) (n x n scaling), and
-      |u1_i - u2_i|^2 in cache-sized row blocks (one pass over z1 and z2).
-    - backward, for a view z (other view z', c = 2 dmse / (n q), S = Gbar + Gbar^T):
+    Normalisation, Gram matrices and invariance in one function, with few passes over the n x q
+    data and none of them data-dependent:
+    - forward: one pass (rows.row_stats) gives, per row and in double, |z1|^2, |z2|^2 and
+      <z1, z2>; from them the norms (right where float32 squares overflow) and the invariance
+      |u1 - u2|^2 = |z1|^2/d1^2 + |z2|^2/d2^2 - 2 <z1, z2>/(d1 d2) (the double sums keep the digits
+      that 1 - cos in float32 cancels). Then u = z / d (one pass) and G = u u^T (one GEMM each).
+    - backward, for a view u (other view u', c = 2 dmse / (n q), S = Gbar + Gbar^T):
         g = S u + c (u - u'),  dz = (g - u <g, u>) / d  (<g, u> masked to 0 below eps)
       <S u, u>_i = sum_j S_ij G_ij needs no n x q pass, so
-        dz = (diag(1/d) S diag(1/d) + diag((c - <g, u>) / d^2)) z - (c / (d d')) z'
-      is ONE GEMM whose addend (a row-scaled z') is fused into it (addmm).
+        dz = (diag(1/d) S + diag((c - <g, u>) / d)) u - (c / d) u'
+      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm). u is recomputed from the
+      saved z (one pass) rather than saved beside it.
     Under create_graph (double backward) the gradient is recomputed through differentiable ops
     of z instead, so higher derivatives are exact."""
 
     @staticmethod
     def forward(ctx, z1, z2, eps):
         ctx.set_materialize_grads(False)
-        n, q = z1.shape
-        norms = [row_norms(z) for z in (z1, z2)]
+        q = z1.shape[1]
         ctx.eps = eps
-        # z z^T overflows once a row norm passes sqrt(max) (float32: 1.8e19, a diverging network):
-        # then normalise first and let the backward recompute through autograd (one host sync).
-        ctx.normalised_first = bool(torch.stack([r.max() for r in norms]).max() > _overflow_norm(z1.dtype))
-        if ctx.normalised_first:
-            ctx.save_for_backward(z1, z2)
-            u1, u2 = (z / r.clamp_min(eps) for z, r in zip((z1, z2), norms))
-            return u1 @ u1.T, u2 @ u2.T, F.mse_loss(u1, u2)
-        inverse = [1.0 / r.clamp_min(eps) for r in norms]
-        grams = []
-        for z, inv in zip((z1, z2), inverse):
-            g = z @ z.T
-            grams.append(g.mul_(inv).mul_(inv.T))
-        distance = _row_distances_squared(z1, z2, inverse[0], inverse[1])  # |u1_i - u2_i|^2
-        squares = [(r * inv).square() for r, inv in zip(norms, inverse)]  # |u_i|^2
-        cross = (squares[0] + squares[1] - distance) / 2  # <u1_i, u2_i>
-        invariance = distance.sum() / (n * q)
-        ctx.save_for_backward(z1, z2, *grams, *norms, cross)
-        return grams[0], grams[1], invariance
+        stats = row_stats(z1, z2)  # (n, 3) float64: |z1|^2, |z2|^2, <z1, z2>
+        invariance, d = _invariance_of_stats(stats, eps, q, z1.dtype)
+        u1, u2 = _units(z1, z2, d)
+        g1, g2 = u1 @ u1.T, u2 @ u2.T
+        ctx.save_for_backward(z1, z2, stats, g1, g2)
+        return g1, g2, invariance
 
     @staticmethod
     def backward(ctx, dg1, dg2, dinvariance):
-        if ctx.normalised_first or torch.is_grad_enabled():
-            z1, z2 = ctx.saved_tensors[:2]
+        z1, z2, stats, g1, g2 = ctx.saved_tensors
+        if torch.is_grad_enabled():
             return _TwoViewSphereGrams._differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance)
-        z1, z2, g1, g2, r1, r2, cross = ctx.saved_tensors
         n, q = z1.shape
+        dtype = z1.dtype
+        norms = stats[:, :2].sqrt()
+        d64 = norms.clamp_min(ctx.eps)
+        u1, u2 = _units(z1, z2, d64)
+        inverse = finite_or_nan(1.0 / d64, dtype)  # (n, 2)
+        mask = (norms >= ctx.eps).to(dtype)
+        squares = (stats[:, :2] / d64.square()).to(dtype)  # |u|^2
+        cross = (stats[:, 2:] / (d64[:, :1] * d64[:, 1:])).to(dtype)  # <u1, u2>
         scale = None if dinvariance is None else dinvariance * (2.0 / (n * q))
-        inverse = [1.0 / r.clamp_min(ctx.eps) for r in (r1, r2)]
         grads: list[torch.Tensor | None] = []
-        for z, other, r, inv, inv_other, dg, g in (
-            (z1, z2, r1, inverse[0], inverse[1], dg1, g1),
-            (z2, z1, r2, inverse[1], inverse[0], dg2, g2),
-        ):
+        for k, (u, other, dg, g) in enumerate(((u1, u2, dg1, g1), (u2, u1, dg2, g2))):
             if dg is None and scale is None:
                 grads.append(None)
                 continue
-            dot = torch.zeros_like(r)  # <g_i, u_i>
-            diagonal = torch.zeros_like(r)  # coefficient of z_i itself
+            inv, m = inverse[:, k : k + 1], mask[:, k : k + 1]
+            dot = torch.zeros_like(inv)  # <g_i, u_i>
+            diagonal = torch.zeros_like(inv)  # coefficient of u_i itself
             if dg is not None:
                 weighted = dg * g  # <S u, u>_i = row + column sums (G symmetric)
                 dot = dot + weighted.sum(1, keepdim=True) + weighted.sum(0).unsqueeze(1)
             if scale is not None:
-                dot = dot + scale * ((r * inv).square() - cross)  # <c (u - u'), u>
+                dot = dot + scale * (squares[:, k : k + 1] - cross)  # <c (u - u'), u>
                 diagonal = diagonal + scale
-            diagonal = (diagonal - dot * (r >= ctx.eps)) * inv.square()
+            diagonal = (diagonal - dot * m) * inv
             if dg is None:
-                grads.append(z * diagonal - other * (scale * inv * inv_other))
+                grads.append(u * diagonal - other * (scale * inv))
                 continue
-            matrix = (dg + dg.T).mul_(inv).mul_(inv.T)
+            matrix = (dg + dg.T).mul_(inv)
             matrix.diagonal().add_(diagonal.squeeze(1))
             if scale is None:
-                grads.append(matrix @ z)
+                grads.append(matrix @ u)
             else:
-                grads.append(torch.addmm(other * (-scale * inv * inv_other), matrix, z))
+                grads.append(torch.addmm(other * (-scale * inv), matrix, u))
         return grads[0], grads[1], None
 
     @staticmethod
@@ -168,21 +154,28 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             return (*(next(found) if need else None for need in ctx.needs_input_grad[:2]), None)
 
 
-def _row_distances_squared(z1, z2, inverse1, inverse2, chunk_bytes: int = 1 << 20):
-    """|z1_i * inverse1_i - z2_i * inverse2_i|^2 as an (n, 1) column, computed directly (1 - cos
-    from a dot product cancels: near-equal views, the aim of the invariance, would read 0). Row
-    blocks of ~1 MiB keep the scaled temporaries in cache: one pass over z1 and z2 from memory."""
-    rows = max(1, chunk_bytes // (z1.shape[1] * z1.element_size()))
-    parts = []
-    for start in range(0, z1.shape[0], rows):
-        block = slice(start, start + rows)
-        difference = torch.addcmul(z1[block] * inverse1[block], z2[block], inverse2[block], value=-1.0)
-        parts.append(torch.linalg.vector_norm(difference, dim=1, keepdim=True).square())
-    return torch.cat(parts) if parts else z1.new_zeros(0, 1)
+def _invariance_of_stats(
+    stats: torch.Tensor, eps: float, q: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mse(u1, u2) in dtype, d = max(||z||, eps) as float64 (n, 2)) from row_stats(z1, z2)."""
+    d = stats[:, :2].sqrt().clamp_min(eps)
+    squares = stats[:, :2] / d.square()  # |u|^2 (1, or less below eps)
+    cross = stats[:, 2:] / (d[:, :1] * d[:, 1:])  # <u1, u2>
+    distance = (squares.sum(1, keepdim=True) - 2 * cross).clamp_min(0)  # |u1 - u2|^2
+    return (distance.sum() / (stats.shape[0] * q)).to(dtype), d
 
 
-def _overflow_norm(dtype: torch.dtype) -> float:
-    return math.sqrt(torch.finfo(dtype).max) / 2
+def sphere_invariance(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """mse(u1, u2) of the two views' rows normalised (u = z / max(||z||, eps)), differentiable, with
+    the numerics of two_view_sphere_grams (double row sums: no cancellation for near-equal rows)."""
+    return _invariance_of_stats(row_stats(z1, z2), eps, z1.shape[1], z1.dtype)[0]
+
+
+def _units(z1: torch.Tensor, z2: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z1 / d[:, 0] and z2 / d[:, 1] row-wise (d: float64 (n, 2)), one pass each; a norm beyond
+    z's dtype gives NaN rows, not silent zeros."""
+    divisor = finite_or_nan(d, z1.dtype)
+    return z1 / divisor[:, :1], z2 / divisor[:, 1:]
 
 
 def two_view_sphere_grams(

@@ -221,7 +221,7 @@ double run_series(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar
 }
 
 void check_cpu(const at::Tensor& t) {
-  TORCH_CHECK(t.device().is_cpu(), "sfrik: CPU kernel called with a tensor on ", t.device());
+  SFRIK_CHECK(t.device().is_cpu(), "sfrik: CPU kernel called with a tensor on ", t.device());
 }
 
 at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const SeriesTables& tables) {

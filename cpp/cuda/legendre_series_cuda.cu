@@ -154,7 +154,7 @@ at::Tensor large_device_table(const std::vector<double>& packed, const at::Tenso
     auto found = cache->find(key);
     if (found != cache->end()) return found->second;
   }
-  TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
+  SFRIK_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
               "sfrik: a Legendre series of degree > ", kArgDegree, " (here ", packed.size(),
               " table entries) copies its recurrence table to the GPU on its first call, which CUDA graph "
               "capture forbids: call the operator once with the same coefficients, q and derivative order "
@@ -198,7 +198,7 @@ void launch(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar_t* ou
 }
 
 void check_cuda(const at::Tensor& t) {
-  TORCH_CHECK(t.is_cuda(), "sfrik: CUDA kernel called with a tensor on ", t.device());
+  SFRIK_CHECK(t.is_cuda(), "sfrik: CUDA kernel called with a tensor on ", t.device());
 }
 
 at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const SeriesTables& tables) {

@@ -87,7 +87,9 @@ def test_losses_take_the_option_and_float32_is_the_default(device):
     same = sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="float32")
     assert torch.equal(default.loss, same.loss)
     low = sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="bf16")
-    assert torch.equal(low.invariance, default.invariance)  # only the regulariser's Gram changes
+    # Only the regulariser's Gram changes: both paths compute the invariance from the same double row
+    # sums (sphere_autograd), rounded once to float32; one ulp of slack for the two code paths' sums.
+    torch.testing.assert_close(low.invariance, default.invariance, rtol=torch.finfo(torch.float32).eps, atol=0)
     expected = (reference_mmd(z1, "bf16") + reference_mmd(z2, "bf16")) / 2
     torch.testing.assert_close(low.regulariser.cpu().double(), expected, rtol=2e-6 * SLACK[device], atol=0)
     module = SFRIKLoss(gather_distributed=False, gram_precision="fp16")
