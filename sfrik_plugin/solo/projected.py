@@ -5,9 +5,7 @@ a non-finite loss, and random-number states in checkpoints (exact resume).
 Needs solo-learn: imported only where solo is installed.
 """
 
-import math
 import random
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +16,12 @@ from solo.methods.base import BaseMethod
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin.projector import build_projector
+from sfrik_plugin.solo.non_finite import NonFiniteLossError, NonFiniteMonitor
+
+__all__ = ["NonFiniteLossError", "ProjectedMethod"]
+
+# Steps between two host reads of the non-finite record (Lightning's default logging interval).
+NON_FINITE_CHECK_INTERVAL = 50
 
 
 def assert_projector_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
@@ -32,15 +36,16 @@ def assert_projector_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
 
 
 def assert_stop_on_non_finite_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
-    """method_kwargs.stop_on_non_finite: true (default) or false."""
+    """method_kwargs.stop_on_non_finite: true (default) or false; method_kwargs.non_finite_check_interval:
+    how many steps between two host reads of the non-finite record, an integer >= 1 (default 50)."""
     value = omegaconf_select(cfg, "method_kwargs.stop_on_non_finite", True)
     if not isinstance(value, bool):
         raise ValueError(f"{method}: method_kwargs.stop_on_non_finite must be true or false, got {value!r}")
     cfg.method_kwargs.stop_on_non_finite = value
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss term went NaN or Inf in a training step (method_kwargs.stop_on_non_finite=true)."""
+    interval = omegaconf_select(cfg, "method_kwargs.non_finite_check_interval", NON_FINITE_CHECK_INTERVAL)
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise ValueError(f"{method}: method_kwargs.non_finite_check_interval must be an integer >= 1, got {interval!r}")
+    cfg.method_kwargs.non_finite_check_interval = interval
 
 
 def build_loss(method: str, loss_class, **kwargs):
@@ -79,7 +84,11 @@ class ProjectedMethod(BaseMethod):
             self.features_dim, cfg.method_kwargs.proj_hidden_dim, cfg.method_kwargs.proj_output_dim
         )
         self.stop_on_non_finite: bool = omegaconf_select(cfg, "method_kwargs.stop_on_non_finite", True)
-        self._warned_non_finite = False
+        self.non_finite = NonFiniteMonitor(
+            type(self).__name__,
+            self.stop_on_non_finite,
+            omegaconf_select(cfg, "method_kwargs.non_finite_check_interval", NON_FINITE_CHECK_INTERVAL),
+        )
 
     def log_and_check_terms(
         self, batch_idx: int, method: str, regulariser: str, terms: Any, class_loss: torch.Tensor
@@ -108,31 +117,28 @@ class ProjectedMethod(BaseMethod):
         return terms.loss + class_loss
 
     def check_finite(self, batch_idx: int, terms: Sequence[tuple]) -> None:
-        """terms: (name, 0-dim tensor) pairs. If one is NaN or Inf, raises NonFiniteLossError
-        naming the step and the terms (or, with method_kwargs.stop_on_non_finite=false, warns
-        once and lets training go on). One host sync per step, for the one stacked check."""
-        values = torch.stack([value.detach().float() for _, value in terms])
-        if bool(torch.isfinite(values).all()):
-            return
-        method = type(self).__name__
-        found = [(name, float(v)) for (name, _), v in zip(terms, values.cpu())]
-        report = ", ".join(f"{name} = {v}" for name, v in found)
-        bad = [name for name, v in found if not math.isfinite(v)]
-        where = f"global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        if self.stop_on_non_finite:
-            raise NonFiniteLossError(
-                f"{method}: non-finite loss at {where}: {' and '.join(bad)} went non-finite ({report}). "
-                "Training stops here rather than go on with NaN parameters: lower the learning rate, check "
-                "the inputs or the precision, or set method_kwargs.stop_on_non_finite=false to go on anyway."
-            )
-        if not self._warned_non_finite:
-            self._warned_non_finite = True
-            warnings.warn(
-                f"{method}: non-finite loss at {where}: {' and '.join(bad)} ({report}); training goes "
-                "on (method_kwargs.stop_on_non_finite=false). Warned once.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        """terms: (name, 0-dim tensor) pairs, recorded on the device (non_finite.NonFiniteMonitor):
+        a NaN or Inf one raises NonFiniteLossError naming the step and the terms at the next host
+        read (every method_kwargs.non_finite_check_interval steps and at the end of an epoch), or
+        with method_kwargs.stop_on_non_finite=false warns once and lets training go on. No update is
+        made from a non-finite step (on_before_optimizer_step)."""
+        self.non_finite.record((self.global_step, self.current_epoch, batch_idx), terms)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Zeroes the gradients on the device when the loss (or a gradient) went non-finite."""
+        super().on_before_optimizer_step(optimizer)
+        self.non_finite.mask_gradients(p for group in optimizer.param_groups for p in group["params"])
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Reads the non-finite record at the last batch of an epoch (before checkpoints of it)."""
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if getattr(self.trainer, "is_last_batch", False):
+            self.non_finite.check()
+
+    def on_train_end(self) -> None:
+        """Reads what the last steps recorded (a run stopped by max_steps mid-epoch)."""
+        super().on_train_end()
+        self.non_finite.check()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Adds the random-number states: Lightning's checkpoints have none, so a run resumed

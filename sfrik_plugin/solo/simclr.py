@@ -30,6 +30,9 @@ class SimCLRShared(ProjectedMethod):
                 temperature (float): temperature of the softmax in the contrastive loss, > 0.
                 stop_on_non_finite (bool): stop training with an error naming the step and the
                     term when a loss term is NaN or Inf (default true; false: warn once, go on).
+                    No update is made from a non-finite step.
+                non_finite_check_interval (int): steps between two host reads of the device-side
+                    non-finite record (default 50; also read at the end of each epoch).
         """
 
         super().__init__(cfg)

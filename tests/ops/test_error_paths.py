@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from helpers.cuda import requires_extension
 from helpers.processes import failure, run_code, run_python
 

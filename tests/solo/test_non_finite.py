@@ -1,7 +1,9 @@
 """Non-finite training inside solo-learn: a NaN or Inf loss term stops SFRIK and AUH with an
 error that names the step and the term (method_kwargs.stop_on_non_finite, default true), or,
-opted out, warns once and goes on. In a training step, in a Lightning Trainer (a NaN injected
-at a known step), and (slow, $SOLO_LEARN_DIR) in solo-learn's main_pretrain.py.
+opted out, warns once and goes on. The record is kept on the device and read by the host every
+method_kwargs.non_finite_check_interval steps (IMMEDIATE below reads it every step) and at the end
+of an epoch; no update is made from a non-finite step. In a training step, in a Lightning Trainer
+(a NaN injected at a known step), and (slow, $SOLO_LEARN_DIR) in solo-learn's main_pretrain.py.
 
 Skipped as a whole where solo-learn is not installed.
 """
@@ -23,6 +25,7 @@ from sfrik_plugin.losses import LossTerms
 from sfrik_plugin.solo import AUH, SFRIK
 from sfrik_plugin.solo.projected import NonFiniteLossError
 
+IMMEDIATE = "++method_kwargs.non_finite_check_interval=1"
 METHODS = {
     "sfrik_cpu": (SFRIK, "mmd"),
     "auh_cpu": (AUH, "unif"),
@@ -71,7 +74,7 @@ def test_config_key_default_and_check(image_folder, name):
 )
 def test_non_finite_term_stops_with_step_and_term(image_folder, monkeypatch, name, term, value):
     cls, reg = METHODS[name]
-    model = at_step(cls(cpu_cfg(name, image_folder)), global_step=41, epoch=3)
+    model = at_step(cls(cpu_cfg(name, image_folder, IMMEDIATE)), global_step=41, epoch=3)
     poison(monkeypatch, model, term, value)
     with pytest.raises(NonFiniteLossError) as err:
         run_training_step(model, fake_batch())
@@ -90,7 +93,7 @@ def test_non_finite_term_stops_with_step_and_term(image_folder, monkeypatch, nam
 def test_nan_parameters_stop_training(image_folder, name):
     # A genuine NaN (no monkeypatching): a NaN weight in the projector's last layer.
     cls = METHODS[name][0]
-    model = at_step(cls(cpu_cfg(name, image_folder)), global_step=0, epoch=0)
+    model = at_step(cls(cpu_cfg(name, image_folder, IMMEDIATE)), global_step=0, epoch=0)
     with torch.no_grad():
         model.projector[-1].weight[0, 0] = math.nan
     with pytest.raises(NonFiniteLossError, match=r"global step 0 .*invariance \(sim\) and regulariser"):
@@ -100,7 +103,7 @@ def test_nan_parameters_stop_training(image_folder, name):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_opt_out_warns_once_and_goes_on(image_folder, monkeypatch, name):
     cls, reg = METHODS[name]
-    model = at_step(cls(cpu_cfg(name, image_folder, "method_kwargs.stop_on_non_finite=false")), 5, 0)
+    model = at_step(cls(cpu_cfg(name, image_folder, "method_kwargs.stop_on_non_finite=false", IMMEDIATE)), 5, 0)
     poison(monkeypatch, model, "regulariser", math.nan)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -130,15 +133,13 @@ class NaNFromStep(torch.nn.Module):
         return x * math.nan if self.owner.training and self.owner.global_step >= self.step else x
 
 
-def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
-    # A real Lightning Trainer: the error leaves fit() at step 2, before any NaN update.
+def fit_with_nan_from_step_2(cfg, batches: int = 4):
+    """A real Lightning Trainer on SFRIK whose projector output goes NaN from training step 2."""
     import lightning.pytorch as pl
 
-    cfg = cpu_cfg("sfrik_cpu", image_folder)
     model = SFRIK(cfg)
     model.projector.append(NaNFromStep(model, step=2))
-    batches = [fake_batch(n=8) for _ in range(4)]
-    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    loader = torch.utils.data.DataLoader([fake_batch(n=8) for _ in range(batches)], batch_size=None)
     trainer = pl.Trainer(
         max_epochs=1,
         accelerator="cpu",
@@ -148,10 +149,43 @@ def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    return model, trainer, loader
+
+
+def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
+    # Read every step: the error leaves fit() at step 2, before any NaN update.
+    model, trainer, loader = fit_with_nan_from_step_2(cpu_cfg("sfrik_cpu", image_folder, IMMEDIATE))
     with pytest.raises(NonFiniteLossError, match=r"global step 2 \(epoch 0, batch 2\): invariance \(sim\)"):
         trainer.fit(model, loader)
     assert trainer.global_step == 2  # two optimizer steps, none with the NaN loss
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_default_interval_reads_once_per_epoch_here_and_makes_no_update_from_the_nan_steps(image_folder):
+    # The default interval (50) is longer than this epoch of 5 steps: the host reads the record at
+    # the last batch; the error names step 2, and steps 2-4 made no NaN update.
+    model, trainer, loader = fit_with_nan_from_step_2(cpu_cfg("sfrik_cpu", image_folder), batches=5)
+    assert model.non_finite.interval == 50
+    reads = []
+    real_check = model.non_finite.check
+
+    def counted():
+        reads.append(len(model.non_finite.window))
+        real_check()
+
+    model.non_finite.check = counted
+    with pytest.raises(NonFiniteLossError, match=r"global step 2 \(epoch 0, batch 2\): invariance \(sim\)"):
+        trainer.fit(model, loader)
+    assert reads == [5]  # one host read, of the five steps
+    assert trainer.global_step == 5
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_check_interval_is_checked(image_folder):
+    with pytest.raises(ValueError, match=r"non_finite_check_interval must be an integer >= 1, got 0"):
+        SFRIK.add_and_assert_specific_cfg(
+            cpu_cfg("sfrik_cpu", image_folder, "++method_kwargs.non_finite_check_interval=0")
+        )
 
 
 @pytest.mark.slow
