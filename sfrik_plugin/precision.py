@@ -6,17 +6,21 @@
     "bf16"     the rows rounded to bfloat16 (7 bits)
     "fp16"     the rows rounded to float16 (10 bits, 5 exponent bits)
 
-In every reduced mode the products of rounded rows accumulate in float32 and the Gram matrix is
+In every reduced mode the products of rounded values accumulate in float32 and the Gram matrix is
 kept in float32 (never rounded to the low type itself, unlike torch.mm on half tensors or under
 autocast, which round every Gram entry too), and psi and its derivative are evaluated in float32.
 The gradient flows through the rounding unchanged (straight-through): dR/du = (S + S^T) r(u) with
-S = dR/dG, one float32 GEMM.
+S = dR/dG, and that GEMM runs in the same precision as the forward one: S + S^T is rounded to the
+precision too (for float16 first scaled by a power of two, chosen on the device from its largest
+entry, so that its entries, ~psi'/n^2, stay in float16's normal range rather than flush; the product
+is scaled back exactly), and the products accumulate in float32.
 
-Where it runs: on CUDA, the dense path's Gram product is a real reduced-precision GEMM (TF32 tensor
-cores, or bfloat16/float16 inputs with float32 accumulation and output through torch.mm's
-out_dtype); on a CPU, and in the tiled and sharded paths (whose tile GEMMs are float32 by design,
-cpp/gram_series_tiled.cpp), the rows are rounded and the product is a float32 GEMM of the rounded
-values: the same numerics (a product of two 11-bit mantissas is exact in float32), not the speed.
+Where it runs: on CUDA, both GEMMs are real reduced-precision GEMMs (TF32 tensor cores, or
+bfloat16/float16 inputs with float32 accumulation and output through torch.mm's out_dtype); on a
+CPU, and in the tiled and sharded paths (whose tile GEMMs are float32 by design,
+cpp/gram_series_tiled.cpp), the operands are rounded and the product is a float32 GEMM of the
+rounded values: the same numerics (a product of two 11-bit mantissas is exact in float32), not the
+speed. BENCHMARKS.md ("Gram precision") has the errors against float64.
 """
 
 from __future__ import annotations
@@ -64,31 +68,51 @@ def _tf32_matmul() -> Iterator[None]:
         torch.backends.cuda.matmul.fp32_precision = before
 
 
-def _rounded_product(r: torch.Tensor, gram_precision: str) -> torch.Tensor:
-    """r r^T for rows r already rounded to gram_precision, in r's dtype."""
-    if r.device.type == "cuda" and r.dtype == torch.float32:
+def _fp16_scale(a: torch.Tensor) -> torch.Tensor:
+    """A power of two (0-dim float32, computed on a's device: no host sync) that brings a's largest
+    entry to [2^13, 2^14): float16's normal range holds the whole matrix down to 2^-24 of it."""
+    amax = a.detach().abs().amax().float().clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.exp2(torch.floor(torch.log2(2.0**13 / amax)))
+
+
+def low_precision_mm(a: torch.Tensor, b: torch.Tensor, gram_precision: str, scale_fp16: bool = True) -> torch.Tensor:
+    """a @ b (float32 operands, b already rounded to gram_precision) with a rounded to gram_precision
+    and the products accumulated in float32; float16 (scale_fp16) scales a by _fp16_scale first and
+    the product back after (exact: powers of two). A real reduced-precision GEMM on CUDA, an
+    emulation by a float32 GEMM of the rounded operands elsewhere (module docstring)."""
+    if gram_precision == "float32":
+        return a @ b
+    scale = _fp16_scale(a) if gram_precision == "fp16" and scale_fp16 else None
+    if scale is not None:
+        a = a * scale
+    if a.device.type == "cuda" and a.dtype == torch.float32:
         if gram_precision == "tf32":
             with _tf32_matmul():
-                return r @ r.T
-        low = r.to(_LOW_TYPES[gram_precision])
-        return torch.mm(low, low.T, out_dtype=torch.float32)
-    return r @ r.T
+                product = a @ b
+        else:
+            low = _LOW_TYPES[gram_precision]
+            product = torch.mm(a.to(low), b.to(low), out_dtype=torch.float32)
+    else:
+        product = round_rows(a, gram_precision) @ b
+    return product if scale is None else product / scale
 
 
 class _ReducedPrecisionGram(torch.autograd.Function):
-    """G = r(u) r(u)^T (see the module docstring), with the straight-through float32 backward
-    (S + S^T) r(u) (one GEMM, as sphere_autograd.gram_matrix)."""
+    """G = r(u) r(u)^T (see the module docstring), with the straight-through backward
+    (S + S^T) r(u) in the same precision (one GEMM, as sphere_autograd.gram_matrix)."""
 
     @staticmethod
     def forward(ctx: Any, u: torch.Tensor, gram_precision: str) -> torch.Tensor:
         r = round_rows(u, gram_precision)
         ctx.save_for_backward(r)
-        return _rounded_product(r, gram_precision)
+        ctx.gram_precision = gram_precision
+        # r is already rounded (round_rows) and its entries are <= 1: no scaling.
+        return low_precision_mm(r, r.T, gram_precision, scale_fp16=False)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (r,) = ctx.saved_tensors
-        return (grad + grad.T) @ r, None
+        return low_precision_mm(grad + grad.T, r, ctx.gram_precision), None
 
 
 def reduced_precision_gram(u: torch.Tensor, gram_precision: str) -> torch.Tensor:
@@ -123,4 +147,5 @@ __all__ = [
     "round_rows",
     "rounded_rows",
     "reduced_precision_gram",
+    "low_precision_mm",
 ]

@@ -15,7 +15,10 @@ Gram precisions (sfrik_plugin.precision; the unit rows u are float32, as the los
   bf16-out, fp16-out the same with every Gram entry rounded to bfloat16 / float16 as well: what
                      torch.mm on half tensors and autocast give (the official code's fp16 Gram)
 psi and psi' are evaluated in float32 on the float32 Gram (as the plugin does, also under
-autocast); the gradient's GEMM psi'(G) r is float32, with r the rounded rows (straight-through).
+autocast); the gradient's GEMM S r, S = 2 psi'(G) / n^2 and r the rounded rows (straight-through),
+runs in the Gram's precision as the plugin runs it (precision.low_precision_mm: S rounded to TF32 /
+bfloat16 / float16, float16 after a power-of-two scaling that keeps S normal), and in float32 for
+float32 and the -out variants.
 The reduced products are emulated on this device by float32 GEMMs of the rounded rows, exact in
 float32 (two 11-bit mantissas), so the figures are those of the rounding, not of one GPU's
 accumulation order. Errors: |R - R64| / |R64|; the same over R64's off-diagonal part
@@ -33,7 +36,7 @@ import torch
 
 import sfrik_plugin
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.precision import round_rows
+from sfrik_plugin.precision import GRAM_PRECISIONS, low_precision_mm, round_rows
 from sfrik_plugin.utils import output
 
 from . import common
@@ -86,14 +89,15 @@ def embeddings(kind: str, n: int, q: int, seed: int = 0) -> torch.Tensor:
     raise ValueError(f"embeddings must be one of {EMBEDDINGS}, got {kind!r}")
 
 
-def regulariser_and_gradient(u: torch.Tensor, gram: torch.Tensor, q: int):
-    """(R, dR/du) from the Gram matrix of the rows u: R = mean psi(G), dR/du = (2/n^2) psi'(G) u,
-    psi and psi' in the Gram's dtype (the fused compiled operators)."""
+def regulariser_and_gradient(u: torch.Tensor, gram: torch.Tensor, q: int, precision: str = "float32"):
+    """(R, dR/du) from the Gram matrix of the rows u: R = mean psi(G), dR/du = S u with
+    S = (2/n^2) psi'(G), psi and psi' in the Gram's dtype (the fused compiled operators), the GEMM
+    in `precision` (one of the package's Gram precisions)."""
     coeffs = [0.0, *KERNEL_WEIGHTS]
     n = u.shape[0]
     value = sfrik_plugin.legendre_series(gram, coeffs, q, reduction="mean")
     slope = torch.ops.sfrik.legendre_series_backward(gram.new_ones(()), gram, coeffs, q, 1)
-    return value, (slope @ u) * (2.0 / n**2)
+    return value, low_precision_mm(slope * (2.0 / n**2), u, precision)
 
 
 def tangent(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -122,7 +126,7 @@ def run_cell(n: int, q: int, kind: str, precisions, device: torch.device) -> lis
     for precision in precisions:
         start = time.perf_counter()
         gram, r = low_precision_gram(u32, precision)
-        value, grad = regulariser_and_gradient(r, gram, q)
+        value, grad = regulariser_and_gradient(r, gram, q, precision if precision in GRAM_PRECISIONS else "float32")
         diff = tangent(grad, u32).double() - g64
         rows.append(
             {
