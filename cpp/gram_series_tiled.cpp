@@ -1,8 +1,9 @@
 // sfrik::gram_series_sum: a Legendre series summed over the Gram matrix x y^T in tiles, with its
 // gradient, without the n x n matrix (flash-attention's idea applied to an MMD). Written once for
 // every device: each tile is a GEMM (at::mm: MKL/OpenBLAS on CPU, cuBLAS on CUDA) followed by the
-// per-device series kernels of this library (sfrik::legendre_series_reduce for the value,
-// sfrik::legendre_series_backward for psi'), called through the dispatcher. Memory: two
+// per-device series kernels of this library (sfrik::legendre_series_reduce for the value alone,
+// sfrik::legendre_series_value_and_grad for the value and psi' from one read of the tile), called
+// through the dispatcher. Memory: two
 // tile x tile matrices plus the gradients (n x q).
 //
 // Why the gradient comes out of the forward pass: the caller (sfrik_plugin/tiled.py) needs it
@@ -104,16 +105,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
   static auto reduce_op = c10::Dispatcher::singleton()
                               .findSchemaOrThrow("sfrik::legendre_series_reduce", "")
                               .typed<at::Tensor(const at::Tensor&, at::ArrayRef<double>, int64_t, bool)>();
-  static auto derivative_op =
+  static auto value_and_grad_op =
       c10::Dispatcher::singleton()
-          .findSchemaOrThrow("sfrik::legendre_series_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::ArrayRef<double>, int64_t, int64_t)>();
+          .findSchemaOrThrow("sfrik::legendre_series_value_and_grad", "")
+          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::ArrayRef<double>, int64_t, bool)>();
 
   const int64_t m = x.size(0), n = y.size(0);
   at::Tensor total = at::zeros({}, x.options().dtype(at::kDouble));
   at::Tensor gx = grad_x ? at::zeros(x.sizes(), x.options()) : at::empty({0}, x.options());
   at::Tensor gy = grad_y ? at::zeros(y.sizes(), y.options()) : at::empty({0}, y.options());
-  const at::Tensor one = at::ones({}, x.options());  // psi' unscaled: the kernel broadcasts a 0-dim grad
   const int64_t buffer_rows = std::min(tile, m), buffer_cols = std::min(tile, n);
   at::Tensor buffer = at::empty({buffer_rows * buffer_cols}, x.options());
   const FullPrecisionMatmul full_precision;
@@ -129,9 +129,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
       at::mm_out(gram, xi, yj.t());
       // Off-diagonal tiles of a symmetric sum stand for themselves and their transposes.
       const bool mirrored = symmetric && j0 != i0;
-      total.add_(reduce_op.call(gram, coeffs, q, false), mirrored ? 2.0 : 1.0);
-      if (!grad_x && !grad_y) continue;
-      const at::Tensor slope = derivative_op.call(one, gram, coeffs, q, 1);  // psi'(tile)
+      if (!grad_x && !grad_y) {
+        total.add_(reduce_op.call(gram, coeffs, q, false), mirrored ? 2.0 : 1.0);
+        continue;
+      }
+      // The tile's sum and psi'(tile) from one read of the tile.
+      const auto [tile_sum, slope] = value_and_grad_op.call(gram, coeffs, q, false);
+      total.add_(tile_sum, mirrored ? 2.0 : 1.0);
       if (grad_x) gx.narrow(0, i0, rows).addmm_(slope, yj);
       if (grad_x && mirrored) gx.narrow(0, j0, cols).addmm_(slope.t(), xi);
       if (grad_y) gy.narrow(0, j0, cols).addmm_(slope.t(), xi);

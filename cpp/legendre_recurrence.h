@@ -14,11 +14,11 @@
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
-#include "messages.h"
-
 #include <cmath>
 #include <cstdint>
 #include <vector>
+
+#include "messages.h"
 
 namespace sfrik {
 

@@ -23,6 +23,10 @@ TORCH_LIBRARY(sfrik, m) {
   m.def(
       "legendre_series_backward(Tensor grad, Tensor t, float[] coeffs, int q, int order=1) "
       "-> Tensor");
+  // The reduction and its gradient from one read of t: (sum or mean of the series, a 0-dim tensor of
+  // t's dtype; its derivative with respect to t, laid out like t: psi'(t), divided by numel(t) for
+  // the mean). One pass on CUDA (the fast path), two on the CPU.
+  m.def("legendre_series_value_and_grad(Tensor t, float[] coeffs, int q, bool mean) -> (Tensor, Tensor)");
   // Tiled sum over the Gram matrix x y^T of a series, never holding more than two tile x tile
   // matrices: (S, grad_x, grad_y) with S = sum_{i,j} psi(x_i . y_j) (0-dim, x's dtype; each tile's
   // sum comes back rounded to x's dtype, the sum across tiles is accumulated in double) and, when

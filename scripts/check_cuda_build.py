@@ -17,7 +17,13 @@ PROBE = textwrap.dedent("""
     import torch, sfrik_plugin
     info = sfrik_plugin.extension_info()
     assert info["loaded"] and info["cuda"], info
-    for op in ("legendre_series", "legendre_series_reduce", "legendre_series_backward", "row_stats"):
+    for op in (
+        "legendre_series",
+        "legendre_series_reduce",
+        "legendre_series_backward",
+        "legendre_series_value_and_grad",
+        "row_stats",
+    ):
         assert torch._C._dispatch_has_kernel_for_dispatch_key("sfrik::" + op, "CUDA"), op
     # The tiled driver is device-generic (CompositeExplicitAutograd): CUDA resolves to it.
     assert torch._C._dispatch_has_computed_kernel_for_dispatch_key("sfrik::gram_series_sum", "CUDA")

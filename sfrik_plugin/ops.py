@@ -89,6 +89,41 @@ for _op in ("sfrik::legendre_series", "sfrik::legendre_series_reduce", "sfrik::l
 
 
 # ---------------------------------------------------------------------------------------------
+# sfrik::legendre_series_value_and_grad: (sum or mean of psi(t), its derivative) from one read of t.
+
+
+@torch.library.register_fake("sfrik::legendre_series_value_and_grad")
+def _value_and_grad_fake(t, coeffs, q, mean):
+    return t.new_empty(()), torch.empty_like(t)
+
+
+def _value_and_grad_setup(ctx, inputs, output):
+    t, coeffs, q, mean = inputs
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(t, output[1])
+    ctx.coeffs, ctx.q, ctx.scale = coeffs, q, (1.0 / max(t.numel(), 1) if mean else 1.0)
+
+
+def _value_and_grad_grad(ctx, grad_value, grad_slope):
+    # value: d/dt = slope (already scaled); slope = scale psi'(t): d/dt = scale psi''(t).
+    t, slope = ctx.saved_tensors
+    d_t = None
+    if grad_value is not None:
+        d_t = grad_value * slope
+    if grad_slope is not None:
+        second = _backward(grad_slope, t, ctx.coeffs, ctx.q, 2) * ctx.scale
+        d_t = second if d_t is None else d_t + second
+    return d_t, None, None, None
+
+
+torch.library.register_autograd(
+    "sfrik::legendre_series_value_and_grad", _value_and_grad_grad, setup_context=_value_and_grad_setup
+)
+torch.library.register_autocast("sfrik::legendre_series_value_and_grad", "cpu", torch.float32)
+torch.library.register_autocast("sfrik::legendre_series_value_and_grad", "cuda", torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
 # sfrik::gram_series_sum (tiled): S = sum_ij psi(x_i . y_j) and, on request, its gradients.
 
 _gram_sum = torch.ops.sfrik.gram_series_sum.default

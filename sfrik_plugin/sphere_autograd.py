@@ -128,6 +128,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
                 diagonal = diagonal + scale
             diagonal = (diagonal - dot * m) * inv
             if dg is None:
+                assert scale is not None  # (both None was skipped above)
                 grads.append(u * diagonal - other * (scale * inv))
                 continue
             matrix = (dg + dg.T).mul_(inv)

@@ -251,12 +251,24 @@ at::Tensor legendre_series_reduce_cpu(const at::Tensor& t, at::ArrayRef<double> 
   return at::scalar_tensor(value, t.options());
 }
 
+// Two passes on the CPU (the reduction, then the derivative times 1 or 1/n): a second read of t
+// costs little next to the recurrence here.
+std::tuple<at::Tensor, at::Tensor> legendre_series_value_and_grad_cpu(const at::Tensor& t, at::ArrayRef<double> coeffs,
+                                                                      int64_t q, bool mean) {
+  const at::Tensor total = legendre_series_reduce_cpu(t, coeffs, q, mean);
+  const double scale = mean ? 1.0 / static_cast<double>(std::max<int64_t>(t.numel(), 1)) : 1.0;
+  const at::Tensor slope = run_elementwise(t, nullptr, make_tables(coeffs, q, 1));
+  if (scale != 1.0) slope.mul_(scale);
+  return {total, slope};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sfrik, CPU, m) {
   m.impl("legendre_series", &legendre_series_op<run_elementwise>);
   m.impl("legendre_series_reduce", &legendre_series_reduce_cpu);
   m.impl("legendre_series_backward", &legendre_series_backward_op<run_elementwise>);
+  m.impl("legendre_series_value_and_grad", &legendre_series_value_and_grad_cpu);
 }
 
 }  // namespace sfrik

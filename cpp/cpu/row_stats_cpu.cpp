@@ -90,16 +90,16 @@ inline void row_sums(const scalar_t* x, const scalar_t* y, int64_t q, double* ou
 }
 
 // The multiversioned entry points (target_clones needs plain functions), one per dtype.
-#define SFRIK_DEFINE_ROWS(scalar_t)                                                                          \
+#define SFRIK_DEFINE_ROWS(scalar_t)                                                                           \
   SFRIK_ROW_CLONES void run_rows(const scalar_t* x, const scalar_t* y, int64_t begin, int64_t end, int64_t q, \
-                                 double* out, int64_t width) {                                               \
-    for (int64_t i = begin; i < end; ++i) {                                                                  \
-      if (y == nullptr) {                                                                                    \
-        row_sums<scalar_t, false>(x + i * q, nullptr, q, out + i * width);                                   \
-      } else {                                                                                               \
-        row_sums<scalar_t, true>(x + i * q, y + i * q, q, out + i * width);                                  \
-      }                                                                                                      \
-    }                                                                                                        \
+                                 double* out, int64_t width) {                                                \
+    for (int64_t i = begin; i < end; ++i) {                                                                   \
+      if (y == nullptr) {                                                                                     \
+        row_sums<scalar_t, false>(x + i * q, nullptr, q, out + i * width);                                    \
+      } else {                                                                                                \
+        row_sums<scalar_t, true>(x + i * q, y + i * q, q, out + i * width);                                   \
+      }                                                                                                       \
+    }                                                                                                         \
   }
 SFRIK_DEFINE_ROWS(float)
 SFRIK_DEFINE_ROWS(double)

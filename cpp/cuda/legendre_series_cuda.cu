@@ -7,16 +7,27 @@
 // n only (never on the GPU's SM count), writes one partial sum per block and adds the partials in
 // a second single-block kernel in a fixed order: no atomics, the same bits on every GPU.
 // Launched on the current stream of t's device.
+//
+// The fast path (FastKernel below) covers what training runs: float32, bfloat16 and float16, a
+// degree known at compile time (1-3: SFRIK's kernel, its derivative and the double backward's),
+// operands aligned to 16 bytes. It is templated on the degree and on what it computes (series,
+// sum, times a broadcast grad, times an elementwise grad, sum and derivative at once) so that the
+// recurrence unrolls with its constants in registers and no per-element branch is left, and each
+// thread moves 16 bytes per load (4 float32 or 8 half values). Everything else takes the generic
+// kernel (runtime degree, any alignment, double). Both accumulate sums in double, per element.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/full.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -197,6 +208,184 @@ void launch(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar_t* ou
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// ---------------------------------------------------------------------------------------------
+// The fast path.
+
+enum class FastMode : int { kSeries = 0, kSum = 1, kScalarGrad = 2, kElementwiseGrad = 3, kValueAndGrad = 4 };
+constexpr int kMaxFastDegree = 3;
+
+// A series of degree kDegree with its constants in registers (the table layout of SeriesTables::packed).
+template <typename opmath_t, int kDegree>
+struct RegisterSeries {
+  opmath_t coeff[kDegree + 1];
+  opmath_t alpha[kDegree > 1 ? kDegree - 1 : 1];
+  opmath_t beta[kDegree > 1 ? kDegree - 1 : 1];
+
+  __device__ __forceinline__ explicit RegisterSeries(const opmath_t* tab) {
+#pragma unroll
+    for (int k = 0; k <= kDegree; ++k) coeff[k] = tab[k];
+#pragma unroll
+    for (int k = 0; k + 1 < kDegree; ++k) {
+      alpha[k] = tab[kDegree + 1 + k];
+      beta[k] = tab[kDegree + 1 + (kDegree - 1) + k];
+    }
+  }
+
+  __device__ __forceinline__ opmath_t operator()(opmath_t x) const {
+    opmath_t acc = coeff[0];
+    if constexpr (kDegree >= 1) {
+      opmath_t prev = opmath_t(1), cur = x;
+      acc += coeff[1] * x;
+#pragma unroll
+      for (int l = 1; l < kDegree; ++l) {
+        const opmath_t next = alpha[l - 1] * x * cur - beta[l - 1] * prev;
+        prev = cur;
+        cur = next;
+        acc += coeff[l + 1] * next;
+      }
+    }
+    return acc;
+  }
+};
+
+template <typename scalar_t>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(scalar_t);
+  scalar_t value[kSize];
+};
+
+// Both tables of a fast launch: the series' (psi, or its derivative for the grad modes) and, for
+// kValueAndGrad, the derivative's (degree kDegree - 1) after it.
+template <typename opmath_t>
+struct FastTables {
+  opmath_t value[6 * kMaxFastDegree];
+};
+
+// One thread per 16-byte pack (grid-stride), the < kSize trailing elements by the first threads.
+// out: the elementwise result (series, grad modes) or the derivative (kValueAndGrad); partials: one
+// double sum per block (kSum, kValueAndGrad).
+template <typename scalar_t, int kDegree, FastMode kMode>
+__global__ void __launch_bounds__(kThreads)
+    fast_series_kernel(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad, scalar_t* __restrict__ out,
+                       double* __restrict__ partials, int64_t n, at::opmath_type<scalar_t> grad_scale,
+                       const __grid_constant__ FastTables<at::opmath_type<scalar_t>> tables) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using P = Pack<scalar_t>;
+  constexpr int kDerivative = kMode == FastMode::kValueAndGrad ? (kDegree > 0 ? kDegree - 1 : 0) : 0;
+  const RegisterSeries<opmath_t, kDegree> psi(tables.value);
+  const RegisterSeries<opmath_t, kDerivative> dpsi(tables.value + 3 * kDegree);
+  opmath_t g_scalar = grad_scale;
+  if constexpr (kMode == FastMode::kScalarGrad) g_scalar = static_cast<opmath_t>(grad[0]);
+
+  // The value of one element; for kValueAndGrad, its derivative goes to *slope.
+  auto one = [&](opmath_t x, opmath_t g, opmath_t* slope) -> opmath_t {
+    if constexpr (kMode == FastMode::kValueAndGrad) *slope = dpsi(x) * g_scalar;
+    opmath_t v = psi(x);
+    if constexpr (kMode == FastMode::kScalarGrad) v *= g_scalar;
+    if constexpr (kMode == FastMode::kElementwiseGrad) v *= g;
+    return v;
+  };
+
+  double local = 0.0;
+  const int64_t packs = n / P::kSize;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t p = first; p < packs; p += stride) {
+    const P tp = reinterpret_cast<const P*>(t)[p];
+    P gp;
+    if constexpr (kMode == FastMode::kElementwiseGrad) gp = reinterpret_cast<const P*>(grad)[p];
+    P op;
+#pragma unroll
+    for (int k = 0; k < P::kSize; ++k) {
+      opmath_t g = opmath_t(1);
+      if constexpr (kMode == FastMode::kElementwiseGrad) g = static_cast<opmath_t>(gp.value[k]);
+      opmath_t slope = opmath_t(0);
+      const opmath_t v = one(static_cast<opmath_t>(tp.value[k]), g, &slope);
+      if constexpr (kMode == FastMode::kSum || kMode == FastMode::kValueAndGrad) local += static_cast<double>(v);
+      if constexpr (kMode == FastMode::kValueAndGrad) {
+        op.value[k] = static_cast<scalar_t>(slope);
+      } else if constexpr (kMode != FastMode::kSum) {
+        op.value[k] = static_cast<scalar_t>(v);
+      }
+    }
+    if constexpr (kMode != FastMode::kSum) reinterpret_cast<P*>(out)[p] = op;
+  }
+  const int64_t i = packs * P::kSize + first;  // the trailing elements
+  if (i < n) {
+    opmath_t g = opmath_t(1);
+    if constexpr (kMode == FastMode::kElementwiseGrad) g = static_cast<opmath_t>(grad[i]);
+    opmath_t slope = opmath_t(0);
+    const opmath_t v = one(static_cast<opmath_t>(t[i]), g, &slope);
+    if constexpr (kMode == FastMode::kSum || kMode == FastMode::kValueAndGrad) local += static_cast<double>(v);
+    if constexpr (kMode == FastMode::kValueAndGrad) {
+      out[i] = static_cast<scalar_t>(slope);
+    } else if constexpr (kMode != FastMode::kSum) {
+      out[i] = static_cast<scalar_t>(v);
+    }
+  }
+  if constexpr (kMode == FastMode::kSum || kMode == FastMode::kValueAndGrad) {
+    local = block_sum(local);
+    if (threadIdx.x == 0) partials[blockIdx.x] = local;
+  }
+}
+
+bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Whether a launch can take the fast path: a fast dtype, degrees (of psi and, for kValueAndGrad,
+// of its derivative table) within kMaxFastDegree, 16-byte aligned operands.
+bool fast_path(at::ScalarType dtype, int64_t degree, std::initializer_list<const void*> pointers) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf) return false;
+  if (degree < 1 || degree > kMaxFastDegree) return false;
+  for (const void* p : pointers) {
+    if (!aligned16(p)) return false;
+  }
+  return true;
+}
+
+// Packs of n elements of scalar_t, and the blocks of a fast launch: a function of n and the dtype
+// alone (never of the GPU), so that a reduction's partial sums are the same on every GPU.
+template <typename scalar_t>
+int64_t fast_blocks(int64_t n, int64_t max_blocks) {
+  const int64_t packs = std::max<int64_t>(n / Pack<scalar_t>::kSize, 1);
+  return std::max<int64_t>(1, std::min<int64_t>((packs + kThreads - 1) / kThreads, max_blocks));
+}
+
+template <typename opmath_t>
+FastTables<opmath_t> fast_tables(const SeriesTables& first, const SeriesTables* second) {
+  FastTables<opmath_t> tab{};
+  const std::vector<double> a = first.packed();
+  for (size_t k = 0; k < a.size(); ++k) tab.value[k] = static_cast<opmath_t>(a[k]);
+  if (second != nullptr) {
+    const std::vector<double> b = second->packed();
+    // the derivative's table starts after 3 * degree entries (room for degree + 1 + 2 (degree - 1))
+    for (size_t k = 0; k < b.size(); ++k) tab.value[3 * first.degree + k] = static_cast<opmath_t>(b[k]);
+  }
+  return tab;
+}
+
+template <typename scalar_t, FastMode kMode>
+void launch_fast(const scalar_t* t, const scalar_t* grad, scalar_t* out, double* partials, int64_t n, int64_t blocks,
+                 const SeriesTables& tables, const SeriesTables* derivative, double grad_scale) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const FastTables<opmath_t> tab = fast_tables<opmath_t>(tables, derivative);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto scale = static_cast<opmath_t>(grad_scale);
+  switch (tables.degree) {
+#define SFRIK_FAST_DEGREE(D)                                                                             \
+  case D:                                                                                                \
+    fast_series_kernel<scalar_t, D, kMode>                                                               \
+        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(t, grad, out, partials, n, scale, tab); \
+    break;
+    SFRIK_FAST_DEGREE(1)
+    SFRIK_FAST_DEGREE(2)
+    SFRIK_FAST_DEGREE(3)
+#undef SFRIK_FAST_DEGREE
+    default:
+      SFRIK_CHECK(false, "sfrik: internal error: no fast kernel for degree ", tables.degree);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 void check_cuda(const at::Tensor& t) {
   SFRIK_CHECK(t.is_cuda(), "sfrik: CUDA kernel called with a tensor on ", t.device());
 }
@@ -208,11 +397,59 @@ at::Tensor run_elementwise(const at::Tensor& t, const at::Tensor* grad, const Se
   const int64_t n = ops.t.numel();
   if (n == 0) return ops.out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, ops.t.scalar_type(), "sfrik_legendre_series_cuda", [&] {
+    const scalar_t* t_ptr = ops.t.const_data_ptr<scalar_t>();
     const scalar_t* g = ops.mode == GradMode::kNone ? nullptr : ops.grad.const_data_ptr<scalar_t>();
-    launch<scalar_t>(ops.t.const_data_ptr<scalar_t>(), g, ops.mode, ops.out.mutable_data_ptr<scalar_t>(), nullptr, n,
-                     blocks_for(n, kElementwiseBlocks), tables, ops.t);
+    scalar_t* out = ops.out.mutable_data_ptr<scalar_t>();
+    const bool elementwise_grad = ops.mode == GradMode::kElementwise;
+    if (fast_path(ops.t.scalar_type(), tables.degree, {t_ptr, out, elementwise_grad ? g : nullptr})) {
+      const int64_t blocks = fast_blocks<scalar_t>(n, kElementwiseBlocks);
+      if (ops.mode == GradMode::kNone) {
+        launch_fast<scalar_t, FastMode::kSeries>(t_ptr, g, out, nullptr, n, blocks, tables, nullptr, 1.0);
+      } else if (ops.mode == GradMode::kScalar) {
+        launch_fast<scalar_t, FastMode::kScalarGrad>(t_ptr, g, out, nullptr, n, blocks, tables, nullptr, 1.0);
+      } else {
+        launch_fast<scalar_t, FastMode::kElementwiseGrad>(t_ptr, g, out, nullptr, n, blocks, tables, nullptr, 1.0);
+      }
+      return;
+    }
+    launch<scalar_t>(t_ptr, g, ops.mode, out, nullptr, n, blocks_for(n, kElementwiseBlocks), tables, ops.t);
   });
   return ops.out;
+}
+
+// The sum (mean: divided by n) of the series over t, and with derivative given, the derivative
+// times derivative_scale written to slope: one pass over t (the fast path) or two (generic).
+void reduce_into(const at::Tensor& dense, const SeriesTables& tables, const SeriesTables* derivative,
+                 double derivative_scale, bool mean, const at::Tensor& total, const at::Tensor& slope) {
+  const int64_t n = dense.numel();
+  // The mean of no element is NaN (0 / 0), as torch.mean gives.
+  const double divisor = mean ? static_cast<double>(n) : 1.0;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cuda", [&] {
+        const scalar_t* t_ptr = dense.const_data_ptr<scalar_t>();
+        scalar_t* slope_ptr = derivative != nullptr ? slope.mutable_data_ptr<scalar_t>() : nullptr;
+        const bool fast = fast_path(dense.scalar_type(), tables.degree, {t_ptr, slope_ptr});
+        const int64_t blocks = fast ? fast_blocks<scalar_t>(n, kReduceBlocks) : blocks_for(n, kReduceBlocks);
+        at::Tensor partials = at::empty({blocks}, dense.options().dtype(at::kDouble));
+        double* partial_ptr = partials.mutable_data_ptr<double>();
+        if (fast && derivative != nullptr) {
+          launch_fast<scalar_t, FastMode::kValueAndGrad>(t_ptr, nullptr, slope_ptr, partial_ptr, n, blocks, tables,
+                                                         derivative, derivative_scale);
+        } else if (fast) {
+          launch_fast<scalar_t, FastMode::kSum>(t_ptr, nullptr, nullptr, partial_ptr, n, blocks, tables, nullptr, 1.0);
+        } else {
+          launch<scalar_t>(t_ptr, nullptr, GradMode::kNone, nullptr, partial_ptr, n, blocks, tables, dense);
+          if (derivative != nullptr) {
+            const at::Tensor scale = at::full({}, derivative_scale, dense.options());
+            launch<scalar_t>(t_ptr, scale.const_data_ptr<scalar_t>(), GradMode::kScalar, slope_ptr, nullptr, n,
+                             blocks_for(n, kElementwiseBlocks), *derivative, dense);
+          }
+        }
+        finish_sum_kernel<scalar_t>
+            <<<1, kThreads, 0, stream>>>(partial_ptr, blocks, divisor, total.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
 }
 
 at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs, int64_t q, bool mean) {
@@ -221,22 +458,25 @@ at::Tensor legendre_series_reduce_cuda(const at::Tensor& t, at::ArrayRef<double>
   const c10::cuda::CUDAGuard guard(t.device());
   const SeriesTables tables = make_tables(coeffs, q, 0);
   const at::Tensor dense = dense_view(t);
-  const int64_t n = dense.numel();
-  const int64_t blocks = blocks_for(n, kReduceBlocks);
-  at::Tensor partials = at::empty({blocks}, dense.options().dtype(at::kDouble));
   at::Tensor total = at::empty({}, t.options());
-  // The mean of no element is NaN (0 / 0), as torch.mean gives.
-  const double divisor = mean ? static_cast<double>(n) : 1.0;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dense.scalar_type(), "sfrik_legendre_series_reduce_cuda",
-                                  [&] {
-                                    double* partial_ptr = partials.mutable_data_ptr<double>();
-                                    launch<scalar_t>(dense.const_data_ptr<scalar_t>(), nullptr, GradMode::kNone,
-                                                     nullptr, partial_ptr, n, blocks, tables, dense);
-                                    finish_sum_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-                                        partial_ptr, blocks, divisor, total.mutable_data_ptr<scalar_t>());
-                                    C10_CUDA_KERNEL_LAUNCH_CHECK();
-                                  });
+  reduce_into(dense, tables, nullptr, 1.0, mean, total, at::Tensor());
   return total;
+}
+
+std::tuple<at::Tensor, at::Tensor> legendre_series_value_and_grad_cuda(const at::Tensor& t, at::ArrayRef<double> coeffs,
+                                                                       int64_t q, bool mean) {
+  check_input(t, "t");
+  check_cuda(t);
+  const c10::cuda::CUDAGuard guard(t.device());
+  const SeriesTables tables = make_tables(coeffs, q, 0);
+  const SeriesTables derivative = make_tables(coeffs, q, 1);
+  const at::Tensor dense = dense_view(t);
+  at::Tensor total = at::empty({}, t.options());
+  at::Tensor slope = at::empty_like(dense);
+  // d/dt of the mean is psi' / n; the degree-0 series has a zero derivative of degree 0.
+  const double scale = mean ? 1.0 / static_cast<double>(dense.numel()) : 1.0;
+  reduce_into(dense, tables, &derivative, scale, mean, total, slope);
+  return {total, slope};
 }
 
 }  // namespace
@@ -245,6 +485,7 @@ TORCH_LIBRARY_IMPL(sfrik, CUDA, m) {
   m.impl("legendre_series", &legendre_series_op<run_elementwise>);
   m.impl("legendre_series_reduce", &legendre_series_reduce_cuda);
   m.impl("legendre_series_backward", &legendre_series_backward_op<run_elementwise>);
+  m.impl("legendre_series_value_and_grad", &legendre_series_value_and_grad_cuda);
 }
 
 }  // namespace sfrik

@@ -222,3 +222,48 @@ def test_tiled_operator_ignores_tf32():
         torch.backends.cuda.matmul.allow_tf32 = before
     torch.testing.assert_close(total.double(), exact[0], rtol=1e-5, atol=0)
     torch.testing.assert_close(gx.double(), exact[1], rtol=1e-4, atol=1e-4 * exact[1].abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16, torch.float16))
+@pytest.mark.parametrize("coeffs", ([0.0, 2.0], [0.0, 1.0, 3.0], COEFFS, [0.0, 1.0, 40.0, 40.0, 5.0]))
+def test_fast_and_generic_paths_agree(dtype, coeffs):
+    # 16-byte aligned operands of degree 1-3 take the fast kernels; an offset of one element (not
+    # aligned) or degree 4 the generic one. Elementwise they agree within a few ulp; the trailing
+    # elements (n not a multiple of the pack width) are covered.
+    base = (torch.rand(4099, generator=torch.Generator().manual_seed(11)) * 2 - 1).to(dtype).cuda()
+    aligned, shifted = base[: 4096 + 3], base[1:].clone()[: 4096 + 3]  # same values, clone is aligned
+    misaligned = base[1:][: 4096 + 3]
+    assert aligned.data_ptr() % 16 == 0 and misaligned.data_ptr() % 16 != 0
+    for got, want in (
+        (sfrik_plugin.legendre_series(shifted, coeffs, 64), sfrik_plugin.legendre_series(misaligned, coeffs, 64)),
+        (
+            torch.ops.sfrik.legendre_series_backward(shifted, shifted, coeffs, 64, 1),
+            torch.ops.sfrik.legendre_series_backward(misaligned, misaligned, coeffs, 64, 1),
+        ),
+    ):
+        torch.testing.assert_close(got.double(), want.double(), **series_tolerance(dtype, coeffs))
+    for t in (aligned, misaligned):
+        value, slope = torch.ops.sfrik.legendre_series_value_and_grad(t, coeffs, 64, False)
+        torch.testing.assert_close(
+            value.cpu().double(),
+            sfrik_plugin.legendre_series(t.cpu(), coeffs, 64, reduction="sum").double(),
+            rtol=64 * compute_eps(dtype) + 2 * torch.finfo(dtype).eps,
+            atol=t.numel() * series_tolerance(dtype, coeffs)["atol"],
+        )
+        torch.testing.assert_close(
+            slope.cpu().double(),
+            torch.ops.sfrik.legendre_series_backward(torch.ones_like(t.cpu()), t.cpu(), coeffs, 64, 1).double(),
+            **series_tolerance(dtype, coeffs),
+        )
+
+
+def test_fast_reductions_are_deterministic_and_capture_in_a_graph():
+    t = (torch.rand(3000, 3001, generator=torch.Generator().manual_seed(12)) * 2 - 1).cuda()
+    first = torch.ops.sfrik.legendre_series_value_and_grad(t, COEFFS, 8192, True)
+    for _ in range(3):
+        again = torch.ops.sfrik.legendre_series_value_and_grad(t, COEFFS, 8192, True)
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    graph, outs = _capture(lambda x: torch.ops.sfrik.legendre_series_value_and_grad(x, COEFFS, 8192, True), t)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(outs[0], first[0]) and torch.equal(outs[1], first[1])

@@ -30,6 +30,11 @@ def test_opcheck(device, index):
     torch.library.opcheck(torch.ops.sfrik.legendre_series.default, (t, COEFFS, 8192))
     for mean in (True, False) if t.numel() else (False,):  # (the mean of nothing is NaN, and NaN != NaN)
         torch.library.opcheck(torch.ops.sfrik.legendre_series_reduce.default, (t, COEFFS, 8192, mean))
+        torch.library.opcheck(torch.ops.sfrik.legendre_series_value_and_grad.default, (t, COEFFS, 8192, mean))
+    if t.dim() == 2:
+        other = torch.rand(t.shape, dtype=t.dtype).to(device).requires_grad_(t.requires_grad)
+        torch.library.opcheck(torch.ops.sfrik.row_stats.default, (t, None))
+        torch.library.opcheck(torch.ops.sfrik.row_stats.default, (t, other))
     grad = torch.rand(t.shape, dtype=t.dtype).to(device)
     for g in (grad, torch.tensor(0.5, dtype=t.dtype, device=device)):
         torch.library.opcheck(
