@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 
@@ -28,7 +29,7 @@
 namespace sfrik {
 namespace {
 
-constexpr int64_t kGrain = 16384;  // elements per parallel task at least
+constexpr int64_t kChunk = 32768;  // elements per parallel task (~30-100 us of work)
 constexpr int kUnroll = 4;         // independent vectors in flight (hides FMA latency)
 constexpr int kFlushGroups = 64;   // groups summed in the compute type before a flush to double
 
@@ -211,13 +212,32 @@ double run_series(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar
     const scalar_t* g = mode == GradMode::kElementwise ? grad + begin : nullptr;
     return run_chunk(t + begin, g, mode, grad_scalar, out != nullptr ? out + begin : nullptr, end - begin, tab);
   };
-  if (out != nullptr) {
-    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { chunk(begin, end); });
-    return 0.0;
+  // Chunks handed out one at a time from a shared counter rather than one fixed share per thread:
+  // when a core is shared (data-loader workers, another process), the thread that keeps its core
+  // takes the chunks the other cannot, instead of waiting at the end of the region for the
+  // slowed thread's whole share. The sums are kept per chunk and added in chunk order: the same
+  // bits whatever the thread count or the scheduling.
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> sums(out != nullptr ? 0 : static_cast<size_t>(chunks), 0.0);
+  auto run_chunks = [&](int64_t first_chunk, std::atomic<int64_t>* next) {
+    for (int64_t c = first_chunk; c < chunks; c = next != nullptr ? next->fetch_add(1) : c + 1) {
+      const int64_t begin = c * kChunk;
+      const double sum = chunk(begin, std::min(n, begin + kChunk));
+      if (out == nullptr) sums[static_cast<size_t>(c)] = sum;
+    }
+  };
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), chunks);
+  if (threads <= 1 || at::in_parallel_region()) {
+    run_chunks(0, nullptr);
+  } else {
+    std::atomic<int64_t> next{threads};  // chunk t goes to thread t first
+    at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) run_chunks(t, &next);
+    });
   }
-  return at::parallel_reduce(
-      0, n, kGrain, 0.0, [&](int64_t begin, int64_t end, double ident) { return ident + chunk(begin, end); },
-      std::plus<double>());
+  double total = 0.0;
+  for (const double s : sums) total += s;
+  return total;
 }
 
 void check_cpu(const at::Tensor& t) {

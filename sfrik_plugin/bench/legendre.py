@@ -29,7 +29,12 @@ round, so a change of load hits all alike); "x ext_mean" is a method's time over
 
 from __future__ import annotations
 
+import contextlib
 import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -78,6 +83,7 @@ CSV_FIELDS = (
     "peak_extra_buffers",
     "compile_s",
     "grad_rel_err",
+    "background_load",
 )
 
 
@@ -99,7 +105,29 @@ def add_arguments(parser) -> None:
         action="store_true",
         help=f"smoke run: n in {QUICK_SIZES}, L in {QUICK_DEGREES}, {QUICK_REPEATS} repeats",
     )
+    parser.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time every cell with K busy processes running beside it (as data-loader workers are "
+        "in training): both conditions in one run, rows marked by background_load",
+    )
     common.add_common_arguments(parser)
+
+
+@contextlib.contextmanager
+def background_load(processes: int) -> Iterator[None]:
+    """`processes` busy Python processes (a spinning loop each) for the duration of the block."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        time.sleep(0.5 if busy else 0.0)  # let them get scheduled
+        yield
+    finally:
+        for proc in busy:
+            proc.kill()
+        for proc in busy:
+            proc.wait()
 
 
 def kernel_weights(degree: int) -> list:
@@ -177,7 +205,16 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
     steps = build_steps(kernel_weights(degree), args.dim)
     compile_s = compile_all(steps, leaf)
     applicable = {name: steps[name] for name in METHODS if steps[name] is not None}
-    times = common.time_steps_round_robin(applicable, leaf, repeats)
+    rows = []
+    for load in sorted({0, args.background_load}):
+        with background_load(load):
+            times = common.time_steps_round_robin(applicable, leaf, repeats)
+        rows.extend(cell_rows(n, degree, args, device, steps, leaf, times, compile_s, load))
+    return rows
+
+
+def cell_rows(n, degree, args, device, steps, leaf, times, compile_s, load) -> list:
+    """The rows of one (n, L) cell timed under one background load."""
     rows, reference_grad = [], None
     for name in METHODS:
         if steps[name] is None:
@@ -194,6 +231,7 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
             dtype=args.dtype,
             device=str(device),
             compile_s=compile_s.get(name, math.nan),
+            background_load=load,
         )
         rows.append(row)
     base = rows[0]["ms_median"]
@@ -243,8 +281,33 @@ def headline_cell(rows: list):
     return (HEADLINE_N if HEADLINE_N in sizes else sizes[-1]), HEADLINE_DEGREE
 
 
+def loaded_lines(rows: list) -> list:
+    """Per background load > 0, how the extension's forms compare with the compiled recurrence
+    at the headline cell, beside the quiet figures of the same run."""
+    cell = headline_cell(rows)
+    loads = sorted({r.get("background_load", 0) for r in rows} - {0})
+    if cell is None or not loads:
+        return []
+    lines = []
+    for load in (0, *loads):
+        ms = {
+            r["method"]: r.get("ms_median", math.nan)
+            for r in rows
+            if (r["n"], r["degree"]) == cell and r.get("background_load", 0) == load
+        }
+        lines.append(
+            f"  background load {load}: ext_elementwise {ms['ext_elementwise']:.2f} ms, compiled elementwise "
+            f"{ms['compiled_recurrence_elementwise']:.2f} ms (compiled / ext = "
+            f"{ms['compiled_recurrence_elementwise'] / ms['ext_elementwise']:.2f}); ext_mean {ms['ext_mean']:.2f} ms, "
+            f"compiled mean {ms['compiled_recurrence_mean']:.2f} ms "
+            f"({ms['compiled_recurrence_mean'] / ms['ext_mean']:.2f})"
+        )
+    return [f"n = {cell[0]}, L = {cell[1]}, quiet and with busy processes beside it:", *lines]
+
+
 def headline_checks(rows: list) -> list:
-    """Lines of text, one per check, each ending in PASS or FAIL."""
+    """Lines of text, one per check, each ending in PASS or FAIL (the quiet rows)."""
+    rows = [r for r in rows if r.get("background_load", 0) == 0]
     cell = headline_cell(rows)
     if cell is None:
         return [f"headline checks skipped: no L = {HEADLINE_DEGREE} in the grid"]
@@ -271,7 +334,9 @@ def headline_checks(rows: list) -> list:
 
 
 def plot(rows: list, path: str, title: str) -> None:
-    """Time of forward + backward against n, one panel per L, one line per method (log-log)."""
+    """Time of forward + backward against n, one panel per L, one line per method (log-log; the
+    quiet rows)."""
+    rows = [r for r in rows if r.get("background_load", 0) == 0]
     plt = output.pyplot()
     degrees = sorted({r["degree"] for r in rows})
     fig, axes = plt.subplots(1, len(degrees), figsize=(6 * len(degrees), 4.5), squeeze=False)
@@ -318,11 +383,16 @@ def run(args) -> int:
     for n in sizes:
         for degree in degrees:
             cell = run_cell(n, degree, args, device, dtype)
-            print(f"\nn = {n}, L = {degree}, b = {kernel_weights(degree)}, repeats = {cell[0]['repeats']}")
-            print(cell_table(cell), flush=True)
+            for load in sorted({r["background_load"] for r in cell}):
+                part = [r for r in cell if r["background_load"] == load]
+                print(
+                    f"\nn = {n}, L = {degree}, b = {kernel_weights(degree)}, repeats = {part[0]['repeats']}, "
+                    f"{load} busy processes beside it"
+                )
+                print(cell_table(part), flush=True)
             rows.extend(cell)
     print()
-    print("\n".join(headline_checks(rows)))
+    print("\n".join(headline_checks(rows) + loaded_lines(rows)))
     common.write_outputs(
         args, CSV_FIELDS, rows, plot, f"psi(G).mean(), {machine.device_name(device)}, q = {args.dim}, {args.dtype}"
     )
