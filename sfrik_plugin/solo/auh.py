@@ -30,6 +30,8 @@ def build_auh_loss(cfg: omegaconf.DictConfig) -> AUHLoss:
 
 
 class AUH(ProjectedMethod):
+    METHOD_KWARGS = ("sim_loss_weight", "unif_loss_weight", "t")
+
     def __init__(self, cfg: omegaconf.DictConfig):
         """Implements AUH (Wang and Isola, https://arxiv.org/abs/2005.10242) in the form the SFRIK
         paper compares: sim_loss_weight * mse of the L2-normalised views + unif_loss_weight * the

@@ -5,6 +5,7 @@ a non-finite loss, and random-number states in checkpoints (exact resume).
 Needs solo-learn: imported only where solo is installed.
 """
 
+import difflib
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +49,25 @@ def assert_stop_on_non_finite_cfg(cfg: omegaconf.DictConfig, method: str) -> Non
     cfg.method_kwargs.non_finite_check_interval = interval
 
 
+# method_kwargs every ProjectedMethod reads (the projector, the non-finite stop).
+PROJECTED_METHOD_KWARGS = ("proj_hidden_dim", "proj_output_dim", "stop_on_non_finite", "non_finite_check_interval")
+
+
+def assert_known_method_kwargs(cfg: omegaconf.DictConfig, method: str, known: Sequence[str]) -> None:
+    """Refuses a method_kwargs key the method does not read: a misspelt option (say
+    +method_kwargs.kernel_weigths=..., which Hydra's own hint suggests adding) would otherwise
+    train with the default and say nothing."""
+    given = omegaconf.OmegaConf.select(cfg, "method_kwargs", default=None) or {}
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ValueError(f"{method}: unknown method_kwargs {', '.join(hints)}; {method} reads {', '.join(sorted(known))}")
+
+
 def build_loss(method: str, loss_class, **kwargs):
     """loss_class(**kwargs), with the config block named in the errors of its argument checks."""
     try:
@@ -61,6 +81,9 @@ RNG_STATES_KEY = "sfrik_plugin_rng_states"
 
 class ProjectedMethod(BaseMethod):
     """A BaseMethod with the projector above on top of the backbone: z = projector(feats)."""
+
+    # The subclass's own method_kwargs (beside PROJECTED_METHOD_KWARGS); any other key is refused.
+    METHOD_KWARGS: tuple[str, ...] = ()
 
     @classmethod
     def add_and_assert_specific_cfg(cls, cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -76,6 +99,7 @@ class ProjectedMethod(BaseMethod):
         cfg = super().add_and_assert_specific_cfg(cfg)
         assert_projector_cfg(cfg, cls.__name__)
         assert_stop_on_non_finite_cfg(cfg, cls.__name__)
+        assert_known_method_kwargs(cfg, cls.__name__, PROJECTED_METHOD_KWARGS + cls.METHOD_KWARGS)
         return cfg
 
     def __init__(self, cfg: omegaconf.DictConfig):

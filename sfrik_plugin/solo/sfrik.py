@@ -36,6 +36,8 @@ def build_sfrik_loss(cfg: omegaconf.DictConfig) -> SFRIKLoss:
 
 
 class SFRIK(ProjectedMethod):
+    METHOD_KWARGS = (*LOSS_OPTIONS, "reg_small")
+
     def __init__(self, cfg: omegaconf.DictConfig):
         """Implements SFRIK (https://arxiv.org/abs/2208.00789): invariance (mse between the
         L2-normalised views) plus the MMD to the uniform distribution on the sphere for the

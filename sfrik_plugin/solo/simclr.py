@@ -20,6 +20,8 @@ from sfrik_plugin.solo.projected import ProjectedMethod
 
 
 class SimCLRShared(ProjectedMethod):
+    METHOD_KWARGS = ("temperature",)
+
     def __init__(self, cfg: omegaconf.DictConfig):
         """Implements SimCLR (https://arxiv.org/abs/2002.05709) with the shared projector.
 

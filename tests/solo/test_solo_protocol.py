@@ -143,6 +143,26 @@ def test_simclr_shared_refuses_a_bad_temperature(image_folder):
         SimCLRShared.add_and_assert_specific_cfg(cfg)
 
 
+@pytest.mark.parametrize(
+    "name, key, suggestion",
+    [
+        ("sfrik_cpu", "kernel_weigths", "kernel_weights"),
+        ("sfrik_cpu", "sim_weight", "sim_loss_weight"),
+        ("auh_cpu", "unif_weight", "unif_loss_weight"),
+        ("simclr_cpu", "temprature", "temperature"),
+        ("sfrik_cpu", "lambda_xyz", None),
+    ],
+)
+def test_an_unknown_method_kwarg_is_refused_with_a_suggestion(image_folder, name, key, suggestion):
+    # As Hydra's own hint suggests for a key the config lacks: +method_kwargs.<key>=...
+    cls = register_methods()[parsed(name, image_folder).method]
+    cfg = parsed(name, image_folder, f"+method_kwargs.{key}=1.0")
+    hint = f" \\(did you mean '{suggestion}'\\?\\)" if suggestion else ";"
+    with pytest.raises(ValueError, match=f"unknown method_kwargs '{key}'{hint}"):
+        cls.add_and_assert_specific_cfg(cfg)
+    cls.add_and_assert_specific_cfg(parsed(name, image_folder))  # the config as shipped passes
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. The end of the cosine: 0.001 x the effective peak lr
 
