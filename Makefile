@@ -25,8 +25,9 @@ $(VENV)/.built: $(VENV)/.torch-installed $(SOURCES)
 	MAX_JOBS=$(MAX_JOBS) $(PY) -m pip install --no-build-isolation -e ".[test,bench,demo,lint]"
 	touch $@
 
+PYTEST_ARGS ?=
 test: build
-	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs
+	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy (the public API fully typed), clang-format (cpp/); the same checks as
 # .pre-commit-config.yaml. `make format` applies the formatters.
