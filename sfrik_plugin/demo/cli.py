@@ -108,7 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
     parser.add_argument("--devices", default="1", help="Lightning devices (default 1)")
-    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
+    parser.add_argument(
+        "--precision", default="32-true", choices=PRECISIONS, help="Lightning precision, e.g. bf16-mixed"
+    )
     over = parser.add_argument_group("overrides of the setting's values")
     over.add_argument("--arch", choices=("resnet10", "resnet18"))
     over.add_argument("--width", type=positive_int, help="backbone base width (64 = the usual ResNet)")
@@ -121,7 +123,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     over.add_argument("--weight-decay", type=float)
     over.add_argument("--sfrik-sim-weight", type=positive_float)
     over.add_argument("--knn-k", type=positive_int)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        parser.error(f"--accelerator {args.accelerator}: torch sees no CUDA GPU here (use --accelerator cpu or auto)")
+    if args.accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        parser.error(f"--accelerator must be one of auto, cpu, gpu, cuda, got {args.accelerator!r}")
+    return args
+
+
+# Lightning's precision values (checked before any data is loaded or any model trained).
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16", "bf16")
 
 
 def resolve_setting(args: argparse.Namespace) -> Setting:

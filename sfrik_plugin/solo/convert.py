@@ -84,9 +84,11 @@ def convert(src, out, arch: str | None = None, method: str = "sfrik", name: str 
                 f"the projector of {str(src)!r} takes {dims[0]} features, but the {arch} "
                 f"backbone gives {backbone.inplanes}"
             )
+    given = name is not None
     name = name or src.name.split(".")[0]
     if "=" in name or "/" in name:
-        raise ValueError(f"name: {name!r} must not contain '=' or '/' (Hydra overrides and paths)")
+        origin = "--name" if given else f"the name taken from {src.name!r} (choose another with --name)"
+        raise ValueError(f"{origin}: {name!r} must not contain '=' or '/' (Hydra overrides and paths)")
 
     cfg = method_config(method, arch, dims, name=name)
     out.mkdir(parents=True, exist_ok=True)

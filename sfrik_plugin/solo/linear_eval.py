@@ -189,6 +189,28 @@ def install(final_val_path: Path, out: Path) -> dict:
     return state
 
 
+def check_feature_extractor(overrides: Sequence[str]) -> None:
+    """Refuses, before solo-learn starts, a pretrained_feature_extractor that is not a solo-learn
+    .ckpt (main_linear.py reads its "state_dict" and dies with a KeyError on anything else): an
+    official SFRIK .pth is pointed to sfrik-convert."""
+    from sfrik_plugin.solo.checkpoints import CheckpointFormatError, torch_load
+
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key != "pretrained_feature_extractor" or not value or value == "null":
+            continue
+        try:
+            ckpt = torch_load(value, "pretrained_feature_extractor")
+        except (FileNotFoundError, CheckpointFormatError) as err:
+            raise SystemExit(f"sfrik-linear: {err}") from None
+        if not (isinstance(ckpt, dict) and "state_dict" in ckpt):
+            raise SystemExit(
+                f"sfrik-linear: pretrained_feature_extractor {value!r} is not a solo-learn checkpoint (no "
+                "'state_dict'): for an official SFRIK checkpoint (the backbone .pth or last_ckp.pth) run "
+                f"`sfrik-convert {value} --out DIR` first and pass DIR/<name>.ckpt"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="sfrik-linear", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -206,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rest = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
     if not opts.final_val_path.is_dir():
         raise SystemExit(f"sfrik-linear: --final-val-path {str(opts.final_val_path)!r} is not a folder")
+    check_feature_extractor(rest)
     try:
         checkout = find_solo_learn_dir(opts.solo_learn_dir, SCRIPT)
     except FileNotFoundError as err:

@@ -159,6 +159,17 @@ def test_command_line_settings_and_errors(capsys):
         with pytest.raises(SystemExit):
             demo.parse_args(bad)
     assert "expected a positive integer" in capsys.readouterr().err
+    # Checked at start, before any data is loaded or any model trained.
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--precision", "17"])
+    assert "argument --precision: invalid choice: '17'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--accelerator", "tpu"])
+    assert "--accelerator must be one of auto, cpu, gpu, cuda" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            demo.parse_args(["--accelerator", "gpu"])
+        assert "--accelerator gpu: torch sees no CUDA GPU here" in capsys.readouterr().err
 
 
 def test_objectives_resolve_and_say_what_is_missing(monkeypatch):

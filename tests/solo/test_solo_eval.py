@@ -150,6 +150,31 @@ def test_arch_is_inferred_from_the_keys():
     assert infer_resnet_arch(backbone) == "resnet50"
 
 
+def test_convert_names_the_option_to_fix_a_bad_name(official, tmp_path):
+    # solo's own checkpoints are named "<method>-<id>-ep=<n>.ckpt": the '=' comes from the file name.
+    src = tmp_path / "sfrik-abc-ep=9.pth"
+    src.write_bytes((official["root"] / "r18_backbone.pth").read_bytes())
+    with pytest.raises(SystemExit, match=r"the name taken from 'sfrik-abc-ep=9.pth' \(choose another with --name\)"):
+        convert_main([str(src), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=r"--name: 'a=b' must not contain"):
+        convert_main([str(src), "--out", str(tmp_path / "out"), "--name", "a=b"])
+    convert_main([str(src), "--out", str(tmp_path / "out"), "--name", "sfrik_ep9"])
+    assert (tmp_path / "out" / "sfrik_ep9.ckpt").is_file()
+
+
+def test_sfrik_linear_points_an_official_checkpoint_to_sfrik_convert(official, tmp_path):
+    from sfrik_plugin.solo.linear_eval import main as linear_main
+
+    final = tmp_path / "final"
+    final.mkdir()
+    pth = official["root"] / "r18_backbone.pth"
+    args = ["--final-val-path", str(final), "--out", str(tmp_path / "out"), "--"]
+    with pytest.raises(SystemExit, match=r"is not a solo-learn checkpoint .*run `sfrik-convert .*r18_backbone.pth"):
+        linear_main([*args, f"pretrained_feature_extractor={pth}"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        linear_main([*args, f"++pretrained_feature_extractor={tmp_path / 'missing.ckpt'}"])
+
+
 def test_convert_refuses_what_is_not_a_resnet(tmp_path, capsys):
     vit = {"cls_token": torch.zeros(1, 1, 8), "blocks.0.attn.qkv.weight": torch.zeros(24, 8)}
     torch.save(vit, tmp_path / "vit.pth")
