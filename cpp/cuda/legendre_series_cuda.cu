@@ -59,23 +59,33 @@ struct ArgTable {
   opmath_t value[kArgTableEntries];
 };
 
-template <typename opmath_t>
-__device__ __forceinline__ opmath_t eval_series(opmath_t x, const opmath_t* __restrict__ coeff,
-                                                const opmath_t* __restrict__ alpha, const opmath_t* __restrict__ beta,
-                                                int64_t degree) {
-  opmath_t acc = coeff[0];
-  if (degree == 0) return acc;
+// sum_k coeff[k] P_k(x) by the recurrence, for a table with a runtime degree (PointerSeries) or
+// one known at compile time (RegisterSeries below: the loop unrolls, the constants stay in registers).
+template <typename opmath_t, typename Tables>
+__device__ __forceinline__ opmath_t eval_series(opmath_t x, const Tables& tab) {
+  opmath_t acc = tab.coeff[0];
+  if (tab.degree == 0) return acc;
   opmath_t prev = opmath_t(1);  // P_{l-1}
   opmath_t cur = x;             // P_l
-  acc += coeff[1] * x;
-  for (int64_t l = 1; l < degree; ++l) {
-    const opmath_t next = alpha[l - 1] * x * cur - beta[l - 1] * prev;
+  acc += tab.coeff[1] * x;
+#pragma unroll
+  for (int64_t l = 1; l < tab.degree; ++l) {
+    const opmath_t next = tab.alpha[l - 1] * x * cur - tab.beta[l - 1] * prev;
     prev = cur;
     cur = next;
-    acc += coeff[l + 1] * next;
+    acc += tab.coeff[l + 1] * next;
   }
   return acc;
 }
+
+// A table in memory (kernel argument, shared or global), layout of SeriesTables::packed.
+template <typename opmath_t>
+struct PointerSeries {
+  const opmath_t* __restrict__ coeff;
+  const opmath_t* __restrict__ alpha;
+  const opmath_t* __restrict__ beta;
+  int64_t degree;
+};
 
 // The sum of v over the block, in thread 0 (a fixed tree: deterministic).
 __device__ __forceinline__ double block_sum(double v) {
@@ -110,16 +120,15 @@ __global__ void __launch_bounds__(kThreads)
       tab = shared_tab;
     }
   }
-  const opmath_t* coeff = tab;
   const opmath_t* alpha = tab + degree + 1;
-  const opmath_t* beta = alpha + (degree > 0 ? degree - 1 : 0);
+  const PointerSeries<opmath_t> series{tab, alpha, alpha + (degree > 0 ? degree - 1 : 0), degree};
   const opmath_t g_scalar =
       grad_mode == static_cast<int>(GradMode::kScalar) ? static_cast<opmath_t>(grad[0]) : opmath_t(1);
 
   double local = 0.0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    opmath_t v = eval_series<opmath_t>(static_cast<opmath_t>(t[i]), coeff, alpha, beta, degree);
+    opmath_t v = eval_series<opmath_t>(static_cast<opmath_t>(t[i]), series);
     if (grad_mode == static_cast<int>(GradMode::kScalar)) {
       v *= g_scalar;
     } else if (grad_mode == static_cast<int>(GradMode::kElementwise)) {
@@ -214,16 +223,20 @@ void launch(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar_t* ou
 enum class FastMode : int { kSeries = 0, kSum = 1, kScalarGrad = 2, kElementwiseGrad = 3, kValueAndGrad = 4 };
 constexpr int kMaxFastDegree = 3;
 
-// A series of degree kDegree with its constants in registers (the table layout of SeriesTables::packed).
+// A series of degree kDegree with its constants in registers (the table layout of
+// SeriesTables::packed); evaluated by eval_series like a PointerSeries. The arrays have room for
+// the entries eval_series names in its branches that a small degree never takes.
 template <typename opmath_t, int kDegree>
 struct RegisterSeries {
-  opmath_t coeff[kDegree + 1];
+  static constexpr int64_t degree = kDegree;
+  opmath_t coeff[kDegree + 2];
   opmath_t alpha[kDegree > 1 ? kDegree - 1 : 1];
   opmath_t beta[kDegree > 1 ? kDegree - 1 : 1];
 
   __device__ __forceinline__ explicit RegisterSeries(const opmath_t* tab) {
 #pragma unroll
     for (int k = 0; k <= kDegree; ++k) coeff[k] = tab[k];
+    coeff[kDegree + 1] = opmath_t(0);
 #pragma unroll
     for (int k = 0; k + 1 < kDegree; ++k) {
       alpha[k] = tab[kDegree + 1 + k];
@@ -231,21 +244,7 @@ struct RegisterSeries {
     }
   }
 
-  __device__ __forceinline__ opmath_t operator()(opmath_t x) const {
-    opmath_t acc = coeff[0];
-    if constexpr (kDegree >= 1) {
-      opmath_t prev = opmath_t(1), cur = x;
-      acc += coeff[1] * x;
-#pragma unroll
-      for (int l = 1; l < kDegree; ++l) {
-        const opmath_t next = alpha[l - 1] * x * cur - beta[l - 1] * prev;
-        prev = cur;
-        cur = next;
-        acc += coeff[l + 1] * next;
-      }
-    }
-    return acc;
-  }
+  __device__ __forceinline__ opmath_t operator()(opmath_t x) const { return eval_series<opmath_t>(x, *this); }
 };
 
 template <typename scalar_t>
