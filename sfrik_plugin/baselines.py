@@ -24,13 +24,30 @@ DEFAULTS: dict[str, dict[str, float]] = {
 
 def available_library() -> str | None:
     """solo-learn when it imports, else lightly, else None."""
-    for library, module in (("solo-learn", "solo.losses"), ("lightly", "lightly.loss")):
+    for library, module in _MODULES.items():
         try:
             __import__(module)
         except ImportError:
             continue
         return library
     return None
+
+
+_MODULES = {"solo-learn": "solo.losses", "lightly": "lightly.loss"}
+_INSTALL = {"solo-learn": "make solo-learn (docs/solo-learn.md)", "lightly": "pip install lightly"}
+
+
+def require_library(library: str) -> None:
+    """Imports the baseline library now, so that a run that needs it stops at its start rather than
+    after the methods trained before the first baseline; RuntimeError naming the fix otherwise."""
+    if library not in LIBRARIES:
+        raise ValueError(f"library must be one of {LIBRARIES}, got {library!r}")
+    try:
+        __import__(_MODULES[library])
+    except ImportError as error:
+        raise RuntimeError(
+            f"the baselines come from {library!r}, which does not import here ({error}): {_INSTALL[library]}"
+        ) from None
 
 
 def _solo(name: str, p: dict[str, float]) -> Callable:

@@ -238,11 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     ignore_lightning_import_warnings()
     args = parse_args(argv)
     setting = resolve_setting(args)
-    from sfrik_plugin.baselines import available_library
+    from sfrik_plugin.baselines import BASELINES, available_library, require_library
     from sfrik_plugin.study.plan import RunSpec
     from sfrik_plugin.study.runner import StudyRunner
     from sfrik_plugin.utils.machine import device_name
 
+    library = baseline_library(args, available_library)
+    if library is not None and any(m in BASELINES for m in args.methods):
+        try:
+            require_library(library)  # before any data is loaded or any method trained
+        except RuntimeError as error:
+            raise SystemExit(f"sfrik-demo: {error}") from None
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
     device = torch.device(
         "cuda" if torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda") else "cpu"
@@ -258,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    library = baseline_library(args, available_library)
     runner = StudyRunner(
         study_preset(setting),
         data,

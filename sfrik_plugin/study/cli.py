@@ -6,6 +6,7 @@ validation split, then several seeds on the test split, at several q, with the p
   sfrik-study --dataset folder --data-dir my_images/ --out runs/mine
   sfrik-study --out runs/study --phases timing       # the interleaved timing pass (run it on a quiet machine)
   sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far
+  sfrik-study --out runs/study --only 'final|sfrik|q=1024|seed=0|test|...'   # run one recorded run again
 
 Rerunning a command skips the runs already in <out>/results.csv; an interruption loses at most the
 run in progress. <out>/summary.md and the plots are rewritten after every phase.
@@ -14,6 +15,7 @@ run in progress. <out>/summary.md and the plots are rewritten after every phase.
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,10 +52,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inner-bars", action="store_true", help="show Lightning's bar of every run")
     parser.add_argument("--timing-rounds", type=int, default=8, help="rounds of the interleaved timing pass")
     parser.add_argument("--report-only", action="store_true", help="only rewrite summary.md and the plots")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="RUN_ID",
+        help="run these recorded runs again (their run_id column in results.csv), replacing their rows",
+    )
     return parser.parse_args(argv)
 
 
 def resolve_library(requested: str, rows) -> str:
+    """The study's baseline library (one per results file), checked to import before any run."""
+    from sfrik_plugin.baselines import require_library
+
+    library = _choose_library(requested, rows)
+    try:
+        require_library(library)
+    except RuntimeError as error:
+        raise SystemExit(f"sfrik-study: {error}") from None
+    return library
+
+
+def _choose_library(requested: str, rows) -> str:
     from sfrik_plugin.baselines import available_library
 
     used = {r["library"] for r in rows}
@@ -90,8 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     library = resolve_library(args.library, store.rows)
     run_phases = [p for p in PHASES if p in args.phases]
+    only = None
+    if args.only:
+        only = set(args.only)
+        unknown = sorted(only - store.done)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(store.done), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SystemExit(f"sfrik-study: --only: no recorded run {unknown[0]!r} in {store.path}{hint}")
+        print(f"sfrik-study: running {len(store.remove(only))} recorded run(s) again", flush=True)
     if run_phases:
-        run_study(preset, args, store, library, run_phases, out)
+        run_study(preset, args, store, library, run_phases, out, only)
     if "timing" in args.phases:
         from .timing import run_timing
 
@@ -101,15 +130,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_study(preset, args, store: ResultsFile, library: str, phases: list[str], out: Path) -> None:
+def run_study(
+    preset, args, store: ResultsFile, library: str, phases: list[str], out: Path, only: set | None = None
+) -> None:
     from tqdm.auto import tqdm
 
     from . import report
     from .runner import StudyRunner
 
     planner = Planner(preset)
-    total = planner.count(phases)
-    done_before = len([s for s in study_runs(preset, store.rows, phases) if s.run_id in store.done])
+    total = planner.count(phases) if only is None else len(only)
+    done_before = (
+        0 if only is not None else len([s for s in study_runs(preset, store.rows, phases) if s.run_id in store.done])
+    )
     print(
         f"sfrik-study ({preset.name}): {total} runs, {done_before} already in {store.path}; "
         f"protocol: {preset.protocol()}; baselines from {library}",
@@ -121,7 +154,11 @@ def run_study(preset, args, store: ResultsFile, library: str, phases: list[str],
     phase = None
     try:
         while True:
-            todo = [s for s in study_runs(preset, store.rows, phases) if s.run_id not in store.done]
+            todo = [
+                s
+                for s in study_runs(preset, store.rows, phases)
+                if s.run_id not in store.done and (only is None or s.run_id in only)
+            ]
             if not todo:
                 break
             spec = todo[0]

@@ -84,6 +84,13 @@ class ResultsFile:
             writer.writerows(rows)
         os.replace(tmp, self.path)
 
+    def remove(self, run_ids: set) -> list[dict[str, str]]:
+        """Drops the rows of these runs from the file (to run them again); returns the dropped rows."""
+        dropped = [r for r in self.rows if r["run_id"] in run_ids]
+        self.rows = [r for r in self.rows if r["run_id"] not in run_ids]
+        self._rewrite(self.rows)
+        return dropped
+
     @property
     def done(self) -> set:
         return {r["run_id"] for r in self.rows}

@@ -306,6 +306,23 @@ def test_the_recorded_budget_choice_follows_from_its_validation_runs():
     assert [{k: str(v) for k, v in o.csv_row().items()} for o in outcomes] == recorded("demo_budget_validation.csv")
 
 
+def test_a_baseline_library_that_does_not_import_stops_the_demo_and_the_study_at_start(monkeypatch, tmp_path):
+    import sfrik_plugin.baselines as baselines
+    from sfrik_plugin.study import cli as study_cli
+
+    monkeypatch.setitem(baselines._MODULES, "lightly", "no_such_module_for_this_test")
+    with pytest.raises(RuntimeError, match="'lightly', which does not import here .*pip install lightly"):
+        baselines.require_library("lightly")
+    loaded = []
+    monkeypatch.setattr(demo.datasets, "load", lambda *a, **k: loaded.append(1))
+    with pytest.raises(SystemExit, match="sfrik-demo: the baselines come from 'lightly', which does not import"):
+        demo.main(["--library", "lightly", "--out", str(tmp_path)])
+    assert not loaded  # stopped before any data was loaded
+    with pytest.raises(SystemExit, match="sfrik-study: the baselines come from 'lightly'"):
+        study_cli.resolve_library("lightly", [])
+    demo.parse_args(["--library", "lightly", "--methods", "sfrik"])  # no baseline asked for: no check
+
+
 def test_quick_uses_the_studys_baseline_library():
     def solo():
         return "solo-learn"

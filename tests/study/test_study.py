@@ -208,3 +208,11 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
         assert heading in summary
     run_python(*study_args(folder, out, "--phases", "tune", "final"), timeout=TIMEOUT_S)
     assert len(rows_of(results)) == len(after)  # nothing left to do
+    # --only runs one recorded run again: its row is replaced, every other row kept
+    again = next(r["run_id"] for r in after if r["phase"] == "final")
+    run_python(*study_args(folder, out, "--only", again), timeout=TIMEOUT_S)
+    rerun = rows_of(results)
+    assert sorted(r["run_id"] for r in rerun) == sorted(ids)
+    assert [r for r in rerun if r["run_id"] != again] == [r for r in after if r["run_id"] != again]
+    wrong = run_python(*study_args(folder, out, "--only", again + "x"), check=False, timeout=TIMEOUT_S)
+    assert wrong.returncode != 0 and "--only: no recorded run" in wrong.stderr and "did you mean" in wrong.stderr
