@@ -91,17 +91,23 @@ bench: build
 cuda-check: $(VENV)/.torch-installed
 	$(PY) scripts/check_cuda_build.py
 
-# On a machine with a CUDA GPU: build with the CUDA kernels for it, run the whole suite on CUDA,
-# compute-sanitizer, the operator/loss/tile benchmarks, one demo epoch and (SOLO_LEARN_DIR set)
-# solo-learn's scripts, in <= 9 minutes; report and CSVs in $(GPU_CHECK_OUT). GPU_CHECK_ARGS=--dry-run
-# runs it all on the CPU at tiny sizes. `make build` compiles the CUDA kernels once (FORCE_CUDA=1 where nvidia-smi lists a GPU, for
-# the visible GPU's architecture), so the script's build stage only checks that they load (--no-build):
-# device time is scarce.
+# On a machine with a CUDA GPU, within 9 minutes, with $(GPU_CHECK_PYTHON) (on the lent GPU machine its
+# preinstalled python3: no venv, no download), in stages that each run a command under a time limit:
+#   a. WHEELS=DIR installs the wheels there (pip --no-index --no-deps); b. builds the CUDA kernels for
+#   the visible GPU (FORCE_CUDA=1 pip install --no-build-isolation -e .); c. the CUDA tests
+#   (pytest -m requires_cuda -n 8, SFRIK_REQUIRE_CUDA=1); d. the rest of the suite in the time the
+#   later stages leave; e. compute-sanitizer; f-i. sfrik-bench bandwidth, losses, step and the tile
+#   sweep (tiled --sweep-only); j. one sfrik-demo epoch; k. (SOLO_LEARN_DIR set) solo-learn's
+#   main_pretrain.py and main_knn.py.
+# A stage whose packages are missing is skipped, naming them. report.md, the CSVs and logs.tar.gz (8
+# files at most) go to $(GPU_CHECK_OUT). `make gpu-check GPU_CHECK_PYTHON=$(PY) GPU_CHECK_ARGS=--dry-run`
+# runs every stage on the CPU at tiny sizes. The stages: scripts/gpu_check.py's docstring; limits: its STAGES.
 GPU_CHECK_OUT ?= gpu_check_out
 GPU_CHECK_ARGS ?=
+GPU_CHECK_PYTHON ?= python3
 gpu-check:
-	$(if $(shell nvidia-smi -L 2>/dev/null),FORCE_CUDA=1) $(MAKE) build
-	$(PY) scripts/gpu_check.py --no-build --out $(GPU_CHECK_OUT) $(if $(SOLO_LEARN_DIR_GIVEN),--solo-learn-dir $(SOLO_LEARN_DIR)) $(GPU_CHECK_ARGS)
+	$(GPU_CHECK_PYTHON) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(if $(WHEELS),--wheels $(WHEELS)) \
+		$(if $(SOLO_LEARN_DIR_GIVEN),--solo-learn-dir $(SOLO_LEARN_DIR)) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build *.egg-info sfrik_plugin/_C*.so sfrik_plugin/_build_info.json $(VENV)/.built

@@ -9,9 +9,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import legendre, losses, precision, sharded, tiled
+from . import bandwidth, legendre, losses, precision, sharded, step, tiled
 
-SUITES = {"legendre": legendre, "losses": losses, "tiled": tiled, "sharded": sharded, "precision": precision}
+SUITES = {
+    "legendre": legendre,
+    "bandwidth": bandwidth,
+    "losses": losses,
+    "step": step,
+    "tiled": tiled,
+    "sharded": sharded,
+    "precision": precision,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

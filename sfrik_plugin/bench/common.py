@@ -86,10 +86,8 @@ def add_memory_fraction_argument(parser: argparse.ArgumentParser, skipped: str) 
 
 
 def add_common_arguments(parser) -> None:
-    """Options every suite takes: device, dtype, repeats, CSV output."""
-    parser.add_argument(
-        "--device", choices=("cpu", "cuda"), default=default_device(), help="default: cuda if available, else cpu"
-    )
+    """Options every suite takes: device, dtype, repeats, CSV and plot output."""
+    add_device_argument(parser)
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument(
         "--repeats",
@@ -97,6 +95,18 @@ def add_common_arguments(parser) -> None:
         default=None,
         help="timed runs per method after warm-up (median reported); default depends on the size",
     )
+    add_output_arguments(parser)
+
+
+def add_device_argument(parser) -> None:
+    """--device: cpu or cuda, cuda by default where it is available."""
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default=default_device(), help="default: cuda if available, else cpu"
+    )
+
+
+def add_output_arguments(parser) -> None:
+    """--csv and --plot, the outputs write_outputs writes."""
     parser.add_argument("--csv", metavar="PATH", default=None, help="write every row to this CSV file")
     parser.add_argument("--plot", metavar="PATH", default=None, help="write a PNG plot of the results (matplotlib)")
 
@@ -167,26 +177,36 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """(first, third) quartile, interpolated within the range of the values (NaN when empty)."""
+    if not values:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
 def peak_extra_bytes(step: Step, leaf: torch.Tensor) -> int:
     """Peak bytes allocated by one forward + backward beyond what was live before it.
     Leaves the step's gradient in leaf.grad."""
     leaf.grad = None
-    if leaf.device.type == "cuda":
-        return _cuda_peak_extra_bytes(step, leaf)
-    return _cpu_peak_extra_bytes(step, leaf)
+    return call_peak_bytes(lambda: step(leaf).backward(), leaf.device)[1]
 
 
-def _cuda_peak_extra_bytes(step: Step, leaf: torch.Tensor) -> int:
-    synchronize(leaf.device)
-    baseline = torch.cuda.memory_allocated(leaf.device)
-    torch.cuda.reset_peak_memory_stats(leaf.device)
-    step(leaf).backward()
-    synchronize(leaf.device)
-    return torch.cuda.max_memory_allocated(leaf.device) - baseline
-
-
-def _cpu_peak_extra_bytes(step: Step, leaf: torch.Tensor) -> int:
-    return profile_cpu_peak_bytes(lambda: step(leaf).backward())
+def call_peak_bytes(call: Callable[[], object], device: torch.device) -> tuple[float, int]:
+    """(peak bytes allocated while call() ran, counting what was live before it; the peak beyond
+    what was live before it). The first is the CUDA allocator's max_memory_allocated, NaN on the
+    CPU, whose profiler sees only the allocations made while it runs (see the module docstring)."""
+    if device.type != "cuda":
+        return math.nan, profile_cpu_peak_bytes(call)
+    synchronize(device)
+    baseline = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    call()
+    synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return float(peak), peak - baseline
 
 
 def probe_self_check(n: int, dtype: torch.dtype, device: torch.device) -> float:

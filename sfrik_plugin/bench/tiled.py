@@ -14,8 +14,14 @@ of the tiled path within WITHIN_TARGET of dense at WITHIN_BATCHES; the symmetric
 SYMMETRY_TARGET faster than dense at SYMMETRY_CELL; the LARGE_N x LARGE_Q cell, whose dense n x n
 matrix does not fit, runs tiled. The large cell runs only the tiled variant when the dense one's
 predicted memory does not fit; the skip is printed. --loss adds the two-view SFRIK loss
-(sfrik_loss_terms) dense against tiled, the evidence behind mmd_impl="auto"; --tiles T.. times the
-tiled operator per tile size.
+(sfrik_loss_terms) dense against tiled, the evidence behind mmd_impl="auto".
+
+The tile sweep: --tiles T.. times the tiled regulariser (forward, forward + backward, memory) at each
+tile size, at the symmetry cell or at every --sweep-cell N Q, and names the best tile: the lowest sum
+over the cells of its forward + backward time over that cell's fastest (a tile larger than a cell's
+n runs only where it fits, and is ranked only if it ran in every cell), beside the package's
+default for the device, sfrik_plugin.tiled.DEFAULT_TILE_SIZE (a reviewed one-line change: the
+package reads no machine-specific file). --sweep-only runs the sweep alone.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.losses import sfrik_loss_terms
 from sfrik_plugin.regulariser import mmd_uniform
 from sfrik_plugin.sphere_autograd import to_sphere
-from sfrik_plugin.tiled import default_tile_size, gram_series_sum
+from sfrik_plugin.tiled import DEFAULT_TILE_SIZE, default_tile_size, gram_series_sum
 from sfrik_plugin.utils import machine, output
 
 from . import common
@@ -39,6 +45,7 @@ HELP = "tiled (memory-free, symmetric) MMD against the dense n x n path: time an
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 8192)
 LARGE_N, LARGE_Q = 65536, 256  # one dense n x n float32 matrix alone is 16 GiB
 QUICK_BATCHES, QUICK_DIMS, QUICK_LARGE = (300, 700), (64,), (3000, 32)
+QUICK_SWEEP_CELL = (700, 64)
 WITHIN_TARGET, WITHIN_BATCHES = 1.3, (2048, 8192)
 SYMMETRY_TARGET, SYMMETRY_CELL = 1.6, (4096, 8192)
 IMPLS = ("dense", "tiled-all", "tiled")
@@ -55,6 +62,7 @@ CSV_FIELDS = (
     "forward_speedup_vs_dense",
     "forward_backward_ratio_to_dense",
     "peak_rss_mib",
+    "sweep_score",
 )
 
 
@@ -80,7 +88,18 @@ def add_arguments(parser) -> None:
         type=common.positive_int,
         nargs="*",
         default=[],
-        help="also time the tiled operator at these tile sizes (at the symmetry cell)",
+        help="also time the tiled operator at these tile sizes (the tile sweep) and name the best",
+    )
+    parser.add_argument(
+        "--sweep-cell",
+        type=common.positive_int,
+        nargs=2,
+        action="append",
+        metavar=("N", "Q"),
+        help="a cell of the tile sweep, repeatable (default: the symmetry cell 4096 x 8192; --quick: 700 x 64)",
+    )
+    parser.add_argument(
+        "--sweep-only", action="store_true", help="run the tile sweep alone (no dense comparison, no memory cell)"
     )
     parser.add_argument("--loss", action="store_true", help="also the two-view SFRIK loss, dense against tiled")
     common.add_memory_fraction_argument(parser, "the dense path")
@@ -214,7 +233,7 @@ def table(rows: list[dict]) -> str:
             fmt(r, "forward_backward_ms", ".1f"),
             fmt(r, "forward_backward_ratio_to_dense", ".2f"),
             fmt(r, "peak_extra_mib", ".1f"),
-            r["status"] if r["status"] != "ok" else "",
+            r["status"] if r["status"] != "ok" else fmt(r, "sweep_score", ".3f"),
         )
         for r in rows
     ]
@@ -230,7 +249,7 @@ def table(rows: list[dict]) -> str:
             "fwd+bwd ms",
             "fwd+bwd / dense",
             "peak extra MiB",
-            "note",
+            "note (tile sweep: score)",
         ),
         body,
     )
@@ -308,31 +327,74 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def sweep_cells(args) -> list[tuple[int, int]]:
+    """The (n, q) cells of the tile sweep."""
+    if args.sweep_cell:
+        return [(n, q) for n, q in args.sweep_cell]
+    return [QUICK_SWEEP_CELL if args.quick else SYMMETRY_CELL]
+
+
 def tile_sweep(args, device, dtype) -> list[dict]:
-    n, q = (QUICK_BATCHES[-1], QUICK_DIMS[0]) if args.quick else SYMMETRY_CELL
-    leaf = leaf_for(n, q, dtype, device)
-    steps = {f"tile {t}": regulariser("tiled", t) for t in args.tiles}
-    results = measure(steps, leaf, args.repeats or 3)
-    return [
-        {
-            **common.cell("tiled", n, q, args.dtype, device),
-            "what": "tile sweep",
-            "impl": "tiled",
-            "tile": t,
-            **results[f"tile {t}"],
-        }
-        for t in args.tiles
-    ]
+    """The tiled regulariser at every tile size of --tiles that fits each sweep cell."""
+    rows = []
+    for n, q in sweep_cells(args):
+        tiles = [t for t in args.tiles if t <= n]
+        print(f"tile sweep at n = {n}, q = {q}: tiles {tiles}", flush=True)
+        leaf = leaf_for(n, q, dtype, device)
+        results = measure({f"tile {t}": regulariser("tiled", t) for t in tiles}, leaf, args.repeats or 3)
+        del leaf
+        rows += [
+            {
+                **common.cell("tiled", n, q, args.dtype, device),
+                "what": "tile sweep",
+                "impl": "tiled",
+                "tile": t,
+                **results[f"tile {t}"],
+            }
+            for t in tiles
+        ]
+    add_sweep_scores(rows)
+    return rows
+
+
+def add_sweep_scores(rows: list[dict]) -> None:
+    """sweep_score of each tile that ran in every cell: the sum over the cells of its forward +
+    backward time over the cell's fastest (the number of cells where it is the best)."""
+    cells = {(r["n"], r["q"]) for r in rows}
+    best = {c: min(r["forward_backward_ms"] for r in rows if (r["n"], r["q"]) == c) for c in cells}
+    for tile in {r["tile"] for r in rows}:
+        own = [r for r in rows if r["tile"] == tile]
+        if len(own) == len(cells):
+            score = sum(r["forward_backward_ms"] / best[(r["n"], r["q"])] for r in own)
+            for r in own:
+                r["sweep_score"] = score
+
+
+def best_tile_line(rows: list[dict], device) -> str:
+    """The sweep's best tile and what to do with it."""
+    scored = {r["tile"]: r["sweep_score"] for r in rows if "sweep_score" in r}
+    if not scored:
+        return "tile sweep: no tile ran in every cell"
+    best, current = min(scored, key=lambda t: scored[t]), DEFAULT_TILE_SIZE.get(device.type)
+    advice = (
+        "the default already"
+        if best == current
+        else f"set sfrik_plugin/tiled.py DEFAULT_TILE_SIZE[{device.type!r}] = {best} (now {current})"
+    )
+    cells = len({(r["n"], r["q"]) for r in rows})
+    return f"best tile {best} (score {scored[best]:.3f}; the fastest in every cell scores {cells}): {advice}"
 
 
 def run(args) -> int:
     device, dtype = common.bench_device(args.device), common.DTYPES[args.dtype]
     tile = args.tile_size or default_tile_size(device)
     batches, dims = (QUICK_BATCHES, QUICK_DIMS) if args.quick else (args.batches, args.dims)
+    if args.sweep_only and not args.tiles:
+        raise SystemExit("--sweep-only needs the tile sizes to sweep: --tiles T ...")
     common.print_machine(device)
     print(f"tile: {tile} rows")
     rows = []
-    for n in batches:
+    for n in [] if args.sweep_only else batches:
         for q in dims:
             cell = run_cell(n, q, args, device, dtype, tile)
             if args.loss:
@@ -340,13 +402,15 @@ def run(args) -> int:
             print()
             print(table(cell), flush=True)
             rows.extend(cell)
+    sweep_line = None
     if args.tiles:
         sweep = tile_sweep(args, device, dtype)
         print()
         print(table(sweep), flush=True)
         rows.extend(sweep)
+        sweep_line = best_tile_line(sweep, device)
     large = None
-    if not args.no_large:
+    if not args.no_large and not args.sweep_only:
         n, q = QUICK_LARGE if args.quick else args.large
         reset_peak_rss()
         cell = run_cell(n, q, args, device, dtype, tile, impls=("dense", "tiled"))
@@ -356,8 +420,10 @@ def run(args) -> int:
         print(table(cell), flush=True)
         rows.extend(cell)
     print()
-    for line in verdicts(rows, large):
+    for line in [] if args.sweep_only else verdicts(rows, large):
         print(line)
+    if sweep_line:
+        print(sweep_line)
     common.write_outputs(
         args, CSV_FIELDS, rows, plot, f"MMD regulariser, {machine.device_name(device)}, {args.dtype}, tile {tile}"
     )

@@ -98,3 +98,75 @@ def test_quick_precision_bench_writes_csv(tmp_path):
         for kind in precision.EMBEDDINGS:
             # float32 ~1e-7, 10-bit roundings ~1e-4, bfloat16's 7 bits ~1e-3: ordered as the mantissas
             assert err[(str(q), kind, "float32")] < 1e-5 < err[(str(q), kind, "tf32")] < err[(str(q), kind, "bf16")]
+
+
+# The training-step suite at toy sizes: a two-block convnet, 2 x 8 images of 32 px, q = 64.
+STEP_TOY = ("--device", "cpu", "--backbone", "tiny", "--batch", "8", "--image-size", "32", "--dims", "64")
+STEP_TOY += ("--hidden", "64", "--steps", "3", "--warmup", "1")
+
+
+def test_step_bench_times_every_method_against_the_step_without_a_loss(tmp_path):
+    from sfrik_plugin.baselines import baseline_losses
+    from sfrik_plugin.bench import step
+
+    stdout, rows = run_suite(tmp_path / "step.csv", "step", *STEP_TOY)
+    assert "loss overhead, ms a step over 'none'" in stdout
+    assert [r["method"] for r in rows] == list(step.METHODS)
+    by = {r["method"]: r for r in rows}
+    none_ms = float(by["none"]["ms_median"])
+    baselines = baseline_losses()
+    for r in rows:
+        if r["method"] not in ("none", "sfrik") and r["method"] not in baselines:
+            assert r["status"].startswith("skipped: neither solo-learn nor lightly"), r
+            continue
+        assert r["status"] == "ok", r
+        spread = [float(r[k]) for k in ("ms_min", "ms_q1", "ms_median", "ms_q3", "ms_max")]
+        assert 0 < spread[0] and spread == sorted(spread), r
+        assert int(r["steps"]) == 3 and (int(r["n"]), int(r["q"])) == (8, 64), r
+        assert float(r["overhead_ms"]) == pytest.approx(float(r["ms_median"]) - none_ms, rel=0, abs=1e-9), r
+        assert float(r["step_vs_none"]) == pytest.approx(float(r["ms_median"]) / none_ms), r
+        assert float(r["peak_extra_mib"]) > 0 and r["peak_mib"] == "", r  # the CPU has no absolute peak
+        assert math.isfinite(float(r["loss"])), r
+    assert float(by["none"]["loss"]) == 0.0 and float(by["sfrik"]["loss"]) > 0
+
+
+def test_bandwidth_bench_measures_every_op_beside_a_copy(tmp_path):
+    from sfrik_plugin.bench import bandwidth
+
+    n = 256
+    stdout, rows = run_suite(tmp_path / "bw.csv", "bandwidth", "--device", "cpu", "--n", str(n), "--repeats", "2")
+    assert "applies on a GPU" in stdout
+    assert [(r["dtype"], r["op"]) for r in rows] == [(d, op) for d in ("float32", "bfloat16") for op in bandwidth.OPS]
+    passes = {r["op"]: int(r["passes"]) for r in rows}
+    assert passes == {"forward": 1, "backward": 2, "forward + backward": 3, "value_and_grad": 2, "device copy": 2}
+    for r in rows:
+        assert r["status"] == "ok", r
+        element = {"float32": 4, "bfloat16": 2}[r["dtype"]]
+        assert int(r["bytes_moved"]) == int(r["passes"]) * n * n * element
+        gb_per_s = int(r["bytes_moved"]) / (float(r["ms_median"]) / 1e3) / 1e9
+        assert float(r["gb_per_s"]) == pytest.approx(gb_per_s)
+        copy = next(float(c["gb_per_s"]) for c in rows if c["dtype"] == r["dtype"] and c["op"] == "device copy")
+        assert float(r["fraction_of_copy"]) == pytest.approx(gb_per_s / copy)
+        assert r["peak_gb_per_s"] == "" and r["fraction_of_peak"] == ""  # no theoretical peak on a CPU
+
+
+def test_tile_sweep_alone_names_the_tile_with_the_best_score(tmp_path):
+    cells = ("--sweep-cell", "300", "32", "--sweep-cell", "500", "32")
+    args = ("tiled", "--sweep-only", "--tiles", "64", "128", "400", *cells, "--repeats", "1", "--device", "cpu")
+    stdout, rows = run_suite(tmp_path / "tiles.csv", *args)
+    assert {r["what"] for r in rows} == {"tile sweep"}
+    assert sorted((int(r["n"]), int(r["tile"])) for r in rows) == [
+        (300, 64),
+        (300, 128),
+        (500, 64),
+        (500, 128),
+        (500, 400),
+    ]
+    fastest = {n: min(float(r["forward_backward_ms"]) for r in rows if r["n"] == n) for n in ("300", "500")}
+    scores = {}
+    for tile in (64, 128):  # 400 does not fit the 300-row cell: not ranked
+        own = [r for r in rows if int(r["tile"]) == tile]
+        scores[tile] = sum(float(r["forward_backward_ms"]) / fastest[r["n"]] for r in own)
+        assert all(float(r["sweep_score"]) == pytest.approx(scores[tile]) for r in own)
+    assert all(r["sweep_score"] == "" for r in rows if r["tile"] == "400")
+    assert f"best tile {min(scores, key=scores.__getitem__)} " in stdout
