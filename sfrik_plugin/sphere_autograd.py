@@ -166,10 +166,30 @@ def _invariance_of_stats(
     return (distance.sum() / (stats.shape[0] * q)).to(dtype), d
 
 
-def sphere_invariance(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """mse(u1, u2) of the two views' rows normalised (u = z / max(||z||, eps)), differentiable, with
-    the numerics of two_view_sphere_grams (double row sums: no cancellation for near-equal rows)."""
-    return _invariance_of_stats(row_stats(z1, z2), eps, z1.shape[1], z1.dtype)[0]
+class _UnitInvariance(torch.autograd.Function):
+    """mse(u1, u2) of unit rows u = z / max(||z||, eps) already computed: the value from the double
+    row sums of z1, z2 (as two_view_sphere_grams computes it: no cancellation for near-equal rows),
+    the gradient mse's, with respect to u1 and u2 (one pass; it reaches z through the
+    normalisation's own backward). Written with differentiable ops: double backward is exact."""
+
+    @staticmethod
+    def forward(ctx, u1, u2, z1, z2, eps):
+        ctx.save_for_backward(u1, u2)
+        return _invariance_of_stats(row_stats(z1, z2), eps, z1.shape[1], u1.dtype)[0]
+
+    @staticmethod
+    def backward(ctx, grad):
+        u1, u2 = ctx.saved_tensors
+        difference = (u1 - u2) * (grad * (2.0 / u1.numel()))
+        return difference, -difference, None, None, None
+
+
+def unit_invariance(
+    u1: torch.Tensor, u2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12
+) -> torch.Tensor:
+    """mse(u1, u2) for the unit rows u of z (to_sphere), with the numerics of two_view_sphere_grams
+    (see _UnitInvariance)."""
+    return _UnitInvariance.apply(u1, u2, z1, z2, eps)
 
 
 def _units(z1: torch.Tensor, z2: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -102,3 +102,24 @@ def test_fused_two_view_grams_gradcheck_and_double_backward(device):
     assert torch.autograd.gradgradcheck(two_view_sphere_grams, (z1, z2))
     only_first = (z1, z2.detach())
     assert torch.autograd.gradgradcheck(two_view_sphere_grams, only_first)
+
+
+def test_unit_invariance_value_gradient_and_double_backward():
+    # The non-fused paths' invariance: the value from double row sums (equal to the fused function's),
+    # the gradient of mse(u1, u2) through the normalisation, exact to second order.
+    from sfrik_plugin.sphere_autograd import to_sphere, two_view_sphere_grams, unit_invariance
+
+    g = torch.Generator().manual_seed(21)
+    z1 = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    z2 = (z1.detach() + 0.1 * torch.randn(7, 5, generator=g, dtype=torch.float64)).requires_grad_()
+
+    def invariance(a, b):
+        return unit_invariance(to_sphere(a), to_sphere(b), a, b)
+
+    expected = torch.nn.functional.mse_loss(
+        torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
+    )
+    torch.testing.assert_close(invariance(z1, z2), expected, rtol=1e-12, atol=0)
+    assert torch.equal(invariance(z1, z2), two_view_sphere_grams(z1, z2)[2])
+    assert torch.autograd.gradcheck(invariance, (z1, z2))
+    assert torch.autograd.gradgradcheck(invariance, (z1, z2))
