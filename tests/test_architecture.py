@@ -15,7 +15,8 @@ CORE = {
     "_extension": set(),
     "defaults": set(),
     "reference": set(),
-    "sphere_autograd": set(),
+    "rows": {"series"},
+    "sphere_autograd": {"rows"},
     "projector": set(),
     "precision": {"sphere_autograd"},
     "validation": {"precision", "kernels"},  # kernels: a lazy import for check_kernel's types

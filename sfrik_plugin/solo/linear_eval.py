@@ -197,7 +197,10 @@ def check_feature_extractor(overrides: Sequence[str]) -> None:
 
     for override in overrides:
         key, _, value = override.lstrip("+").partition("=")
-        if key != "pretrained_feature_extractor" or not value or value == "null":
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]  # a quoted Hydra value
+        if key != "pretrained_feature_extractor" or not value or value == "null" or "${" in value:
             continue
         try:
             ckpt = torch_load(value, "pretrained_feature_extractor")

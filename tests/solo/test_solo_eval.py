@@ -171,6 +171,8 @@ def test_sfrik_linear_points_an_official_checkpoint_to_sfrik_convert(official, t
     args = ["--final-val-path", str(final), "--out", str(tmp_path / "out"), "--"]
     with pytest.raises(SystemExit, match=r"is not a solo-learn checkpoint .*run `sfrik-convert .*r18_backbone.pth"):
         linear_main([*args, f"pretrained_feature_extractor={pth}"])
+    with pytest.raises(SystemExit, match="is not a solo-learn checkpoint"):
+        linear_main([*args, f"pretrained_feature_extractor='{pth}'"])  # quoted, as Hydra takes paths
     with pytest.raises(SystemExit, match="does not exist"):
         linear_main([*args, f"++pretrained_feature_extractor={tmp_path / 'missing.ckpt'}"])
 
