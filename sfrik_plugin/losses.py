@@ -95,7 +95,7 @@ def _two_view_terms(
             regularisers = [regulariser_of_gram(gram, q) for gram in grams]
         else:
             units = [to_sphere(z1), to_sphere(z2)]
-            invariance = unit_invariance(*units, as_compute_dtype(z1), as_compute_dtype(z2))
+            invariance = unit_invariance(units[0], units[1], as_compute_dtype(z1), as_compute_dtype(z2))
             if regularisers_of_units is not None:
                 regularisers = regularisers_of_units(units)
             else:
