@@ -20,7 +20,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
-#include <ATen/ops/full.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -440,9 +439,10 @@ void reduce_into(const at::Tensor& dense, const SeriesTables& tables, const Seri
         } else {
           launch<scalar_t>(t_ptr, nullptr, GradMode::kNone, nullptr, partial_ptr, n, blocks, tables, dense);
           if (derivative != nullptr) {
-            const at::Tensor scale = at::full({}, derivative_scale, dense.options());
-            launch<scalar_t>(t_ptr, scale.const_data_ptr<scalar_t>(), GradMode::kScalar, slope_ptr, nullptr, n,
-                             blocks_for(n, kElementwiseBlocks), *derivative, dense);
+            // psi'(t), then the scale in double (a 16-bit grad would round 1/n before it is applied)
+            launch<scalar_t>(t_ptr, nullptr, GradMode::kNone, slope_ptr, nullptr, n, blocks_for(n, kElementwiseBlocks),
+                             *derivative, dense);
+            if (derivative_scale != 1.0) slope.mul_(derivative_scale);
           }
         }
         finish_sum_kernel<scalar_t>
