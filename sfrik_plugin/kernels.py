@@ -27,7 +27,15 @@ import torch
 from . import defaults
 from .validation import check_weight
 
-__all__ = ["GaussianKernel", "DistanceKernel", "gaussian_kernel_mean", "distance_kernel_mean", "parse_kernel"]
+__all__ = [
+    "GaussianKernel",
+    "DistanceKernel",
+    "KERNELS",
+    "gaussian_kernel_mean",
+    "distance_kernel_mean",
+    "parse_kernel",
+    "check_kernel",
+]
 
 # Squared distances below this are treated as this when differentiating the distance kernel:
 # (d^2)^(p/2 - 1) is unbounded as two distinct embeddings meet (bounded by 1e6 for p = 1).
@@ -87,12 +95,29 @@ def distance_kernel_mean(gram: torch.Tensor, p: float) -> torch.Tensor:
     return -distances.sum() / n**2
 
 
-def parse_kernel(name: str, value: float) -> GaussianKernel | DistanceKernel:
-    """The kernel called `name` with its parameter.
+class KernelEntry(NamedTuple):
+    """One kernel of the registry: its class, its parameter's name, the check of that parameter."""
+
+    cls: type
+    parameter: str
+    check: dict[str, object]  # check_weight's keyword arguments for the parameter
+
+
+# The registry of the kernels besides the Legendre series: adding one is an entry here (a NamedTuple
+# with its parameter and mean_of_gram(gram)) plus its tests; the losses, the demo, the study and
+# the benchmarks take kernels by these names.
+KERNELS: dict[str, KernelEntry] = {
+    "gaussian": KernelEntry(GaussianKernel, "s", {"positive": True}),
+    "distance": KernelEntry(DistanceKernel, "p", {"below": 2.0}),
+}
+
+
+def parse_kernel(name: str, value: float | None = None) -> GaussianKernel | DistanceKernel:
+    """The kernel called `name` with its parameter (its default, defaults.py, when value is None).
 
     Args:
-        name: "gaussian" or "distance".
-        value: Its parameter: s (> 0) or p (in (0, 2)).
+        name: A name of KERNELS: "gaussian" or "distance".
+        value: Its parameter: s (> 0) or p (in (0, 2)); None: the default.
 
     Returns:
         A GaussianKernel or a DistanceKernel.
@@ -104,9 +129,21 @@ def parse_kernel(name: str, value: float) -> GaussianKernel | DistanceKernel:
     Example:
         >>> parse_kernel("distance", 1.0)
         DistanceKernel(p=1.0)
+        >>> parse_kernel("gaussian")
+        GaussianKernel(s=2.5)
     """
-    if name == "gaussian":
-        return GaussianKernel(check_weight(value, "s", positive=True))
-    if name == "distance":
-        return DistanceKernel(check_weight(value, "p", below=2.0))
-    raise ValueError(f"kernel must be 'gaussian' or 'distance', got {name!r}")
+    if name not in KERNELS:
+        raise ValueError(f"kernel must be {' or '.join(map(repr, KERNELS))}, got {name!r}")
+    entry = KERNELS[name]
+    if value is None:
+        return entry.cls()
+    return entry.cls(check_weight(value, entry.parameter, **entry.check))  # type: ignore[arg-type]
+
+
+def check_kernel(kernel: object) -> GaussianKernel | DistanceKernel:
+    """kernel itself if it is one of the registry's kernels, else a TypeError naming them."""
+    classes = tuple(entry.cls for entry in KERNELS.values())
+    if not isinstance(kernel, classes):
+        names = " or a ".join(c.__name__ for c in classes)
+        raise TypeError(f"kernel must be a {names} (sfrik_plugin.kernels), got {kernel!r}")
+    return kernel  # type: ignore[return-value]

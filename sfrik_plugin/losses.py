@@ -24,6 +24,7 @@ from torch import nn
 
 from . import defaults
 from .distributed import gather_views, world_size
+from .kernels import check_kernel
 from .regulariser import MMDOptions, auh_uniformity, mmd_of_gram, mmd_regularisers, plan_regulariser
 from .sphere_autograd import (
     as_compute_dtype,
@@ -36,7 +37,6 @@ from .sphere_autograd import (
 from .validation import (
     Coeffs,
     check_bool,
-    check_kernel,
     check_kernel_weights,
     check_multicrop_views,
     check_same_views,

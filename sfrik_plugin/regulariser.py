@@ -22,6 +22,7 @@ import torch
 
 from . import defaults
 from .distributed import gather_views, sharded_mmd, world_size
+from .kernels import check_kernel
 from .precision import reduced_precision_gram, rounded_rows
 from .series import legendre_series
 from .sphere_autograd import autocast_disabled, gram_matrix, to_sphere
@@ -31,7 +32,6 @@ from .validation import (
     check_bool,
     check_embedding,
     check_gram_precision,
-    check_kernel,
     check_kernel_weights,
     check_mmd_impl,
     check_mmd_tile_size,

@@ -24,7 +24,6 @@ from .precision import GRAM_PRECISIONS
 if TYPE_CHECKING:
     import numpy
 
-    from .kernels import DistanceKernel, GaussianKernel
 
 Coeffs = Sequence[float] | torch.Tensor
 
@@ -206,14 +205,6 @@ def check_mmd_tile_size(mmd_tile_size: object) -> int | None:
 
 def check_gram_precision(gram_precision: object) -> str:
     return check_choice(gram_precision, "gram_precision", GRAM_PRECISIONS)
-
-
-def check_kernel(kernel: object) -> GaussianKernel | DistanceKernel:
-    from .kernels import DistanceKernel, GaussianKernel
-
-    if not isinstance(kernel, (GaussianKernel, DistanceKernel)):
-        raise TypeError(f"kernel must be a GaussianKernel or a DistanceKernel (sfrik_plugin.kernels), got {kernel!r}")
-    return kernel
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ CORE = {
     "sphere_autograd": {"rows"},
     "projector": set(),
     "precision": {"sphere_autograd"},
-    "validation": {"precision", "kernels"},  # kernels: a lazy import for check_kernel's types
+    "validation": {"precision"},
     "ops": {"_extension"},
     "series": {"_extension", "ops", "reference", "validation"},
     "tiled": {"reference", "series"},

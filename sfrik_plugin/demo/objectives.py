@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sfrik_plugin.baselines import BASELINES, baseline_loss
-from sfrik_plugin.kernels import DistanceKernel, GaussianKernel
+from sfrik_plugin.kernels import KERNELS, parse_kernel
 from sfrik_plugin.losses import AUHLoss, KernelMMDLoss, SFRIKLoss
 
 METHODS = ("sfrik", *BASELINES, "auh")
-KERNEL_METHODS = ("mmd_gaussian", "mmd_distance")
+KERNEL_METHODS = tuple(f"mmd_{name}" for name in KERNELS)  # the registry's kernels
 ALL_METHODS = (*METHODS, *KERNEL_METHODS)
 
 
@@ -24,12 +24,11 @@ def build_objective(name: str, library: str | None = None, **hyper_parameters) -
         return "sfrik_plugin", SFRIKLoss(**hyper_parameters)
     if name == "auh":
         return "sfrik_plugin", AUHLoss(**hyper_parameters)
-    if name == "mmd_gaussian":
+    if name in KERNEL_METHODS:
+        kernel_name = name.removeprefix("mmd_")
         params = dict(hyper_parameters)
-        return "sfrik_plugin", KernelMMDLoss(GaussianKernel(params.pop("s", 2.5)), **params)
-    if name == "mmd_distance":
-        params = dict(hyper_parameters)
-        return "sfrik_plugin", KernelMMDLoss(DistanceKernel(params.pop("p", 1.0)), **params)
+        kernel = parse_kernel(kernel_name, params.pop(KERNELS[kernel_name].parameter, None))  # None: its default
+        return "sfrik_plugin", KernelMMDLoss(kernel, **params)
     if name in BASELINES:
         return baseline_loss(name, library, **hyper_parameters)
     raise ValueError(f"method must be one of {ALL_METHODS}, got {name!r}")

@@ -94,9 +94,24 @@ def test_bad_arguments_name_themselves():
         kernel_mmd_uniform(z, GaussianKernel(-1.0))
     with pytest.raises(TypeError, match="kernel must be a GaussianKernel or a DistanceKernel"):
         kernel_mmd_uniform(z, "gaussian")
+    assert parse_kernel("gaussian") == GaussianKernel() and parse_kernel("distance") == DistanceKernel()  # defaults
     with pytest.raises(ValueError, match="kernel must be 'gaussian' or 'distance'"):
         parse_kernel("legendre", 1.0)
     with pytest.raises(ValueError, match="sim_loss_weight"):
         KernelMMDLoss(GaussianKernel(), sim_loss_weight=-1)
     with pytest.raises(ValueError, match="z must be 2-D"):
         kernel_mmd_uniform(torch.randn(4), GaussianKernel())
+
+
+def test_the_registry_is_what_the_demo_and_the_study_take_kernels_from():
+    from sfrik_plugin.demo.objectives import KERNEL_METHODS, build_objective
+    from sfrik_plugin.kernels import KERNELS, check_kernel
+
+    assert KERNEL_METHODS == tuple(f"mmd_{name}" for name in KERNELS)
+    z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+    for name, entry in KERNELS.items():
+        kernel = parse_kernel(name)
+        assert isinstance(kernel, entry.cls) and check_kernel(kernel) is kernel
+        assert getattr(kernel, entry.parameter) == getattr(entry.cls(), entry.parameter)  # defaults.py's value
+        _, loss = build_objective(f"mmd_{name}", mmd_loss_weight=2.0)
+        assert loss.kernel == kernel and torch.isfinite(loss(z1, z2))
