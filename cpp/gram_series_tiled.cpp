@@ -89,10 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gram_series_sum(const at::Tensor&
   const at::Tensor& y = symmetric ? x : *y_opt;
   if (!symmetric) {
     check_rows(y, "y");
-    SFRIK_CHECK_VALUE(y.scalar_type() == x.scalar_type(), "sfrik: y must have the dtype of x (", x.scalar_type(),
-                      "), got ", y.scalar_type());
-    SFRIK_CHECK_VALUE(y.device() == x.device(), "sfrik: y must be on the device of x (", x.device(), "), got ",
-                      y.device());
+    check_dtype_and_device(y, "y", x, "x");
     SFRIK_CHECK_VALUE(y.size(1) == x.size(1), "sfrik: y must have as many features as x (", x.size(1), "), got shape ",
                       y.sizes());
   }

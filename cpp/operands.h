@@ -53,12 +53,19 @@ inline at::Tensor align_like(const at::Tensor& grad, const at::Tensor& dense_t) 
   return out;
 }
 
+// `other` (named other_name) must have the dtype and device of `ref` (named ref_name): the pairing
+// check of every op that takes two tensors.
+inline void check_dtype_and_device(const at::Tensor& other, const char* other_name, const at::Tensor& ref,
+                                   const char* ref_name) {
+  SFRIK_CHECK_VALUE(other.scalar_type() == ref.scalar_type(), "sfrik: ", other_name, " must have the dtype of ",
+                    ref_name, " (", ref.scalar_type(), "), got ", other.scalar_type());
+  SFRIK_CHECK_VALUE(other.device() == ref.device(), "sfrik: ", other_name, " must be on the device of ", ref_name, " (",
+                    ref.device(), "), got ", other.device());
+}
+
 inline GradMode check_grad(const at::Tensor& grad, const at::Tensor& t) {
   check_input(grad, "grad");
-  SFRIK_CHECK_VALUE(grad.scalar_type() == t.scalar_type(), "sfrik: grad must have the dtype of t (", t.scalar_type(),
-                    "), got ", grad.scalar_type());
-  SFRIK_CHECK_VALUE(grad.device() == t.device(), "sfrik: grad must be on the device of t (", t.device(), "), got ",
-                    grad.device());
+  check_dtype_and_device(grad, "grad", t, "t");
   if (is_broadcast_scalar(grad)) return GradMode::kScalar;
   SFRIK_CHECK_VALUE(grad.sizes() == t.sizes(), "sfrik: grad must have the shape of t ", t.sizes(),
                     " or be a single value, got shape ", grad.sizes());
@@ -71,10 +78,7 @@ inline void check_row_operands(const at::Tensor& x, const at::Tensor* y) {
   SFRIK_CHECK_VALUE(x.dim() == 2, "sfrik: x must be 2-D (rows, features), got shape ", x.sizes());
   if (y == nullptr) return;
   check_input(*y, "y");
-  SFRIK_CHECK_VALUE(y->scalar_type() == x.scalar_type(), "sfrik: y must have the dtype of x (", x.scalar_type(),
-                    "), got ", y->scalar_type());
-  SFRIK_CHECK_VALUE(y->device() == x.device(), "sfrik: y must be on the device of x (", x.device(), "), got ",
-                    y->device());
+  check_dtype_and_device(*y, "y", x, "x");
   SFRIK_CHECK_VALUE(y->sizes() == x.sizes(), "sfrik: y must have the shape of x ", x.sizes(), ", got ", y->sizes());
 }
 

@@ -104,13 +104,11 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             return _TwoViewSphereGrams._differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance)
         n, q = z1.shape
         dtype = z1.dtype
-        norms = stats[:, :2].sqrt()
-        d64 = norms.clamp_min(ctx.eps)
+        d64, squares64, cross64 = _unit_products(stats, ctx.eps)
+        squares, cross = squares64.to(dtype), cross64.to(dtype)  # |u|^2, <u1, u2>
         u1, u2 = _units(z1, z2, d64)
         inverse = finite_or_nan(1.0 / d64, dtype)  # (n, 2)
-        mask = (norms >= ctx.eps).to(dtype)
-        squares = (stats[:, :2] / d64.square()).to(dtype)  # |u|^2
-        cross = (stats[:, 2:] / (d64[:, :1] * d64[:, 1:])).to(dtype)  # <u1, u2>
+        mask = (stats[:, :2].sqrt() >= ctx.eps).to(dtype)
         scale = None if dinvariance is None else dinvariance * (2.0 / (n * q))
         grads: list[torch.Tensor | None] = []
         for k, (u, other, dg, g) in enumerate(((u1, u2, dg1, g1), (u2, u1, dg2, g2))):
@@ -155,13 +153,18 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             return (*(next(found) if need else None for need in ctx.needs_input_grad[:2]), None)
 
 
+def _unit_products(stats: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From row_stats(z1, z2), in float64: d = max(||z||, eps) (n, 2), |u|^2 (n, 2; 1, or less
+    below eps) and <u1, u2> (n, 1), for u = z / d."""
+    d = stats[:, :2].sqrt().clamp_min(eps)
+    return d, stats[:, :2] / d.square(), stats[:, 2:] / (d[:, :1] * d[:, 1:])
+
+
 def _invariance_of_stats(
     stats: torch.Tensor, eps: float, q: int, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mse(u1, u2) in dtype, d = max(||z||, eps) as float64 (n, 2)) from row_stats(z1, z2)."""
-    d = stats[:, :2].sqrt().clamp_min(eps)
-    squares = stats[:, :2] / d.square()  # |u|^2 (1, or less below eps)
-    cross = stats[:, 2:] / (d[:, :1] * d[:, 1:])  # <u1, u2>
+    d, squares, cross = _unit_products(stats, eps)
     distance = (squares.sum(1, keepdim=True) - 2 * cross).clamp_min(0)  # |u1 - u2|^2
     return (distance.sum() / (stats.shape[0] * q)).to(dtype), d
 
