@@ -151,20 +151,16 @@ def measure_dtype(n: int, dtype_name: str, args, device: torch.device, peak: flo
 
 
 def table(rows: list[dict]) -> str:
-    def fmt(row: dict, key: str, spec: str) -> str:
-        value = row.get(key)
-        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
     body = [
         (
             r["op"],
             r["dtype"],
             r["passes"],
-            fmt(r, "bytes_moved", ".3g"),
-            fmt(r, "ms_median", ".3f"),
-            fmt(r, "gb_per_s", ".1f"),
-            fmt(r, "fraction_of_copy", ".0%"),
-            fmt(r, "fraction_of_peak", ".0%"),
+            output.format_value(r.get("bytes_moved"), ".3g"),
+            output.format_value(r.get("ms_median"), ".3f"),
+            output.format_value(r.get("gb_per_s"), ".1f"),
+            output.format_value(r.get("fraction_of_copy"), ".0%"),
+            output.format_value(r.get("fraction_of_peak"), ".0%"),
             "" if r["status"] == "ok" else r["status"],
         )
         for r in rows

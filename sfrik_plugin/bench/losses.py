@@ -267,9 +267,6 @@ def cell_table(rows: list) -> str:
         "time / Gram floor",
     )
 
-    def fmt(value, spec):
-        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
     body = []
     for r in rows:
         if r["status"] != "ok":
@@ -279,13 +276,13 @@ def cell_table(rows: list) -> str:
             (
                 r["method"],
                 r["source"],
-                fmt(r["ms_median"], ".1f"),
-                fmt(r["peak_extra_mib"], ".1f"),
-                fmt(r.get("time_vs_vicreg"), ".3f"),
-                fmt(r["model_time_vs_vicreg"], ".3f"),
-                fmt(r.get("memory_vs_vicreg"), ".3f"),
-                fmt(r["model_memory_vs_vicreg"], ".4f"),
-                fmt(r.get("time_vs_gram_floor"), ".3f"),
+                output.format_value(r["ms_median"], ".1f"),
+                output.format_value(r["peak_extra_mib"], ".1f"),
+                output.format_value(r.get("time_vs_vicreg"), ".3f"),
+                output.format_value(r["model_time_vs_vicreg"], ".3f"),
+                output.format_value(r.get("memory_vs_vicreg"), ".3f"),
+                output.format_value(r["model_memory_vs_vicreg"], ".4f"),
+                output.format_value(r.get("time_vs_gram_floor"), ".3f"),
             )
         )
     return output.format_table(header, body)

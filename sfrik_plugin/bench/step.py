@@ -367,12 +367,6 @@ def method_row(name, q, setting, table, records, steps, clear, device) -> dict:
 # Output
 
 
-def fmt(value: object, spec: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return format(value, spec)
-
-
 def cell_table(rows: list[dict]) -> str:
     header = (
         "method",
@@ -397,16 +391,16 @@ def cell_table(rows: list[dict]) -> str:
             (
                 r["method"],
                 r["source"],
-                fmt(r["ms_median"], ".1f"),
+                output.format_value(r["ms_median"], ".1f"),
                 f"{r['ms_min']:.1f}-{r['ms_max']:.1f}",
                 f"{r['ms_q1']:.1f}-{r['ms_q3']:.1f}",
-                fmt(r.get("overhead_ms"), "+.2f"),
-                fmt(r.get("overhead_paired_ms"), "+.2f"),
-                fmt(r.get("step_vs_none"), ".3f"),
-                fmt(r["peak_mib"], ".0f"),
-                fmt(r["peak_extra_mib"], ".1f"),
-                fmt(r.get("memory_overhead_mib"), "+.1f"),
-                fmt(r["loss"], ".4g"),
+                output.format_value(r.get("overhead_ms"), "+.2f"),
+                output.format_value(r.get("overhead_paired_ms"), "+.2f"),
+                output.format_value(r.get("step_vs_none"), ".3f"),
+                output.format_value(r["peak_mib"], ".0f"),
+                output.format_value(r["peak_extra_mib"], ".1f"),
+                output.format_value(r.get("memory_overhead_mib"), "+.1f"),
+                output.format_value(r["loss"], ".4g"),
             )
         )
     return output.format_table(header, body)
@@ -421,7 +415,8 @@ def summary(rows: list[dict], setting: Setting, device: torch.device) -> list[st
         lines.append(
             f"  {method:<13} "
             + " / ".join(
-                fmt(cells[q].get("overhead_ms"), "+.2f") or cells[q]["status"] if q in cells else "-" for q in dims
+                output.format_value(cells[q].get("overhead_ms"), "+.2f") or cells[q]["status"] if q in cells else "-"
+                for q in dims
             )
         )
     sfrik = [r.get("overhead_ms", math.nan) for r in rows if r["method"] == "sfrik" and r["status"] == "ok"]

@@ -217,10 +217,6 @@ def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    def fmt(row, key, spec):
-        value = row.get(key)
-        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
     body = [
         (
             r["what"],
@@ -228,12 +224,12 @@ def table(rows: list[dict]) -> str:
             r["q"],
             r["impl"],
             r["tile"],
-            fmt(r, "forward_ms", ".1f"),
-            fmt(r, "forward_speedup_vs_dense", ".2f"),
-            fmt(r, "forward_backward_ms", ".1f"),
-            fmt(r, "forward_backward_ratio_to_dense", ".2f"),
-            fmt(r, "peak_extra_mib", ".1f"),
-            r["status"] if r["status"] != "ok" else fmt(r, "sweep_score", ".3f"),
+            output.format_value(r.get("forward_ms"), ".1f"),
+            output.format_value(r.get("forward_speedup_vs_dense"), ".2f"),
+            output.format_value(r.get("forward_backward_ms"), ".1f"),
+            output.format_value(r.get("forward_backward_ratio_to_dense"), ".2f"),
+            output.format_value(r.get("peak_extra_mib"), ".1f"),
+            r["status"] if r["status"] != "ok" else output.format_value(r.get("sweep_score"), ".3f"),
         )
         for r in rows
     ]

@@ -17,6 +17,13 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def format_value(value: object, spec: str) -> str:
+    """format(value, spec), or "" for a missing value (None or NaN): a table cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return format(value, spec)
+
+
 def write_csv(path: str, fields: Sequence[str], rows: Iterable[dict]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
