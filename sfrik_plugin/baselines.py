@@ -1,62 +1,38 @@
-"""Baseline losses from an established implementation, shared by the loss benchmark, the demo and
-the study: solo-learn's loss functions or lightly's (no home-made copies). Each is a callable
-loss(z1, z2) on the two views' projections, built with its main hyper-parameters."""
+"""Baseline losses from an established implementation, shared by the loss benchmark, the step
+benchmark, the demo and the study: solo-learn's loss functions or lightly's (no home-made copies).
+Each is a callable loss(z1, z2) on the two views' projections, built with its hyper-parameters.
+
+BASELINES is the registry: adding a baseline is one entry here (its defaults, the hyper-parameter
+the study tunes with its ladder, and a builder per library) plus its tests (CONTRIBUTING.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 
-BASELINES = ("vicreg", "barlow_twins", "simclr")
 LIBRARIES = ("solo-learn", "lightly")
 SIMCLR_TEMPERATURE = 0.15
 
-# Each baseline's hyper-parameters, with the defaults of its paper (SimCLR: the SFRIK paper's
-# tuned temperature). The study tunes one of each (VICReg: the invariance weight, Barlow Twins:
-# lambda, SimCLR: the temperature).
-DEFAULTS: dict[str, dict[str, float]] = {
-    "vicreg": {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0},
-    "barlow_twins": {"lamb": 5e-3},
-    "simclr": {"temperature": SIMCLR_TEMPERATURE},
-}
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def available_library() -> str | None:
-    """solo-learn when it imports, else lightly, else None."""
-    for library, module in _MODULES.items():
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        return library
-    return None
+# -- builders: library's loss with the full hyper-parameter dict --------------------------------
+def _solo_vicreg(p: dict[str, float]) -> LossFn:
+    from solo.losses import vicreg_loss_func
+
+    return lambda z1, z2: vicreg_loss_func(z1, z2, **p)
 
 
-_MODULES = {"solo-learn": "solo.losses", "lightly": "lightly.loss"}
-_INSTALL = {"solo-learn": "make solo-learn (docs/solo-learn.md)", "lightly": "pip install lightly"}
+def _solo_barlow(p: dict[str, float]) -> LossFn:
+    from solo.losses import barlow_loss_func
+
+    return lambda z1, z2: barlow_loss_func(z1, z2, lamb=p["lamb"])
 
 
-def require_library(library: str) -> None:
-    """Imports the baseline library now, so that a run that needs it stops at its start rather than
-    after the methods trained before the first baseline; RuntimeError naming the fix otherwise."""
-    if library not in LIBRARIES:
-        raise ValueError(f"library must be one of {LIBRARIES}, got {library!r}")
-    try:
-        __import__(_MODULES[library])
-    except ImportError as error:
-        raise RuntimeError(
-            f"the baselines come from {library!r}, which does not import here ({error}): {_INSTALL[library]}"
-        ) from None
-
-
-def _solo(name: str, p: dict[str, float]) -> Callable:
-    from solo.losses import barlow_loss_func, simclr_loss_func, vicreg_loss_func
-
-    if name == "vicreg":
-        return lambda z1, z2: vicreg_loss_func(z1, z2, **p)
-    if name == "barlow_twins":
-        return lambda z1, z2: barlow_loss_func(z1, z2, lamb=p["lamb"])
+def _solo_simclr(p: dict[str, float]) -> LossFn:
+    from solo.losses import simclr_loss_func
 
     def simclr(z1, z2):
         indexes = torch.arange(z1.shape[0], device=z1.device).repeat(2)  # view pairs share an index
@@ -65,26 +41,172 @@ def _solo(name: str, p: dict[str, float]) -> Callable:
     return simclr
 
 
-def _lightly(name: str, p: dict[str, float]) -> Callable:
-    from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
+def _lightly_vicreg(p: dict[str, float]) -> LossFn:
+    from lightly.loss import VICRegLoss
 
-    if name == "vicreg":
-        return VICRegLoss(
-            lambda_param=p["sim_loss_weight"], mu_param=p["var_loss_weight"], nu_param=p["cov_loss_weight"]
-        )
-    if name == "barlow_twins":
-        return BarlowTwinsLoss(lambda_param=p["lamb"])
+    return VICRegLoss(lambda_param=p["sim_loss_weight"], mu_param=p["var_loss_weight"], nu_param=p["cov_loss_weight"])
+
+
+def _lightly_barlow(p: dict[str, float]) -> LossFn:
+    from lightly.loss import BarlowTwinsLoss
+
+    return BarlowTwinsLoss(lambda_param=p["lamb"])
+
+
+def _lightly_simclr(p: dict[str, float]) -> LossFn:
+    from lightly.loss import NTXentLoss
+
     return NTXentLoss(temperature=p["temperature"])
 
 
-def baseline_loss(name: str, library: str | None = None, **hyper_parameters: float) -> tuple[str, Callable]:
-    """(library, loss) for one baseline with the given hyper-parameters (the rest at DEFAULTS).
-    library: "solo-learn", "lightly", or None for whichever is installed (solo-learn first)."""
-    if name not in BASELINES:
+def _lightly_sigreg(p: dict[str, float]) -> LossFn:
+    """LeJEPA with two global views and no local ones: lambda * SIGReg(both views) + (1 - lambda) *
+    the views' distance to their mean, lightly's LeJEPALoss.forward with lightly's own pieces
+    (LeJEPALoss itself requires at least one local view)."""
+    from lightly.loss.lejepa_loss import SIGReg, lejepa_invariance_loss
+
+    lam = p["lambda_param"]
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"sigreg: lambda_param must be in [0, 1], got {lam}")
+    sigreg = SIGReg(num_vectors=int(p["num_vectors"]))
+
+    def lejepa(z1, z2):
+        views = torch.stack([z1, z2])
+        sigreg.to(z1.device)
+        return lam * sigreg(views) + (1.0 - lam) * lejepa_invariance_loss(all_proj=views, global_proj=views)
+
+    return lejepa
+
+
+def _lightly_mmcr(p: dict[str, float]) -> LossFn:
+    """lightly's MMCRLoss on the unit-normalised projections (MMCR's embeddings lie on the sphere;
+    lightly leaves the normalisation to the model), the two views as the k = 2 augmentations."""
+    from lightly.loss import MMCRLoss
+
+    mmcr = MMCRLoss(lmda=p["lmda"])
+
+    def loss(z1, z2):
+        u1, u2 = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
+        return mmcr(u1.unsqueeze(1), u2.unsqueeze(1))
+
+    return loss
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline: its defaults (its paper's, unless said), the hyper-parameter the study tunes
+    and the ladder it tunes it on (centre, factor), and a builder per library that has it."""
+
+    title: str
+    defaults: Mapping[str, float]
+    tuned: str
+    ladder: tuple[float, float]  # (centre, factor) of the study's ladder for `tuned`
+    builders: Mapping[str, Callable[[dict[str, float]], LossFn]]
+    reference: str
+
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        return tuple(self.builders)
+
+
+BASELINES_REGISTRY: dict[str, Baseline] = {
+    "vicreg": Baseline(
+        "VICReg",
+        {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0},
+        "sim_loss_weight",
+        (10.0, 2.0),
+        {"solo-learn": _solo_vicreg, "lightly": _lightly_vicreg},
+        "Bardes et al., ICLR 2022",
+    ),
+    "barlow_twins": Baseline(
+        "Barlow Twins",
+        {"lamb": 5e-3},
+        "lamb",
+        (1e-3, 2.0),
+        {"solo-learn": _solo_barlow, "lightly": _lightly_barlow},
+        "Zbontar et al., ICML 2021",
+    ),
+    "simclr": Baseline(
+        "SimCLR",
+        {"temperature": SIMCLR_TEMPERATURE},  # the SFRIK paper's tuned temperature
+        "temperature",
+        (0.1, 2.0),
+        {"solo-learn": _solo_simclr, "lightly": _lightly_simclr},
+        "Chen et al., ICML 2020",
+    ),
+    "sigreg": Baseline(
+        "LeJEPA (SIGReg)",
+        {"lambda_param": 0.05, "num_vectors": 1024.0},  # lightly's LeJEPALoss defaults
+        "lambda_param",
+        (0.05, 2.0),
+        {"lightly": _lightly_sigreg},
+        "Balestriero and LeCun, 2025 (arXiv:2511.08544)",
+    ),
+    "mmcr": Baseline(
+        "MMCR",
+        {"lmda": 5e-3},  # lightly's MMCRLoss default
+        "lmda",
+        (5e-3, 2.0),
+        {"lightly": _lightly_mmcr},
+        "Yerxa et al., NeurIPS 2023",
+    ),
+}
+BASELINES = tuple(BASELINES_REGISTRY)
+# Each baseline's hyper-parameters at their defaults (kept for callers that only need these).
+DEFAULTS: dict[str, dict[str, float]] = {name: dict(b.defaults) for name, b in BASELINES_REGISTRY.items()}
+
+_MODULES = {"solo-learn": "solo.losses", "lightly": "lightly.loss"}
+_INSTALL = {"solo-learn": "make solo-learn (docs/solo-learn.md)", "lightly": "pip install lightly"}
+
+
+def _imports(library: str) -> bool:
+    try:
+        __import__(_MODULES[library])
+    except ImportError:
+        return False
+    return True
+
+
+def available_library() -> str | None:
+    """solo-learn when it imports, else lightly, else None."""
+    return next((library for library in LIBRARIES if _imports(library)), None)
+
+
+def source_library(name: str, library: str) -> str:
+    """The library a baseline comes from in a run that asked for `library`: that one when it has the
+    baseline, else the first that does (SIGReg and MMCR are lightly's only)."""
+    builders = BASELINES_REGISTRY[name].builders
+    return library if library in builders else next(iter(builders))
+
+
+def require_library(library: str, methods: tuple[str, ...] | list[str] = BASELINES) -> None:
+    """Imports every library that `methods`' baselines come from when `library` is asked for, now,
+    so that a run that needs one stops at its start rather than after the methods trained before
+    the first baseline; RuntimeError naming the fix otherwise."""
+    if library not in LIBRARIES:
+        raise ValueError(f"library must be one of {LIBRARIES}, got {library!r}")
+    needed = dict.fromkeys([library] + [source_library(m, library) for m in methods if m in BASELINES_REGISTRY])
+    for lib in needed:
+        try:
+            __import__(_MODULES[lib])
+        except ImportError as error:
+            users = [m for m in methods if m in BASELINES_REGISTRY and source_library(m, library) == lib]
+            why = "" if lib == library else f" ({', '.join(users)} come only from {lib})"
+            raise RuntimeError(
+                f"the baselines come from {lib!r}{why}, which does not import here ({error}): {_INSTALL[lib]}"
+            ) from None
+
+
+def baseline_loss(name: str, library: str | None = None, **hyper_parameters: float) -> tuple[str, LossFn]:
+    """(library, loss) for one baseline with the given hyper-parameters (the rest at its defaults).
+    library: "solo-learn", "lightly", or None for whichever is installed (solo-learn first); a
+    baseline that library lacks comes from the one that has it, and the returned source says so."""
+    if name not in BASELINES_REGISTRY:
         raise ValueError(f"baseline must be one of {BASELINES}, got {name!r}")
-    unknown = set(hyper_parameters) - set(DEFAULTS[name])
+    baseline = BASELINES_REGISTRY[name]
+    unknown = set(hyper_parameters) - set(baseline.defaults)
     if unknown:
-        raise ValueError(f"{name} takes the hyper-parameters {sorted(DEFAULTS[name])}, got {sorted(unknown)}")
+        raise ValueError(f"{name} takes the hyper-parameters {sorted(baseline.defaults)}, got {sorted(unknown)}")
     if library is None:
         library = available_library()
         if library is None:
@@ -94,17 +216,21 @@ def baseline_loss(name: str, library: str | None = None, **hyper_parameters: flo
             )
     elif library not in LIBRARIES:
         raise ValueError(f"library must be one of {LIBRARIES} or None, got {library!r}")
-    params = {**DEFAULTS[name], **{k: float(v) for k, v in hyper_parameters.items()}}
+    source = source_library(name, library)
+    params = {**baseline.defaults, **{k: float(v) for k, v in hyper_parameters.items()}}
     try:
-        return library, (_solo if library == "solo-learn" else _lightly)(name, params)
+        return source, baseline.builders[source](params)
     except ImportError as error:
         raise RuntimeError(
-            f"library {library!r} was asked for the {name} baseline but does not import ({error})"
+            f"library {source!r} was asked for the {name} baseline but does not import ({error}): {_INSTALL[source]}"
         ) from None
 
 
-def baseline_losses(library: str | None = None) -> dict[str, tuple[str, Callable]]:
-    """name -> (library, loss(z1, z2)) at the defaults; empty when neither library is installed."""
-    if library is None and available_library() is None:
-        return {}
-    return {name: baseline_loss(name, library) for name in BASELINES}
+def baseline_losses(library: str | None = None) -> dict[str, tuple[str, LossFn]]:
+    """name -> (library, loss(z1, z2)) at the defaults, for every baseline some installed library
+    provides (empty when neither is installed)."""
+    if library is None:
+        library = available_library()
+        if library is None:
+            return {}
+    return {name: baseline_loss(name, library) for name in BASELINES if _imports(source_library(name, library))}

@@ -29,7 +29,6 @@ from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 from . import data as datasets
 from .cli import SETTINGS, STUDY_CHOICES, Setting, study_preset
-from .objectives import METHODS
 
 # (epochs, pretraining images): the study's 3 x 15,000, smaller volumes, the study's volume traded
 # between epochs and images, and one larger volume to show what the budget gives up.
@@ -155,7 +154,7 @@ def summarise(
         by = {(r["method"], int(r["seed"])): r for r in rows.get(c, ()) if r["status"] == "ok"}
         seeds = tuple(sorted({s for m, s in by if m == "random"} & {s for m, s in by if m == "sfrik"}))
         sfrik = tuple(float(by["sfrik", s]["linear_top1"]) for s in seeds)
-        walls = [float(by["random", s]["wall_s"]) + len(METHODS) * float(by["sfrik", s]["wall_s"]) for s in seeds]
+        walls = [float(by["random", s]["wall_s"]) + len(STUDY_CHOICES) * float(by["sfrik", s]["wall_s"]) for s in seeds]
         predicted = statistics.mean(walls) if walls else float("nan")
         outcomes.append(
             Outcome(

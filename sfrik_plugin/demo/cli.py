@@ -87,8 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--methods",
         nargs="+",
         choices=METHODS,
-        default=list(METHODS),
-        help="methods to pretrain (the random encoder is always evaluated)",
+        default=list(STUDY_CHOICES),
+        help="methods to pretrain (the random encoder is always evaluated; default: the methods the recorded "
+        "study chose settings for; the others run at their library's defaults and --lr)",
     )
     datasets.add_dataset_arguments(parser, default="fashion-mnist")
     parser.add_argument(
@@ -182,7 +183,7 @@ def baseline_library(args: argparse.Namespace, available: Callable[[], str | Non
 
 def method_setting(method: str, setting: Setting, args: argparse.Namespace) -> dict[str, object]:
     """The learning rate and loss hyper-parameters of one method's run."""
-    if uses_study_choices(args):
+    if uses_study_choices(args) and method in STUDY_CHOICES:
         return dict(STUDY_CHOICES[method])
     return {"lr": setting.lr, **({"sim_loss_weight": setting.sfrik_sim_weight} if method == "sfrik" else {})}
 
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     library = baseline_library(args, available_library)
     if library is not None and any(m in BASELINES for m in args.methods):
         try:
-            require_library(library)  # before any data is loaded or any method trained
+            require_library(library, args.methods)  # before any data is loaded or any method trained
         except RuntimeError as error:
             raise SystemExit(f"sfrik-demo: {error}") from None
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)

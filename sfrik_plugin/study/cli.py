@@ -1,5 +1,6 @@
-"""sfrik-study: SFRIK against VICReg, Barlow Twins, SimCLR and AUH, every method tuned alike on a
-validation split, then several seeds on the test split, at several q, with the paper's ablations.
+"""sfrik-study: SFRIK against VICReg, Barlow Twins, SimCLR, AUH, LeJEPA's SIGReg and MMCR, every method tuned
+alike on a validation split (grids grown until the choice is interior, or reported at the cap), then
+five seeds on the test split, re-tuned at each q of the table, with the paper's ablations.
 
   sfrik-study --out runs/study                       # the full study on Fashion-MNIST (hours on 2 CPU cores)
   sfrik-study --preset smoke --out runs/smoke        # every phase at toy sizes (minutes)
@@ -144,7 +145,8 @@ def run_study(
         0 if only is not None else len([s for s in study_runs(preset, store.rows, phases) if s.run_id in store.done])
     )
     print(
-        f"sfrik-study ({preset.name}): {total} runs, {done_before} already in {store.path}; "
+        f"sfrik-study ({preset.name}): {total} runs at least (more if a tuning grid grows), "
+        f"{done_before} already in {store.path}; "
         f"protocol: {preset.protocol()}; baselines from {library}",
         flush=True,
     )
@@ -161,6 +163,9 @@ def run_study(
             ]
             if not todo:
                 break
+            if bar.total is not None and bar.n + len(todo) > bar.total:  # a search grew: more runs than planned
+                bar.total = bar.n + len(todo)
+                bar.refresh()
             spec = todo[0]
             if phase is not None and spec.phase != phase:
                 report.write(out, preset, store.rows)

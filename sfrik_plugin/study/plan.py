@@ -1,7 +1,10 @@
-"""What a study runs: its presets (data, shared training protocol, grids, seeds) and the runs of
-each phase, as plain specifications. Which setting a final run uses is chosen from the tuning
-rows already in the results (best validation linear top-1), so a plan can be rebuilt at any time
-from the results file alone."""
+"""What a study runs: its presets (data, shared training protocol, tuning ladders, seeds) and the
+runs of each phase, as plain specifications. Tuning follows one rule, fixed here and applied to
+every method alike (Search): a grid of learning rate x the method's main hyper-parameter on
+geometric ladders, grown along a ladder while the best validation linear top-1 sits at an edge of
+it, up to a cap of rungs per axis; a choice still at an edge at the cap is reported as such. Which
+setting a later run uses is read from the tuning rows already in the results, so a plan can be
+rebuilt at any time from the results file alone."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sfrik_plugin.baselines import BASELINES_REGISTRY
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.demo.experiment import TrainConfig
 
@@ -17,16 +21,25 @@ SFRIK_KERNEL_WEIGHTS = {L: KERNEL_WEIGHTS[:L] for L in (1, 2, 3)}  # the paper's
 
 
 @dataclass(frozen=True)
+class Ladder:
+    """The values centre * factor**rung, rung = ..., -1, 0, 1, ... (6 significant digits, so that
+    a value's text in a run id is the same on every machine)."""
+
+    centre: float
+    factor: float = 2.0
+
+    def value(self, rung: int) -> float:
+        return float(f"{self.centre * self.factor**rung:.6g}")
+
+
+@dataclass(frozen=True)
 class Grid:
-    """A method's tuning grid: learning rates x values of one loss hyper-parameter, with the
-    loss's other hyper-parameters fixed."""
+    """A method's tuned loss hyper-parameter and its ladder, with the loss's other hyper-parameters
+    fixed."""
 
     parameter: str
-    values: tuple[float, ...]
+    ladder: Ladder
     fixed: tuple[tuple[str, object], ...] = ()
-
-    def settings(self, lrs: Sequence[float]) -> list[dict[str, object]]:
-        return [{"lr": lr, **dict(self.fixed), self.parameter: v} for lr, v in itertools.product(lrs, self.values)]
 
 
 @dataclass(frozen=True)
@@ -42,12 +55,19 @@ class Preset:
     main_q: int = 1024
     table_qs: tuple[int, ...] = (256, 1024, 4096)
     proj_hidden_dim: int = 1024  # projector hidden width, the same at every q
-    lrs: tuple[float, ...] = (3e-3, 1e-2)
+    lr_ladder: Ladder = Ladder(5e-3)
+    lr_span: tuple[int, int] = (-1, 1)  # the learning-rate rungs a search starts with
+    lr_max_rungs: int = 5  # the cap: rungs an axis may grow to
+    param_span: tuple[int, int] = (-1, 1)
+    param_max_rungs: int = 5
+    table_span: tuple[int, int] = (-1, 1)  # at the other q: rungs around the q = main_q choice, lr fixed
+    table_max_rungs: int = 4
     grids: Mapping[str, Grid] = field(default_factory=dict)
     ablation_degrees: tuple[int, ...] = (1, 2)  # L = 3 is SFRIK's final run
     ablation_grids: Mapping[str, Grid] = field(default_factory=dict)  # other kernels: mmd weight tuned
-    tune_seed: int = 0
-    final_seeds: tuple[int, ...] = (0, 1, 2)
+    tune_seed: int = 10  # no final run uses it
+    final_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    repeat_seeds: tuple[int, ...] = (0, 1, 2)  # the q table's and the ablations' final runs
     data_seed: int = 0  # fixes the validation split and the subsets
 
     @property
@@ -64,30 +84,31 @@ class Preset:
         )
 
 
-def _grids(sfrik_values, auh_values, vicreg_values, simclr_values, barlow_values) -> dict[str, Grid]:
-    return {
-        "sfrik": Grid("sim_loss_weight", sfrik_values, (("kernel_weights", SFRIK_KERNEL_WEIGHTS[3]),)),
-        "vicreg": Grid("sim_loss_weight", vicreg_values),
-        "barlow_twins": Grid("lamb", barlow_values),
-        "simclr": Grid("temperature", simclr_values),
-        "auh": Grid("sim_loss_weight", auh_values),
+def method_grids(sfrik: Ladder, auh: Ladder) -> dict[str, Grid]:
+    """SFRIK's and AUH's grids (the plugin's methods), then every registered baseline's, on the
+    ladder its registry entry gives."""
+    grids = {
+        "sfrik": Grid("sim_loss_weight", sfrik, (("kernel_weights", SFRIK_KERNEL_WEIGHTS[3]),)),
+        "auh": Grid("sim_loss_weight", auh),
     }
+    for name, baseline in BASELINES_REGISTRY.items():
+        grids[name] = Grid(baseline.tuned, Ladder(*baseline.ladder))
+    return grids
 
 
 PRESETS = {
-    # Fashion-MNIST on 2 CPU cores: about 100 runs of ~1.5 min (the recorded study).
+    # Fashion-MNIST on 2 CPU cores: about 200 runs of ~2 min (the recorded study).
     "full": Preset(
         name="full",
         train=TrainConfig(arch="resnet10", width=16, epochs=3, batch_size=256),
-        grids=_grids(
-            (1000.0, 4000.0, 16000.0), (750.0, 3000.0, 12000.0), (10.0, 25.0, 50.0), (0.1, 0.2, 0.5), (1e-3, 5e-3, 2e-2)
-        ),
+        grids=method_grids(sfrik=Ladder(4000.0), auh=Ladder(750.0)),
         ablation_grids={
-            "mmd_gaussian": Grid("mmd_loss_weight", (10.0, 30.0, 100.0), (("s", 2.5),)),
-            "mmd_distance": Grid("mmd_loss_weight", (0.3, 1.0, 3.0), (("p", 1.0),)),
+            "mmd_gaussian": Grid("mmd_loss_weight", Ladder(100.0), (("s", 2.5),)),
+            "mmd_distance": Grid("mmd_loss_weight", Ladder(3.0), (("p", 1.0),)),
         },
     ),
     # Every phase at toy sizes (CI, or a first look at one's own image folder): a few minutes.
+    # One learning rate; each search starts with one rung and may grow to two, so the rule runs.
     "smoke": Preset(
         name="smoke",
         train=TrainConfig(arch="resnet10", width=4, epochs=1, batch_size=32, warmup_epochs=0.0),
@@ -99,13 +120,21 @@ PRESETS = {
         main_q=32,
         table_qs=(16, 32),
         proj_hidden_dim=32,
-        lrs=(1e-2,),
+        lr_ladder=Ladder(1e-2),
+        lr_span=(0, 0),
+        lr_max_rungs=1,
+        param_span=(0, 0),
+        param_max_rungs=2,
+        table_span=(0, 0),
+        table_max_rungs=1,
+        tune_seed=5,
         final_seeds=(0, 1),
-        grids=_grids((1000.0, 4000.0), (750.0, 3000.0), (10.0, 25.0), (0.1, 0.2), (1e-3, 5e-3)),
+        repeat_seeds=(0,),
+        grids=method_grids(sfrik=Ladder(4000.0), auh=Ladder(750.0)),
         ablation_degrees=(1,),
         ablation_grids={
-            "mmd_gaussian": Grid("mmd_loss_weight", (30.0,), (("s", 2.5),)),
-            "mmd_distance": Grid("mmd_loss_weight", (1.0,), (("p", 1.0),)),
+            "mmd_gaussian": Grid("mmd_loss_weight", Ladder(30.0), (("s", 2.5),)),
+            "mmd_distance": Grid("mmd_loss_weight", Ladder(1.0), (("p", 1.0),)),
         },
     ),
 }
@@ -146,42 +175,152 @@ def _spec(phase, method, q, seed, split, params: Mapping[str, object] | None = N
     return RunSpec(phase, method, q, seed, split, tuple((params or {}).items()))
 
 
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    ladder: Ladder
+    span: tuple[int, int]  # the rungs the search starts with
+    max_rungs: int  # the cap
+
+
+@dataclass(frozen=True)
+class Search:
+    """One tuning search on the validation split: the settings base with each axis's key set from
+    its ladder, over the grid of the axes' rungs (the first axis outermost)."""
+
+    phase: str
+    method: str
+    q: int
+    seed: int
+    base: tuple[tuple[str, object], ...]  # every key of the setting, in order; the axes' values are replaced
+    axes: tuple[Axis, ...]
+
+    def runs(self, spans: Sequence[tuple[int, int]]) -> list[tuple[tuple[int, ...], RunSpec]]:
+        """(rungs, spec) of every point of the grid with these spans, in grid order."""
+        ranges = [range(lo, hi + 1) for lo, hi in spans]
+        out = []
+        for rungs in itertools.product(*ranges):
+            values = {axis.name: axis.ladder.value(r) for axis, r in zip(self.axes, rungs)}
+            params = {k: values.get(k, v) for k, v in self.base}
+            out.append((rungs, _spec(self.phase, self.method, self.q, self.seed, "validation", params)))
+        return out
+
+
+@dataclass(frozen=True)
+class SearchState:
+    runs: tuple[RunSpec, ...]  # the grid as far as it has grown, in grid order
+    best: dict[str, object] | None  # the choice, once every run of the final grid is recorded
+    at_cap: tuple[str, ...]  # axes whose chosen value is at an edge of the grid at the cap
+    spans: tuple[tuple[int, int], ...]
+
+
+def search_state(search: Search, rows_by_id: Mapping[str, Mapping[str, str]]) -> SearchState:
+    """Grows the grid by the rule as far as the recorded rows allow: when every run of the grid is
+    recorded and the best (ties: the first in grid order) sits at an edge of an axis that is
+    below its cap, that axis gains the next rung beyond that edge; otherwise the search ends."""
+    spans = [axis.span for axis in search.axes]
+    while True:
+        points = search.runs(spans)
+        if not all(spec.run_id in rows_by_id for _, spec in points):
+            return SearchState(tuple(s for _, s in points), None, (), tuple(spans))
+        rungs, best = max(points, key=lambda p: _score(rows_by_id[p[1].run_id]))  # the first maximum wins
+        grown, at_cap = False, []
+        for i, axis in enumerate(search.axes):
+            lo, hi = spans[i]
+            edge = -1 if rungs[i] == lo else (1 if rungs[i] == hi else 0)
+            if edge == 0 or lo == hi == rungs[i] and axis.max_rungs == 1:
+                continue  # interior, or an axis that is not tuned
+            if hi - lo + 1 < axis.max_rungs:
+                spans[i] = (lo - 1, hi) if edge < 0 else (lo, hi + 1)
+                grown = True
+            else:
+                at_cap.append(axis.name)
+        if not grown:
+            return SearchState(tuple(s for _, s in points), best.params, tuple(at_cap), tuple(spans))
+
+
+def _score(row: Mapping[str, str]) -> float:
+    """Validation linear top-1 of a tuning row; a diverged run ranks last."""
+    return float(row["linear_top1"]) if row["status"] == "ok" else float("-inf")
+
+
 class Planner:
-    """The runs of every phase of a preset, in order. Tuning comes first; each later phase
+    """The searches and runs of every phase of a preset. Tuning comes first; each later phase
     reads its settings from the tuning results given to it."""
 
     def __init__(self, preset: Preset):
         self.preset = preset
 
-    # -- tuning --------------------------------------------------------------------------------
-    def tune_runs(self) -> list[RunSpec]:
+    # -- searches ------------------------------------------------------------------------------
+    def tune_searches(self) -> list[Search]:
         p = self.preset
-        runs = [_spec("tune", "random", p.main_q, p.tune_seed, "validation")]
-        for method, grid in p.grids.items():
-            runs += [_spec("tune", method, p.main_q, p.tune_seed, "validation", s) for s in grid.settings(p.lrs)]
-        return runs
+        lr = Axis("lr", p.lr_ladder, p.lr_span, p.lr_max_rungs)
+        return [
+            Search(
+                "tune",
+                method,
+                p.main_q,
+                p.tune_seed,
+                (("lr", None), *grid.fixed, (grid.parameter, None)),
+                (lr, Axis(grid.parameter, grid.ladder, p.param_span, p.param_max_rungs)),
+            )
+            for method, grid in p.grids.items()
+        ]
 
-    def ablation_tune_runs(self, chosen: Mapping[str, dict[str, object]]) -> list[RunSpec]:
-        """The other kernels' MMD weight, at SFRIK's chosen lr and sim weight, on the validation split."""
+    def ablation_searches(self, chosen: Mapping[str, dict[str, object]]) -> list[Search]:
+        """The other kernels' MMD weight, at SFRIK's chosen lr and sim weight."""
         p, sfrik = self.preset, chosen.get("sfrik")
         if sfrik is None:
             return []
-        runs = []
-        for method, grid in p.ablation_grids.items():
-            base = {"lr": sfrik["lr"], "sim_loss_weight": sfrik["sim_loss_weight"], **dict(grid.fixed)}
-            runs += [
-                _spec("tune", method, p.main_q, p.tune_seed, "validation", {**base, grid.parameter: v})
-                for v in grid.values
-            ]
-        return runs
+        return [
+            Search(
+                "tune",
+                method,
+                p.main_q,
+                p.tune_seed,
+                (
+                    ("lr", sfrik["lr"]),
+                    ("sim_loss_weight", sfrik["sim_loss_weight"]),
+                    *grid.fixed,
+                    (grid.parameter, None),
+                ),
+                (Axis(grid.parameter, grid.ladder, p.param_span, p.param_max_rungs),),
+            )
+            for method, grid in p.ablation_grids.items()
+        ]
 
-    # -- final runs ------------------------------------------------------------------------------
+    def table_searches(self, chosen: Mapping[str, dict[str, object]], q: int) -> list[Search]:
+        """At another q: each method's main hyper-parameter re-tuned on a small ladder around its
+        q = main_q choice (same factor), with the rest of that choice (lr included) kept."""
+        p, searches = self.preset, []
+        for method, grid in p.grids.items():
+            if method in chosen:
+                centre = float(chosen[method][grid.parameter])  # type: ignore[arg-type]
+                ladder = Ladder(centre, grid.ladder.factor)
+                searches.append(
+                    Search(
+                        "tune",
+                        method,
+                        q,
+                        p.tune_seed,
+                        tuple((k, None if k == grid.parameter else v) for k, v in chosen[method].items()),
+                        (Axis(grid.parameter, ladder, p.table_span, p.table_max_rungs),),
+                    )
+                )
+        return searches
+
+    # -- runs ------------------------------------------------------------------------------------
+    def random_tune_run(self) -> RunSpec:
+        p = self.preset
+        return _spec("tune", "random", p.main_q, p.tune_seed, "validation")
+
     def final_runs(self, chosen: Mapping[str, dict[str, object]], q: int) -> list[RunSpec]:
         p = self.preset
-        runs = [_spec("final", "random", q, s, "test") for s in p.final_seeds] if q == p.main_q else []
+        seeds = p.final_seeds if q == p.main_q else p.repeat_seeds
+        runs = [_spec("final", "random", q, s, "test") for s in seeds] if q == p.main_q else []
         for method in p.methods:
             if method in chosen:
-                runs += [_spec("final", method, q, s, "test", chosen[method]) for s in p.final_seeds]
+                runs += [_spec("final", method, q, s, "test", chosen[method]) for s in seeds]
         return runs
 
     def ablation_runs(self, chosen: Mapping[str, dict[str, object]]) -> list[RunSpec]:
@@ -190,63 +329,92 @@ class Planner:
         if sfrik is not None:
             for degree in p.ablation_degrees:
                 params = {**sfrik, "kernel_weights": SFRIK_KERNEL_WEIGHTS[degree]}
-                runs += [_spec("ablation", "sfrik", p.main_q, s, "test", params) for s in p.final_seeds]
+                runs += [_spec("ablation", "sfrik", p.main_q, s, "test", params) for s in p.repeat_seeds]
         for method in p.ablation_grids:
             if method in chosen:
-                runs += [_spec("ablation", method, p.main_q, s, "test", chosen[method]) for s in p.final_seeds]
+                runs += [_spec("ablation", method, p.main_q, s, "test", chosen[method]) for s in p.repeat_seeds]
         return runs
 
     def count(self, phases: Sequence[str] = PHASES) -> int:
-        """Number of runs of the given phases (it does not depend on what tuning chooses)."""
-        p, seeds = self.preset, len(self.preset.final_seeds)
+        """The number of runs of the given phases if no search grows (a lower bound)."""
+        p = self.preset
+
+        def size(*spans: tuple[int, int]) -> int:
+            n = 1
+            for lo, hi in spans:
+                n *= hi - lo + 1
+            return n
+
+        methods, other_qs = len(p.methods), len([q for q in p.table_qs if q != p.main_q])
         counts = {
-            "tune": 1 + sum(len(g.settings(p.lrs)) for g in p.grids.values()),
-            "final": seeds * (1 + len(p.methods)),
-            "ablation": sum(len(g.values) for g in p.ablation_grids.values())
-            + seeds * (len(p.ablation_degrees) + len(p.ablation_grids)),
-            "table": seeds * len(p.methods) * len([q for q in p.table_qs if q != p.main_q]),
+            "tune": 1 + methods * size(p.lr_span, p.param_span),
+            "final": len(p.final_seeds) * (1 + methods),
+            "ablation": len(p.ablation_grids) * size(p.param_span)
+            + len(p.repeat_seeds) * (len(p.ablation_degrees) + len(p.ablation_grids)),
+            "table": other_qs * methods * (size(p.table_span) + len(p.repeat_seeds)),
         }
         return sum(counts[phase] for phase in phases)
 
 
-def _score(row: Mapping[str, str]) -> float:
-    """Validation linear top-1 of a tuning row; a diverged run ranks last."""
-    return float(row["linear_top1"]) if row["status"] == "ok" else float("-inf")
+@dataclass(frozen=True)
+class Choices:
+    """What tuning chose so far: the setting of each method (and ablation kernel) at the main q,
+    each method's setting at every other q of the table, and each finished search's state."""
+
+    main: dict[str, dict[str, object]]
+    by_q: dict[int, dict[str, dict[str, object]]]
+    searches: list[tuple[Search, SearchState]]
+
+
+def choices(preset: Preset, rows: Iterable[Mapping[str, str]]) -> Choices:
+    planner = Planner(preset)
+    by_id = {r["run_id"]: r for r in rows}
+    states: list[tuple[Search, SearchState]] = []
+    main: dict[str, dict[str, object]] = {}
+
+    def run(searches: list[Search], into: dict[str, dict[str, object]]) -> None:
+        for search in searches:
+            state = search_state(search, by_id)
+            states.append((search, state))
+            if state.best is not None:
+                into[search.method] = state.best
+
+    run(planner.tune_searches(), main)
+    run(planner.ablation_searches(main), main)
+    by_q: dict[int, dict[str, dict[str, object]]] = {preset.main_q: main}
+    for q in preset.table_qs:
+        if q != preset.main_q:
+            by_q[q] = {}
+            run(planner.table_searches(main, q), by_q[q])
+    return Choices(main, by_q, states)
 
 
 def chosen_settings(preset: Preset, rows: Iterable[Mapping[str, str]]) -> dict[str, dict[str, object]]:
-    """method -> its chosen setting (best validation linear top-1, ties to the first in grid
-    order), for every method (and ablation kernel) whose tuning runs are all in `rows`."""
-    planner = Planner(preset)
-    by_id = {r["run_id"]: r for r in rows}
-    chosen: dict[str, dict[str, object]] = {}
-
-    def pick(specs: list[RunSpec]):
-        for method in dict.fromkeys(s.method for s in specs if s.method != "random"):
-            candidates = [s for s in specs if s.method == method]
-            if all(s.run_id in by_id for s in candidates):
-                best = max(candidates, key=lambda s: _score(by_id[s.run_id]))  # the first maximum wins
-                chosen[method] = best.params
-
-    pick(planner.tune_runs())
-    pick(planner.ablation_tune_runs(chosen))
-    return chosen
+    """method -> its chosen setting at the main q, for every method (and ablation kernel) whose
+    search has ended in `rows`."""
+    return choices(preset, rows).main
 
 
 def study_runs(preset: Preset, rows: Iterable[Mapping[str, str]], phases: Sequence[str] = PHASES) -> list[RunSpec]:
     """Every run that can be specified from the results so far, in the study's order: tuning,
-    final runs at the main q, the ablation tuning and runs, then the other q of the table."""
+    final runs at the main q, the ablation tuning and runs, then, per other q of the table, its
+    tuning and its final runs."""
     rows = list(rows)
-    planner, chosen = Planner(preset), chosen_settings(preset, rows)
+    planner, chosen = Planner(preset), choices(preset, rows)
+    states = {(s.phase, s.method, s.q, s.axes[0].name): st for s, st in chosen.searches}
+
+    def grid_runs(searches: list[Search]) -> list[RunSpec]:
+        return [run for s in searches for run in states[(s.phase, s.method, s.q, s.axes[0].name)].runs]
+
     runs: list[RunSpec] = []
     if "tune" in phases:
-        runs += planner.tune_runs()
+        runs += [planner.random_tune_run(), *grid_runs(planner.tune_searches())]
     if "final" in phases:
-        runs += planner.final_runs(chosen, preset.main_q)
+        runs += planner.final_runs(chosen.main, preset.main_q)
     if "ablation" in phases:
-        runs += planner.ablation_tune_runs(chosen) + planner.ablation_runs(chosen)
+        runs += grid_runs(planner.ablation_searches(chosen.main)) + planner.ablation_runs(chosen.main)
     if "table" in phases:
         for q in preset.table_qs:
             if q != preset.main_q:
-                runs += planner.final_runs(chosen, q)
+                runs += grid_runs(planner.table_searches(chosen.main, q)) + planner.final_runs(chosen.by_q[q], q)
     return runs

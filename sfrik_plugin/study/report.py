@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .plan import SFRIK_KERNEL_WEIGHTS, Planner, Preset, chosen_settings, format_setting
-from .stats import Summary, paired_difference, summarise
+from .plan import SFRIK_KERNEL_WEIGHTS, Choices, Planner, Preset, choices, format_setting
+from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
 
 Rows = Sequence[Mapping[str, str]]
 METRICS = ("linear_top1", "knn_top1")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
@@ -31,15 +32,17 @@ def _summary(rows: Rows, metric: str, **match) -> Summary:
     return summarise(list(_values(rows, metric, **match).values()))
 
 
-def final_match(preset: Preset, chosen: Mapping[str, dict[str, object]], method: str, q: int) -> dict[str, object]:
+def final_match(preset: Preset, chosen: Choices, method: str, q: int) -> dict[str, object]:
+    """The fields that pick a method's final runs at q (its setting chosen at that q)."""
     if method == "random":
         return {"phase": "final", "method": "random", "q": q, "split": "test"}
-    return {"phase": "final", "method": method, "q": q, "split": "test", "setting": format_setting(chosen[method])}
+    setting = chosen.by_q.get(q, {}).get(method)
+    return {"phase": "final", "method": method, "q": q, "split": "test", "setting": format_setting(setting or {})}
 
 
-def ablation_variants(preset: Preset, chosen) -> list[tuple]:
+def ablation_variants(preset: Preset, choice: Choices) -> list[tuple]:
     """(label, match) of each ablation bar, L = 3 being SFRIK's final run."""
-    variants = []
+    variants, chosen = [], choice.main
     if "sfrik" in chosen:
         for degree in sorted((*preset.ablation_degrees, 3)):
             params = {**chosen["sfrik"], "kernel_weights": SFRIK_KERNEL_WEIGHTS[degree]}
@@ -82,14 +85,14 @@ def read_timing(path: Path) -> list[dict[str, str]]:
 
 def write(out: Path, preset: Preset, rows: Rows) -> str:
     """Writes summary.md and the plots into out; returns the summary text."""
-    chosen = chosen_settings(preset, rows)
+    chosen = choices(preset, rows)
     timing = read_timing(out / "timing.csv")
     parts = [
         f"# sfrik-study ({preset.name})",
         "",
         f"Protocol: {preset.protocol()}.",
         "",
-        f"{len(rows)} of {Planner(preset).count()} runs done.",
+        f"{len(rows)} runs done (the plan has at least {Planner(preset).count()}; a grid that grows adds runs).",
     ]
     parts += ["", *tuning_section(preset, rows, chosen)]
     parts += ["", *final_section(preset, rows, chosen)]
@@ -106,30 +109,118 @@ def write(out: Path, preset: Preset, rows: Rows) -> str:
     return text
 
 
-def tuning_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+def tuning_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
+    p = preset
     lines = [
-        f"## Tuning (validation split, seed {preset.tune_seed})",
+        f"## Tuning (validation split, seed {p.tune_seed}, which no final run uses)",
         "",
-        "Each method's grid: learning rate x one loss hyper-parameter, the same size for every method; "
-        "the choice is the best validation linear top-1. The test split is not read.",
+        "The same rule for every method (study.plan.search_state): a grid of learning rate x the method's "
+        "main hyper-parameter on geometric ladders (factor 2), starting from 3 x 3 rungs; while the best "
+        "validation linear top-1 sits at an edge of an axis, that axis gains the next rung, up to "
+        f"{p.lr_max_rungs} rungs of learning rate and {p.param_max_rungs} of the hyper-parameter (the cap). "
+        "At the other q only the hyper-parameter is re-tuned, around its q = "
+        f"{p.main_q} choice, up to {p.table_max_rungs} rungs. The test split is not read.",
         "",
     ]
-    table = []
-    planner = Planner(preset)
-    specs = planner.tune_runs() + planner.ablation_tune_runs(chosen)
     by_id = {r["run_id"]: r for r in rows}
-    for spec in specs:
-        row = by_id.get(spec.run_id)
-        mark = "**chosen**" if spec.method in chosen and spec.params == chosen[spec.method] else ""
-        if row is not None and row["status"] != "ok":
-            cells = [row["status"].split(":")[0], "-"]
+    summary, detail = [], []
+    for search, state in chosen.searches:
+        values = {a.name: sorted({float(s.params[a.name]) for s in state.runs}) for a in search.axes}  # type: ignore[arg-type]
+        best_row = by_id.get(_run_id_of(search, state)) if state.best is not None else None
+        if state.best is None:
+            verdict = f"running ({sum(s.run_id in by_id for s in state.runs)}/{len(state.runs)})"
+        elif state.at_cap:
+            verdict = "**at an edge at the cap**: " + ", ".join(state.at_cap)
         else:
-            cells = [row["linear_top1"], row["knn_top1"]] if row else ["…", "…"]
-        table.append([spec.method, spec.setting_text or "-", *cells, mark])
-    return lines + [_table(["method", "setting", "val linear %", "val kNN %", ""], table)]
+            verdict = "interior"
+        summary.append(
+            [
+                search.method,
+                search.q,
+                "; ".join(f"{k}: " + ", ".join(f"{v:g}" for v in vs) for k, vs in values.items()),
+                format_setting({a.name: state.best[a.name] for a in search.axes}) if state.best else "…",
+                best_row["linear_top1"] if best_row else "…",
+                verdict,
+            ]
+        )
+        for spec in state.runs:
+            row = by_id.get(spec.run_id)
+            mark = "**chosen**" if state.best is not None and spec.params == state.best else ""
+            if row is not None and row["status"] != "ok":
+                cells = [row["status"].split(":")[0], "-"]
+            else:
+                cells = [row["linear_top1"], row["knn_top1"]] if row else ["…", "…"]
+            detail.append([spec.method, spec.q, spec.setting_text or "-", *cells, mark])
+    lines.append(_table(["method", "q", "grid", "choice", "val linear %", "choice in the grid"], summary))
+    lines += ["", "<details><summary>Every tuning run</summary>", ""]
+    lines.append(_table(["method", "q", "setting", "val linear %", "val kNN %", ""], detail))
+    return lines + ["", "</details>"]
 
 
-def final_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+def _run_id_of(search, state) -> str:
+    return next(s.run_id for s in state.runs if s.params == state.best)
+
+
+def comparisons(preset: Preset, rows: Rows, chosen: Choices, metric: str, q: int) -> list[dict[str, object]]:
+    """Each baseline against SFRIK at q over their common seeds: the paired difference (baseline -
+    SFRIK), its two-sided paired t p value, the Holm-adjusted p value over the baselines, and the
+    smallest difference detectable at 80 % power at Holm's strictest level (0.05 / baselines)."""
+    if "sfrik" not in chosen.by_q.get(q, {}):
+        return []
+    sfrik = _values(rows, metric, **final_match(preset, chosen, "sfrik", q))
+    out = []
+    for method in preset.methods:
+        if method == "sfrik" or method not in chosen.by_q.get(q, {}):
+            continue
+        other = _values(rows, metric, **final_match(preset, chosen, method, q))
+        seeds = sorted(set(other) & set(sfrik))
+        a, b = [other[s] for s in seeds], [sfrik[s] for s in seeds]
+        out.append(
+            {
+                "method": method,
+                "n": len(seeds),
+                "diff": paired_difference(a, b),
+                "p": paired_t_p_value([x - y for x, y in zip(a, b)]),
+            }
+        )
+    adjusted = holm([c["p"] for c in out])  # type: ignore[misc]
+    for c, p_adj in zip(out, adjusted):
+        d: Summary = c["diff"]  # type: ignore[assignment]
+        c["p_holm"] = p_adj
+        c["mdd"] = detectable_difference(d.std, d.n, 0.05 / max(1, len(out)))
+        if math.isnan(p_adj):
+            c["verdict"] = "-"
+        elif p_adj < 0.05:
+            c["verdict"] = "SFRIK ahead" if d.mean < 0 else "SFRIK behind"
+        else:
+            c["verdict"] = "no significant difference"
+    return out
+
+
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else (f"{value:.4f}" if value >= 1e-4 else f"{value:.1e}")
+
+
+def comparison_table(items: list[dict[str, object]]) -> str:
+    table = [
+        [
+            c["method"],
+            c["n"],
+            c["diff"].text(),  # type: ignore[attr-defined]
+            _p(c["p"]),  # type: ignore[arg-type]
+            _p(c["p_holm"]),  # type: ignore[arg-type]
+            "-" if math.isnan(c["mdd"]) else f"{c['mdd']:.2f}",  # type: ignore[arg-type]
+            c["verdict"],
+        ]
+        for c in items
+    ]
+    return _table(
+        ["baseline", "seeds", "Δ (points) mean ± std [95 % CI]", "p", "Holm p", "detectable Δ", "after correction"],
+        table,
+    )
+
+
+def final_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     q = preset.main_q
     lines = [
         f"## Final runs (test split, q = {q}, seeds {list(preset.final_seeds)})",
@@ -139,7 +230,7 @@ def final_section(preset: Preset, rows: Rows, chosen) -> list[str]:
     ]
     table = []
     for method in ("random", *preset.methods):
-        if method != "random" and method not in chosen:
+        if method != "random" and method not in chosen.main:
             continue
         m = final_match(preset, chosen, method, q)
         lin, knn = _summary(rows, "linear_top1", **m), _summary(rows, "knn_top1", **m)
@@ -147,7 +238,7 @@ def final_section(preset: Preset, rows: Rows, chosen) -> list[str]:
         table.append(
             [
                 method if method != "random" else "random encoder",
-                format_setting(chosen[method]) if method != "random" else "-",
+                format_setting(chosen.main[method]) if method != "random" else "-",
                 lin.text(),
                 knn.text(),
                 *(f"{s.mean:.3g}" if s.n else "-" for s in quality),
@@ -159,20 +250,18 @@ def final_section(preset: Preset, rows: Rows, chosen) -> list[str]:
             table,
         )
     )
-    if "sfrik" in chosen:
-        lines += ["", "Paired difference to SFRIK over the same seeds (baseline − SFRIK; negative: SFRIK ahead):", ""]
-        diffs = []
-        sfrik = {k: _values(rows, k, **final_match(preset, chosen, "sfrik", q)) for k in METRICS}
-        for method in preset.methods:
-            if method == "sfrik" or method not in chosen:
-                continue
-            cells = []
-            for k in METRICS:
-                other = _values(rows, k, **final_match(preset, chosen, method, q))
-                seeds = sorted(set(other) & set(sfrik[k]))
-                cells.append(paired_difference([other[s] for s in seeds], [sfrik[k][s] for s in seeds]).text())
-            diffs.append([method, *cells])
-        lines.append(_table(["baseline", "Δ linear (points)", "Δ kNN (points)"], diffs))
+    for metric, label in (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1")):
+        items = comparisons(preset, rows, chosen, metric, q)
+        if items:
+            lines += [
+                "",
+                f"Paired differences in {label} (baseline − SFRIK over the same seeds; negative: SFRIK ahead). "
+                "p: two-sided paired t test; Holm p: adjusted over the baselines (family-wise 5 %); "
+                "detectable Δ: the smallest true difference this design finds with 80 % power at level "
+                f"0.05 / {len(items)}, given the observed spread.",
+                "",
+                comparison_table(items),
+            ]
     lines += [
         "",
         "Label-free measures on the test images: RankMe (effective rank of the backbone features), "
@@ -182,30 +271,37 @@ def final_section(preset: Preset, rows: Rows, chosen) -> list[str]:
     return lines
 
 
-def table_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+def table_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     lines = [
         "## Linear top-1 against q (the paper's Table 1 in shape)",
         "",
-        f"Each method at its setting chosen at q = {preset.main_q} (reused, not retuned per q); projector "
-        f"{preset.proj_hidden_dim}-{preset.proj_hidden_dim}-q.",
+        f"Each method's main hyper-parameter re-tuned at each q on the validation split around its q = "
+        f"{preset.main_q} choice (learning rate kept); projector {preset.proj_hidden_dim}-"
+        f"{preset.proj_hidden_dim}-q; seeds {list(preset.repeat_seeds)} at the other q, "
+        f"{list(preset.final_seeds)} at q = {preset.main_q}.",
         "",
     ]
     table = []
     for method in preset.methods:
-        if method in chosen:
-            table.append(
-                [
-                    method,
-                    *(
-                        _summary(rows, "linear_top1", **final_match(preset, chosen, method, q)).text()
-                        for q in preset.table_qs
-                    ),
-                ]
-            )
-    return lines + [_table(["method", *(f"q = {q}" for q in preset.table_qs)], table)]
+        if method in chosen.main:
+            grid = preset.grids[method]
+            cells = []
+            for q in preset.table_qs:
+                setting = chosen.by_q.get(q, {}).get(method)
+                value = f" ({grid.parameter} {float(setting[grid.parameter]):g})" if setting else ""  # type: ignore[arg-type]
+                cells.append(_summary(rows, "linear_top1", **final_match(preset, chosen, method, q)).text() + value)
+            table.append([method, *cells])
+    lines.append(_table(["method", *(f"q = {q}" for q in preset.table_qs)], table))
+    for q in preset.table_qs:
+        if q == preset.main_q:
+            continue
+        items = comparisons(preset, rows, chosen, "linear_top1", q)
+        if items:
+            lines += ["", f"At q = {q}, linear top-1, baseline − SFRIK:", "", comparison_table(items)]
+    return lines
 
 
-def ablation_section(preset: Preset, rows: Rows, chosen) -> list[str]:
+def ablation_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     lines = [
         f"## Ablations (test split, q = {preset.main_q})",
         "",
@@ -255,12 +351,12 @@ def provenance_section(rows: Rows) -> list[str]:
     ]
 
 
-def plots(out: Path, preset: Preset, rows: Rows, chosen) -> None:
+def plots(out: Path, preset: Preset, rows: Rows, chosen: Choices) -> None:
     from sfrik_plugin.utils.output import pyplot, save_figure
 
     plt = pyplot()
     q = preset.main_q
-    methods = [m for m in preset.methods if m in chosen]
+    methods = [m for m in preset.methods if m in chosen.main]
 
     # accuracy per method with 95 % intervals
     fig, ax = plt.subplots(figsize=(8, 4))

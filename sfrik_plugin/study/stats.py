@@ -43,3 +43,50 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Summary:
     if len(a) != len(b):
         raise ValueError(f"paired values need the same seeds: got {len(a)} and {len(b)} values")
     return summarise([x - y for x, y in zip(a, b)])
+
+
+def paired_t_p_value(differences: Sequence[float]) -> float:
+    """Two-sided p value of the paired t test that the mean difference is 0 (nan below 2 pairs)."""
+    from scipy import stats
+
+    d = [float(x) for x in differences]
+    n = len(d)
+    if n < 2:
+        return math.nan
+    s = summarise(d)
+    if s.std == 0:
+        return 1.0 if s.mean == 0 else 0.0
+    t = s.mean / (s.std / math.sqrt(n))
+    return float(2 * stats.t.sf(abs(t), n - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p values (family-wise error), in the order given; nan stays nan
+    and does not count in the family."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m, adjusted, running = len(indexed), [math.nan] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def detectable_difference(std: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired t test on n pairs detects with the
+    given power at level alpha, for differences of standard deviation std (exact, through the
+    noncentral t distribution)."""
+    from scipy import optimize, stats
+
+    if n < 2 or not std > 0:
+        return math.nan
+    df, crit = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
+
+    def shortfall(delta: float) -> float:
+        nc = delta * math.sqrt(n) / std
+        lower = float(stats.nct.sf(crit, df, -nc))  # P(T < -crit), by symmetry; nct.cdf can give nan there
+        return float(stats.nct.sf(crit, df, nc)) + (0.0 if math.isnan(lower) else lower) - power
+
+    high = std
+    while shortfall(high) < 0:
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high))

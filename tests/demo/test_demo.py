@@ -275,7 +275,7 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     # validation split, for the epochs and images the budget sweep chose on the validation split.
     from dataclasses import replace
 
-    from sfrik_plugin.study.plan import PRESETS, chosen_settings
+    from sfrik_plugin.study.plan import PRESETS, format_setting
 
     study = PRESETS["full"]
     args = demo.parse_args([])
@@ -284,10 +284,23 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     assert (quick.epochs, quick.train_size) == (int(choice["epochs"]), int(choice["train_size"]))
     as_study = replace(quick, epochs=study.train.epochs, train_size=study.train_size)
     assert demo.study_preset(as_study).protocol() == study.protocol()
-    chosen = chosen_settings(study, recorded("study_fashion_mnist.csv"))
-    assert {m: chosen[m] for m in demo.STUDY_CHOICES} == demo.STUDY_CHOICES
+    chosen = best_validation_settings(recorded("study_fashion_mnist.csv"), study.main_q)
+    assert {m: chosen[m] for m in demo.STUDY_CHOICES} == {m: format_setting(s) for m, s in demo.STUDY_CHOICES.items()}
+    assert args.methods == list(demo.STUDY_CHOICES)
     for method in demo.METHODS:
-        assert demo.method_setting(method, quick, args) == demo.STUDY_CHOICES[method]
+        expected = demo.STUDY_CHOICES.get(method, {"lr": quick.lr})
+        assert demo.method_setting(method, quick, args) == expected
+
+
+def best_validation_settings(rows, q):
+    """method -> the setting text of its best validation linear top-1 among the tuning rows at q
+    (ties: the first row), read from the record without the study's planner."""
+    best = {}
+    for r in rows:
+        if r["phase"] == "tune" and r["split"] == "validation" and int(r["q"]) == q and r["status"] == "ok":
+            if r["method"] not in best or float(r["linear_top1"]) > float(best[r["method"]]["linear_top1"]):
+                best[r["method"]] = r
+    return {m: r["setting"] for m, r in best.items()}
 
 
 def test_the_recorded_budget_choice_follows_from_its_validation_runs():

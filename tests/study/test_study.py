@@ -38,12 +38,45 @@ def test_summary_matches_the_student_t_interval():
         stats.paired_difference([1.0], [1.0, 2.0])
 
 
-def test_full_preset_gives_every_method_a_grid_of_the_same_size():
+def test_paired_t_p_value_matches_scipy_and_holm_adjusts_step_down():
+    from scipy import stats as sp
+
+    a, b = [81.0, 82.5, 80.9, 83.1, 82.0], [80.2, 82.6, 80.1, 82.0, 81.3]
+    diffs = [x - y for x, y in zip(a, b)]
+    assert stats.paired_t_p_value(diffs) == pytest.approx(sp.ttest_rel(a, b).pvalue, rel=1e-10)
+    assert math.isnan(stats.paired_t_p_value([1.0]))
+    # Holm (1979): sorted p_(i) times (m - i + 1), made monotone, capped at 1; order kept; nan ignored
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = stats.holm([0.5, math.nan, 0.01])
+    assert adjusted[0] == pytest.approx(0.5) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+
+
+def test_detectable_difference_has_the_stated_power_by_simulation():
+    import numpy as np
+    from scipy import stats as sp
+
+    std, n, alpha = 0.8, 5, 0.05 / 6
+    mdd = stats.detectable_difference(std, n, alpha)
+    rng = np.random.default_rng(0)
+    samples = rng.normal(mdd, std, size=(40000, n))
+    p = sp.ttest_1samp(samples, 0.0, axis=1).pvalue
+    assert (p < alpha).mean() == pytest.approx(0.8, abs=0.01)
+    assert stats.detectable_difference(std, 10, alpha) < mdd  # more seeds, smaller detectable difference
+    assert math.isnan(stats.detectable_difference(0.0, n, alpha))
+
+
+def test_full_preset_tunes_every_method_alike_with_a_tuning_seed_no_final_run_uses():
+    from sfrik_plugin.baselines import BASELINES
+
     preset = plan.PRESETS["full"]
-    sizes = {m: len(g.settings(preset.lrs)) for m, g in preset.grids.items()}
-    assert set(sizes) == {"sfrik", "vicreg", "barlow_twins", "simclr", "auh"}
-    assert len(set(sizes.values())) == 1 and min(sizes.values()) >= 6
-    assert len(preset.final_seeds) >= 3 and {256, 1024, 4096} <= set(preset.table_qs)
+    assert set(preset.grids) == {"sfrik", "auh", *BASELINES} and {"sigreg", "mmcr"} <= set(BASELINES)
+    searches = plan.Planner(preset).tune_searches()
+    shapes = {(tuple(a.span for a in s.axes), tuple(a.max_rungs for a in s.axes)) for s in searches}
+    assert len(shapes) == 1  # the same starting grid and cap for every method
+    assert {a.ladder.factor for s in searches for a in s.axes} == {2.0}
+    assert [a.name for a in searches[0].axes][0] == "lr"
+    assert len(preset.final_seeds) == 5 and preset.tune_seed not in preset.final_seeds + preset.repeat_seeds
+    assert {256, 1024, 4096} <= set(preset.table_qs)
 
 
 def fake_row(spec, linear, status="ok"):
@@ -62,45 +95,82 @@ def fake_row(spec, linear, status="ok"):
     }
 
 
-def complete_tuning(preset, score):
-    rows = [fake_row(s, score(s)) for s in plan.Planner(preset).tune_runs()]
-    chosen = plan.chosen_settings(preset, rows)
-    rows += [fake_row(s, score(s)) for s in plan.Planner(preset).ablation_tune_runs(chosen)]
-    return rows
+def run_plan(preset, score, phases=plan.PHASES):
+    """Every run the plan asks for, in order, each given score(spec), until none is left."""
+    rows = []
+    while True:
+        done = {r["run_id"] for r in rows}
+        todo = [s for s in plan.study_runs(preset, rows, phases) if s.run_id not in done]
+        if not todo:
+            return rows
+        rows.append(fake_row(todo[0], score(todo[0])))
 
 
-def test_choice_is_the_best_validation_score_and_tuning_never_reads_the_test_split():
+def peak(spec, centre, lr_centre=5e-3):
+    """A smooth score with its maximum at (lr_centre, centre) in log space."""
+    grid = plan.PRESETS["full"].grids[spec.method]
+    value = float(spec.params[grid.parameter])
+    return 80.0 - math.log2(value / centre) ** 2 - math.log2(float(spec.params["lr"]) / lr_centre) ** 2
+
+
+def test_a_grid_grows_along_its_ladder_until_the_best_is_interior():
     preset = plan.PRESETS["full"]
+    # SFRIK's optimum 4 rungs above its ladder's centre and the lr 1 rung below: the grid must grow
+    # up to the optimum's neighbour; vicreg's optimum is the centre: 3 x 3, nothing more.
+    optimum = {"sfrik": 4000.0 * 8, "vicreg": 10.0}
 
-    # SFRIK's best is its 5th setting; a diverged setting with a "better" number must not win.
-    def score(s):
-        return 50.0 + (s.params.get("sim_loss_weight") == 4000.0) * 10 + (s.params.get("lr") == 1e-2) * 5
+    def score(spec):
+        if spec.method == "random":
+            return 70.0
+        return peak(spec, optimum.get(spec.method, preset.grids[spec.method].ladder.centre), 2.5e-3)
 
-    rows = complete_tuning(preset, score)
-    sfrik_best = next(r for r in rows if r["method"] == "sfrik" and r["linear_top1"] == "65.0")
-    rows.append(fake_row(plan.RunSpec("tune", "sfrik", 1024, 0, "validation", (("lr", 99.0),)), 99.0, "diverged"))
-    chosen = plan.chosen_settings(preset, rows)
-    assert plan.format_setting(chosen["sfrik"]) == sfrik_best["setting"]
-    assert all(s.split == "validation" for s in plan.Planner(preset).tune_runs())
+    rows = run_plan(preset, score, ("tune",))
+    state = {s.method: st for s, st in plan.choices(preset, rows).searches if s.q == preset.main_q}
+    assert state["sfrik"].best["sim_loss_weight"] == 32000.0 and state["sfrik"].best["lr"] == 2.5e-3
+    assert state["sfrik"].spans[0] == (-2, 1)  # lr: one rung down, then interior
+    assert state["sfrik"].spans[1] == (-1, 3)  # sim weight: up to the cap of 5 rungs, optimum at 3 = the edge
+    assert state["sfrik"].at_cap == ("sim_loss_weight",)  # ... so reported at the cap
+    assert state["vicreg"].spans == ((-2, 1), (-1, 1)) and state["vicreg"].at_cap == ()
+    assert all(s.split == "validation" and s.seed == preset.tune_seed for s in state["sfrik"].runs)
+
+
+def test_choice_is_the_best_validation_score_and_later_phases_read_the_test_split_only():
+    preset = plan.PRESETS["full"]
+    rows = run_plan(
+        preset, lambda s: peak(s, preset.grids[s.method].ladder.centre) if s.method in preset.grids else 70.0
+    )
+    chosen = plan.choices(preset, rows)
+    for method, grid in preset.grids.items():
+        assert chosen.main[method]["lr"] == 5e-3 and chosen.main[method][grid.parameter] == grid.ladder.centre
     runs = plan.study_runs(preset, rows)
-    assert len(runs) == plan.Planner(preset).count()
+    assert len(runs) == len(rows) >= plan.Planner(preset).count()
     assert {s.split for s in runs if s.phase == "tune"} == {"validation"}
     assert {s.split for s in runs if s.phase != "tune"} == {"test"}
+    assert {s.seed for s in runs if s.phase == "tune"} == {preset.tune_seed}
     finals = [s for s in runs if s.phase == "final" and s.method == "vicreg" and s.q == 1024]
-    assert [s.seed for s in finals] == list(preset.final_seeds)
-    assert len({s.setting for s in finals}) == 1
+    assert [s.seed for s in finals] == list(preset.final_seeds) and len({s.setting for s in finals}) == 1
+    at_256 = [s for s in runs if s.phase == "final" and s.method == "vicreg" and s.q == 256]
+    assert [s.seed for s in at_256] == list(preset.repeat_seeds)
+    # the q table re-tunes around the q = 1024 choice with the lr kept
+    tune_256 = [s for s in runs if s.phase == "tune" and s.method == "sfrik" and s.q == 256]
+    assert {s.params["lr"] for s in tune_256} == {5e-3}
+    assert sorted(s.params["sim_loss_weight"] for s in tune_256) == [2000.0, 4000.0, 8000.0]
 
 
-def test_ties_go_to_the_first_setting_and_incomplete_tuning_chooses_nothing():
+def test_a_diverged_run_ranks_last_ties_go_to_the_first_and_incomplete_tuning_chooses_nothing():
     preset = plan.PRESETS["full"]
-    tune = plan.Planner(preset).tune_runs()
-    rows = [fake_row(s, 70.0) for s in tune]
-    chosen = plan.chosen_settings(preset, rows)
-    first = next(s for s in tune if s.method == "simclr")
-    assert chosen["simclr"] == first.params
-    partial = [r for r in rows if not (r["method"] == "auh" and "12000" in r["setting"])]
-    assert "auh" not in plan.chosen_settings(preset, partial)
-    assert not [s for s in plan.study_runs(preset, partial) if s.method == "auh" and s.phase != "tune"]
+    search = next(s for s in plan.Planner(preset).tune_searches() if s.method == "simclr")
+    points = [spec for _, spec in search.runs([a.span for a in search.axes])]
+    by_id = {s.run_id: fake_row(s, 70.0) for s in points}
+    by_id[points[4].run_id] = fake_row(points[4], 99.0, "diverged: loss is nan")
+    state = plan.search_state(search, by_id)
+    # every ok run ties, so the first (lr and temperature at their lowest rungs) wins and the
+    # grid grows down both axes; the diverged "99" does not count
+    assert state.best is None and state.spans == ((-2, 1), (-2, 1))
+    by_id.update({s.run_id: fake_row(s, 60.0) for s in state.runs if s.run_id not in by_id})
+    assert plan.search_state(search, by_id).best == points[0].params  # now interior
+    partial = {k: v for k, v in by_id.items() if k != points[-1].run_id}
+    assert plan.search_state(search, partial).best is None
 
 
 def test_results_file_appends_resumes_and_drops_a_cut_line(tmp_path):
@@ -150,7 +220,8 @@ def test_tuning_runs_without_the_test_split(tmp_path):
     preset = plan.PRESETS["smoke"]
     runner = StudyRunner(preset, data, library="lightly")
     del runner.splits["test"]
-    spec = next(s for s in plan.Planner(preset).tune_runs() if s.method == "sfrik")
+    spec = plan.study_runs(preset, [])[1]
+    assert spec.method == "sfrik" and spec.phase == "tune"
     row = runner.run(spec)
     assert row["status"] == "ok" and 0 <= row["linear_top1"] <= 100 and row["split"] == "validation"
 
@@ -187,11 +258,12 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     proc.wait()
     before = rows_of(results)
     assert 4 <= len(before) < plan.Planner(plan.PRESETS["smoke"]).count()
+    expected = len(run_plan(plan.PRESETS["smoke"], lambda s: 50.0))  # every search grows once
     done = run_python(*study_args(folder, out), timeout=TIMEOUT_S)
     assert f"{len(before)} already in" in done.stdout
     after = rows_of(results)
     ids = [r["run_id"] for r in after]
-    assert len(ids) == len(set(ids)) == plan.Planner(plan.PRESETS["smoke"]).count()
+    assert len(ids) == len(set(ids)) == expected
     assert after[: len(before)] == before  # finished runs kept as they were
     assert all(r["status"] == "ok" for r in after)
     for name in ("summary.md", "timing.csv", "accuracy.png", "accuracy_vs_q.png", "ablation.png"):
@@ -200,7 +272,8 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     for heading in (
         "## Tuning",
         "## Final runs",
-        "Paired difference",
+        "Paired differences in linear top-1",
+        "Holm p",
         "## Linear top-1 against q",
         "## Ablations",
         "## Step time",

@@ -1,0 +1,82 @@
+"""The baseline registry: every entry builds from the library it names, SIGReg and MMCR agree with
+independent formulas (lightly's own LeJEPALoss; MMCR's singular values in closed form), the
+library rules (a baseline only lightly has comes from lightly, and a missing library is named
+before any work), and that adding an entry is all it takes for the demo, the study and the
+benchmarks to offer it."""
+
+import pytest
+import torch
+
+from sfrik_plugin import baselines
+
+lightly = pytest.importorskip("lightly", reason="the baselines come from lightly or solo-learn")
+
+
+def views(n=32, q=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(n, q, generator=g, dtype=torch.float64)
+    return z1, z1 + 0.3 * torch.randn(n, q, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", baselines.BASELINES)
+def test_every_registered_baseline_builds_a_differentiable_loss(name):
+    source, loss = baselines.baseline_loss(name, "lightly")
+    assert source == "lightly"
+    z1, z2 = (z.float().requires_grad_() for z in views())
+    value = loss(z1, z2)
+    value.backward()
+    assert value.ndim == 0 and torch.isfinite(value) and z1.grad is not None and torch.isfinite(z1.grad).all()
+    entry = baselines.BASELINES_REGISTRY[name]
+    assert entry.tuned in entry.defaults and entry.ladder[0] > 0 and entry.ladder[1] > 1
+
+
+def test_sigreg_is_lightlys_lejepa_loss_with_the_two_views_as_global_views():
+    from lightly.loss import LeJEPALoss
+
+    z1, z2 = views()
+    _, ours = baselines.baseline_loss("sigreg", "lightly", lambda_param=0.2)
+    stacked = torch.stack([z1, z2])
+    torch.manual_seed(3)
+    expected = LeJEPALoss(lambda_param=0.2)(local_proj=stacked, global_proj=stacked)  # duplicates change nothing
+    torch.manual_seed(3)  # SIGReg draws its directions from the global generator
+    assert ours(z1, z2).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"lambda_param must be in \[0, 1\]"):
+        baselines.baseline_loss("sigreg", "lightly", lambda_param=2.0)
+
+
+def test_mmcr_is_minus_the_centroid_nuclear_norm_plus_lambda_times_the_views_nuclear_norms():
+    z1, z2 = views()
+    lam = 0.3
+    _, ours = baselines.baseline_loss("mmcr", "lightly", lmda=lam)
+    u1, u2 = (z / z.norm(dim=1, keepdim=True) for z in (z1, z2))
+    centroid = torch.linalg.svdvals((u1 + u2) / 2).sum()
+    cos = (u1 * u2).sum(1)
+    local = ((1 + cos).sqrt() + (1 - cos).sqrt()).sum()  # singular values of [u1; u2] for unit rows
+    expected = -centroid + lam * local / len(z1)
+    assert ours(z1, z2).item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_a_baseline_only_lightly_has_comes_from_lightly_and_a_missing_library_is_named(monkeypatch):
+    assert baselines.source_library("sigreg", "solo-learn") == "lightly"
+    assert baselines.source_library("vicreg", "solo-learn") == "solo-learn"
+    with pytest.raises(ValueError, match="takes the hyper-parameters"):
+        baselines.baseline_loss("mmcr", "lightly", temperature=0.1)
+    solo_imports = baselines._imports("solo-learn")
+    monkeypatch.setitem(baselines._MODULES, "lightly", "no_such_module_for_this_test")
+    with pytest.raises(RuntimeError, match="the baselines come from 'lightly', which does not import"):
+        baselines.require_library("lightly", ["mmcr"])
+    if solo_imports:  # asked for solo-learn, MMCR still needs lightly, and the error says why
+        with pytest.raises(RuntimeError, match=r"'lightly' \(mmcr come only from lightly\), which does not import"):
+            baselines.require_library("solo-learn", ["sfrik", "vicreg", "mmcr"])
+        baselines.require_library("solo-learn", ["sfrik", "vicreg"])  # nothing of lightly's asked for
+
+
+def test_a_registered_baseline_reaches_the_demo_study_and_benchmarks(monkeypatch):
+    from sfrik_plugin.bench import step
+    from sfrik_plugin.demo import objectives
+    from sfrik_plugin.study import plan
+
+    for name in baselines.BASELINES:
+        assert name in objectives.METHODS and name in step.METHODS
+        assert plan.PRESETS["full"].grids[name].parameter == baselines.BASELINES_REGISTRY[name].tuned
+    assert set(baselines.baseline_losses("lightly")) == set(baselines.BASELINES)
