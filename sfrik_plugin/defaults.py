@@ -20,3 +20,4 @@ MMD_IMPL = "auto"  # "dense" (n x n Gram matrix), "tiled" (never the n x n matri
 MMD_TILE_SIZE: int | None = None  # rows per tile; None: the device's default (tiled.DEFAULT_TILE_SIZE)
 SHARD_MMD = True  # with several processes, each computes its own rows of the MMD
 GRAM_PRECISION = "float32"  # the Gram product's precision (sfrik_plugin.precision)
+GRAM_PRECISIONS = ("float32", "tf32", "bf16", "fp16")  # its choices

@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-GRAM_PRECISIONS = ("float32", "tf32", "bf16", "fp16")
+from .defaults import GRAM_PRECISIONS
+
 _LOW_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

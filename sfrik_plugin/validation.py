@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import torch
 
-from .precision import GRAM_PRECISIONS
+from .defaults import GRAM_PRECISIONS
 
 if TYPE_CHECKING:
     import numpy

@@ -18,8 +18,8 @@ CORE = {
     "rows": {"series"},
     "sphere_autograd": {"rows"},
     "projector": set(),
-    "precision": {"sphere_autograd"},
-    "validation": {"precision"},
+    "precision": {"defaults", "sphere_autograd"},
+    "validation": {"defaults"},
     "ops": {"_extension"},
     "series": {"_extension", "ops", "reference", "validation"},
     "tiled": {"reference", "series"},
@@ -41,6 +41,9 @@ CORE = {
     "solo_hook": {"solo"},
 }
 APPLICATIONS = {"bench", "demo", "study", "compare", "solo"}
+# The training engine (data, augmentations, networks, pretraining, evaluation, one run) that the
+# demo and the study share: it imports the core and utils, never an application.
+ENGINE = "engine"
 SOLO_LEARN_IMPORTERS = {"solo", "baselines.py"}  # sub-package / module names under sfrik_plugin
 
 
@@ -101,6 +104,83 @@ def test_only_the_solo_integration_imports_solo_learn():
         top = path.relative_to(PACKAGE).parts[0]
         if "solo" in others:
             assert top in SOLO_LEARN_IMPORTERS, f"{path.relative_to(PACKAGE)} imports solo-learn"
+
+
+def test_the_engine_imports_no_application():
+    for path in (PACKAGE / ENGINE).glob("*.py"):
+        ours, _ = imported_modules(path)
+        assert not ours & APPLICATIONS, f"engine/{path.name} imports {sorted(ours & APPLICATIONS)}"
+
+
+@pytest.mark.parametrize("app", sorted(APPLICATIONS))
+def test_applications_never_import_each_other(app):
+    for path in (PACKAGE / app).rglob("*.py"):
+        ours, _ = imported_modules(path)
+        others = ours & (APPLICATIONS - {app})
+        assert not others, f"{app}/{path.name} imports the application(s) {sorted(others)}"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """module (dotted, under sfrik_plugin) -> the package modules it imports, resolved to modules."""
+    names = {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in sources()}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        targets = set()
+        here = path.relative_to(PACKAGE).parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sfrik_plugin")):
+                if node.level:
+                    base = list(here[: len(here) - node.level + 1])
+                else:
+                    base = []
+                mod = (node.module or "").split(".") if node.module else []
+                if mod and mod[0] == "sfrik_plugin":
+                    mod = mod[1:]
+                parts = base + mod
+                for alias in node.names:
+                    for candidate in (".".join(parts + [alias.name]), ".".join(parts), ".".join(parts + ["__init__"])):
+                        if candidate in names:
+                            targets.add(candidate)
+                            break
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] == "sfrik_plugin" and ".".join(parts[1:]) in names:
+                        targets.add(".".join(parts[1:]))
+        graph[name] = targets - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_between_modules():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds one
 
 
 def test_the_rules_can_fail(tmp_path):

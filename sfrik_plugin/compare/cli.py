@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfrik_plugin.solo.knn import find_solo_learn_dir
+from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 PROBE = "sfrik_plugin.compare.probe"  # module the runs go through (python -m)
 PROTOCOL_ALIASES = {"cpu_smoke": "cpu"}  # protocol file name -> suffix of its configs

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.utils.arguments import positive_float
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
-from . import data as datasets
-from .cli import SETTINGS, STUDY_CHOICES, Setting, study_preset
+from .cli import SETTINGS, STUDY_CHOICES, Setting, run_protocol
 
 # (epochs, pretraining images): the study's 3 x 15,000, smaller volumes, the study's volume traded
 # between epochs and images, and one larger volume to show what the budget gives up.
@@ -222,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tqdm.auto import tqdm
 
-    from sfrik_plugin.study.plan import RunSpec
-    from sfrik_plugin.study.runner import StudyRunner
-    from sfrik_plugin.study.store import ResultsFile
+    from sfrik_plugin.engine.results import ResultsFile
+    from sfrik_plugin.engine.runner import Runner
+    from sfrik_plugin.engine.runs import RunSpec
     from sfrik_plugin.utils.output import write_csv
 
     base = SETTINGS["quick"]
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             RunSpec("budget", "sfrik", base.proj_dim, seed, "validation", sfrik_setting),
         )
     ]
-    presets = {c: study_preset(c.setting(base)) for c in args.candidates}
+    presets = {c: run_protocol(c.setting(base)) for c in args.candidates}
     stores = {c: ResultsFile(out / c.key / "results.csv", presets[c].protocol()) for c in args.candidates}
     todo = [(c, s) for c in args.candidates for s in specs if s.run_id not in stores[c].done]
     total = len(args.candidates) * len(specs)
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # todo is in candidate order: one runner (its data views) per candidate, one at a time
         for c, runs in itertools.groupby(todo, key=lambda run: run[0]):
-            runner = StudyRunner(presets[c], data, library=None)
+            runner = Runner(presets[c], data, library=None)
             for _, spec in runs:
                 bar.set_postfix_str(f"{c.epochs}x{c.train_size} {spec.method} seed={spec.seed}")
                 row = runner.run(spec)
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "(ties: the larger mean). The test split is not read."
     )
     (out / "summary.md").write_text(
-        f"# The quick demo's budget sweep\n\nProtocol of every run: {study_preset(base).protocol()} (epochs and "
+        f"# The quick demo's budget sweep\n\nProtocol of every run: {run_protocol(base).protocol()} (epochs and "
         f"train images as the candidate says), on the validation split.\n\n{rule}\n\n```\n{text}\n```\n"
     )
     plot(outcomes, out / "budget.png")

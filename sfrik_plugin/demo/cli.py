@@ -24,12 +24,11 @@ from pathlib import Path
 
 import torch
 
+from sfrik_plugin.engine import data as datasets
+from sfrik_plugin.engine.experiment import TrainConfig
+from sfrik_plugin.engine.objectives import METHODS
 from sfrik_plugin.utils.arguments import non_negative_int, positive_float, positive_int
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
-
-from . import data as datasets
-from .experiment import TrainConfig
-from .objectives import METHODS
 
 RESULT_FIELDS = ("method", "status", "linear_top1", "knn_top1", "rankme", "sec_per_step", "peak_mem_mb")
 STUDY_RECORD = "docs/study_fashion_mnist.md"  # the full comparison, in the repository
@@ -155,17 +154,17 @@ def train_config(setting: Setting) -> TrainConfig:
     )
 
 
-def study_preset(setting: Setting):
-    """The setting as a study preset: one protocol for every run (fixed data subsets)."""
-    from sfrik_plugin.study.plan import Preset
+def run_protocol(setting: Setting):
+    """The setting as the engine's protocol: one for every run (fixed data subsets), the study's
+    when the setting is the study's."""
+    from sfrik_plugin.engine.runs import Protocol
 
-    return Preset(
+    return Protocol(
         name="demo",
         train=train_config(setting),
         train_size=setting.train_size,
         probe_size=setting.probe_size,
         knn_k=setting.knn_k,
-        main_q=setting.proj_dim,
         proj_hidden_dim=setting.proj_dim,
     )
 
@@ -240,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setting = resolve_setting(args)
     from sfrik_plugin.baselines import BASELINES, available_library, require_library
-    from sfrik_plugin.study.plan import RunSpec
-    from sfrik_plugin.study.runner import StudyRunner
+    from sfrik_plugin.engine.runner import Runner
+    from sfrik_plugin.engine.runs import RunSpec
     from sfrik_plugin.utils.machine import device_name
 
     library = baseline_library(args, available_library)
@@ -265,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    runner = StudyRunner(
-        study_preset(setting),
+    runner = Runner(
+        run_protocol(setting),
         data,
         library=library,
         accelerator="gpu" if device.type == "cuda" else "cpu",

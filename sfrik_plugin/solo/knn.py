@@ -12,31 +12,13 @@ main_knn.py moves batches to CUDA: it needs a GPU.
 """
 
 import argparse
-import os
 import runpy
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+
+from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 SCRIPT = "main_knn.py"
-
-
-def find_solo_learn_dir(explicit: str | None = None, script: str = SCRIPT) -> Path:
-    """The solo-learn checkout holding ``script`` (main_knn.py): ``explicit``, $SOLO_LEARN_DIR or the current
-    directory, the first one given (not the first one that exists: a wrong path is an error)."""
-    if explicit:
-        where, source = explicit, "--solo-learn-dir"
-    elif os.environ.get("SOLO_LEARN_DIR"):
-        where, source = os.environ["SOLO_LEARN_DIR"], "$SOLO_LEARN_DIR"
-    else:
-        where, source = os.getcwd(), "the current directory"
-    path = Path(where).expanduser().resolve()
-    if not (path / script).is_file():
-        raise FileNotFoundError(
-            f"no {script} in {path} ({source}): pass the solo-learn checkout with --solo-learn-dir "
-            f"or $SOLO_LEARN_DIR, or run from the checkout (see docs/solo-learn.md)"
-        )
-    return path
 
 
 def split_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:

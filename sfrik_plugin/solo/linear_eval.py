@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from sfrik_plugin.solo.knn import find_solo_learn_dir
+from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 SCRIPT = "main_linear.py"
 HEAD_STD = 0.01

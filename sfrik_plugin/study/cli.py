@@ -20,10 +20,10 @@ import difflib
 from dataclasses import replace
 from pathlib import Path
 
-from sfrik_plugin.demo import data as datasets
+from sfrik_plugin.engine import data as datasets
+from sfrik_plugin.engine.results import ResultsFile
 
 from .plan import PHASES, PRESETS, Planner, study_runs
-from .store import ResultsFile
 
 ALL_PHASES = (*PHASES, "timing")
 
@@ -136,8 +136,9 @@ def run_study(
 ) -> None:
     from tqdm.auto import tqdm
 
+    from sfrik_plugin.engine.runner import Runner
+
     from . import report
-    from .runner import StudyRunner
 
     planner = Planner(preset)
     total = planner.count(phases) if only is None else len(only)
@@ -151,7 +152,7 @@ def run_study(
         flush=True,
     )
     data = datasets.load(preset.dataset, args.data_dir, download=args.download, image_size=args.image_size)
-    runner = StudyRunner(preset, data, library=library, accelerator=args.accelerator, progress_bar=args.inner_bars)
+    runner = Runner(preset, data, library=library, accelerator=args.accelerator, progress_bar=args.inner_bars)
     bar = tqdm(total=total, initial=done_before, desc="study runs", unit="run", dynamic_ncols=True)
     phase = None
     try:

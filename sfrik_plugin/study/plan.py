@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from sfrik_plugin.baselines import BASELINES_REGISTRY
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.demo.experiment import TrainConfig
+from sfrik_plugin.engine.experiment import TrainConfig
+from sfrik_plugin.engine.runs import Protocol, RunSpec
 
 PHASES = ("tune", "final", "ablation", "table")
 SFRIK_KERNEL_WEIGHTS = {L: KERNEL_WEIGHTS[:L] for L in (1, 2, 3)}  # the paper's b_l, truncated at L
@@ -43,18 +44,11 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class Preset:
-    name: str
-    train: TrainConfig  # lr and proj_dim are set per run
-    dataset: str = "fashion-mnist"
-    train_size: int = 15000  # pretraining images (a fixed subset, the same for every run)
-    probe_size: int = 10000  # linear probe / kNN bank images (a fixed subset)
-    eval_size: int = 0  # evaluation images (0 = the whole validation or test split)
-    quality_size: int = 2048  # evaluation images the label-free measures use
-    knn_k: int = 20
+class Preset(Protocol):
+    """A study: its protocol, the q it compares at, its tuning ladders and caps, and its seeds."""
+
     main_q: int = 1024
     table_qs: tuple[int, ...] = (256, 1024, 4096)
-    proj_hidden_dim: int = 1024  # projector hidden width, the same at every q
     lr_ladder: Ladder = Ladder(5e-3)
     lr_span: tuple[int, int] = (-1, 1)  # the learning-rate rungs a search starts with
     lr_max_rungs: int = 5  # the cap: rungs an axis may grow to
@@ -68,20 +62,10 @@ class Preset:
     tune_seed: int = 10  # no final run uses it
     final_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     repeat_seeds: tuple[int, ...] = (0, 1, 2)  # the q table's and the ablations' final runs
-    data_seed: int = 0  # fixes the validation split and the subsets
 
     @property
     def methods(self) -> tuple[str, ...]:
         return tuple(self.grids)
-
-    def protocol(self) -> str:
-        """The fixed part of every run (a results file holds one protocol)."""
-        t = self.train
-        return (
-            f"{self.dataset} {t.arch} w{t.width} {t.epochs} epochs batch {t.batch_size} wd {t.weight_decay} "
-            f"warm-up {t.warmup_epochs} train {self.train_size} probe {self.probe_size} eval {self.eval_size} "
-            f"hidden {self.proj_hidden_dim} k {self.knn_k}"
-        )
 
 
 def method_grids(sfrik: Ladder, auh: Ladder) -> dict[str, Grid]:
@@ -138,41 +122,6 @@ PRESETS = {
         },
     ),
 }
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    phase: str  # tune, final, ablation
-    method: str  # a method name, or "random" (the untrained encoder)
-    q: int
-    seed: int
-    split: str  # validation or test
-    setting: tuple[tuple[str, object], ...] = ()  # lr and the loss's hyper-parameters, in order
-
-    @property
-    def params(self) -> dict[str, object]:
-        return dict(self.setting)
-
-    @property
-    def setting_text(self) -> str:
-        return format_setting(self.params)
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.phase}|{self.method}|q={self.q}|seed={self.seed}|{self.split}|{self.setting_text}"
-
-
-def format_setting(params: Mapping[str, object]) -> str:
-    def value(v):
-        if isinstance(v, (tuple, list)):
-            return "(" + ",".join(value(x) for x in v) + ")"
-        return f"{v:g}" if isinstance(v, float) else str(v)
-
-    return " ".join(f"{k}={value(v)}" for k, v in params.items())
-
-
-def _spec(phase, method, q, seed, split, params: Mapping[str, object] | None = None) -> RunSpec:
-    return RunSpec(phase, method, q, seed, split, tuple((params or {}).items()))
 
 
 @dataclass(frozen=True)
@@ -242,6 +191,10 @@ def search_state(search: Search, rows_by_id: Mapping[str, Mapping[str, str]]) ->
 def _score(row: Mapping[str, str]) -> float:
     """Validation linear top-1 of a tuning row; a diverged run ranks last."""
     return float(row["linear_top1"]) if row["status"] == "ok" else float("-inf")
+
+
+def _spec(phase, method, q, seed, split, params: Mapping[str, object] | None = None) -> RunSpec:
+    return RunSpec(phase, method, q, seed, split, tuple((params or {}).items()))
 
 
 class Planner:

@@ -7,7 +7,9 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .plan import SFRIK_KERNEL_WEIGHTS, Choices, Planner, Preset, choices, format_setting
+from sfrik_plugin.engine.runs import format_setting
+
+from .plan import SFRIK_KERNEL_WEIGHTS, Choices, Planner, Preset, choices
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
 
 Rows = Sequence[Mapping[str, str]]

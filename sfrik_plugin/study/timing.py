@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from sfrik_plugin.demo import data as datasets
-from sfrik_plugin.demo.augment import BatchAugment
-from sfrik_plugin.demo.experiment import build_networks, subset
-from sfrik_plugin.demo.objectives import build_objective
+from sfrik_plugin.engine import data as datasets
+from sfrik_plugin.engine.augment import BatchAugment
+from sfrik_plugin.engine.experiment import build_networks, subset
+from sfrik_plugin.engine.objectives import build_objective
 
 from .plan import Preset, chosen_settings
 

@@ -13,10 +13,10 @@ from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
 
 from sfrik_plugin.demo import cli as demo
-from sfrik_plugin.demo import data as datasets
-from sfrik_plugin.demo.augment import BatchAugment
-from sfrik_plugin.demo.evaluate import knn_top1, linear_probe_top1
-from sfrik_plugin.demo.model import build_backbone
+from sfrik_plugin.engine import data as datasets
+from sfrik_plugin.engine.augment import BatchAugment
+from sfrik_plugin.engine.evaluate import knn_top1, linear_probe_top1
+from sfrik_plugin.engine.model import build_backbone
 from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 600
@@ -174,7 +174,7 @@ def test_command_line_settings_and_errors(capsys):
 
 def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
     from sfrik_plugin import baselines
-    from sfrik_plugin.demo.objectives import METHODS, build_objective
+    from sfrik_plugin.engine.objectives import METHODS, build_objective
 
     z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
     for name in METHODS:
@@ -194,7 +194,7 @@ def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
 def test_training_stops_on_a_non_finite_loss(tmp_path):
     import lightning as L
 
-    from sfrik_plugin.demo.pretrain import SelfSupervised
+    from sfrik_plugin.engine.pretrain import SelfSupervised
     from sfrik_plugin.projector import build_projector
 
     backbone = build_backbone("resnet10", 2, 1)
@@ -275,7 +275,8 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     # validation split, for the epochs and images the budget sweep chose on the validation split.
     from dataclasses import replace
 
-    from sfrik_plugin.study.plan import PRESETS, format_setting
+    from sfrik_plugin.engine.runs import format_setting
+    from sfrik_plugin.study.plan import PRESETS
 
     study = PRESETS["full"]
     args = demo.parse_args([])
@@ -283,7 +284,7 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     (choice,) = [r for r in recorded("demo_budget_validation.csv") if r["chosen"] == "True"]
     assert (quick.epochs, quick.train_size) == (int(choice["epochs"]), int(choice["train_size"]))
     as_study = replace(quick, epochs=study.train.epochs, train_size=study.train_size)
-    assert demo.study_preset(as_study).protocol() == study.protocol()
+    assert demo.run_protocol(as_study).protocol() == study.protocol()
     chosen = best_validation_settings(recorded("study_fashion_mnist.csv"), study.main_q)
     assert {m: chosen[m] for m in demo.STUDY_CHOICES} == {m: format_setting(s) for m, s in demo.STUDY_CHOICES.items()}
     assert args.methods == list(demo.STUDY_CHOICES)

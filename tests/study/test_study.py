@@ -19,8 +19,9 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
 
-from sfrik_plugin.study import plan, quality, stats
-from sfrik_plugin.study.store import FIELDS, ResultsFile
+from sfrik_plugin.engine import quality
+from sfrik_plugin.engine.results import FIELDS, ResultsFile
+from sfrik_plugin.study import plan, stats
 from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 900
@@ -206,8 +207,8 @@ def test_label_free_measures_match_direct_formulas():
 
 def test_tuning_runs_without_the_test_split(tmp_path):
     """The runner of a tuning run is given no test split at all: it cannot read it."""
-    from sfrik_plugin.demo import data as datasets
-    from sfrik_plugin.study.runner import StudyRunner
+    from sfrik_plugin.engine import data as datasets
+    from sfrik_plugin.engine.runner import Runner
 
     g = torch.Generator().manual_seed(0)
     data = datasets.ImageData(
@@ -218,7 +219,7 @@ def test_tuning_runs_without_the_test_split(tmp_path):
         torch.zeros(0, dtype=torch.long),
     )
     preset = plan.PRESETS["smoke"]
-    runner = StudyRunner(preset, data, library="lightly")
+    runner = Runner(preset, data, library="lightly")
     del runner.splits["test"]
     spec = plan.study_runs(preset, [])[1]
     assert spec.method == "sfrik" and spec.phase == "tune"

@@ -13,13 +13,12 @@ from typing import cast
 
 import torch
 
-from sfrik_plugin.demo import data as datasets
-from sfrik_plugin.demo.augment import BatchAugment
-from sfrik_plugin.demo.experiment import evaluate, pretrain, seeded_networks, subset
-
-from .plan import Preset, RunSpec
+from . import data as datasets
+from .augment import BatchAugment
+from .experiment import evaluate, pretrain, seeded_networks, subset
 from .quality import encoder_quality
-from .store import MEASURES
+from .results import MEASURES
+from .runs import Protocol, RunSpec
 
 
 def library_versions(library: str | None) -> str:
@@ -53,12 +52,12 @@ def source_commit() -> str:
     return head + ("+" if head and dirty else "")
 
 
-class StudyRunner:
-    """Holds the data of both splits and runs specs of one preset."""
+class Runner:
+    """Holds the data of both splits and runs specs of one protocol."""
 
     def __init__(
         self,
-        preset: Preset,
+        preset: Protocol,
         data: datasets.ImageData,
         *,
         library: str | None,

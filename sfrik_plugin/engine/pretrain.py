@@ -55,7 +55,7 @@ class SelfSupervised(L.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, self.trainer.estimated_stepping_batches)
-        max_epochs = cast(int, self.trainer.max_epochs)  # set by the demo's Trainer (demo/experiment.py)
+        max_epochs = cast(int, self.trainer.max_epochs)  # set by the engine's Trainer (engine/experiment.py)
         warmup = min(total - 1, round(self.warmup_epochs * total / max(1, max_epochs)))
 
         def factor(step: int) -> float:
