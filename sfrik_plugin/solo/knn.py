@@ -1,17 +1,18 @@
-"""Offline kNN of solo-learn (its main_knn.py) for SFRIK / AUH checkpoints.
+"""sfrik-knn: solo-learn's kNN (main_knn.py) or UMAP (main_umap.py) on a checkpoint of the plugin's
+methods, on a GPU or, with --cpu, on the CPU.
 
-main_knn.py is an argparse script: Hydra plugins never run there, so METHODS lacks "sfrik" and
-"auh" when it looks up the checkpoint's method. This command registers them, then runs the
-checkout's main_knn.py with the remaining arguments:
+    sfrik-knn [--solo-learn-dir DIR] [--umap] [--cpu] <main_knn.py / main_umap.py arguments>
 
-    python -m sfrik_plugin.solo.knn [--solo-learn-dir DIR] <main_knn.py arguments>
-    sfrik-knn [--solo-learn-dir DIR] <main_knn.py arguments>
-
-The checkout is --solo-learn-dir, else $SOLO_LEARN_DIR, else the current directory.
-main_knn.py moves batches to CUDA: it needs a GPU.
+On a GPU the import hook already lets the unmodified scripts load SFRIK, AUH and SimCLR-shared
+checkpoints (`python main_knn.py ...` from the checkout works). This command is the supported way
+on a CPU: the scripts move every batch to CUDA, and --cpu keeps them on the CPU
+(sfrik_plugin.solo.cpu_only). It also registers the methods itself, so it works where the hook is
+off (SFRIK_PLUGIN_SOLO_HOOK=0). The checkout is --solo-learn-dir, else $SOLO_LEARN_DIR, else the
+current directory.
 """
 
 import argparse
+import contextlib
 import runpy
 import sys
 from collections.abc import Sequence
@@ -19,33 +20,62 @@ from collections.abc import Sequence
 from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 SCRIPT = "main_knn.py"
+UMAP_SCRIPT = "main_umap.py"
 
 
-def split_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """(--solo-learn-dir value, the arguments left for main_knn.py); --help stays with main_knn."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--solo-learn-dir", default=None)
-    known, rest = parser.parse_known_args(list(argv))
-    return known.solo_learn_dir, rest
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sfrik-knn",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        epilog="Every other argument goes to the script (its --help lists them when the checkout is found).",
+    )
+    p.add_argument("--solo-learn-dir", default=None, help="the solo-learn checkout (default: $SOLO_LEARN_DIR, else .)")
+    p.add_argument("--umap", action="store_true", help=f"run {UMAP_SCRIPT} instead of {SCRIPT}")
+    p.add_argument("--cpu", action="store_true", help="keep the script's CUDA moves on the CPU (no GPU needed)")
+    p.add_argument("-h", "--help", action="store_true", help="this help, then the script's")
+    return p
+
+
+def split_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(this command's options, the arguments left for the script)."""
+    return parser().parse_known_args(list(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    solo_learn_dir, rest = split_args(sys.argv[1:] if argv is None else argv)
+    opts, rest = split_args(sys.argv[1:] if argv is None else argv)
+    script_name = UMAP_SCRIPT if opts.umap else SCRIPT
+    if opts.help:
+        parser().print_help()
+        rest = ["--help"]
     try:
-        checkout = find_solo_learn_dir(solo_learn_dir)
+        checkout = find_solo_learn_dir(opts.solo_learn_dir, script_name)
     except FileNotFoundError as err:
+        if opts.help:
+            print(f"\n(the script's own options: {err})")
+            raise SystemExit(0) from None
         raise SystemExit(f"sfrik-knn: {err}") from None
+    if opts.help:
+        print(f"\n{script_name}'s options:\n", flush=True)
 
     # as `python main_knn.py` from the checkout: its directory first on sys.path, so that the
-    # registration below and main_knn.py use the same solo.methods module
+    # registration below and the script use the same solo.methods module
     sys.path.insert(0, str(checkout))
     from sfrik_plugin.solo.registration import register_methods
 
     register_methods()
 
-    script = checkout / SCRIPT
+    script = checkout / script_name
     sys.argv = [str(script), *rest]
-    runpy.run_path(str(script), run_name="__main__")
+    if opts.cpu:
+        from sfrik_plugin.solo.cpu_only import cpu_only
+
+        context: contextlib.AbstractContextManager = cpu_only()
+    else:
+        context = contextlib.nullcontext()
+    with context:
+        runpy.run_path(str(script), run_name="__main__")
 
 
 if __name__ == "__main__":

@@ -267,26 +267,6 @@ sys.argv = sys.argv[1:]
 runpy.run_path(script, run_name="__main__")
 """
 
-# CUDA calls of main_knn.py / main_umap.py made no-ops (no GPU here); nothing about methods
-CPU_ONLY = """
-import runpy, sys, torch
-def cpu(device):
-    return "cpu" if isinstance(device, (str, torch.device)) and str(device).startswith("cuda") else device
-for cls in (torch.Tensor, torch.nn.Module):
-    original = cls.to
-    def to(self, *args, _original=original, **kwargs):
-        args = tuple(cpu(a) for a in args)
-        if "device" in kwargs:
-            kwargs["device"] = cpu(kwargs["device"])
-        return _original(self, *args, **kwargs)
-    cls.to = to
-torch.Tensor.cuda = lambda self, *a, **k: self
-torch.nn.Module.cuda = lambda self, *a, **k: self
-script = sys.argv[1]
-sys.argv = sys.argv[1:]
-runpy.run_path(script, run_name="__main__")
-"""
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["bb_ckpt", "full_ckpt"])
@@ -313,20 +293,43 @@ def test_main_linear_loads_converted_checkpoints_exactly(official, folders, tmp_
     assert all(torch.equal(loaded[k], v) for k, v in official["backbone"].items())
 
 
-def cpu_eval_script(tmp_path, script: str, checkpoint: Path, folders, **options) -> list:
-    """solo's evaluation script (main_knn.py, main_umap.py) through CPU_ONLY, on the checkpoint's
-    folder, the train folder and the final one, with solo's underscore options."""
-    (tmp_path / "cpu_only.py").write_text(CPU_ONLY)
+# solo's script as it is under the package's cpu_only() (no GPU here) and nothing else: the
+# methods can only come from the import hook
+HOOK_ONLY = """
+import runpy, sys
+from sfrik_plugin.solo.cpu_only import cpu_only
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+with cpu_only():
+    runpy.run_path(script, run_name="__main__")
+"""
+
+
+def eval_words(checkpoint: Path, folders, **options) -> list:
+    """solo's underscore options for main_knn.py / main_umap.py: the checkpoint's folder, the train
+    folder and the final one."""
     data = {"dataset": "custom", "train_data_path": folders["train"], "val_data_path": folders["final"]}
     words = {"pretrained_checkpoint_dir": checkpoint.parent, **data, "batch_size": 8, "num_workers": 0, **options}
-    return [tmp_path / "cpu_only.py", solo_learn_checkout() / script, *command_line(words, separator="_")]
+    return command_line(words, separator="_")
+
+
+def sfrik_knn(*words) -> list:
+    """`sfrik-knn --cpu` (the supported CPU path) on the checkout."""
+    return ["-m", "sfrik_plugin.solo.knn", "--solo-learn-dir", solo_learn_checkout(), "--cpu", *words]
+
+
+KNN = {"k": [2, 5], "temperature": 0.07, "distance_function": "cosine", "feature_type": "backbone"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["full_ckpt", "auh_ckpt"])
 def test_solo_main_knn_runs_on_plugin_checkpoints_through_the_hook(official, folders, tmp_path, key):
-    knn = {"k": [2, 5], "temperature": 0.07, "distance_function": "cosine", "feature_type": "backbone"}
-    args = cpu_eval_script(tmp_path, "main_knn.py", official[key], folders, **knn)
+    (tmp_path / "hook_only.py").write_text(HOOK_ONLY)
+    args = [
+        tmp_path / "hook_only.py",
+        solo_learn_checkout() / "main_knn.py",
+        *eval_words(official[key], folders, **KNN),
+    ]
     proc = run(args, cwd=tmp_path)
     assert proc.stdout.count("Result: acc@1=") == 2, proc.stdout[-2000:]
     off = run(args, cwd=tmp_path, env_update={"SFRIK_PLUGIN_SOLO_HOOK": "0"}, check=False)
@@ -334,9 +337,16 @@ def test_solo_main_knn_runs_on_plugin_checkpoints_through_the_hook(official, fol
 
 
 @pytest.mark.slow
-def test_solo_main_umap_runs_on_a_sfrik_checkpoint_through_the_hook(official, folders, tmp_path):
+def test_sfrik_knn_cpu_runs_main_knn_and_registers_without_the_hook(official, folders, tmp_path):
+    args = sfrik_knn(*eval_words(official["full_ckpt"], folders, **KNN))
+    proc = run(args, cwd=tmp_path, env_update={"SFRIK_PLUGIN_SOLO_HOOK": "0"})
+    assert proc.stdout.count("Result: acc@1=") == 2, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_sfrik_knn_umap_on_the_cpu_draws_a_sfrik_checkpoint(official, folders, tmp_path):
     pytest.importorskip("umap", reason="umap-learn is not installed (main_umap.py needs it)")
-    run(cpu_eval_script(tmp_path, "main_umap.py", official["full_ckpt"], folders), cwd=tmp_path)
+    run(sfrik_knn("--umap", *eval_words(official["full_ckpt"], folders)), cwd=tmp_path)
     assert (tmp_path / "im100_train_umap.pdf").is_file() and (tmp_path / "im100_val_umap.pdf").is_file()
 
 

@@ -361,7 +361,8 @@ def test_knn_finds_checkout(tmp_path, monkeypatch):
     assert find_solo_learn_dir() == tmp_path.resolve()
     with pytest.raises(FileNotFoundError, match="no main_knn.py in"):
         find_solo_learn_dir(str(tmp_path / "nowhere"))  # explicit wins, even when wrong
-    assert split_args(["--solo-learn-dir", "x", "--k", "10", "20", "--help"]) == ("x", ["--k", "10", "20", "--help"])
+    opts, rest = split_args(["--solo-learn-dir", "x", "--k", "10", "20", "--cpu", "--umap"])
+    assert (opts.solo_learn_dir, opts.cpu, opts.umap, rest) == ("x", True, True, ["--k", "10", "20"])
 
 
 def test_knn_command_registers_then_runs_main_knn(tmp_path):
@@ -386,6 +387,22 @@ def test_knn_command_registers_then_runs_main_knn(tmp_path):
 
     proc = run_python(*knn, "--k", "10", cwd=tmp_path, unset_env=["SOLO_LEARN_DIR"], check=False)
     assert proc.returncode != 0 and "sfrik-knn: no main_knn.py in" in proc.stderr
+    # --help works without a checkout: this command's options, and where the script's would come from
+    helped = run_python(*knn, "--help", cwd=tmp_path, unset_env=["SOLO_LEARN_DIR"])
+    assert "--cpu" in helped.stdout and "--umap" in helped.stdout and "no main_knn.py in" in helped.stdout
+    # with the stand-in: --cpu and --umap reach the script (main_umap.py here), which sees CUDA
+    # moves kept on the CPU
+    (checkout / "main_umap.py").write_text(
+        textwrap.dedent("""
+        import json, torch
+        from solo.methods import METHODS
+        x = torch.ones(2).cuda()
+        m = torch.nn.Linear(2, 2).to("cuda")
+        print(json.dumps({"device": str(x.device), "module": str(m.weight.device), "sfrik": METHODS["sfrik"].__name__}))
+    """)
+    )
+    proc = run_python(*knn, "--solo-learn-dir", checkout, "--umap", "--cpu", cwd=tmp_path)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"device": "cpu", "module": "cpu", "sfrik": "SFRIK"}
 
 
 # ---------------------------------------------------------------------------------------------
