@@ -122,8 +122,18 @@ def assert_paper_protocol(cfg, backbone: str, epochs: int):
     assert cfg.accelerator == "gpu" and cfg.strategy == "ddp" and cfg.sync_batchnorm is True
 
 
+def data_choice(name: str) -> str:
+    """The data group a config composes (Hydra's record of its choices)."""
+    return compose_cfg(name, hydra_cfg=True).hydra.runtime.choices["data"]
+
+
+def with_data(name, *overrides):
+    """A paper config with its mandatory data paths given."""
+    return compose_cfg(name, "data.train_path=/data/train", "data.val_path=/data/val", *overrides)
+
+
 def test_sfrik_in20_hyper_parameters():
-    cfg = compose_cfg("sfrik")
+    cfg = with_data("sfrik")
     assert_paper_protocol(cfg, "resnet18", 100)
     assert cfg.method == "sfrik"
     kw = cfg.method_kwargs
@@ -132,7 +142,7 @@ def test_sfrik_in20_hyper_parameters():
     assert (kw.sim_loss_weight, kw.mmd_loss_weight) == (4000.0, 1.0)
     assert cfg.optimizer.lr == 1.2
     assert (cfg.optimizer.batch_size, len(cfg.devices)) == (512, 4)
-    assert "in20" in cfg.data.train_path and "tuning" in cfg.data.val_path  # never ImageNet val
+    assert data_choice("sfrik") == "in20"  # validated on the tuning subset, never ImageNet val
     # solo-learn's scaling: base lr x total batch / 256
     parsed = parse_cfg(_unstructured(cfg))
     assert parsed.optimizer.lr == pytest.approx(1.2 * 2048 / 256)
@@ -207,8 +217,16 @@ def test_vicreg_weights_reproduce_the_official_loss(name, official):
     assert float(ours) == pytest.approx(float(official_vicreg_loss(x, y, *official)), rel=1e-12)
 
 
+def test_paper_configs_make_the_data_paths_mandatory():
+    # no placeholder that looks like a real path: the user names each folder, or Hydra says which is missing
+    for name in ("sfrik", "sfrik_in100", "vicreg_in20", "linear_in20", "linear_in20_tuning", "linear_in100"):
+        cfg = compose_cfg(name)
+        assert OmegaConf.is_missing(cfg.data, "train_path") and OmegaConf.is_missing(cfg.data, "val_path"), name
+    with pytest.raises(Exception, match="Missing mandatory value: data.train_path"):
+        _ = compose_cfg("sfrik").data.train_path
+
+
 def test_linear_probe_configs():
-    sfrik_in20, sfrik_in100 = compose_cfg("sfrik"), compose_cfg("sfrik_in100")
     for name in LINEAR:
         cfg = compose_cfg(name)
         assert cfg.optimizer.name == "sgd" and cfg.optimizer.kwargs.momentum == 0.9
@@ -219,14 +237,14 @@ def test_linear_probe_configs():
             assert cfg.optimizer.batch_size * len(cfg.devices) == 256 and cfg.max_epochs == 100
             assert cfg.precision == 32
     in20, tuning, in100 = (compose_cfg(n) for n in ("linear_in20", "linear_in20_tuning", "linear_in100"))
-    # trained on the pretraining images; the final number on ImageNet's validation set
-    assert in20.data.train_path == tuning.data.train_path == sfrik_in20.data.train_path
-    assert in20.data.val_path == in100.data.val_path == "./datasets/imagenet/val"
-    # tuning: the separate subset, the same one the pretraining's online classifier reports on
-    assert tuning.data.val_path == sfrik_in20.data.val_path != in20.data.val_path
-    assert in100.data.train_path == sfrik_in100.data.train_path and in100.backbone.name == "resnet50"
+    # trained on the pretraining images (the same data group); the final number on ImageNet's
+    # validation set (in20_final); tuning on the separate subset the pretraining's online
+    # classifier reports on (in20, as sfrik's)
+    assert data_choice("linear_in20_tuning") == data_choice("sfrik") == "in20"
+    assert data_choice("linear_in20") == "in20_final" and data_choice("linear_in100") == data_choice("sfrik_in100")
+    assert in100.backbone.name == "resnet50"
     assert in20.backbone.name == "resnet18"
-    assert differing_keys(tuning, in20) == {"name", "data.val_path"}
+    assert differing_keys(tuning, in20) == {"name"}  # and the data group: only which folder val_path names
 
 
 def test_cpu_smoke_protocol():
