@@ -147,6 +147,7 @@ def install(final_val_path: Path, out: Path) -> dict:
 
     def parse_cfg(cfg):
         state["cfg"] = cfg = original_parse(cfg)
+        check_num_classes(cfg.data.num_classes, cfg.data.train_path)
         return cfg
 
     solo_linear.parse_cfg = parse_cfg  # before main_linear.py's `from solo.args.linear import parse_cfg`
@@ -187,6 +188,20 @@ def install(final_val_path: Path, out: Path) -> dict:
 
     cast(Any, Trainer).fit = fit  # a monkeypatch: mypy rejects assigning to a method
     return state
+
+
+# solo's LinearModel computes top-5 accuracy with topk(5): fewer classes crash it mid-validation
+# ("selected index k out of range"), after the first training epoch.
+MIN_CLASSES = 5
+
+
+def check_num_classes(num_classes: int, train_path: object) -> None:
+    """Refuses, as soon as solo has parsed the config, a dataset main_linear.py cannot score."""
+    if num_classes < MIN_CLASSES:
+        raise SystemExit(
+            f"sfrik-linear: data.train_path {str(train_path)!r} has {num_classes} class(es); solo-learn's linear "
+            f"evaluation reports top-5 accuracy and needs at least {MIN_CLASSES} classes (one subfolder per class)"
+        )
 
 
 def check_feature_extractor(overrides: Sequence[str]) -> None:

@@ -422,3 +422,12 @@ def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
     bad = run([*base, f"split_file={split}"], cwd=tmp_path, check=False)
     assert bad.returncode != 0
     assert "2 of its 3 images are not in the class folders" in bad.stderr and "missing_1.JPEG" in bad.stderr
+
+
+@pytest.mark.slow
+def test_sfrik_linear_refuses_fewer_than_five_classes_before_training(official, tmp_path):
+    four = make_image_folder(tmp_path / "four", num_classes=4)
+    folders = {"train": four, "final": four}
+    proc = run(sfrik_linear(official["full_ckpt"], folders, tmp_path / "out"), cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "has 4 class(es)" in proc.stderr and "at least 5 classes" in proc.stderr
+    assert "Epoch" not in proc.stdout + proc.stderr  # stopped before training, not solo's topk crash
