@@ -56,6 +56,23 @@ def test_mmcr_is_minus_the_centroid_nuclear_norm_plus_lambda_times_the_views_nuc
     assert ours(z1, z2).item() == pytest.approx(expected.item(), rel=1e-9)
 
 
+def test_mmcr_with_the_thin_svd_is_lightlys_mmcr_loss_value_and_gradient():
+    from lightly.loss import MMCRLoss
+
+    z1, z2 = (z.requires_grad_() for z in views(n=12, q=40))
+    _, ours = baselines.baseline_loss("mmcr", "lightly", lmda=0.1)
+    value = ours(z1, z2)
+    g1, g2 = torch.autograd.grad(value, (z1, z2))
+    u1, u2 = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
+    expected = MMCRLoss(lmda=0.1)(u1.unsqueeze(1), u2.unsqueeze(1))  # lightly's own full SVDs
+    e1, e2 = torch.autograd.grad(expected, (z1, z2))
+    assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+    torch.testing.assert_close((g1, g2), (e1, e2), rtol=1e-9, atol=1e-12)
+    import lightly.loss.mmcr_loss as module
+
+    assert module.svd is torch.linalg.svd  # restored after the call
+
+
 def test_a_baseline_only_lightly_has_comes_from_lightly_and_a_missing_library_is_named(monkeypatch):
     assert baselines.source_library("sigreg", "solo-learn") == "lightly"
     assert baselines.source_library("vicreg", "solo-learn") == "solo-learn"
