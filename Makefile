@@ -144,7 +144,7 @@ solo-learn: build
 	PIP_CONSTRAINT=$(abspath $(SOLO_LEARN_CONSTRAINTS)) $(PY) -m pip install --no-build-isolation "$(SOLO_LEARN_DIR)"
 	$(PY) -c "from sfrik_plugin.solo import register_methods; print('solo-learn methods:', sorted(register_methods()))"
 
-# Reliability (docs in the README): the long fuzz run of the operators and the losses
+# Reliability (docs/testing.md): the long fuzz run of the operators and the losses
 # (tests/fuzz with FUZZ_EXAMPLES examples per property, fresh randomness, seed printed),
 # and the operator tests against an AddressSanitizer + UBSan build of the extension (built in a
 # scratch folder; the normal build is untouched).

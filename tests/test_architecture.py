@@ -1,7 +1,7 @@
-"""The import rules of README's ARCHITECTURE section, checked on the source: which module of the
+"""The import rules of docs/architecture.md, checked on the source: which module of the
 package may import which, that the core never imports the applications, that the neutral helpers
 (utils) import nothing of the package, and that only the solo-learn integration imports solo-learn.
-A new import that breaks a rule fails here; a rule that changes is changed here and in the README."""
+A new import that breaks a rule fails here; a rule that changes is changed here and in docs/architecture.md."""
 
 import ast
 from pathlib import Path

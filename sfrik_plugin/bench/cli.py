@@ -1,8 +1,17 @@
-"""sfrik-bench: `python -m sfrik_plugin.bench SUITE [options]`; `--help` per suite lists them.
+"""sfrik-bench: what SFRIK costs, measured side by side with the alternatives on this machine.
 
-A suite is a module with HELP, add_arguments(parser) and run(args) -> exit code; add it to
-SUITES to expose it.
+  sfrik-bench losses                      # each method's loss, forward + backward: time and memory against q
+  sfrik-bench step --backbone resnet18    # a whole training step per method, and what the loss adds
+  sfrik-bench legendre                    # the Legendre operator against eager PyTorch and torch.compile
+  sfrik-bench tiled                       # the MMD without the n x n matrix, against the dense one
+  sfrik-bench SUITE --help                # a suite's options (sizes, dtype, device, --csv, --plot)
+
+Each suite prints a table; --csv and --plot save it. Results recorded on this project's machines,
+with the commands: BENCHMARKS.md.
 """
+
+# A suite is a module with HELP, add_arguments(parser) and run(args) -> exit code; SUITES exposes it
+# (CONTRIBUTING.md, "A benchmark suite").
 
 from __future__ import annotations
 
@@ -23,7 +32,9 @@ SUITES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sfrik_plugin.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="sfrik-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     subparsers = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, module in SUITES.items():
         sub = subparsers.add_parser(

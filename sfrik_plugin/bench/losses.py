@@ -1,5 +1,6 @@
-"""Loss-cost suite: forward + backward time and peak memory of SFRIK against VICReg, Barlow Twins,
-SimCLR and AUH on the same random embeddings, for a global batch n and an embedding width q.
+"""Loss-cost suite: forward + backward time and peak memory of SFRIK against the registered baselines
+(VICReg, Barlow Twins, SimCLR, LeJEPA's SIGReg, MMCR) and AUH on the same random embeddings, for a
+global batch n and an embedding width q.
 
 Every method computes its whole two-view loss from the same z1, z2 (n, q) (one leaf Z = (2, n, q),
 requires_grad) and the gradient with respect to them:
@@ -11,6 +12,10 @@ requires_grad) and the gradient with respect to them:
   vicreg           baseline implementations from an established library: solo-learn's loss
   barlow_twins     functions when solo-learn is installed, otherwise lightly's losses; a baseline
   simclr           neither provides is skipped and said so (no home-made copies)
+  sigreg           lightly's SIGReg + LeJEPA invariance: 2 n q M FLOPs to project on M = 1024 random
+                   directions, then n M x 17 knots of cos/sin: linear in n and in q
+  mmcr             lightly's MMCRLoss on the normalised views: an SVD of the n x q centroid matrix
+                   and one of every image's 2 x q views (lightly asks for the full V of each)
   auh              sfrik_plugin.auh_loss_func (the official AUH formula)
 
 The cost model: SFRIK's regulariser costs 2 n^2 q FLOPs per Gram
@@ -52,7 +57,7 @@ from sfrik_plugin.utils import machine, output
 
 from . import common
 
-HELP = "SFRIK loss against VICReg, Barlow Twins, SimCLR and AUH: time and memory against q"
+HELP = "SFRIK loss against the baselines (VICReg, Barlow Twins, SimCLR, SIGReg, MMCR) and AUH: time and memory"
 DEFAULT_BATCHES = (256, 1024, 2048)
 DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)

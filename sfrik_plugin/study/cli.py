@@ -3,7 +3,7 @@ alike on a validation split (grids grown until the choice is interior, or report
 five seeds on the test split, re-tuned at each q of the table, with the paper's ablations.
 
   sfrik-study --out runs/study                       # the full study on Fashion-MNIST (hours on 2 CPU cores)
-  sfrik-study --preset smoke --out runs/smoke        # every phase at toy sizes (minutes)
+  sfrik-study --preset smoke --dataset folder --data-dir my_images/ --out runs/smoke   # every phase, toy sizes
   sfrik-study --dataset folder --data-dir my_images/ --out runs/mine
   sfrik-study --out runs/study --phases timing       # the interleaved timing pass (run it on a quiet machine)
   sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far

@@ -98,7 +98,7 @@ PRESETS = {
         train=TrainConfig(arch="resnet10", width=4, epochs=1, batch_size=32, warmup_epochs=0.0),
         train_size=64,
         probe_size=64,
-        eval_size=0,
+        eval_size=256,  # evaluation images: a smoke run checks the chain, not the accuracy
         quality_size=64,
         knn_k=5,
         main_q=32,

@@ -6,6 +6,8 @@ Skipped where solo-learn (which brings hydra-core) is not installed.
 """
 
 import importlib.resources
+import re
+from pathlib import Path
 
 import pytest
 from helpers.solo import require_solo_learn
@@ -258,3 +260,42 @@ def test_cpu_smoke_protocol():
     # the protocol group can also be switched on any method config
     switched = compose_cfg("sfrik", "protocol=cpu_smoke", "data.train_path=/data")
     assert differing_keys(switched, cfg) <= {"name", "method_kwargs.proj_hidden_dim", "method_kwargs.proj_output_dim"}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gpu_table(path: Path) -> dict[str, tuple[str, int, int]]:
+    """config -> (device kind, devices, batch per device) from a doc's "GPUs each config needs"
+    table: rows of backticked config names, then "4 x 512" or "CPU, 1 x 8"."""
+    table = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or "`" not in cells[0]:
+            continue
+        match = re.fullmatch(r"(CPU, )?(\d+) x (\d+)", cells[1])
+        if match is None:
+            continue
+        for name in re.findall(r"`([a-z0-9_]+)`", cells[0]):
+            table[name] = ("cpu" if match.group(1) else "gpu", int(match.group(2)), int(match.group(3)))
+    return table
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/solo-learn.md"])
+def test_the_docs_gpu_table_is_what_each_config_asks_for(doc):
+    table = gpu_table(ROOT / doc)
+    assert set(PRETRAIN + LINEAR) <= set(table), sorted(set(PRETRAIN + LINEAR) - set(table))
+    for name, (kind, devices, batch) in table.items():
+        cfg = compose_cfg(name)
+        count = len(cfg.devices) if OmegaConf.is_list(cfg.devices) else int(cfg.devices)
+        assert (cfg.accelerator, count, cfg.optimizer.batch_size) == (kind, devices, batch), name
+
+
+def test_the_one_gpu_line_of_the_docs_composes_and_scales_the_lr():
+    line = "devices=[0] optimizer.batch_size=512"
+    for doc in ("README.md", "docs/solo-learn.md"):
+        assert f"--config-name sfrik {line}" in (ROOT / doc).read_text(), doc
+    cfg = with_data("sfrik", *line.split())
+    assert list(cfg.devices) == [0] and cfg.optimizer.batch_size == 512
+    parsed = parse_cfg(_unstructured(cfg))
+    assert parsed.optimizer.lr == pytest.approx(1.2 * 512 / 256)  # solo's scaling: base lr x global batch / 256

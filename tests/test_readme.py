@@ -1,0 +1,86 @@
+"""The README's figures recompute from the records they cite: the study's table and statements
+(docs/study_fashion_mnist.csv), the quick demo's margins (docs/demo_quick_seed*.csv) and the loss
+cost (docs/bench_losses_cpu_after.csv). A record that changes without its README line fails here."""
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("scipy", reason="the intervals need scipy")
+
+from sfrik_plugin.study import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+NAMES = {"random": "random", "SFRIK": "sfrik", "SimCLR": "simclr", "AUH": "auh", "Barlow Twins": "barlow_twins"}
+NAMES["VICReg"] = "vicreg"
+
+
+def rows(name):
+    with open(ROOT / "docs" / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def final(metric, method, q):
+    return {
+        int(r["seed"]): float(r[metric])
+        for r in rows("study_fashion_mnist.csv")
+        if r["phase"] == "final" and r["method"] == method and r["q"] == str(q)
+    }
+
+
+def test_the_study_table_recomputes_from_the_record():
+    lines = README.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("| random | SFRIK |"))
+    header = [c.strip() for c in lines[i].strip("|").split("|")]
+    cells = [c.strip() for c in lines[i + 2].strip("|").split("|")]
+    assert len(header) == len(cells) == 6
+    for label, cell in zip(header, cells):
+        s = stats.summarise(list(final("linear_top1", NAMES[label], 1024).values()))
+        assert s.n == 3 and cell == f"{s.mean:.2f} [{s.low:.2f}, {s.high:.2f}]", label
+
+
+def test_the_studys_plain_reading_recomputes():
+    sfrik = {k: final(k, "sfrik", 1024) for k in ("linear_top1", "knn_top1")}
+    adjusted = {}
+    for metric in sfrik:
+        methods = ("vicreg", "barlow_twins", "simclr", "auh")
+        ps = [
+            stats.paired_t_p_value([final(metric, m, 1024)[s] - sfrik[metric][s] for s in sorted(sfrik[metric])])
+            for m in methods
+        ]
+        adjusted[metric] = dict(zip(methods, stats.holm(ps)))
+    assert min(adjusted["linear_top1"].values()) >= 0.05  # "on linear top-1 no difference survives"
+    assert f"(Holm p = {adjusted['knn_top1']['auh']:.3f})" in README and adjusted["knn_top1"]["auh"] < 0.05
+    assert all(p >= 0.05 for m, p in adjusted["knn_top1"].items() if m != "auh")
+    sf, sc = final("linear_top1", "sfrik", 256), final("linear_top1", "simclr", 256)
+    d = stats.paired_difference([sf[s] for s in sorted(sf)], [sc[s] for s in sorted(sf)])
+    assert f"SFRIK − SimCLR = {d.mean:.2f} [{d.low:.2f}, {d.high:.2f}] points".replace("-", "−") in README
+
+
+def test_the_quick_demo_margins_are_the_recorded_ones():
+    margins = []
+    for seed in (0, 1, 2):
+        by = {r["method"]: float(r["linear_top1"]) for r in rows(f"demo_quick_seed{seed}.csv")}
+        margins.append(f"+{by['sfrik'] - by['random']:.2f}")
+    assert f"{margins[0]}, {margins[1]} and {margins[2]} points" in README
+
+
+def test_the_loss_cost_line_is_the_recorded_benchmark():
+    cells = {
+        (r["method"], r["q"]): r
+        for r in rows("bench_losses_cpu_after.csv")
+        if r["n"] == "2048" and r["device"] == "cpu"
+    }
+    sfrik, vicreg = cells["sfrik", "8192"], cells["vicreg", "8192"]
+    expected = (
+        f"takes {float(sfrik['ms_median']) / 1e3:.1f} s and {float(sfrik['peak_extra_mib']):.0f} MiB; "
+        f"VICReg's takes {float(vicreg['ms_median']) / 1e3:.1f} s and {float(vicreg['peak_extra_mib']):.0f} MiB"
+    )
+    assert expected in " ".join(README.split()), expected
+    assert re.search(r"needs ~34\.0 GiB", cells["vicreg", "32768"]["status"]) and "about 34 GiB" in README
+    big = cells["sfrik", "32768"]
+    line = f"SFRIK takes {float(big['ms_median']) / 1e3:.1f} s and {float(big['peak_extra_mib']) / 1024:.1f} GiB"
+    assert line in " ".join(README.split()), line
