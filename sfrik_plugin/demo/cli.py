@@ -27,7 +27,7 @@ import torch
 from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.engine.experiment import TrainConfig
 from sfrik_plugin.engine.objectives import METHODS
-from sfrik_plugin.utils.arguments import non_negative_int, positive_float, positive_int
+from sfrik_plugin.utils.arguments import check_accelerator, non_negative_int, positive_float, positive_int
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 RESULT_FIELDS = ("method", "status", "linear_top1", "knn_top1", "rankme", "sec_per_step", "peak_mem_mb")
@@ -124,10 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     over.add_argument("--sfrik-sim-weight", type=positive_float)
     over.add_argument("--knn-k", type=positive_int)
     args = parser.parse_args(argv)
-    if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        parser.error(f"--accelerator {args.accelerator}: torch sees no CUDA GPU here (use --accelerator cpu or auto)")
-    if args.accelerator not in ("auto", "cpu", "gpu", "cuda"):
-        parser.error(f"--accelerator must be one of auto, cpu, gpu, cuda, got {args.accelerator!r}")
+    check_accelerator(parser, args.accelerator)
     return args
 
 

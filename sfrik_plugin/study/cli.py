@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.engine.results import ResultsFile
+from sfrik_plugin.utils.arguments import check_accelerator
 
 from .plan import PHASES, PRESETS, Planner, study_runs
 
@@ -59,7 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="RUN_ID",
         help="run these recorded runs again (their run_id column in results.csv), replacing their rows",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_accelerator(parser, args.accelerator, ("cpu", "gpu", "cuda"))
+    return args
 
 
 def resolve_library(requested: str, rows) -> str:

@@ -46,3 +46,17 @@ def command_line(options: Mapping[str, object], *, separator: str = "-") -> list
         elif value is not True:
             words.append(str(value))
     return words
+
+
+def check_accelerator(
+    parser: argparse.ArgumentParser, accelerator: str, choices: tuple[str, ...] = ("auto", "cpu", "gpu", "cuda")
+) -> None:
+    """parser.error, before any work, for an accelerator not in choices or a GPU that is not there."""
+    if accelerator not in choices:
+        parser.error(f"--accelerator must be one of {', '.join(choices)}, got {accelerator!r}")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            other = "cpu or auto" if "auto" in choices else "cpu"
+            parser.error(f"--accelerator {accelerator}: torch sees no CUDA GPU here (use --accelerator {other})")

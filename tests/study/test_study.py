@@ -174,6 +174,18 @@ def test_a_diverged_run_ranks_last_ties_go_to_the_first_and_incomplete_tuning_ch
     assert plan.search_state(search, partial).best is None
 
 
+def test_the_accelerator_is_checked_before_any_work(capsys, monkeypatch):
+    from sfrik_plugin.study import cli
+
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--out", "x", "--accelerator", "tpu"])
+    assert "--accelerator must be one of cpu, gpu, cuda, got 'tpu'" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--out", "x", "--accelerator", "gpu"])
+    assert "--accelerator gpu: torch sees no CUDA GPU here (use --accelerator cpu)" in capsys.readouterr().err
+
+
 def test_results_file_appends_resumes_and_drops_a_cut_line(tmp_path):
     path = tmp_path / "results.csv"
     store = ResultsFile(path, "protocol A")
