@@ -579,7 +579,7 @@ def stage_bandwidth(ctx: Context) -> Outcome:
     return Outcome(PASSED, f"n = {rows[0]['n']}: " + "; ".join(summaries) + f"; {path.name}", details)
 
 
-LOSS_METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "vicreg", "barlow_twins", "simclr")
+LOSS_METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
 
 
 def stage_losses(ctx: Context) -> Outcome:

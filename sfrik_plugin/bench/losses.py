@@ -49,7 +49,7 @@ from typing import cast
 import torch
 
 import sfrik_plugin
-from sfrik_plugin.baselines import baseline_losses
+from sfrik_plugin.baselines import BASELINES, baseline_losses
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.reference import legendre_series_reference
 from sfrik_plugin.sphere_autograd import gram_matrix
@@ -61,7 +61,14 @@ HELP = "SFRIK loss against the baselines (VICReg, Barlow Twins, SimCLR, SIGReg, 
 DEFAULT_BATCHES = (256, 1024, 2048)
 DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)
-METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "sfrik_reference", "vicreg", "barlow_twins", "simclr", "auh")
+METHODS = (
+    "sfrik",
+    "sfrik_gram_tf32",
+    "sfrik_gram_bf16",
+    "sfrik_reference",
+    *BASELINES,
+    "auh",
+)  # the registry's baselines
 FLOOR_N, FLOOR_Q, FLOOR_TARGET = 2048, 8192, 1.15
 HEADLINE_N, HEADLINE_Q, HEADLINE_TARGET = 2048, 32768, 10.0
 CSV_FIELDS = (
