@@ -205,17 +205,20 @@ class Planner:
         self.preset = preset
 
     # -- searches ------------------------------------------------------------------------------
+    def _search(self, method: str, q: int, base: tuple, axes: tuple[Axis, ...]) -> Search:
+        """A tuning search of the preset (validation split, the tuning seed)."""
+        return Search("tune", method, q, self.preset.tune_seed, base, axes)
+
+    def _param_axis(self, grid: Grid) -> Axis:
+        p = self.preset
+        return Axis(grid.parameter, grid.ladder, p.param_span, p.param_max_rungs)
+
     def tune_searches(self) -> list[Search]:
         p = self.preset
         lr = Axis("lr", p.lr_ladder, p.lr_span, p.lr_max_rungs)
         return [
-            Search(
-                "tune",
-                method,
-                p.main_q,
-                p.tune_seed,
-                (("lr", None), *grid.fixed, (grid.parameter, None)),
-                (lr, Axis(grid.parameter, grid.ladder, p.param_span, p.param_max_rungs)),
+            self._search(
+                method, p.main_q, (("lr", None), *grid.fixed, (grid.parameter, None)), (lr, self._param_axis(grid))
             )
             for method, grid in p.grids.items()
         ]
@@ -225,20 +228,9 @@ class Planner:
         p, sfrik = self.preset, chosen.get("sfrik")
         if sfrik is None:
             return []
+        fixed = (("lr", sfrik["lr"]), ("sim_loss_weight", sfrik["sim_loss_weight"]))
         return [
-            Search(
-                "tune",
-                method,
-                p.main_q,
-                p.tune_seed,
-                (
-                    ("lr", sfrik["lr"]),
-                    ("sim_loss_weight", sfrik["sim_loss_weight"]),
-                    *grid.fixed,
-                    (grid.parameter, None),
-                ),
-                (Axis(grid.parameter, grid.ladder, p.param_span, p.param_max_rungs),),
-            )
+            self._search(method, p.main_q, (*fixed, *grid.fixed, (grid.parameter, None)), (self._param_axis(grid),))
             for method, grid in p.ablation_grids.items()
         ]
 
@@ -250,16 +242,9 @@ class Planner:
             if method in chosen:
                 centre = float(chosen[method][grid.parameter])  # type: ignore[arg-type]
                 ladder = Ladder(centre, grid.ladder.factor)
-                searches.append(
-                    Search(
-                        "tune",
-                        method,
-                        q,
-                        p.tune_seed,
-                        tuple((k, None if k == grid.parameter else v) for k, v in chosen[method].items()),
-                        (Axis(grid.parameter, ladder, p.table_span, p.table_max_rungs),),
-                    )
-                )
+                base = tuple((k, None if k == grid.parameter else v) for k, v in chosen[method].items())
+                axis = Axis(grid.parameter, ladder, p.table_span, p.table_max_rungs)
+                searches.append(self._search(method, q, base, (axis,)))
         return searches
 
     # -- runs ------------------------------------------------------------------------------------
