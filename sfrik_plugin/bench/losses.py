@@ -167,17 +167,33 @@ def plain_floor_step(z: torch.Tensor) -> torch.Tensor:
 # What fits: predicted FLOPs and bytes of one forward + backward
 
 
+SIGREG_DIRECTIONS, SIGREG_KNOTS = 1024, 17  # lightly's SIGReg defaults (num_vectors, knots)
+
+
 def predicted_flops(method: str, n: int, q: int) -> float:
     """Matmul FLOPs of forward + backward (about 3x the forward's), both branches."""
     gram = 2 * n * n * q
-    forward = {"vicreg": 2 * 2 * n * q * q, "barlow_twins": 2 * n * q * q, "simclr": 2 * (2 * n) ** 2 * q}
+    forward = {
+        "vicreg": 2 * 2 * n * q * q,
+        "barlow_twins": 2 * n * q * q,
+        "simclr": 2 * (2 * n) ** 2 * q,
+        "sigreg": 2 * 2 * n * q * SIGREG_DIRECTIONS,  # both views on the random directions
+        "mmcr": 4 * n * n * q,  # the centroid's SVD, about a Gram's work
+    }
     return 3 * forward.get(method, 2 * gram)
 
 
 def predicted_bytes(method: str, n: int, q: int, element: int) -> float:
     """Rough peak of forward + backward: the q x q or n x n matrices each method keeps alive."""
-    per_matrix = {"vicreg": q * q, "barlow_twins": q * q, "simclr": (2 * n) ** 2}.get(method, n * n)
-    matrices = {"vicreg": 8, "barlow_twins": 6, "simclr": 8, "sfrik_reference": 12, "auh": 8}.get(method, 4)
+    per_matrix = {
+        "vicreg": q * q,
+        "barlow_twins": q * q,
+        "simclr": (2 * n) ** 2,
+        "sigreg": n * SIGREG_DIRECTIONS * SIGREG_KNOTS,  # the (views, n, directions, knots) phases
+    }.get(method, n * n)
+    matrices = {"vicreg": 8, "barlow_twins": 6, "simclr": 8, "sfrik_reference": 12, "auh": 8, "sigreg": 8}.get(
+        method, 4
+    )
     return element * (matrices * per_matrix + 8 * n * q)
 
 
