@@ -25,27 +25,43 @@ def runs(margins, sfrik_wall, random_wall=10.0):
     ]
 
 
-def test_choice_is_the_largest_smallest_margin_inside_the_budget():
-    small, same, big, over = (budget.Candidate(e, n) for e, n in ((2, 1000), (3, 1000), (4, 1000), (9, 1000)))
+def test_the_choice_keeps_the_floor_for_new_seeds_inside_the_budget():
+    from scipy import stats
+
+    low, noisy, safe, safer_over = (budget.Candidate(e, n) for e, n in ((2, 1000), (3, 1000), (4, 1000), (9, 1000)))
     rows = {
-        small: runs([6.0, 5.5, 7.0], sfrik_wall=50.0),
-        same: runs([6.5, 5.0, 9.0], sfrik_wall=60.0),  # larger mean, smaller minimum
-        big: runs([6.2, 5.5, 8.0], sfrik_wall=70.0),  # ties small's minimum, larger mean: chosen
-        over: runs([9.0, 9.0, 9.0], sfrik_wall=200.0),  # predicted 10 + 5 x 200 s: over budget
+        low: runs([6.0, 4.9, 7.0], sfrik_wall=50.0),  # one seed under the floor
+        noisy: runs([5.2, 9.0, 5.1], sfrik_wall=60.0),  # every seed above, but a new one often is not
+        safe: runs([7.9, 8.4, 8.1], sfrik_wall=70.0),  # chosen
+        safer_over: runs([9.0, 9.1, 9.2], sfrik_wall=200.0),  # predicted 10 + 5 x 200 s: over budget
     }
-    outcomes = budget.summarise([small, same, big, over], rows, batch_size=100, budget_s=540.0)
+    outcomes = budget.summarise([low, noisy, safe, safer_over], rows, batch_size=100, budget_s=540.0)
     assert [o.chosen for o in outcomes] == [False, False, True, False]
+    assert [o.meets_floor for o in outcomes] == [False, False, True, True]
     assert [o.within_budget for o in outcomes] == [True, True, True, False]
-    assert outcomes[0].predicted_demo_s == 10.0 + 5 * 50.0 and outcomes[3].predicted_demo_s == 1010.0
-    assert outcomes[2].csv_row()["margins"] == "+6.20 +5.50 +8.00" and outcomes[2].min_margin == pytest.approx(5.5)
-    assert outcomes[0].steps_per_epoch == 10 and outcomes[1].mean_margin == pytest.approx(20.5 / 3)
+    # the predictive chance of a new seed under 5, against scipy's t with the predictive scale
+    m = [5.2, 9.0, 5.1]
+    scale = stats.tstd(m) * (1 + 1 / 3) ** 0.5
+    assert outcomes[1].below_floor_chance == pytest.approx(stats.t.cdf((5 - sum(m) / 3) / scale, 2))
+    assert outcomes[1].below_floor_chance > budget.MAX_BELOW_FLOOR
+    assert outcomes[0].predicted_demo_s == 10.0 + len(budget.STUDY_CHOICES) * 50.0
+    assert outcomes[2].csv_row()["margins"] == "+7.90 +8.40 +8.10" and outcomes[2].min_margin == pytest.approx(7.9)
     text = budget.format_summary(outcomes, 540.0)
-    assert "chosen" in text and "over budget" in text and "+6.20 +5.50 +8.00" in text
+    assert "chosen" in text and "over budget" in text and "under the floor" in text
+    assert budget.verdict(outcomes).startswith("Chosen: 4 x 1000")
+
+
+def test_no_candidate_is_chosen_when_none_keeps_the_floor():
+    a, b = budget.Candidate(2, 1000), budget.Candidate(3, 1000)
+    rows = {a: runs([4.0, 6.0, 5.5], sfrik_wall=50.0), b: runs([7.0, 7.2, 7.1], sfrik_wall=900.0)}
+    outcomes = budget.summarise([a, b], rows, batch_size=100, budget_s=540.0)
+    assert not any(o.chosen for o in outcomes) and outcomes[1].meets_floor and not outcomes[1].within_budget
+    assert budget.verdict(outcomes).startswith("No candidate keeps the floor within the budget")
 
 
 def test_a_candidate_with_missing_or_diverged_runs_is_not_chosen():
     done, partial = budget.Candidate(2, 1000), budget.Candidate(3, 1000)
-    rows = {done: runs([5.1, 5.2], sfrik_wall=50.0), partial: runs([9.0, 9.0], sfrik_wall=50.0)}
+    rows = {done: runs([8.1, 8.2], sfrik_wall=50.0), partial: runs([9.0, 9.0], sfrik_wall=50.0)}
     rows[partial][-1] = row("sfrik", 1, 0.0, 50.0, status="diverged: nan")
     outcomes = budget.summarise([done, partial], rows, batch_size=100, budget_s=540.0)
     assert [o.chosen for o in outcomes] == [True, False]
@@ -70,6 +86,7 @@ def test_tiny_sweep_reads_only_the_validation_split_and_resumes(tmp_path, monkey
     folder = make_folder(tmp_path / "images", classes=3, per_class=30)
     tiny = Setting(arch="resnet10", width=4, epochs=1, train_size=0, probe_size=0, batch_size=16, proj_dim=32, knn_k=5)
     monkeypatch.setitem(budget.SETTINGS, "quick", tiny)
+    monkeypatch.setattr(budget, "MIN_MARGIN", -100.0)  # random toy images: the rule's floor is not what is tested here
     out = tmp_path / "out"
     argv = ["--out", str(out), "--dataset", "folder", "--data-dir", str(folder), "--image-size", "12"]
     argv += ["--candidates", "1x40", "2x40", "--seeds", "0", "1"]
