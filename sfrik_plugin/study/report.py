@@ -129,8 +129,9 @@ def tuning_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     for search, state in chosen.searches:
         values = {a.name: sorted({float(s.params[a.name]) for s in state.runs}) for a in search.axes}  # type: ignore[arg-type]
         best_row = by_id.get(_run_id_of(search, state)) if state.best is not None else None
+        done = sum(s.run_id in by_id for s in state.runs)
         if state.best is None:
-            verdict = f"running ({sum(s.run_id in by_id for s in state.runs)}/{len(state.runs)})"
+            verdict = f"running ({done}/{len(state.runs)})" if done else "not started"
         elif state.at_cap:
             verdict = "**at an edge at the cap**: " + ", ".join(state.at_cap)
         else:
