@@ -304,7 +304,12 @@ def best_validation_settings(rows, q):
     return {m: r["setting"] for m, r in best.items()}
 
 
-def test_the_recorded_budget_choice_follows_from_its_validation_runs():
+def test_under_the_floor_rule_no_recorded_budget_candidate_keeps_the_promise():
+    # The recorded sweep (docs/demo_budget_validation*.csv: seeds 0-2, chosen by the largest smallest
+    # margin) predates the floor rule. Read again under that rule, none of its candidates keeps the
+    # floor: seed 0 is under +5 at every one within the budget. So --quick does not yet keep its
+    # promise, and the sweep is to be run again (5 seeds) once the v2 study's choices are in; this
+    # test then checks the new record as its predecessor did.
     from sfrik_plugin.demo import budget
 
     runs = recorded("demo_budget_validation_runs.csv")
@@ -314,10 +319,13 @@ def test_the_recorded_budget_choice_follows_from_its_validation_runs():
         c: [r for r in runs if f" {c.epochs} epochs " in r["protocol"] and f" train {c.train_size} " in r["protocol"]]
         for c in candidates
     }
-    assert all(len(rows) == 2 * len(budget.SEEDS) for rows in by_candidate.values())
+    assert all(len(rows) == 2 * 3 for rows in by_candidate.values())  # seeds 0, 1, 2
     outcomes = budget.summarise(candidates, by_candidate, demo.SETTINGS["quick"].batch_size, budget.BUDGET_S)
-    # the summary as the CSV writer writes it: every value through str()
-    assert [{k: str(v) for k, v in o.csv_row().items()} for o in outcomes] == recorded("demo_budget_validation.csv")
+    assert not any(o.chosen for o in outcomes)
+    assert all(o.min_margin < budget.MIN_MARGIN for o in outcomes if o.within_budget)
+    quick = demo.SETTINGS["quick"]
+    recorded_choice = next(r for r in recorded("demo_budget_validation.csv") if r["chosen"] == "True")
+    assert (quick.epochs, quick.train_size) == (int(recorded_choice["epochs"]), int(recorded_choice["train_size"]))
 
 
 def test_a_baseline_library_that_does_not_import_stops_the_demo_and_the_study_at_start(monkeypatch, tmp_path):
