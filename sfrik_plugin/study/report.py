@@ -6,6 +6,7 @@ import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from sfrik_plugin.engine.runs import format_setting
 
@@ -223,6 +224,32 @@ def comparison_table(items: list[dict[str, object]]) -> str:
     )
 
 
+def plain_reading(items: list[dict[str, object]], label: str) -> str:
+    """The comparisons in words: who is significantly ahead or behind after the correction, and
+    which differences are ties, with the size of difference the design would have found."""
+
+    def name(c: dict[str, object]) -> str:
+        d = cast(Summary, c["diff"])
+        return f"{c['method']} ({-d.mean:+.2f} for SFRIK, Holm p {_p(cast(float, c['p_holm']))})"
+
+    ahead = [name(c) for c in items if c["verdict"] == "SFRIK ahead"]
+    behind = [name(c) for c in items if c["verdict"] == "SFRIK behind"]
+    ties = [c for c in items if c["verdict"] == "no significant difference"]
+    parts = [f"In {label}, after Holm's correction over {len(items)} baselines:"]
+    parts.append(f"SFRIK is ahead of {', '.join(ahead)}." if ahead else "SFRIK is ahead of none.")
+    parts.append(f"SFRIK is behind {', '.join(behind)}." if behind else "SFRIK is behind none.")
+    if ties:
+        detectable = [float(cast(float, c["mdd"])) for c in ties if not math.isnan(cast(float, c["mdd"]))]
+        power = (
+            f"; this design finds a true difference of {min(detectable):.2f}-{max(detectable):.2f} points "
+            "with 80 % power, and smaller ones may be missed"
+            if detectable
+            else ""
+        )
+        parts.append(f"No significant difference from {', '.join(str(c['method']) for c in ties)}{power}.")
+    return " ".join(parts)
+
+
 def final_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     q = preset.main_q
     lines = [
@@ -264,6 +291,8 @@ def final_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
                 f"0.05 / {len(items)}, given the observed spread.",
                 "",
                 comparison_table(items),
+                "",
+                plain_reading(items, label),
             ]
     lines += [
         "",

@@ -302,3 +302,18 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     assert [r for r in rerun if r["run_id"] != again] == [r for r in after if r["run_id"] != again]
     wrong = run_python(*study_args(folder, out, "--only", again + "x"), check=False, timeout=TIMEOUT_S)
     assert wrong.returncode != 0 and "--only: no recorded run" in wrong.stderr and "did you mean" in wrong.stderr
+
+
+def test_the_report_reads_the_comparisons_in_plain_words():
+    from sfrik_plugin.study import report
+
+    ahead = stats.paired_difference([80.0, 80.1, 79.9, 80.2, 80.0], [82.0, 82.2, 81.9, 82.1, 82.0])
+    tie = stats.paired_difference([81.0, 82.5, 80.9, 83.1, 82.0], [82.0, 82.2, 81.9, 82.1, 82.0])
+    items = [
+        {"method": "vicreg", "diff": ahead, "p_holm": 0.001, "mdd": 0.3, "verdict": "SFRIK ahead"},
+        {"method": "simclr", "diff": tie, "p_holm": 0.9, "mdd": 1.7, "verdict": "no significant difference"},
+    ]
+    text = report.plain_reading(items, "linear top-1")
+    assert "SFRIK is ahead of vicreg (+2.00 for SFRIK, Holm p 0.0010)." in text
+    assert "SFRIK is behind none." in text
+    assert "No significant difference from simclr; this design finds a true difference of 1.70-1.70" in text
