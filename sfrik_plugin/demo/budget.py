@@ -7,12 +7,13 @@ the pretraining volume (epochs x images). For each candidate (epochs, images) an
 sweep pretrains SFRIK at its study setting (STUDY_CHOICES) and evaluates it and the random encoder
 on the validation split (a held-out sixth of the training split; the test split is never read). The
 demo's wall time is predicted from the same runs: the random encoder's run plus one SFRIK run per
-method (every baseline's pretraining costs within about 10 % of SFRIK's at one setting, see the
-study's train_minutes). The rule applies the floor on the validation split: a candidate keeps it
-when every seed's margin is at least 5 points and the chance that a new seed's margin falls below 5
-is at most 10 % (Student-t prediction from the seeds' margins). The choice is the candidate inside
-the budget that keeps the floor with the smallest such chance (ties: the larger mean margin); when
-none does, nothing is chosen and the sweep says so (exit status 1): the demo must then change.
+method, each scaled by that method's pretraining cost relative to SFRIK's in a study at the same
+protocol (--study-results; without it every method costs as SFRIK). The rule applies the floor on
+the validation split: a candidate keeps it when every seed's margin is at least 5 points and the
+chance that a new seed's margin falls below 5 is at most 10 % (Student-t prediction from the seeds'
+margins). The choice is the candidate inside the budget that keeps the floor with the smallest such
+chance (ties: the larger mean margin); when none does, nothing is chosen and the sweep says so (exit
+status 1): the demo must then change.
 
   python -m sfrik_plugin.demo.budget --out budget_out        # resumable: reruns skip finished runs
 """
@@ -20,6 +21,7 @@ none does, nothing is chosen and the sweep says so (exit status 1): the demo mus
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import statistics
 import sys
@@ -87,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--budget-s", type=positive_float, default=BUDGET_S, help="predicted demo wall-time limit")
+    parser.add_argument(
+        "--study-results",
+        type=Path,
+        help="a study's results.csv at the demo's protocol: each method's pretraining cost relative to SFRIK "
+        "(default: every method costs as SFRIK)",
+    )
     datasets.add_dataset_arguments(parser, default="fashion-mnist")
     return parser.parse_args(argv)
 
@@ -168,21 +176,39 @@ class Outcome:
         }
 
 
+def cost_ratios(study_rows: Iterable[Mapping[str, str]], methods: Sequence[str], q: int) -> dict[str, float]:
+    """method -> its pretraining time over SFRIK's (median train_minutes of the study's final runs at
+    q, the same protocol as the demo's but for the volume); 1.0 for a method the study lacks."""
+    by: dict[str, list[float]] = {}
+    for r in study_rows:
+        if r["phase"] == "final" and r["q"] == str(q) and r["status"] == "ok" and r["train_minutes"]:
+            by.setdefault(r["method"], []).append(float(r["train_minutes"]))
+    if "sfrik" not in by:
+        return dict.fromkeys(methods, 1.0)
+    sfrik = statistics.median(by["sfrik"])
+    return {m: statistics.median(by[m]) / sfrik if m in by else 1.0 for m in methods}
+
+
 def summarise(
     candidates: Sequence[Candidate],
     rows: Mapping[Candidate, Iterable[Mapping[str, str]]],
     batch_size: int,
     budget_s: float,
+    ratios: Mapping[str, float] | None = None,
 ) -> list[Outcome]:
     """Each candidate's outcome from its runs' rows, the choice marked (none when no candidate keeps
     the floor within the budget). Only a candidate with every seed's runs finished (none diverged
-    or missing) can be chosen."""
+    or missing) can be chosen. The demo's predicted time is the random encoder's run plus, for each
+    of the demo's methods, SFRIK's run times that method's cost ratio (ratios; 1.0 each when not
+    given)."""
+    ratios = ratios if ratios is not None else dict.fromkeys(STUDY_CHOICES, 1.0)
     outcomes = []
     for c in candidates:
         by = {(r["method"], int(r["seed"])): r for r in rows.get(c, ()) if r["status"] == "ok"}
         seeds = tuple(sorted({s for m, s in by if m == "random"} & {s for m, s in by if m == "sfrik"}))
         sfrik = tuple(float(by["sfrik", s]["linear_top1"]) for s in seeds)
-        walls = [float(by["random", s]["wall_s"]) + len(STUDY_CHOICES) * float(by["sfrik", s]["wall_s"]) for s in seeds]
+        scale = sum(ratios.values())
+        walls = [float(by["random", s]["wall_s"]) + scale * float(by["sfrik", s]["wall_s"]) for s in seeds]
         predicted = statistics.mean(walls) if walls else float("nan")
         outcomes.append(
             Outcome(
@@ -321,7 +347,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
     finally:
         bar.close()
-    outcomes = summarise(args.candidates, {c: stores[c].rows for c in args.candidates}, base.batch_size, args.budget_s)
+    ratios = None
+    if args.study_results is not None:
+        with open(args.study_results, newline="") as f:
+            ratios = cost_ratios(csv.DictReader(f), list(STUDY_CHOICES), base.proj_dim)
+        print("pretraining cost relative to SFRIK: " + ", ".join(f"{m} {r:.2f}" for m, r in ratios.items()))
+    outcomes = summarise(
+        args.candidates, {c: stores[c].rows for c in args.candidates}, base.batch_size, args.budget_s, ratios
+    )
     write_csv(str(out / "summary.csv"), SUMMARY_FIELDS, [o.csv_row() for o in outcomes])
     text = format_summary(outcomes, args.budget_s)
     rule = (

@@ -113,3 +113,16 @@ def test_tiny_sweep_reads_only_the_validation_split_and_resumes(tmp_path, monkey
     assert "8 runs, 1 to do" in capsys.readouterr().out
     with open(out / "e2_n40" / "results.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 4
+
+
+def test_the_predicted_demo_time_scales_each_method_by_its_study_cost():
+    study = [
+        {"phase": "final", "q": "1024", "status": "ok", "method": m, "train_minutes": str(t)}
+        for m, ts in (("sfrik", (1.0, 1.1, 0.9)), ("sigreg", (1.5, 1.4, 1.6)), ("vicreg", (1.0, 1.0, 1.0)))
+        for t in ts
+    ] + [{"phase": "tune", "q": "1024", "status": "ok", "method": "mmcr", "train_minutes": "9.0"}]  # not final: unused
+    ratios = budget.cost_ratios(study, ["sfrik", "sigreg", "vicreg", "mmcr"], 1024)
+    assert ratios == {"sfrik": 1.0, "sigreg": 1.5, "vicreg": 1.0, "mmcr": 1.0}
+    c = budget.Candidate(2, 1000)
+    (outcome,) = budget.summarise([c], {c: runs([8.0, 8.1, 8.2], sfrik_wall=60.0)}, 100, 540.0, ratios)
+    assert outcome.predicted_demo_s == pytest.approx(10.0 + (1.0 + 1.5 + 1.0 + 1.0) * 60.0)
