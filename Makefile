@@ -57,7 +57,7 @@ demo: build fashion-mnist
 BUDGET_OUT ?= budget_out
 .PHONY: demo-budget
 demo-budget: build fashion-mnist
-	$(PY) -m sfrik_plugin.demo.budget --out $(BUDGET_OUT)
+	$(PY) -m sfrik_plugin.demo.budget --out $(BUDGET_OUT) --study-results docs/study_fashion_mnist.csv
 
 .PHONY: fashion-mnist study study-record
 fashion-mnist:
