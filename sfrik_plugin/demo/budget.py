@@ -90,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--budget-s", type=positive_float, default=BUDGET_S, help="predicted demo wall-time limit")
     parser.add_argument(
+        "--sfrik-lr", type=positive_float, help=f"SFRIK's learning rate (default: {STUDY_CHOICES['sfrik']['lr']})"
+    )
+    parser.add_argument(
+        "--sfrik-sim-weight",
+        type=positive_float,
+        help=f"SFRIK's sim_loss_weight (default: {STUDY_CHOICES['sfrik']['sim_loss_weight']}, the study's choice)",
+    )
+    parser.add_argument(
         "--study-results",
         type=Path,
         help="a study's results.csv at the demo's protocol: each method's pretraining cost relative to SFRIK "
@@ -313,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
-    sfrik_setting = tuple(STUDY_CHOICES["sfrik"].items())
+    sfrik = dict(STUDY_CHOICES["sfrik"])
+    if args.sfrik_lr is not None:
+        sfrik["lr"] = args.sfrik_lr
+    if args.sfrik_sim_weight is not None:
+        sfrik["sim_loss_weight"] = args.sfrik_sim_weight
+    sfrik_setting = tuple(sfrik.items())
     specs = [
         spec
         for seed in args.seeds
@@ -364,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     (out / "summary.md").write_text(
         f"# The quick demo's budget sweep\n\nProtocol of every run: {run_protocol(base).protocol()} (epochs and "
-        f"train images as the candidate says), on the validation split.\n\n{rule}\n\n```\n{text}\n```\n"
+        f"train images as the candidate says), on the validation split. SFRIK's setting: "
+        f"{' '.join(f'{k}={v}' for k, v in sfrik.items())}. Cost ratios to SFRIK: "
+        f"{', '.join(f'{m} {r:.2f}' for m, r in (ratios or dict.fromkeys(STUDY_CHOICES, 1.0)).items())}.\n\n"
+        f"{rule}\n\n```\n{text}\n```\n"
     )
     plot(outcomes, out / "budget.png")
     print(text)
