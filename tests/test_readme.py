@@ -68,6 +68,15 @@ def test_the_quick_demo_margins_are_the_recorded_ones():
     assert f"{margins[0]}, {margins[1]} and {margins[2]} points" in README
 
 
+def test_the_quick_demos_floor_statement_is_the_recorded_v2_sweep():
+    summary = rows("demo_budget_v2.csv")
+    chances = [float(r["below_floor_chance"]) for r in summary]
+    assert not any(r["chosen"] == "True" for r in summary) and max(int(r["epochs"]) for r in summary) == 4
+    assert f"with a {100 * min(chances):.0f}-{100 * max(chances):.0f} % chance" in " ".join(README.split())
+    randoms = [float(r["linear_top1"]) for r in rows("demo_budget_v2_runs.csv") if r["method"] == "random"]
+    assert f"({min(randoms):.1f}-{max(randoms):.1f} %)" in " ".join(README.split())
+
+
 def test_the_loss_cost_line_is_the_recorded_benchmark():
     cells = {
         (r["method"], r["q"]): r
