@@ -158,9 +158,14 @@ class Search:
 @dataclass(frozen=True)
 class SearchState:
     runs: tuple[RunSpec, ...]  # the grid as far as it has grown, in grid order
-    best: dict[str, object] | None  # the choice, once every run of the final grid is recorded
+    best_run: RunSpec | None  # the chosen run, once every run of the final grid is recorded
     at_cap: tuple[str, ...]  # axes whose chosen value is at an edge of the grid at the cap
     spans: tuple[tuple[int, int], ...]
+
+    @property
+    def best(self) -> dict[str, object] | None:
+        """The chosen setting (None while the search runs)."""
+        return None if self.best_run is None else self.best_run.params
 
 
 def search_state(search: Search, rows_by_id: Mapping[str, Mapping[str, str]]) -> SearchState:
@@ -177,7 +182,7 @@ def search_state(search: Search, rows_by_id: Mapping[str, Mapping[str, str]]) ->
         for i, axis in enumerate(search.axes):
             lo, hi = spans[i]
             edge = -1 if rungs[i] == lo else (1 if rungs[i] == hi else 0)
-            if edge == 0 or lo == hi == rungs[i] and axis.max_rungs == 1:
+            if edge == 0 or (lo == hi == rungs[i] and axis.max_rungs == 1):
                 continue  # interior, or an axis that is not tuned
             if hi - lo + 1 < axis.max_rungs:
                 spans[i] = (lo - 1, hi) if edge < 0 else (lo, hi + 1)
@@ -185,7 +190,7 @@ def search_state(search: Search, rows_by_id: Mapping[str, Mapping[str, str]]) ->
             else:
                 at_cap.append(axis.name)
         if not grown:
-            return SearchState(tuple(s for _, s in points), best.params, tuple(at_cap), tuple(spans))
+            return SearchState(tuple(s for _, s in points), best, tuple(at_cap), tuple(spans))
 
 
 def _score(row: Mapping[str, str]) -> float:
@@ -294,37 +299,46 @@ class Planner:
         return sum(counts[phase] for phase in phases)
 
 
+Searched = list[tuple[Search, SearchState]]
+
+
 @dataclass(frozen=True)
 class Choices:
     """What tuning chose so far: the setting of each method (and ablation kernel) at the main q,
-    each method's setting at every other q of the table, and each finished search's state."""
+    each method's setting at every other q of the table, and every search with its state, by kind
+    (the methods' at the main q, the ablation kernels', and each other q's)."""
 
     main: dict[str, dict[str, object]]
     by_q: dict[int, dict[str, dict[str, object]]]
-    searches: list[tuple[Search, SearchState]]
+    tune: Searched
+    ablation: Searched
+    table: dict[int, Searched]
+
+    @property
+    def searches(self) -> Searched:
+        """Every search, in the study's order."""
+        return self.tune + self.ablation + [entry for q in self.table for entry in self.table[q]]
 
 
 def choices(preset: Preset, rows: Iterable[Mapping[str, str]]) -> Choices:
     planner = Planner(preset)
     by_id = {r["run_id"]: r for r in rows}
-    states: list[tuple[Search, SearchState]] = []
     main: dict[str, dict[str, object]] = {}
 
-    def run(searches: list[Search], into: dict[str, dict[str, object]]) -> None:
-        for search in searches:
-            state = search_state(search, by_id)
-            states.append((search, state))
-            if state.best is not None:
-                into[search.method] = state.best
+    def run(searches: list[Search], into: dict[str, dict[str, object]]) -> Searched:
+        states = [(search, search_state(search, by_id)) for search in searches]
+        into.update({search.method: state.best for search, state in states if state.best is not None})
+        return states
 
-    run(planner.tune_searches(), main)
-    run(planner.ablation_searches(main), main)
+    tune = run(planner.tune_searches(), main)
+    ablation = run(planner.ablation_searches(main), main)
     by_q: dict[int, dict[str, dict[str, object]]] = {preset.main_q: main}
+    table: dict[int, Searched] = {}
     for q in preset.table_qs:
         if q != preset.main_q:
             by_q[q] = {}
-            run(planner.table_searches(main, q), by_q[q])
-    return Choices(main, by_q, states)
+            table[q] = run(planner.table_searches(main, q), by_q[q])
+    return Choices(main, by_q, tune, ablation, table)
 
 
 def chosen_settings(preset: Preset, rows: Iterable[Mapping[str, str]]) -> dict[str, dict[str, object]]:
@@ -337,22 +351,19 @@ def study_runs(preset: Preset, rows: Iterable[Mapping[str, str]], phases: Sequen
     """Every run that can be specified from the results so far, in the study's order: tuning,
     final runs at the main q, the ablation tuning and runs, then, per other q of the table, its
     tuning and its final runs."""
-    rows = list(rows)
     planner, chosen = Planner(preset), choices(preset, rows)
-    states = {(s.phase, s.method, s.q, s.axes[0].name): st for s, st in chosen.searches}
 
-    def grid_runs(searches: list[Search]) -> list[RunSpec]:
-        return [run for s in searches for run in states[(s.phase, s.method, s.q, s.axes[0].name)].runs]
+    def grid_runs(searched: Searched) -> list[RunSpec]:
+        return [run for _, state in searched for run in state.runs]
 
     runs: list[RunSpec] = []
     if "tune" in phases:
-        runs += [planner.random_tune_run(), *grid_runs(planner.tune_searches())]
+        runs += [planner.random_tune_run(), *grid_runs(chosen.tune)]
     if "final" in phases:
         runs += planner.final_runs(chosen.main, preset.main_q)
     if "ablation" in phases:
-        runs += grid_runs(planner.ablation_searches(chosen.main)) + planner.ablation_runs(chosen.main)
+        runs += grid_runs(chosen.ablation) + planner.ablation_runs(chosen.main)
     if "table" in phases:
-        for q in preset.table_qs:
-            if q != preset.main_q:
-                runs += grid_runs(planner.table_searches(chosen.main, q)) + planner.final_runs(chosen.by_q[q], q)
+        for q, searched in chosen.table.items():
+            runs += grid_runs(searched) + planner.final_runs(chosen.by_q[q], q)
     return runs

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from sfrik_plugin.engine.runs import format_setting
 
@@ -129,7 +129,7 @@ def tuning_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     summary, detail = [], []
     for search, state in chosen.searches:
         values = {a.name: sorted({float(s.params[a.name]) for s in state.runs}) for a in search.axes}  # type: ignore[arg-type]
-        best_row = by_id.get(_run_id_of(search, state)) if state.best is not None else None
+        best_row = by_id.get(state.best_run.run_id) if state.best_run is not None else None
         done = sum(s.run_id in by_id for s in state.runs)
         if state.best is None:
             verdict = f"running ({done}/{len(state.runs)})" if done else "not started"
@@ -149,7 +149,7 @@ def tuning_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
         )
         for spec in state.runs:
             row = by_id.get(spec.run_id)
-            mark = "**chosen**" if state.best is not None and spec.params == state.best else ""
+            mark = "**chosen**" if spec == state.best_run else ""
             if row is not None and row["status"] != "ok":
                 cells = [row["status"].split(":")[0], "-"]
             else:
@@ -161,60 +161,61 @@ def tuning_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     return lines + ["", "</details>"]
 
 
-def _run_id_of(search, state) -> str:
-    return next(s.run_id for s in state.runs if s.params == state.best)
+@dataclass(frozen=True)
+class Comparison:
+    """One baseline against SFRIK at one q, over their common seeds."""
+
+    method: str
+    diff: Summary  # baseline - SFRIK
+    p: float  # two-sided paired t test
+    p_holm: float  # Holm-adjusted over the baselines
+    mdd: float  # the smallest true difference found with 80 % power at Holm's strictest level
+
+    @property
+    def verdict(self) -> str:
+        if math.isnan(self.p_holm):
+            return "-"
+        if self.p_holm < 0.05:
+            return "SFRIK ahead" if self.diff.mean < 0 else "SFRIK behind"
+        return "no significant difference"
 
 
-def comparisons(preset: Preset, rows: Rows, chosen: Choices, metric: str, q: int) -> list[dict[str, object]]:
+def comparisons(preset: Preset, rows: Rows, chosen: Choices, metric: str, q: int) -> list[Comparison]:
     """Each baseline against SFRIK at q over their common seeds: the paired difference (baseline -
     SFRIK), its two-sided paired t p value, the Holm-adjusted p value over the baselines, and the
     smallest difference detectable at 80 % power at Holm's strictest level (0.05 / baselines)."""
     if "sfrik" not in chosen.by_q.get(q, {}):
         return []
     sfrik = _values(rows, metric, **final_match(preset, chosen, "sfrik", q))
-    out = []
+    tests = []
     for method in preset.methods:
         if method == "sfrik" or method not in chosen.by_q.get(q, {}):
             continue
         other = _values(rows, metric, **final_match(preset, chosen, method, q))
         seeds = sorted(set(other) & set(sfrik))
-        a, b = [other[s] for s in seeds], [sfrik[s] for s in seeds]
-        out.append(
-            {
-                "method": method,
-                "n": len(seeds),
-                "diff": paired_difference(a, b),
-                "p": paired_t_p_value([x - y for x, y in zip(a, b)]),
-            }
-        )
-    adjusted = holm([c["p"] for c in out])  # type: ignore[misc]
-    for c, p_adj in zip(out, adjusted):
-        d: Summary = c["diff"]  # type: ignore[assignment]
-        c["p_holm"] = p_adj
-        c["mdd"] = detectable_difference(d.std, d.n, 0.05 / max(1, len(out)))
-        if math.isnan(p_adj):
-            c["verdict"] = "-"
-        elif p_adj < 0.05:
-            c["verdict"] = "SFRIK ahead" if d.mean < 0 else "SFRIK behind"
-        else:
-            c["verdict"] = "no significant difference"
-    return out
+        diff = paired_difference([other[s] for s in seeds], [sfrik[s] for s in seeds])
+        tests.append((method, diff, paired_t_p_value(diff)))
+    level = 0.05 / max(1, len(tests))
+    return [
+        Comparison(method, diff, p, p_holm, detectable_difference(diff.std, diff.n, level))
+        for (method, diff, p), p_holm in zip(tests, holm([p for _, _, p in tests]))
+    ]
 
 
 def _p(value: float) -> str:
     return "-" if math.isnan(value) else (f"{value:.4f}" if value >= 1e-4 else f"{value:.1e}")
 
 
-def comparison_table(items: list[dict[str, object]]) -> str:
+def comparison_table(items: list[Comparison]) -> str:
     table = [
         [
-            c["method"],
-            c["n"],
-            c["diff"].text(),  # type: ignore[attr-defined]
-            _p(c["p"]),  # type: ignore[arg-type]
-            _p(c["p_holm"]),  # type: ignore[arg-type]
-            "-" if math.isnan(c["mdd"]) else f"{c['mdd']:.2f}",  # type: ignore[arg-type]
-            c["verdict"],
+            c.method,
+            c.diff.n,
+            c.diff.text(),
+            _p(c.p),
+            _p(c.p_holm),
+            "-" if math.isnan(c.mdd) else f"{c.mdd:.2f}",
+            c.verdict,
         ]
         for c in items
     ]
@@ -224,29 +225,28 @@ def comparison_table(items: list[dict[str, object]]) -> str:
     )
 
 
-def plain_reading(items: list[dict[str, object]], label: str) -> str:
+def plain_reading(items: list[Comparison], label: str) -> str:
     """The comparisons in words: who is significantly ahead or behind after the correction, and
     which differences are ties, with the size of difference the design would have found."""
 
-    def name(c: dict[str, object]) -> str:
-        d = cast(Summary, c["diff"])
-        return f"{c['method']} ({-d.mean:+.2f} for SFRIK, Holm p {_p(cast(float, c['p_holm']))})"
+    def name(c: Comparison) -> str:
+        return f"{c.method} ({-c.diff.mean:+.2f} for SFRIK, Holm p {_p(c.p_holm)})"
 
-    ahead = [name(c) for c in items if c["verdict"] == "SFRIK ahead"]
-    behind = [name(c) for c in items if c["verdict"] == "SFRIK behind"]
-    ties = [c for c in items if c["verdict"] == "no significant difference"]
+    ahead = [name(c) for c in items if c.verdict == "SFRIK ahead"]
+    behind = [name(c) for c in items if c.verdict == "SFRIK behind"]
+    ties = [c for c in items if c.verdict == "no significant difference"]
     parts = [f"In {label}, after Holm's correction over {len(items)} baselines:"]
     parts.append(f"SFRIK is ahead of {', '.join(ahead)}." if ahead else "SFRIK is ahead of none.")
     parts.append(f"SFRIK is behind {', '.join(behind)}." if behind else "SFRIK is behind none.")
     if ties:
-        detectable = [float(cast(float, c["mdd"])) for c in ties if not math.isnan(cast(float, c["mdd"]))]
+        detectable = [c.mdd for c in ties if not math.isnan(c.mdd)]
         power = (
             f"; this design finds a true difference of {min(detectable):.2f}-{max(detectable):.2f} points "
             "with 80 % power, and smaller ones may be missed"
             if detectable
             else ""
         )
-        parts.append(f"No significant difference from {', '.join(str(c['method']) for c in ties)}{power}.")
+        parts.append(f"No significant difference from {', '.join(c.method for c in ties)}{power}.")
     return " ".join(parts)
 
 

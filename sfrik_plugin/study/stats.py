@@ -45,19 +45,17 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Summary:
     return summarise([x - y for x, y in zip(a, b)])
 
 
-def paired_t_p_value(differences: Sequence[float]) -> float:
-    """Two-sided p value of the paired t test that the mean difference is 0 (nan below 2 pairs)."""
+def paired_t_p_value(difference: Summary) -> float:
+    """Two-sided p value of the paired t test that the mean difference is 0, from the summary of
+    the paired differences (paired_difference); nan below 2 pairs."""
     from scipy import stats
 
-    d = [float(x) for x in differences]
-    n = len(d)
-    if n < 2:
+    if difference.n < 2:
         return math.nan
-    s = summarise(d)
-    if s.std == 0:
-        return 1.0 if s.mean == 0 else 0.0
-    t = s.mean / (s.std / math.sqrt(n))
-    return float(2 * stats.t.sf(abs(t), n - 1))
+    if difference.std == 0:
+        return 1.0 if difference.mean == 0 else 0.0
+    t = difference.mean / (difference.std / math.sqrt(difference.n))
+    return float(2 * stats.t.sf(abs(t), difference.n - 1))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -43,9 +43,8 @@ def test_paired_t_p_value_matches_scipy_and_holm_adjusts_step_down():
     from scipy import stats as sp
 
     a, b = [81.0, 82.5, 80.9, 83.1, 82.0], [80.2, 82.6, 80.1, 82.0, 81.3]
-    diffs = [x - y for x, y in zip(a, b)]
-    assert stats.paired_t_p_value(diffs) == pytest.approx(sp.ttest_rel(a, b).pvalue, rel=1e-10)
-    assert math.isnan(stats.paired_t_p_value([1.0]))
+    assert stats.paired_t_p_value(stats.paired_difference(a, b)) == pytest.approx(sp.ttest_rel(a, b).pvalue, rel=1e-10)
+    assert math.isnan(stats.paired_t_p_value(stats.paired_difference([1.0], [0.0])))
     # Holm (1979): sorted p_(i) times (m - i + 1), made monotone, capped at 1; order kept; nan ignored
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     adjusted = stats.holm([0.5, math.nan, 0.01])
@@ -310,8 +309,8 @@ def test_the_report_reads_the_comparisons_in_plain_words():
     ahead = stats.paired_difference([80.0, 80.1, 79.9, 80.2, 80.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     tie = stats.paired_difference([81.0, 82.5, 80.9, 83.1, 82.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     items = [
-        {"method": "vicreg", "diff": ahead, "p_holm": 0.001, "mdd": 0.3, "verdict": "SFRIK ahead"},
-        {"method": "simclr", "diff": tie, "p_holm": 0.9, "mdd": 1.7, "verdict": "no significant difference"},
+        report.Comparison("vicreg", ahead, p=0.0005, p_holm=0.001, mdd=0.3),  # verdict: SFRIK ahead
+        report.Comparison("simclr", tie, p=0.7, p_holm=0.9, mdd=1.7),  # verdict: no significant difference
     ]
     text = report.plain_reading(items, "linear top-1")
     assert "SFRIK is ahead of vicreg (+2.00 for SFRIK, Holm p 0.0010)." in text
