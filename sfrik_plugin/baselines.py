@@ -167,8 +167,6 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
     ),
 }
 BASELINES = tuple(BASELINES_REGISTRY)
-# Each baseline's hyper-parameters at their defaults (kept for callers that only need these).
-DEFAULTS: dict[str, dict[str, float]] = {name: dict(b.defaults) for name, b in BASELINES_REGISTRY.items()}
 
 _MODULES = {"solo-learn": "solo.losses", "lightly": "lightly.loss"}
 _INSTALL = {"solo-learn": "make solo-learn (docs/solo-learn.md)", "lightly": "pip install lightly"}

@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     finally:
         bar.close()
-    ratios = None
+    ratios = dict.fromkeys(STUDY_CHOICES, 1.0)  # every method costs as SFRIK, unless a study says
     if args.study_results is not None:
         with open(args.study_results, newline="") as f:
             ratios = cost_ratios(csv.DictReader(f), list(STUDY_CHOICES), base.proj_dim)
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# The quick demo's budget sweep\n\nProtocol of every run: {run_protocol(base).protocol()} (epochs and "
         f"train images as the candidate says), on the validation split. SFRIK's setting: "
         f"{' '.join(f'{k}={v}' for k, v in sfrik.items())}. Cost ratios to SFRIK: "
-        f"{', '.join(f'{m} {r:.2f}' for m, r in (ratios or dict.fromkeys(STUDY_CHOICES, 1.0)).items())}.\n\n"
+        f"{', '.join(f'{m} {r:.2f}' for m, r in ratios.items())}.\n\n"
         f"{rule}\n\n```\n{text}\n```\n"
     )
     plot(outcomes, out / "budget.png")

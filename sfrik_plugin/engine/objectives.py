@@ -1,7 +1,7 @@
 """The self-supervised objectives the demo and the study compare, each a loss(z1, z2) on two views'
 projections: SFRIK, AUH and SFRIK's loss with the Gaussian or distance kernel (the kernel
-ablation) from this plugin; VICReg, Barlow Twins and SimCLR from solo-learn or lightly (the same
-implementations as the loss benchmark, sfrik_plugin.baselines)."""
+ablation) from this plugin; the registered baselines (sfrik_plugin.baselines: VICReg, Barlow Twins,
+SimCLR, SIGReg, MMCR) from solo-learn or lightly, the same implementations as the loss benchmark."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class Runner:
 
     def __init__(
         self,
-        preset: Protocol,
+        protocol: Protocol,
         data: datasets.ImageData,
         *,
         library: str | None,
@@ -66,16 +66,16 @@ class Runner:
         precision: str = "32-true",
         progress_bar: bool = False,
     ):
-        self.preset, self.library = preset, library
+        self.protocol, self.library = protocol, library
         self.accelerator, self.progress_bar = accelerator, progress_bar
         self.devices, self.precision = devices, precision
         self.device = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
-        self.splits = {"test": data, "validation": data.validation_split(seed=preset.data_seed)}
+        self.splits = {"test": data, "validation": data.validation_split(seed=protocol.data_seed)}
         self.versions, self.commit = library_versions(library), source_commit()
 
     def _views(self, split: str):
         """(pretraining images, probe images and labels, evaluation images and labels) of a split."""
-        p, data = self.preset, self.splits[split]
+        p, data = self.protocol, self.splits[split]
         n = len(data.train_images)
         train = data.train_images[subset(n, p.train_size, p.data_seed)]
         probe = subset(n, p.probe_size, p.data_seed + 1)
@@ -90,7 +90,7 @@ class Runner:
         )
 
     def run(self, spec: RunSpec) -> dict[str, object]:
-        p = self.preset
+        p = self.protocol
         start = time.perf_counter()
         train_images, probe_x, probe_y, eval_x, eval_y, stats = self._views(spec.split)
         params = spec.params
@@ -140,7 +140,7 @@ class Runner:
 
     def _row(self, spec: RunSpec, start: float, results: dict[str, object]) -> dict[str, object]:
         empty = dict.fromkeys(MEASURES, "")
-        p = self.preset
+        p = self.protocol
         return {
             "phase": spec.phase,
             "method": spec.method,
