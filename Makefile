@@ -91,7 +91,7 @@ bench: build
 cuda-check: $(VENV)/.torch-installed
 	$(PY) scripts/check_cuda_build.py
 
-# On a machine with a CUDA GPU, within 9 minutes, with $(GPU_CHECK_PYTHON) (on the lent GPU machine its
+# On a machine with a CUDA GPU, within 9.5 minutes, with $(GPU_CHECK_PYTHON) (on the lent GPU machine its
 # preinstalled python3: no venv, no download), in stages that each run a command under a time limit:
 #   a. WHEELS=DIR installs the wheels there (pip --no-index --no-deps); b. builds the CUDA kernels for
 #   the visible GPU (FORCE_CUDA=1 pip install --no-build-isolation -e .); c. the CUDA tests
@@ -108,6 +108,22 @@ GPU_CHECK_PYTHON ?= python3
 gpu-check:
 	$(GPU_CHECK_PYTHON) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(if $(WHEELS),--wheels $(WHEELS)) \
 		$(if $(SOLO_LEARN_DIR_GIVEN),--solo-learn-dir $(SOLO_LEARN_DIR)) $(GPU_CHECK_ARGS)
+
+# What a lent GPU machine lacks, prepared here into .gpu/ (ignored): wheels for its python3.12
+# (Hydra, lightly, expecttest, solo-learn, and torchmetrics 0.11: solo-learn's main_knn.py fails on 1.x)
+# and the solo-learn checkout for stage k. Carry .gpu to the machine and run
+#   python3 scripts/gpu_check.py --out OUT --wheels .gpu/whl --solo-learn-dir .gpu/solo-learn
+GPU_WHEELS ?= hydra-core==1.3.8 omegaconf==2.3.1 lightly==1.6.0 expecttest==0.3.0 torchmetrics==0.11.4
+.PHONY: gpu-wheels
+gpu-wheels: $(VENV)/.torch-installed
+	rm -rf .gpu && mkdir -p .gpu/whl
+	$(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 -d .gpu/whl $(GPU_WHEELS)
+	$(PY) -m pip wheel --no-deps -w .gpu/whl antlr4-python3-runtime==4.9.3
+	$(PY) -m pip wheel --no-deps --no-build-isolation -w .gpu/whl "$(SOLO_LEARN_DIR)"
+	cp -r "$(SOLO_LEARN_DIR)" .gpu/solo-learn
+	rm -rf .gpu/solo-learn/build .gpu/solo-learn/.git .gpu/solo-learn/*.egg-info
+	@ls .gpu/whl && du -sh .gpu
 
 clean:
 	rm -rf build *.egg-info sfrik_plugin/_C*.so sfrik_plugin/_build_info.json $(VENV)/.built

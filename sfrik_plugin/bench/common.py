@@ -231,6 +231,13 @@ def buffer_bytes(n: int, dtype: torch.dtype) -> int:
     return n * n * torch.empty((), dtype=dtype).element_size()
 
 
+def write_rows_so_far(args, fields: Sequence[str], rows: list) -> None:
+    """--csv rewritten after each cell of a long suite, so that a run stopped at a time limit
+    (the GPU check's) leaves the cells it finished."""
+    if args.csv:
+        write_csv(args.csv, fields, rows)
+
+
 def write_outputs(args, fields: Sequence[str], rows: list, plot: Callable[[list, str, str], None], title: str) -> None:
     """The --csv and --plot outputs every suite offers, each announced."""
     if args.csv:

@@ -410,6 +410,7 @@ def run(args) -> int:
             )
             print(cell_table(cell), flush=True)
             rows.extend(cell)
+            common.write_rows_so_far(args, CSV_FIELDS, rows)
     print()
     if "sfrik" in methods:
         print(floor_check(methods, args, device, dtype))

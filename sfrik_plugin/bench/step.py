@@ -483,6 +483,7 @@ def run(args) -> int:
             torch.cuda.empty_cache()  # the cell's cached blocks back to the device before the next, wider one
         print(cell_table(cell), flush=True)
         rows.extend(cell)
+        common.write_rows_so_far(args, CSV_FIELDS, rows)
     print()
     print("\n".join(summary(rows, setting, device)))
     common.write_outputs(

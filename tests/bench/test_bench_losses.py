@@ -1,7 +1,9 @@
 """The loss-cost suite's decisions: what it skips and why, and its cost model."""
 
 import argparse
+import csv
 
+import pytest
 import torch
 
 from sfrik_plugin.bench import losses
@@ -35,3 +37,25 @@ def test_floor_step_is_the_two_gram_products():
     expected = (z[0] @ z[0].T).sum() + (z[1] @ z[1].T).sum()
     torch.testing.assert_close(losses.floor_step(z), expected)
     torch.testing.assert_close(losses.plain_floor_step(z), expected)
+
+
+def test_the_csv_holds_every_finished_cell_when_a_later_one_is_stopped(tmp_path, monkeypatch):
+    # The GPU check stops a suite at its time limit: the cells finished by then must be on disk.
+    calls = []
+
+    def one_cell(n, q, *rest):
+        calls.append(q)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what the GPU check's SIGINT raises
+        return [{"n": n, "q": q, "method": "sfrik", "source": "sfrik_plugin", "status": "skipped: a test cell"}]
+
+    monkeypatch.setattr(losses, "run_cell", one_cell)
+    monkeypatch.setattr(losses, "matmul_flops_per_second", lambda *a: 1e9)
+    path = tmp_path / "losses.csv"
+    parser = argparse.ArgumentParser()
+    losses.add_arguments(parser)
+    args = parser.parse_args(["--device", "cpu", "--batches", "64", "--dims", "128", "256", "--csv", str(path)])
+    with pytest.raises(KeyboardInterrupt):
+        losses.run(args)
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["q"], r["method"]) for r in rows] == [("128", "sfrik")]
