@@ -51,9 +51,9 @@ DEMO_ARGS ?=
 demo: build fashion-mnist
 	$(PY) -m sfrik_plugin.demo --out demo_out $(DEMO_ARGS)
 
-# How the quick demo's epochs and pretraining subset size were chosen: SFRIK and the random
-# encoder on the validation split for a few (epochs, images) candidates and 3 seeds (about 40 min
-# on 2 CPU cores; resumable). Its record: docs/demo_budget_validation.*.
+# How the quick demo's epochs and pretraining subset size were chosen: SFRIK on the validation split
+# for a few (epochs, images) candidates and 5 seeds, against the floor of 20 random-encoder inits
+# (about 45 min on 2 CPU cores; resumable). Its record: docs/demo_budget_v3.*.
 BUDGET_OUT ?= budget_out
 .PHONY: demo-budget
 demo-budget: build fashion-mnist

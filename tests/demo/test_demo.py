@@ -242,13 +242,15 @@ def test_demo_end_to_end_on_an_image_folder(tmp_path):
         "out": out,
         "accelerator": "cpu",
         "random_inits": 2,
+        "seed": 3,
     }
     proc = run_python("-m", "sfrik_plugin.demo", *command_line(options), timeout=TIMEOUT_S)
     assert "linear top-1 %" in proc.stdout
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == demo.RESULT_FIELDS
-    assert [(r["method"], r["seed"]) for r in rows] == [("random", "0"), ("random", "1"), *((m, "0") for m in methods)]
+    # the floor's inits are seeds 0 and 1 whatever --seed; the methods train with --seed
+    assert [(r["method"], r["seed"]) for r in rows] == [("random", "0"), ("random", "1"), *((m, "3") for m in methods)]
     assert re.search(
         r"the floor: the random encoder's mean linear top-1 over 2 inits, [\d.]+ %; "
         r"SFRIK - the floor = [-+][\d.]+ points",
@@ -285,19 +287,17 @@ def recorded(name):
 
 def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     # --quick runs the study's final protocol, each method at the setting the study chose on its
-    # validation split, for the epochs and images the budget sweep chose on the validation split.
-    from dataclasses import replace
-
+    # validation split, for the epochs and images the budget sweep chose on the validation split:
+    # since the v3 sweep, the study's own 3 x 15,000.
     from sfrik_plugin.engine.runs import format_setting
     from sfrik_plugin.study.plan import PRESETS
 
     study = PRESETS["full"]
     args = demo.parse_args([])
     quick = demo.resolve_setting(args)
-    (choice,) = [r for r in recorded("demo_budget_validation.csv") if r["chosen"] == "True"]
+    (choice,) = [r for r in recorded("demo_budget_v3.csv") if r["chosen"] == "True"]
     assert (quick.epochs, quick.train_size) == (int(choice["epochs"]), int(choice["train_size"]))
-    as_study = replace(quick, epochs=study.train.epochs, train_size=study.train_size)
-    assert demo.run_protocol(as_study).protocol() == study.protocol()
+    assert demo.run_protocol(quick).protocol() == study.protocol()
     chosen = best_validation_settings(recorded("study_fashion_mnist.csv"), study.main_q)
     assert {m: chosen[m] for m in demo.STUDY_CHOICES} == {m: format_setting(s) for m, s in demo.STUDY_CHOICES.items()}
     assert args.methods == list(demo.STUDY_CHOICES)
@@ -335,9 +335,38 @@ def test_under_the_floor_rule_no_recorded_budget_candidate_keeps_the_promise():
     outcomes = budget.summarise(candidates, by_candidate, demo.SETTINGS["quick"].batch_size, budget.BUDGET_S)
     assert not any(o.chosen for o in outcomes)
     assert all(o.below_floor_chance > budget.MAX_BELOW_FLOOR for o in outcomes if o.within_budget)
+
+
+def test_the_recorded_v3_sweep_follows_from_its_runs_and_chose_the_quick_setting():
+    # docs/demo_budget_v3*: SFRIK's 5 seeds per candidate against the floor of 20 random-encoder
+    # inits; the summary, its choice and the quick setting all follow from the recorded runs.
+    from sfrik_plugin.demo import budget
+
+    runs = recorded("demo_budget_v3_runs.csv")
+    assert {r["split"] for r in runs} == {"validation"} and {r["phase"] for r in runs} == {"budget"}
+    floor = budget.RandomFloor.from_rows([r for r in runs if r["method"] == "random"])
+    assert sorted(floor.accuracy) == list(range(budget.FLOOR_INITS))
+    summary = recorded("demo_budget_v3.csv")
+    candidates = [budget.Candidate(int(r["epochs"]), int(r["train_size"])) for r in summary]
+    by_candidate = {
+        c: [
+            r
+            for r in runs
+            if r["method"] == "sfrik"
+            and f" {c.epochs} epochs " in r["protocol"]
+            and f" train {c.train_size} " in r["protocol"]
+        ]
+        for c in candidates
+    }
+    ratios = budget.cost_ratios(recorded("study_fashion_mnist.csv"), list(demo.STUDY_CHOICES), 1024)
+    outcomes = budget.summarise(candidates, by_candidate, 256, budget.BUDGET_S, ratios, floor)
+    for outcome, line in zip(outcomes, summary):
+        assert {k: str(v) for k, v in outcome.csv_row().items()} == line
+    (chosen,) = [o for o in outcomes if o.chosen]
     quick = demo.SETTINGS["quick"]
-    recorded_choice = next(r for r in recorded("demo_budget_validation.csv") if r["chosen"] == "True")
-    assert (quick.epochs, quick.train_size) == (int(recorded_choice["epochs"]), int(recorded_choice["train_size"]))
+    assert (chosen.epochs, chosen.train_size) == (quick.epochs, quick.train_size) == (3, 15000)
+    assert chosen.min_margin >= budget.MIN_MARGIN and chosen.below_floor_chance <= budget.MAX_BELOW_FLOOR
+    assert demo.RANDOM_INITS == budget.DEMO_RANDOM_INITS
 
 
 def test_a_baseline_library_that_does_not_import_stops_the_demo_and_the_study_at_start(monkeypatch, tmp_path):
