@@ -63,21 +63,29 @@ def test_the_studys_plain_reading_recomputes():
     assert f"SFRIK − SimCLR = {d.mean:.2f} [{d.low:.2f}, {d.high:.2f}] points".replace("-", "−") in README
 
 
-def test_the_quick_demo_margins_are_the_recorded_ones():
-    margins = []
-    for seed in (0, 1, 2):
-        by = {r["method"]: float(r["linear_top1"]) for r in rows(f"demo_quick_seed{seed}.csv")}
-        margins.append(f"+{by['sfrik'] - by['random']:.2f}")
-    assert f"{margins[0]}, {margins[1]} and {margins[2]} points" in README
+def test_the_quick_demos_test_margin_is_the_recorded_run():
+    demo = rows("demo_quick_v3_seed0.csv")
+    randoms = [float(r["linear_top1"]) for r in demo if r["method"] == "random"]
+    (sfrik,) = [float(r["linear_top1"]) for r in demo if r["method"] == "sfrik"]
+    floor = sum(randoms) / len(randoms)
+    assert len(randoms) == 3 and f"SFRIK − the floor = +{sfrik - floor:.2f} points" in README
+    assert f"({sfrik:.2f} against {floor:.2f} %;" in README
+    (simclr,) = [float(r["linear_top1"]) for r in demo if r["method"] == "simclr"]
+    assert simclr > sfrik and f"SimCLR ({simclr:.2f} %) is ahead of SFRIK" in " ".join(README.split())
 
 
-def test_the_quick_demos_floor_statement_is_the_recorded_v2_sweep():
-    summary = rows("demo_budget_v2.csv")
-    chances = [float(r["below_floor_chance"]) for r in summary]
-    assert not any(r["chosen"] == "True" for r in summary) and max(int(r["epochs"]) for r in summary) == 4
-    assert f"with a {100 * min(chances):.0f}-{100 * max(chances):.0f} % chance" in " ".join(README.split())
+def test_the_quick_demos_floor_statement_is_the_recorded_v3_sweep():
+    text = " ".join(README.split())
+    (chosen,) = [r for r in rows("demo_budget_v3.csv") if r["chosen"] == "True"]
+    assert (chosen["epochs"], chosen["train_size"]) == ("3", "15000") and "chose 3 x 15,000" in text
+    margins = ", ".join(chosen["margins"].split())
+    assert f"(20 inits, {float(chosen['floor']):.2f} %) = {margins} points" in text
+    assert f"with a predicted {100 * float(chosen['below_floor_chance']):.1f} % chance" in text
+    shipped = next(r for r in rows("demo_budget_v3_sim16000.csv") if r["epochs"] == "3")
+    low, high = min(shipped["margins"].split(), key=float), max(shipped["margins"].split(), key=float)
+    assert f"gives {low} to {high} ({100 * float(shipped['below_floor_chance']):.1f} %)" in text
     randoms = [float(r["linear_top1"]) for r in rows("demo_budget_v2_runs.csv") if r["method"] == "random"]
-    assert f"({min(randoms):.1f}-{max(randoms):.1f} %)" in " ".join(README.split())
+    assert f"spans {min(randoms):.1f}-{max(randoms):.1f} % on the validation split" in text
 
 
 def test_the_loss_cost_line_is_the_recorded_benchmark():
