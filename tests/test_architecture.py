@@ -47,31 +47,48 @@ ENGINE = "engine"
 SOLO_LEARN_IMPORTERS = {"solo", "baselines.py"}  # sub-package / module names under sfrik_plugin
 
 
-def imported_modules(path: Path) -> tuple[set[str], set[str]]:
-    """(sfrik_plugin modules, other top-level packages) that path imports, first component only."""
-    tree = ast.parse(path.read_text())
+def parse_imports(path: Path) -> tuple[list[tuple[list[str], list[str]]], set[str]]:
+    """path's imports, parsed once for every rule: each import of the package as (the imported
+    module's parts under sfrik_plugin, the names taken from it: none for a plain `import`), relative,
+    absolute and lazy ones alike; and the other top-level packages it imports."""
     here = path.relative_to(PACKAGE).parts[:-1]  # sub-package of path
-    ours, others = set(), set()
-    for node in ast.walk(tree):
+    ours: list[tuple[list[str], list[str]]] = []
+    others: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
+            module = node.module.split(".") if node.module else []
             if node.level:
-                base = list(here[: len(here) - node.level + 1])
-                parts = base + (node.module.split(".") if node.module else [])
-                names = [parts] if node.module else [base + [a.name] for a in node.names]
-                for p in names:
-                    ours.add(p[0] if p else "__init__")
-            elif node.module and node.module.split(".")[0] == "sfrik_plugin":
-                parts = node.module.split(".")
-                ours.add(parts[1] if len(parts) > 1 else "__init__")
-            elif node.module:
-                others.add(node.module.split(".")[0])
+                parts = list(here[: len(here) - node.level + 1]) + module
+            elif module[0] == "sfrik_plugin":
+                parts = module[1:]
+            else:
+                others.add(module[0])
+                continue
+            ours.append((parts, [alias.name for alias in node.names]))
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "sfrik_plugin":
-                    ours.add(parts[1] if len(parts) > 1 else "__init__")
+                    ours.append((parts[1:], []))
                 else:
                     others.add(parts[0])
+    return ours, others
+
+
+def imported_modules(path: Path) -> tuple[set[str], set[str]]:
+    """(sfrik_plugin modules, other top-level packages) that path imports, first component only:
+    `from sfrik_plugin import x` (or `from .. import x` at the top) counts x when x is a module or
+    sub-package, the package's __init__ otherwise."""
+    imports, others = parse_imports(path)
+    ours = set()
+    for parts, names in imports:
+        if parts:
+            ours.add(parts[0])
+        for name in names if not parts else ():
+            is_module = (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name / "__init__.py").is_file()
+            ours.add(name if is_module else "__init__")
+        if not parts and not names:
+            ours.add("__init__")  # import sfrik_plugin
     return ours, others
 
 
@@ -126,27 +143,16 @@ def module_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in names.items():
         targets = set()
-        here = path.relative_to(PACKAGE).parts[:-1]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sfrik_plugin")):
-                if node.level:
-                    base = list(here[: len(here) - node.level + 1])
-                else:
-                    base = []
-                mod = (node.module or "").split(".") if node.module else []
-                if mod and mod[0] == "sfrik_plugin":
-                    mod = mod[1:]
-                parts = base + mod
-                for alias in node.names:
-                    for candidate in (".".join(parts + [alias.name]), ".".join(parts), ".".join(parts + ["__init__"])):
-                        if candidate in names:
-                            targets.add(candidate)
-                            break
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    parts = alias.name.split(".")
-                    if parts[0] == "sfrik_plugin" and ".".join(parts[1:]) in names:
-                        targets.add(".".join(parts[1:]))
+        for parts, imported in parse_imports(path)[0]:
+            if not imported:  # import sfrik_plugin.a.b
+                if ".".join(parts) in names:
+                    targets.add(".".join(parts))
+                continue
+            for alias in imported:  # from (the package's) a.b import c: module a.b.c, else a.b
+                for candidate in (".".join(parts + [alias]), ".".join(parts), ".".join(parts + ["__init__"])):
+                    if candidate in names:
+                        targets.add(candidate)
+                        break
         graph[name] = targets - {name}
     return graph
 
@@ -186,6 +192,8 @@ def test_no_import_cycle_between_modules():
 def test_the_rules_can_fail(tmp_path):
     # the parser sees relative, absolute and lazy imports alike
     (tmp_path / "sfrik_plugin" / "x").mkdir(parents=True)
+    (tmp_path / "sfrik_plugin" / "demo").mkdir()
+    (tmp_path / "sfrik_plugin" / "demo" / "__init__.py").write_text("")
     f = tmp_path / "sfrik_plugin" / "x" / "m.py"
     f.write_text("from .. import demo\nfrom ..losses import a\ndef g():\n    import sfrik_plugin.study.cli\n")
     global PACKAGE
