@@ -104,3 +104,32 @@ def test_the_loss_cost_line_is_the_recorded_benchmark():
     big = cells["sfrik", "32768"]
     line = f"SFRIK takes {float(big['ms_median']) / 1e3:.1f} s and {float(big['peak_extra_mib']) / 1024:.1f} GiB"
     assert line in " ".join(README.split()), line
+
+
+def log_table(name: str, header: str) -> dict[str, list[str]]:
+    """The rows (first cell -> cells) of the first table after the line starting with header in a
+    recorded benchmark log (docs/gpu_h200/), as the suite printed it."""
+    lines = (ROOT / "docs" / "gpu_h200" / name).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    start = next(i for i in range(start, len(lines)) if lines[i].startswith("---"))  # the rule under the header
+    table = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        cells = line.split()
+        table[cells[0]] = cells[1:]
+    return table
+
+
+def test_the_gpu_line_is_the_recorded_h200_run():
+    text = " ".join(README.split())
+    report = (ROOT / "docs" / "gpu_h200" / "report_2026-12-04.md").read_text()
+    assert "every requires_cuda test, SFRIK_REQUIRE_CUDA=1: 295 passed, 0 failed" in report
+    assert "all 295 CUDA tests pass" in text and "memcheck: no error (0 errors); racecheck: no error" in report
+    losses = log_table("losses-none_2026-12-04.log", "n = 2048, q = 16384")
+    sfrik, vicreg = losses["sfrik"], losses["vicreg"]  # source, ms, peak MiB, ...
+    assert f"SFRIK loss takes {sfrik[1]} ms and {float(sfrik[2]):.0f} MiB" in text
+    assert f"VICReg's {vicreg[1]} ms and {float(vicreg[2]):.0f} MiB" in text
+    step = log_table("step_2026-12-04.log", "method ")
+    none, sfrik, vicreg = step["none"], step["sfrik"], step["vicreg"]  # source, ms/step, min-max, IQR, overhead
+    assert f"SFRIK adds {float(sfrik[4]):.2f} ms to {none[1]} ms; VICReg adds {float(vicreg[4]):.2f} ms" in text
