@@ -741,10 +741,11 @@ def stage_demo(ctx: Context) -> Outcome:
     shutil.copy(demo_out / "results.csv", ctx.out / CSVS["demo"])
     shutil.copytree(demo_out, ctx.logs / "demo", dirs_exist_ok=True)  # the plot and run.json, archived
     rows = read_csv(demo_out / "results.csv")
+    labels = [r["method"] + (f" {r['seed']}" if r["method"] == "random" else "") for r in rows]  # the floor's inits
     details = [
-        f"  {r['method']:<14} linear {r['linear_top1']:>6} kNN {r['knn_top1']:>6} s/step "
+        f"  {label:<14} linear {r['linear_top1']:>6} kNN {r['knn_top1']:>6} s/step "
         f"{r['sec_per_step'] or '-':>8.8} peak MiB {r['peak_mem_mb'] or '-':>8.8}"
-        for r in rows
+        for label, r in zip(labels, rows)
     ]
     methods = ", ".join(r["method"] for r in rows if r["method"] != "random")  # the random encoder: always a row
     return Outcome(PASSED, f"one epoch on {data}: {methods}{baselines_note(ctx)}; {CSVS['demo']}", details)
