@@ -40,6 +40,7 @@ from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 from .cli import RANDOM_INITS as DEMO_RANDOM_INITS
 from .cli import SETTINGS, STUDY_CHOICES, Setting, run_protocol
+from .floor import RandomFloor
 
 # (epochs, pretraining images): the study's 3 x 15,000, smaller volumes, the study's volume traded
 # between epochs and images, and one larger volume to show what the budget gives up.
@@ -133,33 +134,6 @@ def _candidate(text: str) -> Candidate:
     return Candidate(epochs, images)
 
 
-@dataclass(frozen=True)
-class RandomFloor:
-    """The random encoder's validation linear top-1 over several initialisations. The floor SFRIK
-    must clear is their mean, the expected accuracy of an untrained encoder, not one draw."""
-
-    accuracy: Mapping[int, float]  # init seed -> linear top-1
-    wall_s: float  # one init's run (median)
-
-    @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, str]]) -> RandomFloor:
-        done = [r for r in rows if r["method"] == "random" and r["status"] == "ok"]
-        accuracy = {int(r["seed"]): float(r["linear_top1"]) for r in done}
-        return cls(accuracy, statistics.median(float(r["wall_s"]) for r in done) if done else float("nan"))
-
-    @property
-    def inits(self) -> int:
-        return len(self.accuracy)
-
-    @property
-    def mean(self) -> float:
-        return statistics.mean(self.accuracy.values()) if self.accuracy else float("nan")
-
-    @property
-    def sd(self) -> float:
-        return statistics.stdev(self.accuracy.values()) if self.inits > 1 else 0.0
-
-
 @dataclass
 class Outcome:
     """One candidate's measured outcome over the seeds whose SFRIK run finished."""
@@ -200,6 +174,10 @@ class Outcome:
         return " ".join(f"{m:+.2f}" for m in self.margins)
 
     @property
+    def paired_margins_text(self) -> str:
+        return " ".join(f"{m:+.2f}" for m in self.paired_margins)
+
+    @property
     def sfrik_linear_mean(self) -> float:
         return statistics.mean(self.sfrik_linear) if self.sfrik_linear else float("nan")
 
@@ -233,7 +211,7 @@ class Outcome:
             "steps_per_epoch": self.steps_per_epoch,
             "seeds": " ".join(map(str, self.seeds)),
             "margins": self.margins_text,
-            "paired_margins": " ".join(f"{m:+.2f}" for m in self.paired_margins),
+            "paired_margins": self.paired_margins_text,
             "floor": round(self.floor.mean, 2),
             "floor_inits": self.floor.inits,
             "min_margin": round(self.min_margin, 2),
@@ -346,7 +324,7 @@ def format_summary(outcomes: list[Outcome], budget_s: float) -> str:
                 f"{o.epochs} x {o.train_size}",
                 str(o.epochs * o.steps_per_epoch),
                 o.margins_text or "-",
-                " ".join(f"{m:+.2f}" for m in o.paired_margins) or "-",
+                o.paired_margins_text or "-",
                 f"{o.min_margin:+.2f}",
                 f"{o.mean_margin:+.2f}",
                 f"{o.below_floor_chance:.1%}",
@@ -411,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     floor_specs = [RunSpec("budget", "random", base.proj_dim, seed, "validation") for seed in range(args.floor_inits)]
     presets = {c: run_protocol(c.setting(base)) for c in args.candidates}
     stores = {c: ResultsFile(out / c.key / "results.csv", presets[c].protocol()) for c in args.candidates}
-    floor_store = ResultsFile(out / "floor" / "results.csv", run_protocol(base).protocol())
+    base_protocol = run_protocol(base)  # the floor's runs' (the random encoder does not train)
+    floor_store = ResultsFile(out / "floor" / "results.csv", base_protocol.protocol())
     todo = [(None, s) for s in floor_specs if s.run_id not in floor_store.done]
     todo += [(c, s) for c in args.candidates for s in specs if s.run_id not in stores[c].done]
     total = len(floor_specs) + len(args.candidates) * len(specs)
@@ -424,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # todo is in candidate order: one runner (its data views) per candidate, one at a time
         for c, runs in itertools.groupby(todo, key=lambda run: run[0]):
-            runner = Runner(run_protocol(base) if c is None else presets[c], data, library=None)
+            runner = Runner(base_protocol if c is None else presets[c], data, library=None)
             store, label = (floor_store, "floor") if c is None else (stores[c], f"{c.epochs}x{c.train_size}")
             for _, spec in runs:
                 bar.set_postfix_str(f"{label} {spec.method} seed={spec.seed}")
@@ -455,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         f"the smallest chance (ties: the larger mean). The test split is not read. {verdict(outcomes)}"
     )
     (out / "summary.md").write_text(
-        f"# The quick demo's budget sweep\n\nProtocol of every run: {run_protocol(base).protocol()} (epochs and "
+        f"# The quick demo's budget sweep\n\nProtocol of every run: {base_protocol.protocol()} (epochs and "
         f"train images as the candidate says), on the validation split. SFRIK's setting: "
         f"{' '.join(f'{k}={v}' for k, v in sfrik.items())}. Cost ratios to SFRIK: "
         f"{', '.join(f'{m} {r:.2f}' for m, r in ratios.items())}.\n\n"

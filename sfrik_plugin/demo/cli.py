@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +31,8 @@ from sfrik_plugin.engine.experiment import TrainConfig
 from sfrik_plugin.engine.objectives import METHODS
 from sfrik_plugin.utils.arguments import check_accelerator, non_negative_int, positive_float, positive_int
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
+
+from .floor import RandomFloor
 
 RESULT_FIELDS = ("method", "seed", "status", "linear_top1", "knn_top1", "rankme", "sec_per_step", "peak_mem_mb")
 # The random encoder is one draw per init (75-79 % linear top-1 on Fashion-MNIST over seeds): the
@@ -228,15 +229,13 @@ def label(row: dict) -> str:
 
 def floor_line(rows: list[dict]) -> str:
     """SFRIK's margin over the floor: the mean of the random encoder's inits."""
-    random = [float(r["linear_top1"]) for r in rows if r["method"] == "random" and r["status"] == "ok"]
+    floor = RandomFloor.from_rows(rows)
     sfrik = [float(r["linear_top1"]) for r in rows if r["method"] == "sfrik" and r["status"] == "ok"]
-    if not random:
+    if not floor.inits:
         return "\nno random-encoder run finished: no floor"
-    text = (
-        f"\nthe floor: the random encoder's mean linear top-1 over {len(random)} inits, {statistics.mean(random):.2f} %"
-    )
+    text = f"\nthe floor: the random encoder's mean linear top-1 over {floor.inits} inits, {floor.mean:.2f} %"
     if sfrik:
-        text += f"; SFRIK - the floor = {sfrik[0] - statistics.mean(random):+.2f} points"
+        text += f"; SFRIK - the floor = {sfrik[0] - floor.mean:+.2f} points"
     return text
 
 
