@@ -186,6 +186,10 @@ class Run:
     def ok(self) -> bool:
         return self.rc == 0
 
+    def stopped_after(self, q: object) -> str:
+        """What a suite that ran past its limit finished, in the report's words."""
+        return f"stopped at its {self.limit_s:.0f} s limit after q = {q}"
+
 
 def run_logged(
     ctx: Context, name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None, limit: float = 1e9
@@ -626,7 +630,7 @@ def stage_losses(ctx: Context) -> Outcome:
             ctx.deadline = deadline
         rows += cells
         if run.rc is None:
-            stopped.append(f"{autocast}: stopped at its {run.limit_s:.0f} s limit after q = {cells[-1]['q']}")
+            stopped.append(f"{autocast}: {run.stopped_after(cells[-1]['q'])}")
     with open(ctx.out / CSVS["losses"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -685,7 +689,7 @@ def stage_step(ctx: Context) -> Outcome:
         f"{floor} ms; overhead (ms a step): {'; '.join(overheads)}{baselines_note(ctx)}; {path.name}"
     )
     if run.rc is None:
-        summary += f" (stopped at its {run.limit_s:.0f} s limit after q = {dims[-1]})"
+        summary += f" ({run.stopped_after(dims[-1])})"
     failed = [r for r in rows if r["status"] != "ok" and not r["status"].startswith("skipped")]
     return Outcome(FAILED if failed else PARTIAL if run.rc is None else PASSED, summary, details)
 

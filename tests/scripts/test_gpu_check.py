@@ -323,6 +323,18 @@ def test_a_suite_stopped_at_its_limit_keeps_the_cells_it_finished(tmp_path, monk
         module.bench(ctx, "losses", ["losses"], path, "sfrik-bench losses", partial=True)
 
 
+def test_the_step_stage_stopped_at_its_limit_says_where_and_is_partial(tmp_path, monkeypatch):
+    module = gpu_check_module()
+    ctx = _context(module, tmp_path)
+    cell = {"backbone": "resnet50", "n": "256", "q": "8192", "status": "ok", "ms_median": "211.3", "ms_min": "211.0"}
+    cell |= {"ms_max": "211.9", "peak_mib": "", "peak_extra_mib": "1.0"}
+    rows = [{**cell, "method": "none", "overhead_ms": "0"}, {**cell, "method": "sfrik", "overhead_ms": "0.98"}]
+    monkeypatch.setattr(module, "bench", lambda *a, **k: (module.Run(None, "", 120.0), rows))
+    outcome = module.stage_step(ctx)
+    assert outcome.status == module.PARTIAL
+    assert outcome.summary.endswith("(stopped at its 120 s limit after q = 8192)") and "sfrik +0.98" in outcome.summary
+
+
 def test_pytest_stopped_without_its_junit_xml_is_read_from_its_progress():
     # pytest-xdist's controller, interrupted, ended before writing the XML (the H200 run's stage d)
     module = gpu_check_module()
