@@ -323,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + format_results(rows))
     print(floor_line(rows))
     print(
-        f"\nThe full comparison (every method tuned alike on a validation split, 3 seeds, confidence "
-        f"intervals, q sweep, ablations) is {STUDY_RECORD} in the sfrik-plugin repository; `make study` reruns it."
+        f"\nThe full comparison (every method tuned alike on a validation split, five seeds, paired tests "
+        f"with Holm's correction, the q sweep re-tuned at each q, ablations) is {STUDY_RECORD} in the "
+        "sfrik-plugin repository; `make study` reruns it."
     )
     if args.out:
         from sfrik_plugin.utils.machine import machine_info
