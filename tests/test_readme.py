@@ -1,6 +1,7 @@
-"""The README's figures recompute from the records they cite: the study's table and statements
-(docs/study_fashion_mnist.csv), the quick demo's margins (docs/demo_quick_seed*.csv) and the loss
-cost (docs/bench_losses_cpu_after.csv). A record that changes without its README line fails here."""
+"""The README's figures recompute from the records they cite: the study's tables, paired tests and
+statements (docs/study_fashion_mnist.{csv,md}), the quick demo's margins (the study's final rows,
+docs/demo_budget_v3.csv), the loss cost (docs/bench_losses_cpu_after.csv) and the GPU line
+(docs/gpu_h200/). A record that changes without its README line fails here."""
 
 import csv
 import re
