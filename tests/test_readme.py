@@ -85,7 +85,7 @@ def test_the_study_table_recomputes_from_the_record():
 
 def test_the_studys_paired_table_recomputes_with_holms_correction():
     header, body = table_after("| baseline − SFRIK |")
-    assert header[1:] == ["linear top-1 Δ [95 % CI]", "Holm p", "", "kNN top-1 Δ [95 % CI]", "Holm p", ""]
+    assert header[1:] == ["linear top-1 Δ [95 % CI]", "Holm p", "verdict", "kNN top-1 Δ [95 % CI]", "Holm p", "verdict"]
     assert {NAMES[r[0]] for r in body} == set(BASELINES)
     by_metric = {metric: comparisons(metric, 1024) for metric in ("linear_top1", "knn_top1")}
     for row in body:
