@@ -4,6 +4,7 @@ docs/demo_budget_v3.csv), the loss cost (docs/bench_losses_cpu_after.csv) and th
 (docs/gpu_h200/). A record that changes without its README line fails here."""
 
 import csv
+import functools
 import re
 from pathlib import Path
 
@@ -20,7 +21,9 @@ NAMES |= {"VICReg": "vicreg", "SIGReg": "sigreg", "MMCR": "mmcr"}
 BASELINES = ("auh", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
 
 
+@functools.cache
 def rows(name):
+    """A record's rows, read once per test session (the study's is read for every figure)."""
     with open(ROOT / "docs" / name, newline="") as f:
         return list(csv.DictReader(f))
 
