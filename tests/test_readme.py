@@ -130,6 +130,37 @@ def test_the_studys_choices_are_interior_but_sigregs_at_the_cap():
     assert claim in text
 
 
+def test_the_q_tables_reading_recomputes():
+    text = " ".join(README.split())
+    label = {v: k for k, v in NAMES.items()}
+    means = {
+        q: {m: stats.summarise(list(final("linear_top1", m, q).values())) for m in ("sfrik", *BASELINES)}
+        for q in (256, 4096)
+    }
+    assert all(s.n == 3 for by_method in means.values() for s in by_method.values())
+    at_256, at_4096 = means[256], means[4096]
+    assert max(at_256, key=lambda m: at_256[m].mean) == "auh"
+    auh, sfrik = at_256["auh"].mean, at_256["sfrik"].mean
+    assert f"where AUH has the highest mean ({auh:.2f} against SFRIK's {sfrik:.2f}, a tie after the correction)" in text
+    d, _, h = comparisons("linear_top1", 256)["auh"]
+    assert d.mean > 0 and verdict(d, h) == "tie"
+    assert sorted(at_4096, key=lambda m: -at_4096[m].mean)[:3] == ["sfrik", "auh", "simclr"]
+    claim = "At q = 4096 SFRIK has the highest mean ({:.2f}), tied with AUH ({:.2f}) and SimCLR ({:.2f})"
+    assert claim.format(*(at_4096[m].mean for m in ("sfrik", "auh", "simclr"))) in text
+    verdicts = {m: verdict(d, h) for m, (d, _, h) in comparisons("linear_top1", 4096).items()}
+    assert {m: v for m, v in verdicts.items() if v != "tie"} == {"barlow_twins": "SFRIK ahead"}
+    assert "only Barlow Twins is significantly behind" in text
+    record = (ROOT / "docs" / "study_fashion_mnist.md").read_text()
+    choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
+    retuned = [c.split("|") for c in choices if c.startswith("| ") and ("| 256 |" in c or "| 4096 |" in c)]
+    assert len(retuned) == 14
+    at_cap = {(label[c[1].strip()], int(c[2])) for c in retuned if "at the cap" in c[-2]}
+    assert at_cap == {("AUH", 256), ("AUH", 4096), ("VICReg", 4096), ("SimCLR", 4096)}
+    claim = "Four of the fourteen re-tuned choices ended at an edge of their cap"
+    claim += " (AUH at both q, VICReg and SimCLR at q = 4096)"
+    assert claim in text
+
+
 def test_the_quick_demos_test_margins_are_the_studys_final_rows():
     text = " ".join(README.split())
     random = final("linear_top1", "random", 1024)
