@@ -759,8 +759,8 @@ def demo_methods(ctx: Context) -> dict:
     """The demo's --library / --methods for the baselines' libraries this machine has."""
     if ctx.has("lightly"):
         return {}
-    if ctx.has("solo"):
-        return {"library": "solo-learn"}
+    if ctx.has("solo"):  # SIGReg and MMCR, among the demo's defaults, are lightly's only
+        return {"library": "solo-learn", "methods": ["sfrik", "vicreg", "barlow_twins", "simclr", "auh"]}
     return {"methods": ["sfrik", "auh"]}
 
 

@@ -1,8 +1,10 @@
-"""The README's figures recompute from the records they cite: the study's table and statements
-(docs/study_fashion_mnist.csv), the quick demo's margins (docs/demo_quick_seed*.csv) and the loss
-cost (docs/bench_losses_cpu_after.csv). A record that changes without its README line fails here."""
+"""The README's figures recompute from the records they cite: the study's tables, paired tests and
+statements (docs/study_fashion_mnist.{csv,md}), the quick demo's margins (the study's final rows,
+docs/demo_budget_v3.csv), the loss cost (docs/bench_losses_cpu_after.csv) and the GPU line
+(docs/gpu_h200/). A record that changes without its README line fails here."""
 
 import csv
+import functools
 import re
 from pathlib import Path
 
@@ -15,10 +17,13 @@ from sfrik_plugin.study import stats
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 NAMES = {"random": "random", "SFRIK": "sfrik", "SimCLR": "simclr", "AUH": "auh", "Barlow Twins": "barlow_twins"}
-NAMES["VICReg"] = "vicreg"
+NAMES |= {"VICReg": "vicreg", "SIGReg": "sigreg", "MMCR": "mmcr"}
+BASELINES = ("auh", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
 
 
+@functools.cache
 def rows(name):
+    """A record's rows, read once per test session (the study's is read for every figure)."""
     with open(ROOT / "docs" / name, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -27,51 +32,147 @@ def final(metric, method, q):
     return {
         int(r["seed"]): float(r[metric])
         for r in rows("study_fashion_mnist.csv")
-        if r["phase"] == "final" and r["method"] == method and r["q"] == str(q)
+        if r["phase"] == "final" and r["method"] == method and r["q"] == str(q) and r["status"] == "ok"
     }
 
 
-def test_the_study_table_recomputes_from_the_record():
+def table_after(prefix: str) -> tuple[list[str], list[list[str]]]:
+    """The header and body rows of the README table whose header line starts with prefix."""
     lines = README.splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith("| random | SFRIK |"))
-    header = [c.strip() for c in lines[i].strip("|").split("|")]
-    cells = [c.strip() for c in lines[i + 2].strip("|").split("|")]
-    assert len(header) == len(cells) == 6
+    i = next(k for k, line in enumerate(lines) if line.startswith(prefix))
+    body = []
+    for line in lines[i + 2 :]:
+        if not line.startswith("|"):
+            break
+        body.append([c.strip() for c in line.strip("|").split("|")])
+    return [c.strip() for c in lines[i].strip("|").split("|")], body
+
+
+def signed(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def interval(d) -> str:
+    return f"{signed(d.mean)} [{signed(d.low)}, {signed(d.high)}]"
+
+
+def holm_text(p: float) -> str:
+    return "< 0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def comparisons(metric: str, q: int) -> dict[str, tuple]:
+    """baseline -> (paired difference baseline − SFRIK, p, Holm p over the baselines), recomputed
+    from the record's rows with the study's statistics (scipy underneath)."""
+    sfrik = final(metric, "sfrik", q)
+    tests = {}
+    for m in BASELINES:
+        other = final(metric, m, q)
+        seeds = sorted(set(other) & set(sfrik))
+        d = stats.paired_difference([other[s] for s in seeds], [sfrik[s] for s in seeds])
+        tests[m] = (d, stats.paired_t_p_value(d))
+    adjusted = stats.holm([p for _, p in tests.values()])
+    return {m: (d, p, h) for (m, (d, p)), h in zip(tests.items(), adjusted)}
+
+
+def verdict(d, p_holm: float) -> str:
+    return "tie" if p_holm >= 0.05 else ("SFRIK ahead" if d.mean < 0 else "SFRIK behind")
+
+
+def test_the_study_table_recomputes_from_the_record():
+    header, (cells,) = table_after("| random | SFRIK |")
+    assert len(header) == len(cells) == 2 + len(BASELINES) and {NAMES[h] for h in header[2:]} == set(BASELINES)
     for label, cell in zip(header, cells):
         s = stats.summarise(list(final("linear_top1", NAMES[label], 1024).values()))
-        assert s.n == 3 and cell == f"{s.mean:.2f} [{s.low:.2f}, {s.high:.2f}]", label
+        assert s.n == 5 and cell == f"{s.mean:.2f} [{s.low:.2f}, {s.high:.2f}]", label
+
+
+def test_the_studys_paired_table_recomputes_with_holms_correction():
+    header, body = table_after("| baseline − SFRIK |")
+    assert header[1:] == ["linear top-1 Δ [95 % CI]", "Holm p", "verdict", "kNN top-1 Δ [95 % CI]", "Holm p", "verdict"]
+    assert {NAMES[r[0]] for r in body} == set(BASELINES)
+    by_metric = {metric: comparisons(metric, 1024) for metric in ("linear_top1", "knn_top1")}
+    for row in body:
+        expected = [row[0]]
+        for metric in by_metric:
+            d, _, h = by_metric[metric][NAMES[row[0]]]
+            assert d.n == 5
+            expected += [interval(d), holm_text(h), verdict(d, h)]
+        assert row == expected, row
 
 
 def test_the_studys_plain_reading_recomputes():
-    sfrik = {k: final(k, "sfrik", 1024) for k in ("linear_top1", "knn_top1")}
-    adjusted = {}
-    for metric in sfrik:
-        methods = ("vicreg", "barlow_twins", "simclr", "auh")
-        seeds = sorted(sfrik[metric])
-        ps = [
-            stats.paired_t_p_value(
-                stats.paired_difference([final(metric, m, 1024)[s] for s in seeds], [sfrik[metric][s] for s in seeds])
-            )
-            for m in methods
-        ]
-        adjusted[metric] = dict(zip(methods, stats.holm(ps)))
-    assert min(adjusted["linear_top1"].values()) >= 0.05  # "on linear top-1 no difference survives"
-    assert f"(Holm p = {adjusted['knn_top1']['auh']:.3f})" in README and adjusted["knn_top1"]["auh"] < 0.05
-    assert all(p >= 0.05 for m, p in adjusted["knn_top1"].items() if m != "auh")
-    sf, sc = final("linear_top1", "sfrik", 256), final("linear_top1", "simclr", 256)
-    d = stats.paired_difference([sf[s] for s in sorted(sf)], [sc[s] for s in sorted(sf)])
-    assert f"SFRIK − SimCLR = {d.mean:.2f} [{d.low:.2f}, {d.high:.2f}] points".replace("-", "−") in README
+    text = " ".join(README.split())
+    linear = {m: stats.summarise(list(final("linear_top1", m, 1024).values())) for m in ("sfrik", *BASELINES)}
+    assert max(linear, key=lambda m: linear[m].mean) == "sfrik" and min(linear, key=lambda m: linear[m].std) == "sfrik"
+    assert f"the steadiest (sd {linear['sfrik'].std:.2f} points over seeds)" in text
+    by_metric = [comparisons(metric, 1024) for metric in ("linear_top1", "knn_top1")]
+    verdicts = {m: {verdict(d, h) for c in by_metric for d, _, h in [c[m]]} for m in BASELINES}
+    assert {m for m, v in verdicts.items() if v == {"SFRIK ahead"}} == {"barlow_twins", "sigreg"}
+    assert "it is ahead of Barlow Twins and SIGReg, on both probes" in text
+    assert not any("SFRIK behind" in v for v in verdicts.values()) and "No baseline is ahead of SFRIK" in text
+    linear_tests = by_metric[0]
+    for m in ("simclr", "mmcr", "vicreg"):  # "each interval excludes 0 alone, but none survives"
+        d, p, h = linear_tests[m]
+        assert d.high < 0 and p < 0.05 <= h and -2 < d.mean
+    assert verdicts["auh"] == {"tie"} and "AUH is a tie on both probes" in text
 
 
-def test_the_quick_demos_test_margin_is_the_recorded_run():
-    demo = rows("demo_quick_v3_seed0.csv")
-    randoms = [float(r["linear_top1"]) for r in demo if r["method"] == "random"]
-    (sfrik,) = [float(r["linear_top1"]) for r in demo if r["method"] == "sfrik"]
-    floor = sum(randoms) / len(randoms)
-    assert len(randoms) == 3 and f"SFRIK − the floor = +{sfrik - floor:.2f} points" in README
-    assert f"({sfrik:.2f} against {floor:.2f} %;" in README
-    (simclr,) = [float(r["linear_top1"]) for r in demo if r["method"] == "simclr"]
-    assert simclr > sfrik and f"SimCLR ({simclr:.2f} %) is ahead of SFRIK" in " ".join(README.split())
+def test_the_studys_choices_are_interior_but_sigregs_at_the_cap():
+    record = (ROOT / "docs" / "study_fashion_mnist.md").read_text()
+    choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
+    tuning = [line.split("|") for line in choices if line.startswith("| ") and "| 1024 |" in line]
+    states = {cells[1].strip(): cells[-2].strip() for cells in tuning if len(cells) == 8}
+    assert set(states) == {"sfrik", *BASELINES, "mmd_gaussian", "mmd_distance"}  # the ablation kernels' weights
+    assert {m for m, state in states.items() if state != "interior"} == {"sigreg"}
+    assert states["sigreg"] == "**at an edge at the cap**: lambda_param"
+    text = " ".join(README.split())
+    claim = "Every choice at q = 1024 ended inside its grid (the ablation kernels' MMD weights too) except SIGReg's"
+    assert claim in text
+
+
+def test_the_q_tables_reading_recomputes():
+    text = " ".join(README.split())
+    label = {v: k for k, v in NAMES.items()}
+    means = {
+        q: {m: stats.summarise(list(final("linear_top1", m, q).values())) for m in ("sfrik", *BASELINES)}
+        for q in (256, 4096)
+    }
+    assert all(s.n == 3 for by_method in means.values() for s in by_method.values())
+    at_256, at_4096 = means[256], means[4096]
+    assert max(at_256, key=lambda m: at_256[m].mean) == "auh"
+    auh, sfrik = at_256["auh"].mean, at_256["sfrik"].mean
+    assert f"where AUH has the highest mean ({auh:.2f} against SFRIK's {sfrik:.2f}, a tie after the correction)" in text
+    d, _, h = comparisons("linear_top1", 256)["auh"]
+    assert d.mean > 0 and verdict(d, h) == "tie"
+    assert sorted(at_4096, key=lambda m: -at_4096[m].mean)[:3] == ["sfrik", "auh", "simclr"]
+    claim = "At q = 4096 SFRIK has the highest mean ({:.2f}), tied with AUH ({:.2f}) and SimCLR ({:.2f})"
+    assert claim.format(*(at_4096[m].mean for m in ("sfrik", "auh", "simclr"))) in text
+    verdicts = {m: verdict(d, h) for m, (d, _, h) in comparisons("linear_top1", 4096).items()}
+    assert {m: v for m, v in verdicts.items() if v != "tie"} == {"barlow_twins": "SFRIK ahead"}
+    assert "only Barlow Twins is significantly behind" in text
+    record = (ROOT / "docs" / "study_fashion_mnist.md").read_text()
+    choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
+    retuned = [c.split("|") for c in choices if c.startswith("| ") and ("| 256 |" in c or "| 4096 |" in c)]
+    assert len(retuned) == 14
+    at_cap = {(label[c[1].strip()], int(c[2])) for c in retuned if "at the cap" in c[-2]}
+    assert at_cap == {("AUH", 256), ("AUH", 4096), ("VICReg", 4096), ("SimCLR", 4096)}
+    claim = "Four of the fourteen re-tuned choices ended at an edge of their cap"
+    claim += " (AUH at both q, VICReg and SimCLR at q = 4096)"
+    assert claim in text
+
+
+def test_the_quick_demos_test_margins_are_the_studys_final_rows():
+    text = " ".join(README.split())
+    random = final("linear_top1", "random", 1024)
+    floor = sum(random[s] for s in range(3)) / 3  # the demo's three inits, seeds 0-2
+    sfrik = final("linear_top1", "sfrik", 1024)
+    margins = ", ".join(f"+{sfrik[s] - floor:.2f}" for s in sorted(sfrik))
+    assert f"SFRIK − the floor ({floor:.2f} %) = {margins} points for seeds 0-4" in text
+    assert min(sfrik[s] - floor for s in sfrik) >= 5
+    ahead = {s: sorted(m for m in BASELINES if final("linear_top1", m, 1024)[s] > sfrik[s]) for s in sfrik}
+    assert ahead == {0: ["auh"], 1: ["auh"], 2: ["vicreg"], 3: [], 4: []}
+    claim = "SFRIK is the best method of seeds 3 and 4; AUH is ahead of it for seeds 0 and 1, and VICReg for seed 2"
+    assert claim in text
 
 
 def test_the_quick_demos_floor_statement_is_the_recorded_v3_sweep():
@@ -81,9 +182,6 @@ def test_the_quick_demos_floor_statement_is_the_recorded_v3_sweep():
     margins = ", ".join(chosen["margins"].split())
     assert f"(20 inits, {float(chosen['floor']):.2f} %) = {margins} points" in text
     assert f"with a predicted {100 * float(chosen['below_floor_chance']):.1f} % chance" in text
-    shipped = next(r for r in rows("demo_budget_v3_sim16000.csv") if r["epochs"] == "3")
-    low, high = min(shipped["margins"].split(), key=float), max(shipped["margins"].split(), key=float)
-    assert f"gives {low} to {high} ({100 * float(shipped['below_floor_chance']):.1f} %)" in text
     randoms = [float(r["linear_top1"]) for r in rows("demo_budget_v2_runs.csv") if r["method"] == "random"]
     assert f"spans {min(randoms):.1f}-{max(randoms):.1f} % on the validation split" in text
 

@@ -414,7 +414,7 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen: Choices) -> None:
     save_figure(fig, out / "accuracy.png")
 
     # accuracy against q with bands
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for m in methods:
         sums = [_summary(rows, "linear_top1", **final_match(preset, chosen, m, qq)) for qq in preset.table_qs]
         xs = [qq for qq, s in zip(preset.table_qs, sums) if s.n]
@@ -429,7 +429,7 @@ def plots(out: Path, preset: Preset, rows: Rows, chosen: Choices) -> None:
     ax.set_xlabel("q (projector output width)")
     ax.set_ylabel("test linear top-1 (%), 95 % CI")
     if ax.lines:
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: inside it hid the curves
     ax.set_title(f"{preset.dataset}: linear top-1 against q")
     save_figure(fig, out / "accuracy_vs_q.png")
 

@@ -306,6 +306,48 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
         assert demo.method_setting(method, quick, args) == expected
 
 
+def test_the_quick_demos_recorded_run_is_the_studys_final_runs_of_its_seed():
+    # docs/demo_quick_v4_seed0.csv (sfrik-demo --seed 0 at the v2 study's choices): every method's
+    # row, and the floor's three inits, are the study's final test-split rows of the same seeds to
+    # the last digit; so the study's final rows are what the demo gives for seeds 0-4.
+    study = [r for r in recorded("study_fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
+    demo_rows = recorded("demo_quick_v4_seed0.csv")
+    assert [r["method"] for r in demo_rows] == ["random"] * demo.RANDOM_INITS + list(demo.STUDY_CHOICES)
+    for row in demo_rows:
+        (match,) = [r for r in study if r["method"] == row["method"] and r["seed"] == row["seed"]]
+        assert (match["split"], match["setting"] or "-") == ("test", format_choice(row["method"]))
+        assert (row["linear_top1"], row["knn_top1"]) == (match["linear_top1"], match["knn_top1"]), row
+
+
+def test_the_comparison_pages_per_seed_demo_table_is_the_studys_final_rows():
+    from pathlib import Path
+
+    names = {"AUH": "auh", "VICReg": "vicreg", "SimCLR": "simclr", "MMCR": "mmcr", "SIGReg": "sigreg"}
+    names |= {"Barlow Twins": "barlow_twins"}
+    repo = next(p for p in Path(__file__).resolve().parents if (p / "docs" / "comparison.md").is_file())
+    page = (repo / "docs" / "comparison.md").read_text().splitlines()
+    start = page.index("| seed | SFRIK | SFRIK − floor | best other method |")
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in page[start + 2 : start + 7]]
+    final = {}
+    for r in recorded("study_fashion_mnist.csv"):
+        if r["phase"] == "final" and r["q"] == "1024":
+            final.setdefault(r["method"], {})[int(r["seed"])] = float(r["linear_top1"])
+    floor = sum(final["random"][s] for s in range(demo.RANDOM_INITS)) / demo.RANDOM_INITS
+    for seed, sfrik, margin, best in table:
+        s = int(seed)
+        others = {m: v[s] for m, v in final.items() if m not in ("random", "sfrik")}
+        label, value = best.rsplit(" ", 1)
+        assert (float(sfrik), margin) == (final["sfrik"][s], f"+{final['sfrik'][s] - floor:.2f}")
+        assert names[label] == max(others, key=others.get) and float(value) == max(others.values())
+    assert [int(row[0]) for row in table] == list(range(5))
+
+
+def format_choice(method):
+    from sfrik_plugin.engine.runs import format_setting
+
+    return format_setting(demo.STUDY_CHOICES[method]) if method in demo.STUDY_CHOICES else "-"
+
+
 def best_validation_settings(rows, q):
     """method -> the setting text of its best validation linear top-1 among the tuning rows at q
     (ties: the first row), read from the record without the study's planner."""

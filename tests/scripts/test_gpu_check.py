@@ -307,6 +307,22 @@ def test_the_gpu_runs_commands_are_ones_their_tools_accept(tmp_path, monkeypatch
     assert (options.epochs, options.accelerator) == (1, "gpu")
 
 
+def test_the_demo_stage_asks_only_for_baselines_the_machines_libraries_have(tmp_path):
+    demo_cli = pytest.importorskip("sfrik_plugin.demo.cli", reason="the demo needs Lightning")
+    from sfrik_plugin.baselines import BASELINES_REGISTRY
+
+    module = gpu_check_module()
+    ctx = _context(module, tmp_path)
+    for modules, library in (({"lightly": True}, "lightly"), ({"solo": True}, "solo-learn"), ({}, None)):
+        ctx.info = {"modules": modules}
+        args = demo_cli.parse_args(module.command_line(module.demo_methods(ctx)))
+        for method in args.methods:  # the package's own losses, or a baseline the library provides
+            builders = BASELINES_REGISTRY[method].builders if method in BASELINES_REGISTRY else {library: None}
+            assert library in builders, (modules, method)
+    ctx.info = {"modules": {"solo": True}}
+    assert demo_cli.parse_args(module.command_line(module.demo_methods(ctx))).library == "solo-learn"
+
+
 def test_a_suite_stopped_at_its_limit_keeps_the_cells_it_finished(tmp_path, monkeypatch):
     # The H200 run of 2026-12-04: the losses and step suites ran past their limits after some
     # cells and the stages reported nothing; those cells are now kept and the stage is partial.

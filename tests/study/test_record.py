@@ -1,0 +1,35 @@
+"""The recorded study (docs/study_fashion_mnist.*) is what the current code makes of its rows:
+summary.md regenerates from the recorded CSVs byte for byte, and every table row of the study that
+docs/comparison.md quotes is one of the record's."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
+pytest.importorskip("scipy", reason="the study's intervals need scipy")
+
+from sfrik_plugin.engine.results import ResultsFile
+from sfrik_plugin.study import report
+from sfrik_plugin.study.plan import PRESETS
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+RECORD = DOCS / "study_fashion_mnist"
+
+
+def test_the_recorded_summary_regenerates_from_the_recorded_rows(tmp_path):
+    shutil.copy(RECORD.with_suffix(".csv"), tmp_path / "results.csv")
+    shutil.copy(DOCS / "study_fashion_mnist_timing.csv", tmp_path / "timing.csv")
+    preset = PRESETS["full"]
+    rows = ResultsFile(tmp_path / "results.csv", preset.protocol()).rows
+    assert report.write(tmp_path, preset, rows) == RECORD.with_suffix(".md").read_text()
+
+
+def test_the_comparison_page_quotes_the_records_study_tables():
+    page = (DOCS / "comparison.md").read_text()
+    section = page[page.index("**The recorded study**") : page.index("## The main job")]
+    record = set(RECORD.with_suffix(".md").read_text().splitlines())
+    quoted = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    assert len(quoted) > 20
+    assert [line for line in quoted if line not in record] == []
