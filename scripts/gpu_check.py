@@ -201,10 +201,23 @@ def run_logged(
         f.write(f"$ {shlex.join(cmd)}\n")
         f.flush()
         proc = subprocess.Popen(
-            cmd, cwd=cwd or ROOT, env=ctx.env(env), stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=cwd or ROOT,
+            env=ctx.env(env),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_interruptible,
         )
         rc = wait_or_stop(proc, timeout)
     return Run(rc, log.read_text(errors="replace"), timeout)
+
+
+def _interruptible() -> None:
+    """In the child before exec: SIGINT back to its default. A script started in the background
+    (`cmd &`, nohup) inherits SIGINT ignored, and a Python child then installs no KeyboardInterrupt
+    handler: wait_or_stop's SIGINT would not let pytest write its report."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_or_stop(proc: subprocess.Popen, timeout: float) -> int | None:
