@@ -46,7 +46,12 @@ class LossBounds:
             d = u1 - u2
             err = self.rho * (np.abs(u1) + np.abs(u2)) + self.eps * np.abs(d)
             inv = (d * d).mean()
-            return inv, (2 * np.abs(d) * err + err * err).mean() + (4 + math.log2(d.size + 1)) * self.eps * inv
+            # The losses take |u1 - u2|^2 = |u1|^2 + |u2|^2 - 2 <u1, u2> from float64 row sums: three
+            # terms near 1 with relative errors (q + 4) eps64 each, whatever the compute type.
+            q = u1.shape[1]
+            cancellation = 4 * (q + 4) * np.finfo(np.float64).eps / q
+            rounding = (2 * np.abs(d) * err + err * err).mean() + (4 + math.log2(d.size + 1)) * self.eps * inv
+            return inv, rounding + cancellation
 
     def mmd(self, u, kernel_weights):
         coeffs = [0.0, *kernel_weights]
