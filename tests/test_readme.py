@@ -3,12 +3,13 @@ statements (docs/study_fashion_mnist.{csv,md}), the quick demo's margins (the st
 docs/demo_budget_v3.csv), the loss cost (docs/bench_losses_cpu_after.csv) and the GPU line
 (docs/gpu_h200/). A record that changes without its README line fails here."""
 
-import csv
-import functools
 import re
 from pathlib import Path
 
 import pytest
+from helpers.records import DOCS
+from helpers.records import METHOD_LABELS as NAMES
+from helpers.records import recorded as rows
 
 pytest.importorskip("scipy", reason="the intervals need scipy")
 
@@ -16,16 +17,7 @@ from sfrik_plugin.study import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-NAMES = {"random": "random", "SFRIK": "sfrik", "SimCLR": "simclr", "AUH": "auh", "Barlow Twins": "barlow_twins"}
-NAMES |= {"VICReg": "vicreg", "SIGReg": "sigreg", "MMCR": "mmcr"}
 BASELINES = ("auh", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
-
-
-@functools.cache
-def rows(name):
-    """A record's rows, read once per test session (the study's is read for every figure)."""
-    with open(ROOT / "docs" / name, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def final(metric, method, q):
@@ -78,6 +70,15 @@ def verdict(d, p_holm: float) -> str:
     return "tie" if p_holm >= 0.05 else ("SFRIK ahead" if d.mean < 0 else "SFRIK behind")
 
 
+def tuning_states() -> dict[tuple[str, int], str]:
+    """(method, q) -> "interior" or what the record says of an edge, from the study record's table
+    of tuning choices."""
+    record = (DOCS / "study_fashion_mnist.md").read_text()
+    choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
+    cells = [line.split("|") for line in choices if line.startswith("| ") and not line.startswith("| method")]
+    return {(c[1].strip(), int(c[2])): c[-2].strip() for c in cells if len(c) == 8}
+
+
 def test_the_study_table_recomputes_from_the_record():
     header, (cells,) = table_after("| random | SFRIK |")
     assert len(header) == len(cells) == 2 + len(BASELINES) and {NAMES[h] for h in header[2:]} == set(BASELINES)
@@ -118,10 +119,7 @@ def test_the_studys_plain_reading_recomputes():
 
 
 def test_the_studys_choices_are_interior_but_sigregs_at_the_cap():
-    record = (ROOT / "docs" / "study_fashion_mnist.md").read_text()
-    choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
-    tuning = [line.split("|") for line in choices if line.startswith("| ") and "| 1024 |" in line]
-    states = {cells[1].strip(): cells[-2].strip() for cells in tuning if len(cells) == 8}
+    states = {m: state for (m, q), state in tuning_states().items() if q == 1024}
     assert set(states) == {"sfrik", *BASELINES, "mmd_gaussian", "mmd_distance"}  # the ablation kernels' weights
     assert {m for m, state in states.items() if state != "interior"} == {"sigreg"}
     assert states["sigreg"] == "**at an edge at the cap**: lambda_param"
@@ -150,11 +148,9 @@ def test_the_q_tables_reading_recomputes():
     verdicts = {m: verdict(d, h) for m, (d, _, h) in comparisons("linear_top1", 4096).items()}
     assert {m: v for m, v in verdicts.items() if v != "tie"} == {"barlow_twins": "SFRIK ahead"}
     assert "only Barlow Twins is significantly behind" in text
-    record = (ROOT / "docs" / "study_fashion_mnist.md").read_text()
-    choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
-    retuned = [c.split("|") for c in choices if c.startswith("| ") and ("| 256 |" in c or "| 4096 |" in c)]
+    retuned = {(m, q): state for (m, q), state in tuning_states().items() if q in (256, 4096)}
     assert len(retuned) == 14
-    at_cap = {(label[c[1].strip()], int(c[2])) for c in retuned if "at the cap" in c[-2]}
+    at_cap = {(label[m], q) for (m, q), state in retuned.items() if "at the cap" in state}
     assert at_cap == {("AUH", 256), ("AUH", 4096), ("VICReg", 4096), ("SimCLR", 4096)}
     claim = "Four of the fourteen re-tuned choices ended at an edge of their cap"
     claim += " (AUH at both q, VICReg and SimCLR at q = 4096)"
@@ -207,7 +203,7 @@ def test_the_loss_cost_line_is_the_recorded_benchmark():
 def log_table(name: str, header: str) -> dict[str, list[str]]:
     """The rows (first cell -> cells) of the first table after the line starting with header in a
     recorded benchmark log (docs/gpu_h200/), as the suite printed it."""
-    lines = (ROOT / "docs" / "gpu_h200" / name).read_text().splitlines()
+    lines = (DOCS / "gpu_h200" / name).read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
     start = next(i for i in range(start, len(lines)) if lines[i].startswith("---"))  # the rule under the header
     table = {}
@@ -221,7 +217,7 @@ def log_table(name: str, header: str) -> dict[str, list[str]]:
 
 def test_the_gpu_line_is_the_recorded_h200_run():
     text = " ".join(README.split())
-    report = (ROOT / "docs" / "gpu_h200" / "report_2026-12-04.md").read_text()
+    report = (DOCS / "gpu_h200" / "report_2026-12-04.md").read_text()
     assert "every requires_cuda test, SFRIK_REQUIRE_CUDA=1: 295 passed, 0 failed" in report
     assert "all 295 CUDA tests pass" in text and "memcheck: no error (0 errors); racecheck: no error" in report
     losses = log_table("losses-none_2026-12-04.log", "n = 2048, q = 16384")

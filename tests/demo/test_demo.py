@@ -12,6 +12,7 @@ pytest.importorskip("lightning", reason="the demo needs Lightning (the package's
 
 from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
+from helpers.records import DOCS, METHOD_LABELS, recorded
 
 from sfrik_plugin.demo import cli as demo
 from sfrik_plugin.engine import data as datasets
@@ -277,12 +278,9 @@ def test_validation_split_holds_out_part_of_the_training_split():
     assert torch.equal(data.validation_split(seed=1).test_images, val.test_images)  # fixed
 
 
-def recorded(name):
-    from pathlib import Path
-
-    repo = next(p for p in Path(__file__).resolve().parents if (p / "docs" / "study_fashion_mnist.csv").is_file())
-    with open(repo / "docs" / name, newline="") as f:
-        return list(csv.DictReader(f))
+def study_finals() -> list[dict]:
+    """The recorded study's final rows at q = 1024 (seeds 0-4, the test split)."""
+    return [r for r in recorded("study_fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
 
 
 def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
@@ -310,7 +308,7 @@ def test_the_quick_demos_recorded_run_is_the_studys_final_runs_of_its_seed():
     # docs/demo_quick_v4_seed0.csv (sfrik-demo --seed 0 at the v2 study's choices): every method's
     # row, and the floor's three inits, are the study's final test-split rows of the same seeds to
     # the last digit; so the study's final rows are what the demo gives for seeds 0-4.
-    study = [r for r in recorded("study_fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
+    study = study_finals()
     demo_rows = recorded("demo_quick_v4_seed0.csv")
     assert [r["method"] for r in demo_rows] == ["random"] * demo.RANDOM_INITS + list(demo.STUDY_CHOICES)
     for row in demo_rows:
@@ -320,25 +318,19 @@ def test_the_quick_demos_recorded_run_is_the_studys_final_runs_of_its_seed():
 
 
 def test_the_comparison_pages_per_seed_demo_table_is_the_studys_final_rows():
-    from pathlib import Path
-
-    names = {"AUH": "auh", "VICReg": "vicreg", "SimCLR": "simclr", "MMCR": "mmcr", "SIGReg": "sigreg"}
-    names |= {"Barlow Twins": "barlow_twins"}
-    repo = next(p for p in Path(__file__).resolve().parents if (p / "docs" / "comparison.md").is_file())
-    page = (repo / "docs" / "comparison.md").read_text().splitlines()
+    page = (DOCS / "comparison.md").read_text().splitlines()
     start = page.index("| seed | SFRIK | SFRIK − floor | best other method |")
     table = [[c.strip() for c in line.strip("|").split("|")] for line in page[start + 2 : start + 7]]
     final = {}
-    for r in recorded("study_fashion_mnist.csv"):
-        if r["phase"] == "final" and r["q"] == "1024":
-            final.setdefault(r["method"], {})[int(r["seed"])] = float(r["linear_top1"])
+    for r in study_finals():
+        final.setdefault(r["method"], {})[int(r["seed"])] = float(r["linear_top1"])
     floor = sum(final["random"][s] for s in range(demo.RANDOM_INITS)) / demo.RANDOM_INITS
     for seed, sfrik, margin, best in table:
         s = int(seed)
         others = {m: v[s] for m, v in final.items() if m not in ("random", "sfrik")}
         label, value = best.rsplit(" ", 1)
         assert (float(sfrik), margin) == (final["sfrik"][s], f"+{final['sfrik'][s] - floor:.2f}")
-        assert names[label] == max(others, key=others.get) and float(value) == max(others.values())
+        assert METHOD_LABELS[label] == max(others, key=others.get) and float(value) == max(others.values())
     assert [int(row[0]) for row in table] == list(range(5))
 
 

@@ -192,14 +192,11 @@ def _context(module, tmp_path: Path, **options):
     return module.Context(args=args, out=tmp_path, work=tmp_path, logs=logs, dry=False)
 
 
-@pytest.fixture(params=["default", "ignored"])
+@pytest.fixture(params=[signal.default_int_handler, signal.SIG_IGN], ids=["handled", "ignored"])
 def inherited_sigint(request):
-    """SIGINT as this process hands it to its children: default, or ignored as in a script started
-    in the background (`cmd &`, nohup), which a child inherits."""
-    if request.param == "default":
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """SIGINT as this process hands it to its children: handled, or ignored as in a script started
+    in the background (`cmd &`, nohup). Set either way, whatever the test run itself inherited."""
+    previous = signal.signal(signal.SIGINT, request.param)
     try:
         yield
     finally:

@@ -3,9 +3,9 @@ summary.md regenerates from the recorded CSVs byte for byte, and every table row
 docs/comparison.md quotes is one of the record's."""
 
 import shutil
-from pathlib import Path
 
 import pytest
+from helpers.records import DOCS
 
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
@@ -14,7 +14,6 @@ from sfrik_plugin.engine.results import ResultsFile
 from sfrik_plugin.study import report
 from sfrik_plugin.study.plan import PRESETS
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 RECORD = DOCS / "study_fashion_mnist"
 
 

@@ -1,0 +1,23 @@
+"""The recorded results in docs/ (the study, the demo, the budget sweep, the benchmarks), read as
+the README and docs/comparison.md cite them."""
+
+import csv
+import functools
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+# The methods' names as the README and docs/comparison.md print them -> the records' method keys.
+METHOD_LABELS = {"random": "random", "SFRIK": "sfrik", "AUH": "auh", "VICReg": "vicreg", "SimCLR": "simclr"}
+METHOD_LABELS |= {"Barlow Twins": "barlow_twins", "SIGReg": "sigreg", "MMCR": "mmcr"}
+
+
+@functools.cache
+def _rows(name: str) -> tuple[dict, ...]:
+    with open(DOCS / name, newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
+def recorded(name: str) -> list[dict]:
+    """The rows of docs/<name> (a CSV), read from disk once per test session."""
+    return [dict(r) for r in _rows(name)]  # copies: a test may not change another's rows
