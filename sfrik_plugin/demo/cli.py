@@ -30,6 +30,8 @@ from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.engine.experiment import TrainConfig
 from sfrik_plugin.engine.objectives import METHODS
 from sfrik_plugin.utils.arguments import check_accelerator, non_negative_int, positive_float, positive_int
+from sfrik_plugin.utils.files import atomic_path, atomic_write, refuse_existing, writable_dir
+from sfrik_plugin.utils.interrupt import exits_on_interrupt
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 from .floor import RandomFloor
@@ -116,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "else auto: solo-learn if installed, else lightly)",
     )
     parser.add_argument("--out", help="write results.csv, results.png and run.json into this folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--random-inits",
@@ -126,7 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
     parser.add_argument("--devices", default="1", help="Lightning devices (default 1)")
     parser.add_argument(
-        "--precision", default="32-true", choices=PRECISIONS, help="Lightning precision, e.g. bf16-mixed"
+        "--precision",
+        default="32-true",
+        type=precision_choice,
+        choices=PRECISIONS,
+        help="Lightning precision, e.g. bf16-mixed",
     )
     over = parser.add_argument_group("overrides of the setting's values")
     over.add_argument("--arch", choices=("resnet10", "resnet18"))
@@ -145,8 +152,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# Lightning's precision values (checked before any data is loaded or any model trained).
-PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16", "bf16")
+def precision_choice(value: str) -> str:
+    if value in NOT_OFFERED:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not supported by the demo's engine (it trains and evaluates in float32, with "
+            f"autocast for the mixed precisions): use one of {', '.join(PRECISIONS)}"
+        )
+    return value
+
+
+# The Lightning precisions the engine trains with (checked before any data is loaded or any model
+# trained). The "true" half, bfloat16 and double ones are not offered: the engine augments uint8
+# images into float32 and evaluates the frozen backbone in float32, so a backbone cast to another
+# dtype fails in its first convolution (tests/demo: every offered value trains on the CPU).
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "32", "16", "bf16")
+NOT_OFFERED = ("64-true", "64", "16-true", "bf16-true")
 
 
 def resolve_setting(args: argparse.Namespace) -> Setting:
@@ -264,10 +284,18 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
+OUTPUTS = ("results.csv", "results.png", "run.json")
+
+
+@exits_on_interrupt("sfrik-demo")
 def main(argv: list[str] | None = None) -> int:
     ignore_lightning_import_warnings()
     args = parse_args(argv)
     setting = resolve_setting(args)
+    if args.out:  # before any work: a folder that cannot take the results, or already holds some
+        writable_dir(args.out, "--out", "sfrik-demo")
+        if not args.overwrite:
+            refuse_existing([Path(args.out) / name for name in OUTPUTS], "sfrik-demo")
     from sfrik_plugin.baselines import BASELINES, available_library, require_library
     from sfrik_plugin.engine.runner import Runner
     from sfrik_plugin.engine.runs import RunSpec
@@ -283,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(
         "cuda" if torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda") else "cpu"
     )
+    if device.type == "cpu" and args.precision in ("16-mixed", "16"):
+        # Lightning would train in bfloat16 instead, with a warning, and the run would say 16-mixed
+        raise SystemExit(
+            f"sfrik-demo: --precision {args.precision}: float16 autocast runs on a GPU only; on the CPU use bf16-mixed"
+        )
     split = "validation" if args.validation else "test"
     title = (
         f"{data.name}: {setting.arch} (width {setting.width}), {setting.epochs} epochs of "
@@ -291,8 +324,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sfrik-demo ({args.setting}, seed {args.seed}, {split} split) on {device_name(device)}\n{title}", flush=True)
     if uses_study_choices(args):
         print("each method at the setting the recorded study chose on its validation split", flush=True)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
 
     runner = Runner(
         run_protocol(setting),
@@ -333,23 +364,25 @@ def main(argv: list[str] | None = None) -> int:
 
         out = Path(args.out)
         write_csv(str(out / "results.csv"), RESULT_FIELDS, rows)
-        plot_results(rows, out / "results.png", title)
-        (out / "run.json").write_text(
-            json.dumps(
-                {
-                    "setting": args.setting,
-                    **asdict(setting),
-                    "method_settings": {r["method"]: r["setting"] for r in rows},
-                    "dataset": data.name,
-                    "seed": args.seed,
-                    "evaluated_on": f"{split} split",
-                    "precision": args.precision,
-                    "baseline_library": library,
-                    "machine": machine_info(device),
-                    "device_name": device_name(device),
-                },
-                indent=2,
+        with atomic_path(out / "results.png") as png:
+            plot_results(rows, png, title)
+        with atomic_write(out / "run.json") as f:
+            f.write(
+                json.dumps(
+                    {
+                        "setting": args.setting,
+                        **asdict(setting),
+                        "method_settings": {r["method"]: r["setting"] for r in rows},
+                        "dataset": data.name,
+                        "seed": args.seed,
+                        "evaluated_on": f"{split} split",
+                        "precision": args.precision,
+                        "baseline_library": library,
+                        "machine": machine_info(device),
+                        "device_name": device_name(device),
+                    },
+                    indent=2,
+                )
             )
-        )
         print(f"wrote {out / 'results.csv'}, {out / 'results.png'}, {out / 'run.json'}")
     return 0

@@ -109,6 +109,8 @@ def pretrain(
     backbone)."""
     import lightning as L
 
+    from sfrik_plugin.utils.interrupt import fit_to_end
+
     from .augment import BatchAugment
     from .objectives import build_objective
     from .pretrain import SelfSupervised, StepCost
@@ -149,7 +151,7 @@ def pretrain(
             callbacks=[cost],
             log_every_n_steps=10,
         )
-        trainer.fit(module, loader)
+        fit_to_end(trainer, module, loader, what=f"pretraining {method}")
     return Pretrained(
         backbone,
         projector,

@@ -131,11 +131,21 @@ class StepCost(L.Callback):
         elif step >= self.skip:
             self.times.append(elapsed)
 
+    def _stop_profiling(self) -> None:
+        """Stops a profiler still running (a step that failed or was interrupted between the batch's
+        start and end hooks: one left running crashes the interpreter at exit) and brings stderr back."""
+        profiler, self._profiler = self._profiler, None
+        try:
+            if profiler is not None:
+                profiler.__exit__(None, None, None)
+        finally:
+            self._silence.close()  # never leave stderr silenced for the traceback
+
     def on_exception(self, trainer, module, exception):
-        self._silence.close()  # never leave stderr silenced for the traceback
+        self._stop_profiling()
 
     def teardown(self, trainer, module, stage):
-        self._silence.close()
+        self._stop_profiling()
 
     @property
     def seconds_per_step(self) -> float:

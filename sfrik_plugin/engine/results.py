@@ -1,6 +1,6 @@
 """The study's results file: one CSV row per finished run, appended and flushed to disk as soon as
-the run ends, so that an interruption loses at most the run in progress. Rereading it tells what
-is done."""
+the run ends, so that an interruption loses at most the run in progress (a run cut short raises
+before it has a row: utils.interrupt). Rereading it tells what is done."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+
+from sfrik_plugin.utils.files import atomic_write
+from sfrik_plugin.utils.interrupt import signals_deferred
 
 # What a run measures (empty for a run that diverged), then what identifies and dates it.
 MEASURES = (
@@ -77,31 +80,38 @@ class ResultsFile:
         return rows
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_write(self.path, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
-    def remove(self, run_ids: set) -> list[dict[str, str]]:
-        """Drops the rows of these runs from the file (to run them again); returns the dropped rows."""
-        dropped = [r for r in self.rows if r["run_id"] in run_ids]
-        self.rows = [r for r in self.rows if r["run_id"] not in run_ids]
-        self._rewrite(self.rows)
-        return dropped
+    def replace(self, row: Mapping[str, object]) -> None:
+        """Puts `row` in place of the recorded row of the same run (a run done again): the old row
+        stays on disk until the new one replaces it in one rename."""
+        self._check(row)
+        new = {k: str(row[k]) for k in FIELDS}
+        if new["run_id"] not in self.done:
+            raise ValueError(f"{self.path}: no recorded run {new['run_id']!r} to replace")
+        rows = [new if r["run_id"] == new["run_id"] else r for r in self.rows]
+        with signals_deferred():
+            self._rewrite(rows)
+            self.rows = rows
 
     @property
     def done(self) -> set:
         return {r["run_id"] for r in self.rows}
 
-    def append(self, row: Mapping[str, object]) -> None:
+    @staticmethod
+    def _check(row: Mapping[str, object]) -> None:
         missing = set(FIELDS) - set(row)
         if missing:
             raise ValueError(f"a results row lacks {sorted(missing)}")
+
+    def append(self, row: Mapping[str, object]) -> None:
+        self._check(row)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", newline="") as f:
+        with signals_deferred(), open(self.path, "a", newline="") as f:  # a row is written whole
             writer = csv.DictWriter(f, fieldnames=FIELDS)
             if new:
                 writer.writeheader()

@@ -9,8 +9,11 @@ five seeds on the test split, re-tuned at each q of the table, with the paper's 
   sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far
   sfrik-study --out runs/study --only 'final|sfrik|q=1024|seed=0|test|...'   # run one recorded run again
 
-Rerunning a command skips the runs already in <out>/results.csv; an interruption loses at most the
-run in progress. <out>/summary.md and the plots are rewritten after every phase.
+Rerunning a command skips the runs already in <out>/results.csv; an interruption (Ctrl-C, SIGTERM)
+loses the run in progress and nothing else: it is not recorded, the command exits with 130 (143
+for SIGTERM), and the next command runs it again. One process at a time uses an --out (a second is
+told which holds it). --only runs the named runs and nothing else; their rows are replaced only
+when the new runs finish. <out>/summary.md and the plots are rewritten after every phase.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.engine.results import ResultsFile
 from sfrik_plugin.utils.arguments import check_accelerator
+from sfrik_plugin.utils.files import FolderLock, writable_dir
+from sfrik_plugin.utils.interrupt import exits_on_interrupt
 
 from .plan import PHASES, PRESETS, Planner, study_runs
 
@@ -53,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu)")
     parser.add_argument("--inner-bars", action="store_true", help="show Lightning's bar of every run")
     parser.add_argument("--timing-rounds", type=int, default=8, help="rounds of the interleaved timing pass")
+    parser.add_argument(
+        "--overwrite-timing",
+        action="store_true",
+        help="time again and replace <out>/timing.csv (without it an existing timing pass is kept)",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rewrite summary.md and the plots")
     parser.add_argument(
         "--only",
@@ -99,15 +109,20 @@ def _choose_library(requested: str, rows) -> str:
     return library
 
 
+@exits_on_interrupt("sfrik-study")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from . import report
-
     preset = PRESETS[args.preset]
     if args.dataset:
         preset = replace(preset, dataset=args.dataset)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(args.out, "--out", "sfrik-study")
+    with FolderLock(out, "sfrik-study"):  # one process appends to a results folder at a time
+        return run_command(args, preset, out)
+
+
+def run_command(args: argparse.Namespace, preset, out: Path) -> int:
+    from . import report
+
     store = ResultsFile(out / "results.csv", preset.protocol())
     if args.report_only:
         print(report.write(out, preset, store.rows))
@@ -122,14 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             close = difflib.get_close_matches(unknown[0], sorted(store.done), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise SystemExit(f"sfrik-study: --only: no recorded run {unknown[0]!r} in {store.path}{hint}")
-        print(f"sfrik-study: running {len(store.remove(only))} recorded run(s) again", flush=True)
+        print(f"sfrik-study: running {len(only)} recorded run(s) again", flush=True)
     if run_phases:
         run_study(preset, args, store, library, run_phases, out, only)
-    if "timing" in args.phases:
+    timing = out / "timing.csv"
+    if "timing" in args.phases and only is None and timing.exists() and not args.overwrite_timing:
+        print(f"sfrik-study: {timing} holds a timing pass: not timed again (--overwrite-timing replaces it)")
+    elif "timing" in args.phases and only is None:  # --only runs what it names and nothing else
         from .timing import run_timing
 
         data = datasets.load(preset.dataset, args.data_dir, download=args.download, image_size=args.image_size)
-        run_timing(preset, data, store.rows, library, out / "timing.csv", rounds=args.timing_rounds)
+        run_timing(preset, data, store.rows, library, timing, rounds=args.timing_rounds)
     print(report.write(out, preset, store.rows))
     return 0
 
@@ -148,6 +166,7 @@ def run_study(
     done_before = (
         0 if only is not None else len([s for s in study_runs(preset, store.rows, phases) if s.run_id in store.done])
     )
+    again = set(only or ())  # recorded runs to do again: their old rows stay until the new ones replace them
     print(
         f"sfrik-study ({preset.name}): {total} runs at least (more if a tuning grid grows), "
         f"{done_before} already in {store.path}; "
@@ -163,7 +182,7 @@ def run_study(
             todo = [
                 s
                 for s in study_runs(preset, store.rows, phases)
-                if s.run_id not in store.done and (only is None or s.run_id in only)
+                if (s.run_id not in store.done if only is None else s.run_id in again)
             ]
             if not todo:
                 break
@@ -175,8 +194,12 @@ def run_study(
                 report.write(out, preset, store.rows)
             phase = spec.phase
             bar.set_postfix_str(f"{spec.phase} {spec.method} q={spec.q} seed={spec.seed}")
-            row = runner.run(spec)
-            store.append(row)
+            row = runner.run(spec)  # raises RunInterrupted if the run was cut short: no row
+            if spec.run_id in again:
+                store.replace(row)
+                again.discard(spec.run_id)
+            else:
+                store.append(row)
             bar.update(1)
             outcome = (
                 f"linear {row['linear_top1']:6.2f}  kNN {row['knn_top1']:6.2f}"

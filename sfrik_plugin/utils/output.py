@@ -25,7 +25,10 @@ def format_value(value: object, spec: str) -> str:
 
 
 def write_csv(path: str, fields: Sequence[str], rows: Iterable[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    """Writes the CSV under a temporary name and renames it over `path` (never half a file)."""
+    from .files import atomic_write
+
+    with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         for row in rows:
