@@ -85,7 +85,7 @@ study-record:
 
 bench: build
 	mkdir -p bench_out
-	$(PY) -m sfrik_plugin.bench legendre --csv bench_out/legendre.csv --plot bench_out/legendre.png $(BENCH_ARGS)
+	$(PY) -m sfrik_plugin.bench legendre --csv bench_out/legendre.csv --plot bench_out/legendre.png --overwrite $(BENCH_ARGS)
 
 # Compiles the CUDA kernels (no GPU needed) into a scratch folder and loads the result.
 cuda-check: $(VENV)/.torch-installed

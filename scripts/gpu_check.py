@@ -300,7 +300,7 @@ def bench(
     """`python -m sfrik_plugin.bench SUITE_ARGS --csv csv_path`, which must succeed: (run, CSV rows).
     With partial, a run stopped at its limit after some cells (the long suites rewrite their CSV
     after each) gives those rows, and run.rc is None."""
-    cmd = [ctx.python, "-m", "sfrik_plugin.bench", *suite_args, "--csv", str(csv_path)]
+    cmd = [ctx.python, "-m", "sfrik_plugin.bench", *suite_args, "--csv", str(csv_path), "--overwrite"]
     run = run_logged(ctx, name, cmd, env={"SFRIK_REQUIRE_EXTENSION": "1"})
     if partial and run.rc is None and csv_path.exists():
         rows = read_csv(csv_path)

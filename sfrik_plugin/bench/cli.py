@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from sfrik_plugin.utils.files import refuse_existing, writable_file
+
 from . import bandwidth, legendre, losses, precision, sharded, step, tiled
 
 SUITES = {
@@ -41,10 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=module.HELP, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         module.add_arguments(sub)
+        sub.add_argument("--overwrite", action="store_true", help="replace an existing --csv or --plot file")
         sub.set_defaults(run=module.run)
     return parser
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """--csv and --plot writable, and not results already there (unless --overwrite), before the
+    suite runs rather than after it."""
+    paths = {f"--{flag}": getattr(args, flag, None) for flag in ("csv", "plot")}
+    for flag, path in paths.items():
+        if path:
+            writable_file(path, flag, "sfrik-bench")
+    if not args.overwrite:
+        refuse_existing([p for p in paths.values() if p], "sfrik-bench", where="--csv / --plot")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_outputs(args)
     return args.run(args)

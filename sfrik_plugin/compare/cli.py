@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sfrik_plugin.utils.files import atomic_write, refuse_existing, writable_dir
+from sfrik_plugin.utils.interrupt import RunInterrupted, exits_on_interrupt
 from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 PROBE = "sfrik_plugin.compare.probe"  # module the runs go through (python -m)
@@ -201,6 +204,9 @@ def run_step(step: Step, argv: Sequence[str], cwd: Path, env: dict | None = None
         proc = subprocess.run(list(argv), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
         wall = time.perf_counter() - start
     what = f"{step.label}: {step.stage} ({step.config})"
+    signum = -proc.returncode if proc.returncode < 0 else proc.returncode - 128
+    if signum in (signal.SIGINT, signal.SIGTERM):  # the run was interrupted: so is the comparison
+        raise RunInterrupted(f"{what} was interrupted by {signal.Signals(signum).name}", signum)
     if proc.returncode != 0:
         raise RunFailed(
             f"{what} failed with exit status {proc.returncode}; log: {step.log}\n"
@@ -272,11 +278,12 @@ def markdown_table(rows: Sequence[dict]) -> str:
 def write_tables(rows: Sequence[dict], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "compare.csv", out / "compare.md"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({k: "" if row.get(k) is None else row[k] for k in COLUMNS} for row in rows)
-    md_path.write_text(markdown_table(rows))
+    with atomic_write(md_path) as f:
+        f.write(markdown_table(rows))
     return csv_path, md_path
 
 
@@ -337,6 +344,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="methods with a <method>_<protocol> config, e.g. sfrik vicreg simclr barlow_twins auh",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for logs, checkpoints and the tables")
+    parser.add_argument("--overwrite", action="store_true", help="replace the tables and runs already in --out")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     parser.add_argument(
         "--pretrain-override",
@@ -366,6 +374,7 @@ def checkout_dir(explicit: str | None) -> Path:
     return checkout
 
 
+@exits_on_interrupt("sfrik-compare")
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -374,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"sfrik-compare: {err}") from None
     out = args.out.expanduser().resolve()  # the runs' working directory is the checkout
+    if not args.dry_run:
+        writable_dir(out, "--out", "sfrik-compare")  # before the first run, not after it
+        if not args.overwrite:
+            refuse_existing([out / "compare.csv", out / "compare.md"], "sfrik-compare")
     steps = plan(out, linear_config, runs)
 
     if args.dry_run:

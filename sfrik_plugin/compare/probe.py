@@ -32,6 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from sfrik_plugin.utils.files import atomic_write
+from sfrik_plugin.utils.interrupt import check_fit_completed, exits_on_interrupt
+
 
 def _peak_rss_mib(who: int) -> float:
     peak = resource.getrusage(who).ru_maxrss
@@ -115,13 +118,16 @@ def install(report_path: Path) -> None:
         timer = make_callback()
         trainer.callbacks.insert(0, timer)  # first: solo's checkpoint save is not timed
         result = original_fit(trainer, *args, **kwargs)
+        check_fit_completed(trainer, "the run")  # a run cut short writes no report (exit 130 / 143)
         if trainer.is_global_zero:
-            report_path.write_text(json.dumps(trainer_report(trainer, timer), indent=1))
+            with atomic_write(report_path) as f:
+                f.write(json.dumps(trainer_report(trainer, timer), indent=1))
         return result
 
     cast(Any, Trainer).fit = fit  # a monkeypatch: mypy rejects assigning to a method
 
 
+@exits_on_interrupt("sfrik-compare probe")
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m sfrik_plugin.compare.probe",

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.utils.arguments import positive_float, positive_int
+from sfrik_plugin.utils.files import FolderLock, atomic_path, atomic_write, writable_dir
+from sfrik_plugin.utils.interrupt import exits_on_interrupt
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
 
 from .cli import RANDOM_INITS as DEMO_RANDOM_INITS
@@ -363,9 +365,17 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
     save_figure(fig, path)
 
 
+@exits_on_interrupt("budget sweep")
 def main(argv: list[str] | None = None) -> int:
     ignore_lightning_import_warnings()
     args = parse_args(argv)
+    base = SETTINGS["quick"]
+    out = writable_dir(args.out, "--out", "budget sweep")
+    with FolderLock(out, "budget sweep"):  # one process appends to its stores at a time
+        return sweep(args, base, out)
+
+
+def sweep(args: argparse.Namespace, base, out: Path) -> int:
     from tqdm.auto import tqdm
 
     from sfrik_plugin.engine.results import ResultsFile
@@ -373,9 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     from sfrik_plugin.engine.runs import RunSpec
     from sfrik_plugin.utils.output import write_csv
 
-    base = SETTINGS["quick"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = datasets.load(args.dataset, args.data_dir, download=args.download, image_size=args.image_size)
     sfrik = dict(STUDY_CHOICES["sfrik"])
     if args.sfrik_lr is not None:
@@ -433,14 +440,16 @@ def main(argv: list[str] | None = None) -> int:
         "seed to fall below; of those, "
         f"the smallest chance (ties: the larger mean). The test split is not read. {verdict(outcomes)}"
     )
-    (out / "summary.md").write_text(
-        f"# The quick demo's budget sweep\n\nProtocol of every run: {base_protocol.protocol()} (epochs and "
-        f"train images as the candidate says), on the validation split. SFRIK's setting: "
-        f"{' '.join(f'{k}={v}' for k, v in sfrik.items())}. Cost ratios to SFRIK: "
-        f"{', '.join(f'{m} {r:.2f}' for m, r in ratios.items())}.\n\n"
-        f"{rule}\n\n```\n{text}\n```\n"
-    )
-    plot(outcomes, out / "budget.png")
+    with atomic_write(out / "summary.md") as f:
+        f.write(
+            f"# The quick demo's budget sweep\n\nProtocol of every run: {base_protocol.protocol()} (epochs and "
+            f"train images as the candidate says), on the validation split. SFRIK's setting: "
+            f"{' '.join(f'{k}={v}' for k, v in sfrik.items())}. Cost ratios to SFRIK: "
+            f"{', '.join(f'{m} {r:.2f}' for m, r in ratios.items())}.\n\n"
+            f"{rule}\n\n```\n{text}\n```\n"
+        )
+    with atomic_path(out / "budget.png") as png:
+        plot(outcomes, png)
     print(text)
     print(verdict(outcomes))
     return 0 if any(o.chosen for o in outcomes) else 1

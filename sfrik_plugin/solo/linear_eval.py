@@ -17,7 +17,9 @@ official evaluation (valeoai/sfrik evaluate.py) and the paper's protocol:
   set's classes, through the validation transform of main_linear.py);
 - ``<out>/linear_eval.csv`` gets one row: name, checkpoint, best_epoch (0-based, as solo's
   checkpoints count), tuning_top1, tuning_top5 (at that epoch), final_top1, final_top5 (percent),
-  final_images, epochs; ``<out>/best_head.pt`` holds that head's weights.
+  final_images, epochs; ``<out>/best_head.pt`` holds that head's weights. --out is checked
+  before the training; results already there are replaced only with --overwrite; a training cut
+  short (Ctrl-C, SIGTERM) writes nothing and exits with 130 / 143.
 
 Only one process evaluates: run it on one device (the linear configs use one GPU, as the paper).
 """
@@ -31,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from sfrik_plugin.utils.files import atomic_path, atomic_write, refuse_existing, writable_dir
+from sfrik_plugin.utils.interrupt import check_fit_completed, exits_on_interrupt
 from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 SCRIPT = "main_linear.py"
@@ -158,12 +162,14 @@ def install(final_val_path: Path, out: Path) -> dict:
             raise SystemExit("sfrik-linear: run the linear evaluation on one device (devices=[0])")
         trainer.callbacks.insert(0, make_callback(state))
         result = original_fit(trainer, model, train_dataloaders, val_dataloaders, *args, **kwargs)
+        # a head trained for part of its epochs is not the evaluation: no row, no head, exit 130 / 143
+        check_fit_completed(trainer, "the linear head's training")
         import torch
 
         scores = final_evaluation(trainer, model, val_dataloaders, final_val_path, state)
         best, cfg = state["best"], state["cfg"]
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save({"head": best["head"], "epoch": best["epoch"]}, out / "best_head.pt")
+        with atomic_path(out / "best_head.pt") as tmp:
+            torch.save({"head": best["head"], "epoch": best["epoch"]}, tmp)
         row = {
             "name": cfg.name,
             "checkpoint": cfg.pretrained_feature_extractor,
@@ -175,7 +181,7 @@ def install(final_val_path: Path, out: Path) -> dict:
             "final_images": scores["images"],
             "epochs": trainer.current_epoch,
         }
-        with open(out / "linear_eval.csv", "w", newline="") as f:
+        with atomic_write(out / "linear_eval.csv", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             writer.writeheader()
             writer.writerow(row)
@@ -229,6 +235,10 @@ def check_feature_extractor(overrides: Sequence[str]) -> None:
             )
 
 
+OUTPUTS = ("linear_eval.csv", "best_head.pt")
+
+
+@exits_on_interrupt("sfrik-linear")
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="sfrik-linear", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -241,11 +251,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="image folder of the final evaluation (ImageNet's validation set)",
     )
     parser.add_argument("--out", required=True, type=Path, help="folder for linear_eval.csv and best_head.pt")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then main_linear.py's arguments")
     opts = parser.parse_args(sys.argv[1:] if argv is None else argv)
     rest = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
     if not opts.final_val_path.is_dir():
         raise SystemExit(f"sfrik-linear: --final-val-path {str(opts.final_val_path)!r} is not a folder")
+    writable_dir(opts.out, "--out", "sfrik-linear")  # before the training, not after it
+    if not opts.overwrite:
+        refuse_existing([opts.out / name for name in OUTPUTS], "sfrik-linear")
     check_feature_extractor(rest)
     try:
         checkout = find_solo_learn_dir(opts.solo_learn_dir, SCRIPT)

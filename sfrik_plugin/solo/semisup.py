@@ -28,6 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
+from sfrik_plugin.utils.files import atomic_write, refuse_existing, writable_dir
+from sfrik_plugin.utils.interrupt import exits_on_interrupt, fit_to_end
+
 SPLIT_ERROR_SHOWN = 5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -201,6 +204,11 @@ def run(cfg) -> dict:
     import torch
     from lightning.pytorch.loggers import CSVLogger
 
+    out = writable_dir(cfg.out_dir, "out_dir", "sfrik-semisup")  # before any work
+    if not cfg.get("overwrite", False):
+        refuse_existing([out / "semisup.csv"], "sfrik-semisup", where="out_dir", flag="overwrite=true")
+    for log in ("metrics.csv", "hparams.yaml"):  # the logger's files of a run cut short, or replaced
+        (out / log).unlink(missing_ok=True)
     pl.seed_everything(cfg.seed)
     train, val, classes = build_datasets(cfg)
     kwargs = dict(
@@ -209,7 +217,6 @@ def run(cfg) -> dict:
     train_loader = torch.utils.data.DataLoader(train, shuffle=True, drop_last=False, **kwargs)
     val_loader = torch.utils.data.DataLoader(val, shuffle=False, **kwargs)
     model = make_module(cfg, len(classes))
-    out = Path(cfg.out_dir)
     recorder = make_recorder()
     extra = {k: cfg[k] for k in ("limit_train_batches", "limit_val_batches") if k in cfg}
     trainer = pl.Trainer(
@@ -224,7 +231,7 @@ def run(cfg) -> dict:
         default_root_dir=str(out),
         **extra,
     )
-    trainer.fit(model, train_loader, val_loader)
+    fit_to_end(trainer, model, train_loader, val_loader, what="the semi-supervised fine-tuning")
     if not recorder.epochs:
         raise RuntimeError("sfrik-semisup: no validation epoch ran")
     last = recorder.epochs[-1]
@@ -241,8 +248,7 @@ def run(cfg) -> dict:
         "best_epoch": best[0],
     }
     if trainer.is_global_zero:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "semisup.csv", "w", newline="") as f:
+        with atomic_write(out / "semisup.csv", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
             writer.writeheader()
             writer.writerow(row)
@@ -265,6 +271,7 @@ def check_cfg(cfg) -> None:
             raise ValueError(f"sfrik-semisup: {key} must be a number >= 0, got {value!r}")
 
 
+@exits_on_interrupt("sfrik-semisup")
 def main() -> None:
     import hydra
     from omegaconf import DictConfig

@@ -55,12 +55,14 @@ def writable_file(path: str | os.PathLike, flag: str, prog: str) -> Path:
     return target
 
 
-def refuse_existing(paths: Iterable[str | os.PathLike], prog: str, where: str = "--out") -> None:
-    """Stops if any of `paths` exists: results already there are not replaced without --overwrite."""
+def refuse_existing(
+    paths: Iterable[str | os.PathLike], prog: str, where: str = "--out", flag: str = "--overwrite"
+) -> None:
+    """Stops if any of `paths` exists: results already there are not replaced without `flag`."""
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing:
         raise OutputError(
-            f"{prog}: {', '.join(existing)} already hold(s) results; pass --overwrite to replace them, or choose "
+            f"{prog}: {', '.join(existing)} already hold(s) results; pass {flag} to replace them, or choose "
             f"another {where}"
         )
 

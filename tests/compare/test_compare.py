@@ -5,11 +5,13 @@ two methods on the CPU protocol with solo-learn's scripts ($SOLO_LEARN_DIR)."""
 import csv
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 from helpers.images import make_image_folder
+from helpers.interrupts import start_paused
 from helpers.processes import run_python
 from helpers.solo import require_solo_learn, solo_learn_checkout
 
@@ -258,6 +260,8 @@ overrides = dict(a.split("=", 1) for a in args if "=" in a)
 print("stand-in probe", script, config)
 if overrides.get("fail") == config:
     raise SystemExit("stand-in failure of " + config)
+if overrides.get("interrupt") == config:
+    raise SystemExit(130)  # what the probe does when its run is cut short by SIGINT
 ckpt = overrides["checkpoint.dir"] + "/" + config + "-ep=1.ckpt"
 report.write_text(json.dumps({
     "script": script, "args": args, "epoch_seconds": [1.0, 2.0], "peak_rss_mib": 100.0, "peak_cuda_mib": None,
@@ -316,6 +320,28 @@ def test_compare_stops_at_a_failure_and_keeps_earlier_rows(checkout, fake_probe,
     assert not (out / "auh").exists()
 
 
+def test_an_interrupted_run_stops_the_comparison_with_its_status_and_records_it_nowhere(checkout, fake_probe, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        compare(checkout, out, ["sfrik", "vicreg", "auh"], overrides=["interrupt=vicreg_cpu"])
+    assert stopped.value.code == 130
+    with open(out / "compare.csv", newline="") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["sfrik"]
+    assert not (out / "auh").exists() and not (out / "vicreg" / "pretrain" / "report.json").exists()
+
+
+def test_compare_never_replaces_its_tables_without_overwrite(checkout, fake_probe, tmp_path):
+    out = tmp_path / "out"
+    compare(checkout, out, ["sfrik"])
+    before = (out / "compare.csv").read_text()
+    with pytest.raises(SystemExit, match=r"already hold\(s\) results; pass --overwrite"):
+        compare(checkout, out, ["vicreg"])
+    assert (out / "compare.csv").read_text() == before and not (out / "vicreg").exists()
+    compare(checkout, out, ["vicreg"], "--overwrite")
+    with open(out / "compare.csv", newline="") as f:
+        assert [r["method"] for r in csv.DictReader(f)] == ["vicreg"]
+
+
 # ---------------------------------------------------------------------------------------------
 # The probe (needs lightning)
 
@@ -362,6 +388,18 @@ def test_probe_reports_epoch_times_without_validation_and_the_metrics(tmp_path):
     assert report["metrics"]["val_acc1"] == 37.5
     assert report["device"] == "cpu" and report["peak_cuda_mib"] is None and report["checkpoint"] is None
     assert report["peak_rss_mib"] > 50
+
+
+@pytest.mark.slow
+def test_a_probed_run_cut_short_writes_no_report_and_exits_with_the_signal(tmp_path):
+    pytest.importorskip("lightning", reason="lightning is not installed (it comes with solo-learn)")
+    (tmp_path / "script.py").write_text(PROBED_SCRIPT.replace("VAL_SLEEP_S", "0"))
+    child = start_paused(
+        "sfrik_plugin.compare.probe", "--report", "r.json", "script.py", workdir=tmp_path / "child", cwd=tmp_path
+    )
+    assert child.interrupt(signal.SIGINT) == 130, child.output()
+    assert "the run was interrupted by SIGINT" in child.output()
+    assert not (tmp_path / "r.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 image folder that is interrupted and resumed."""
 
 import csv
+import signal
 
 import pytest
 
 pytest.importorskip("lightning", reason="the sweep needs Lightning (the package's [demo] extra)")
 
 from helpers.images import make_folder
+from helpers.interrupts import start_paused
+from helpers.processes import run_python
 
 from sfrik_plugin.demo import budget
 from sfrik_plugin.demo.cli import Setting
@@ -161,3 +164,35 @@ def test_the_predicted_demo_time_scales_each_method_by_its_study_cost():
     c = budget.Candidate(2, 1000)
     (outcome,) = budget.summarise([c], {c: runs([8.0, 8.1, 8.2], sfrik_wall=60.0)}, 100, 540.0, ratios, FLAT)
     assert outcome.predicted_demo_s == pytest.approx(budget.DEMO_RANDOM_INITS * 10.0 + (1.0 + 1.5 + 1.0 + 1.0) * 60.0)
+
+
+TINY_SWEEP = """
+import sys
+from sfrik_plugin.demo import budget
+from sfrik_plugin.demo.cli import Setting
+
+budget.SETTINGS["quick"] = Setting(
+    arch="resnet10", width=4, epochs=2, train_size=0, probe_size=0, batch_size=16, proj_dim=32, knn_k=5
+)
+budget.MIN_MARGIN = -100.0
+sys.exit(budget.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_run_cut_short_by_sigterm_is_not_recorded_and_is_redone(tmp_path):
+    folder = make_folder(tmp_path / "images", classes=3, per_class=30)
+    (tmp_path / "tiny_sweep.py").write_text(TINY_SWEEP)
+    out = tmp_path / "out"
+    argv = ["--out", out, "--dataset", "folder", "--data-dir", folder, "--image-size", "12"]
+    argv += ["--candidates", "2x40", "--seeds", "0", "1", "--floor-inits", "1"]
+    # the second SFRIK run pauses after its first step and gets SIGTERM
+    child = start_paused("tiny_sweep", *argv, workdir=tmp_path / "child", at_step=1, in_fit=2, cwd=tmp_path)
+    assert child.interrupt(signal.SIGTERM) == 143, child.output()
+    assert "pretraining sfrik was interrupted by SIGTERM" in child.output()
+    with open(out / "e2_n40" / "results.csv", newline="") as f:
+        assert [(r["seed"], r["status"]) for r in csv.DictReader(f)] == [("0", "ok")]
+    done = run_python("tiny_sweep.py", *argv, cwd=tmp_path)
+    assert "3 runs, 1 to do" in done.stdout
+    with open(out / "e2_n40" / "results.csv", newline="") as f:
+        assert [(r["seed"], r["status"]) for r in csv.DictReader(f)] == [("0", "ok"), ("1", "ok")]

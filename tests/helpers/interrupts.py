@@ -1,11 +1,12 @@
 """Real signals to real child processes in the middle of training.
 
 `start_paused` runs a command (`python -m MODULE ARGS`) in a child whose every Lightning fit gets
-one more callback: at optimiser step `at_step` of fit number `in_fit` (1-based) it writes a marker
-file and sleeps. The test waits for the marker, so the signal lands mid-training however loaded
-the machine is (no sleep-and-hope), and the command itself is unchanged: its own main, its own
-handlers. The child starts with SIGINT and SIGTERM at their defaults whatever the test run
-inherited (a CI run started in the background has SIGINT ignored, and so would its children).
+one more callback: after optimiser step `at_step` (or the first batch of epoch `at_epoch`) of fit
+number `in_fit` (1-based) it writes a marker file and sleeps. The test waits for the marker, so the
+signal lands mid-training however loaded the machine is (no sleep-and-hope), and the command
+itself is unchanged: its own main, its own handlers. The child starts with SIGINT and SIGTERM at
+their defaults whatever the test run inherited (a CI run started in the background has SIGINT
+ignored, and so would its children).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ CHILD = textwrap.dedent(
     import pathlib, runpy, sys, time
     from lightning.pytorch import Callback, Trainer
 
-    marker, at_step, in_fit, module = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    marker, at_step, at_epoch, in_fit = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    module = sys.argv[5]
     fits = [0]
 
     class PauseForSignal(Callback):
@@ -34,7 +36,8 @@ CHILD = textwrap.dedent(
             self.fit = fit
 
         def on_train_batch_end(self, trainer, *args):
-            if self.fit == in_fit and trainer.global_step == at_step and not marker.exists():
+            here = trainer.current_epoch == at_epoch if at_epoch >= 0 else trainer.global_step == at_step
+            if self.fit == in_fit and here and not marker.exists():
                 marker.write_text(f"fit {self.fit} step {trainer.global_step} epoch {trainer.current_epoch}")
                 time.sleep(PAUSE_S)
 
@@ -46,7 +49,7 @@ CHILD = textwrap.dedent(
         return original(trainer, *args, **kwargs)
 
     Trainer.fit = fit
-    sys.argv = [module, *sys.argv[5:]]
+    sys.argv = [module, *sys.argv[6:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
     """
 ).replace("PAUSE_S", str(PAUSE_S))
@@ -91,6 +94,7 @@ def start_paused(
     *args: object,
     workdir: Path,
     at_step: int = 1,
+    at_epoch: int | None = None,
     in_fit: int = 1,
     cwd: object = None,
     set_env: Mapping[str, str] | None = None,
@@ -102,7 +106,13 @@ def start_paused(
     env = {**os.environ, **(set_env or {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(marker), str(at_step), str(in_fit), module, *map(str, args)],
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                *map(str, (marker, at_step, -1 if at_epoch is None else at_epoch, in_fit, module)),
+                *map(str, args),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,

@@ -11,6 +11,7 @@ solo-learn is not installed; the tests that run scripts are slow and need $SOLO_
 
 import csv
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,8 @@ require_solo_learn()
 import torch
 import torchvision
 from helpers.images import make_image_folder
-from helpers.solo import run_script, solo_learn_checkout
+from helpers.interrupts import start_paused
+from helpers.solo import SCRIPT_ENV, run_script, solo_learn_checkout
 from omegaconf import OmegaConf
 
 from sfrik_plugin.projector import build_projector
@@ -419,9 +421,74 @@ def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
     assert "val_acc1" in proc.stderr + proc.stdout  # Lightning's progress bar
 
     split.write_text("class0_0.png\nmissing_1.JPEG\nmissing_2.JPEG\n")
-    bad = run([*base, f"split_file={split}"], cwd=tmp_path, check=False)
+    bad = run([*base, f"split_file={split}", "overwrite=true"], cwd=tmp_path, check=False)
     assert bad.returncode != 0
     assert "2 of its 3 images are not in the class folders" in bad.stderr and "missing_1.JPEG" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_sfrik_linear_cut_short_writes_nothing_and_exits_with_the_signal(official, folders, tmp_path, epoch):
+    # a real SIGINT while the head trains in epoch `epoch` of 3 (tests/helpers/interrupts.py)
+    out = tmp_path / "out"
+    args = sfrik_linear(official["full_ckpt"], folders, out, f"data.val_path={folders['tuning']}", "max_epochs=3")
+    child = start_paused(*args[1:], workdir=tmp_path / "child", at_epoch=epoch, cwd=tmp_path, set_env=SCRIPT_ENV)
+    status = child.interrupt(signal.SIGINT)
+    log = child.output()
+    assert status == 130, log
+    assert "the linear head's training was interrupted by SIGINT" in log and "no validation epoch ran" not in log
+    assert not (out / "linear_eval.csv").exists() and not (out / "best_head.pt").exists()
+
+
+@pytest.mark.slow
+def test_sfrik_linear_checks_its_out_before_training_and_never_replaces_results(official, folders, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = sfrik_linear(official["full_ckpt"], folders, blocker / "out")
+    proc = run(args, cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "--out" in proc.stderr and "not a folder this process can write to" in proc.stderr
+    assert "Epoch" not in proc.stdout + proc.stderr  # refused before training, not after it
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "linear_eval.csv").write_text("earlier results\n")
+    proc = run(sfrik_linear(official["full_ckpt"], folders, out), cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "already hold(s) results; pass --overwrite" in proc.stderr
+    assert (out / "linear_eval.csv").read_text() == "earlier results\n"
+    args = sfrik_linear(official["full_ckpt"], folders, out, f"data.val_path={folders['tuning']}")
+    run([*args[:2], "--overwrite", *args[2:]], cwd=tmp_path)
+    (row,) = list(csv.DictReader(open(out / "linear_eval.csv")))
+    assert int(row["epochs"]) == 1
+
+
+@pytest.mark.slow
+def test_sfrik_semisup_cut_short_writes_nothing_and_never_replaces_results(official, folders, tmp_path):
+    split = tmp_path / "2images_per_class.txt"
+    split.write_text("".join(f"class{c}_{i}.png\n" for c in range(5) for i in range(2)))
+    out = tmp_path / "out"
+    base = [
+        "--config-name",
+        "semisup_cpu",
+        f"pretrained_feature_extractor='{official['full_ckpt']}'",
+        f"data.train_path={folders['train']}",
+        f"data.val_path={folders['final']}",
+        f"out_dir={out}",
+        f"split_file={split}",
+        "optimizer.batch_size=4",
+        "max_epochs=2",
+    ]
+    child = start_paused(
+        "sfrik_plugin.solo.semisup", *base, workdir=tmp_path / "child", at_epoch=1, cwd=tmp_path, set_env=SCRIPT_ENV
+    )
+    assert child.interrupt(signal.SIGTERM) == 143, child.output()
+    assert "the semi-supervised fine-tuning was interrupted by SIGTERM" in child.output()
+    assert not (out / "semisup.csv").exists()
+    (out / "semisup.csv").write_text("earlier results\n")
+    proc = run(["-m", "sfrik_plugin.solo.semisup", *base], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "pass overwrite=true to replace them" in proc.stderr
+    assert (out / "semisup.csv").read_text() == "earlier results\n"
+    run(["-m", "sfrik_plugin.solo.semisup", *base, "overwrite=true"], cwd=tmp_path)
+    (row,) = list(csv.DictReader(open(out / "semisup.csv")))
+    assert int(row["epochs"]) == 2
 
 
 @pytest.mark.slow
