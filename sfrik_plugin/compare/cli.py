@@ -3,9 +3,13 @@
 For each method: pretraining (main_pretrain.py, config ``<method>_<protocol>``), then the linear
 probe of its checkpoint (main_linear.py, config ``linear_<protocol>``), each in its own process
 run from the solo-learn checkout. Then one table: linear top-1, pretraining time per epoch and
-peak memory.
+peak memory. Linear top-1 is solo's val_acc1, measured on the linear probe's data.val_path: the
+command asks for that folder before any run, and the table says which images the number was
+measured on ("the training images" when data.val_path is data.train_path; a part of the folder
+under limit_val_batches).
 
-    sfrik-compare --protocol cpu --methods sfrik vicreg --out runs/cpu -- data.train_path=/data/tiny
+    sfrik-compare --protocol cpu --methods sfrik vicreg --out runs/cpu \\
+        --linear-override data.val_path=/data/fmnist/val -- data.train_path=/data/fmnist/train
     python -m sfrik_plugin.compare --protocol in20 --methods sfrik vicreg simclr barlow_twins auh \\
         --out runs/in20 --pretrain-override data.val_path=/data/in20/tuning \\
         --linear-override data.val_path=/data/imagenet/val -- data.train_path=/data/in20/train
@@ -181,6 +185,86 @@ def plan(out: Path, linear_config: str, runs: Sequence[tuple[str, str]]) -> list
 
 
 # ---------------------------------------------------------------------------------------------
+# Which images the linear top-1 is measured on
+
+
+def override_value(overrides: Sequence[str], key: str) -> str | None:
+    """The value the last of these Hydra overrides gives ``key`` (``key=``, ``+key=`` or ``++key=``;
+    quotes removed), or None where none sets it; ``~key`` deletes it."""
+    value = None
+    for override in overrides:
+        name, sep, text = override.partition("=")
+        if name.lstrip("~") == key and name.startswith("~"):
+            value = None
+        elif sep and name.lstrip("+") == key:
+            text = text.strip()
+            if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+                # Hydra's quoted string: only backslashes before a quote or the end are escapes (hydra_path)
+                quote = re.escape(text[0])
+                text = re.sub(
+                    rf"(\\+)({quote}|$)", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), text[1:-1]
+                )
+            value = text
+    return value
+
+
+@dataclass(frozen=True)
+class ProbeImages:
+    """What the linear probe's val_acc1 (the table's linear top-1) is measured on: data.val_path,
+    all of it unless limit_val_batches cuts it; paths as the scripts see them (from the checkout)."""
+
+    train_path: str | None
+    val_path: str
+    val_batches: str | None  # limit_val_batches, when set
+    checkout: Path
+
+    def _resolved(self, path: str) -> Path:
+        return (self.checkout / Path(path).expanduser()).resolve()
+
+    @property
+    def on_training_images(self) -> bool:
+        return self.train_path is not None and self._resolved(self.train_path) == self._resolved(self.val_path)
+
+    @property
+    def text(self) -> str:
+        """The table's "top-1 measured on" cell."""
+        where = "the training images" if self.on_training_images else self.val_path
+        return where if self.val_batches is None else f"{where} (limit_val_batches={self.val_batches})"
+
+    def notes(self) -> list[str]:
+        """Sentences printed under the table when the number is not a held-out accuracy of a folder."""
+        notes = []
+        if self.on_training_images:
+            notes.append(
+                "Linear top-1 was measured on the training images (data.val_path is data.train_path): "
+                "it is a training accuracy, not a held-out one. Give a held-out folder with "
+                "--linear-override data.val_path=<folder>."
+            )
+        if self.val_batches is not None:
+            notes.append(
+                f"limit_val_batches={self.val_batches}: linear top-1 was measured on the first batches of "
+                "data.val_path only, and solo reads the folder in class order, so on its first classes "
+                "only. Leave limit_val_batches off for a number."
+            )
+        return notes
+
+
+def probe_images(linear_overrides: Sequence[str], checkout: Path) -> ProbeImages:
+    """The linear probe's images from its overrides; a missing data.val_path is an error before any
+    run (every linear config makes it mandatory: otherwise the probe would fail after pretraining)."""
+    val = override_value(linear_overrides, "data.val_path")
+    if not val or val == "null":
+        raise ValueError(
+            "the linear probe needs data.val_path, the held-out image folder its linear top-1 is measured "
+            "on (same class folders as data.train_path): add --linear-override data.val_path=<folder>, or "
+            "data.val_path=<folder> after `--`. `python -m sfrik_plugin.engine.image_folder --out <root>` "
+            "makes <root>/train and <root>/val from Fashion-MNIST"
+        )
+    limit = override_value(linear_overrides, "limit_val_batches")
+    return ProbeImages(override_value(linear_overrides, "data.train_path"), val, limit, checkout)
+
+
+# ---------------------------------------------------------------------------------------------
 # Running
 
 
@@ -219,8 +303,8 @@ def run_step(step: Step, argv: Sequence[str], cwd: Path, env: dict | None = None
     return report
 
 
-def result_row(pretrain: Step, linear: Step, pre: dict, lin: dict) -> dict:
-    """One row of the table from the two reports."""
+def result_row(pretrain: Step, linear: Step, pre: dict, lin: dict, images: ProbeImages) -> dict:
+    """One row of the table from the two reports and what the linear top-1 is measured on."""
     top1 = lin.get("metrics", {}).get("val_acc1")
     if top1 is None:
         raise RunFailed(
@@ -232,6 +316,9 @@ def result_row(pretrain: Step, linear: Step, pre: dict, lin: dict) -> dict:
         "method": pretrain.label,
         "config": pretrain.config,
         "top1": top1,
+        "top1_measured_on": images.text,
+        "top1_on_training_images": images.on_training_images,
+        "top1_val_path": images.val_path,
         "pretrain_epochs": len(epochs),
         "pretrain_s_per_epoch": statistics.fmean(epochs) if epochs else None,
         "pretrain_wall_s": pre.get("wall_seconds"),
@@ -246,6 +333,9 @@ COLUMNS = [
     "method",
     "config",
     "top1",
+    "top1_measured_on",
+    "top1_on_training_images",
+    "top1_val_path",
     "pretrain_epochs",
     "pretrain_s_per_epoch",
     "pretrain_wall_s",
@@ -259,6 +349,7 @@ MARKDOWN = [
     ("method", "method", "{}"),
     ("config", "config", "{}"),
     ("linear top-1 (%)", "top1", "{:.2f}"),
+    ("top-1 measured on", "top1_measured_on", "{}"),
     ("time / epoch (s)", "pretrain_s_per_epoch", "{:.2f}"),
     ("epochs", "pretrain_epochs", "{}"),
     ("peak RSS (MiB)", "pretrain_peak_rss_mib", "{:.0f}"),
@@ -267,15 +358,18 @@ MARKDOWN = [
 ]
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
+def markdown_table(rows: Sequence[dict], notes: Sequence[str] = ()) -> str:
+    """The table, then the notes (what the linear top-1 is not), one paragraph each."""
     lines = ["| " + " | ".join(h for h, _, _ in MARKDOWN) + " |", "|" + "---|" * len(MARKDOWN)]
     for row in rows:
         cells = ["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in MARKDOWN]
         lines.append("| " + " | ".join(cells) + " |")
+    for note in notes:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(rows: Sequence[dict], out: Path) -> tuple[Path, Path]:
+def write_tables(rows: Sequence[dict], out: Path, notes: Sequence[str] = ()) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "compare.csv", out / "compare.md"
     with atomic_write(csv_path, newline="") as f:
@@ -283,7 +377,7 @@ def write_tables(rows: Sequence[dict], out: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows({k: "" if row.get(k) is None else row[k] for k in COLUMNS} for row in rows)
     with atomic_write(md_path) as f:
-        f.write(markdown_table(rows))
+        f.write(markdown_table(rows, notes))
     return csv_path, md_path
 
 
@@ -296,7 +390,9 @@ def compare(
     linear_overrides: Sequence[str] = (),
     python: str = sys.executable,
 ) -> list[dict]:
-    """Runs every method's pretraining then linear probe, one process each, from the checkout."""
+    """Runs every method's pretraining then linear probe, one process each, from the checkout.
+    Raises ValueError before any run when the linear probe has no data.val_path."""
+    images = probe_images([*overrides, *linear_overrides], checkout)
     env = dict(os.environ, HYDRA_FULL_ERROR="1")  # full tracebacks in the logs
     rows, total = [], 2 * len(steps)
 
@@ -314,8 +410,8 @@ def compare(
                 f"(checkpoint.enabled=False?); see {pretrain.log}"
             )
         lin = run(2 * i + 2, linear, linear.command(python, [*overrides, *linear_overrides], pre["checkpoint"]))
-        rows.append(result_row(pretrain, linear, pre, lin))
-        write_tables(rows, out)  # after each method: a later failure keeps what was measured
+        rows.append(result_row(pretrain, linear, pre, lin, images))
+        write_tables(rows, out, images.notes())  # after each method: a later failure keeps what was measured
     return rows
 
 
@@ -360,7 +456,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="Hydra overrides for main_linear.py only",
+        help="Hydra overrides for main_linear.py only; data.val_path=<held-out folder> is needed (linear "
+        "top-1 is measured there)",
     )
     parser.add_argument("overrides", nargs="*", metavar="-- KEY=VALUE", help="Hydra overrides for both scripts")
     return parser.parse_args(argv)
@@ -380,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         linear_config, runs = resolve(args.protocol, args.methods)
         checkout = checkout_dir(args.solo_learn_dir)
+        images = probe_images([*args.overrides, *args.linear_override], checkout)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"sfrik-compare: {err}") from None
     out = args.out.expanduser().resolve()  # the runs' working directory is the checkout
@@ -407,5 +505,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RunFailed as err:
         raise SystemExit(f"sfrik-compare: {err}") from None
     print()
-    print(markdown_table(rows), end="")
+    print(markdown_table(rows, images.notes()), end="")
     print(f"\nwritten: {out / 'compare.csv'}, {out / 'compare.md'}")

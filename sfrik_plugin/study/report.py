@@ -101,7 +101,7 @@ def write(out: Path, preset: Preset, rows: Rows) -> str:
     parts += ["", *final_section(preset, rows, chosen)]
     parts += ["", *table_section(preset, rows, chosen)]
     parts += ["", *ablation_section(preset, rows, chosen)]
-    parts += ["", *timing_section(timing)]
+    parts += ["", *timing_section(timing, rows)]
     parts += ["", *provenance_section(rows)]
     text = "\n".join(parts) + "\n"
     (out / "summary.md").write_text(text)
@@ -354,18 +354,84 @@ def ablation_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     return lines + [_table(["regulariser", "setting", "linear top-1 %", "kNN top-1 %"], table)]
 
 
-def timing_section(timing: list[dict[str, str]]) -> list[str]:
+OVER_100 = "†"  # marks a network share above 100 % in the timing table
+NOT_MEASURED = "not measured"
+
+
+def _number(value: object) -> float | None:
+    """A CSV cell as a finite number; None where it is empty, not a number or infinite."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _measured(value: object) -> float | None:
+    """A step time or share from a CSV cell; None where it is not a positive finite number."""
+    number = _number(value)
+    return number if number is not None and number > 0 else None
+
+
+def timing_section(timing: list[dict[str, str]], rows: Rows = ()) -> list[str]:
+    """The interleaved pass's table; a share above 100 % and a missing step time are flagged, not
+    printed as if they were measurements, and so are trained runs without a step time of their own."""
     lines = ["## Step time (interleaved pass)", ""]
     if not timing:
-        return lines + ["Not measured yet (`--phases timing`)."]
+        return lines + ["Not measured yet (`--phases timing`).", *_untimed_runs(rows)]
     lines += [
         "Every method steps in turn on the same batches (the order rotates every round), so a change of "
         "load falls on all alike. Median over rounds; network = backbone + projector forward and backward "
         "with a negligible loss; loss = the loss alone, forward and backward on fixed embeddings.",
         "",
     ]
-    table = [[r["method"], r["q"], r["step_ms"], r["network_ms"], r["loss_ms"], r["network_share"]] for r in timing]
-    return lines + [_table(["method", "q", "step ms", "network ms", "loss ms", "network share %"], table)]
+    table, over, missing = [], [], []
+    for r in timing:
+        step, share = _measured(r.get("step_ms")), _measured(r.get("network_share"))
+        if step is None:
+            missing.append(f"{r['method']} at q = {r['q']}")
+            step_cell, share_cell = NOT_MEASURED, "-"
+        elif share is None:
+            step_cell, share_cell = r["step_ms"], "-"
+        else:
+            step_cell, share_cell = r["step_ms"], r["network_share"]
+            if share > 100:
+                over.append(f"{r['method']} at q = {r['q']}")
+                share_cell += f" {OVER_100}"
+        network, loss = (r[k] if _number(r.get(k)) is not None else "-" for k in ("network_ms", "loss_ms"))
+        table.append([r["method"], r["q"], step_cell, network, loss, share_cell])
+    lines.append(_table(["method", "q", "step ms", "network ms", "loss ms", "network share %"], table))
+    if over:
+        lines += [
+            "",
+            f"{OVER_100} A network share above 100 % ({', '.join(over)}) is not a measurement: that method's "
+            "step took less time than the network alone. The network is timed in a step of its own, and the "
+            "loss alone on fixed embeddings (step ms is not network ms + loss ms), so a share carries the noise "
+            "of two medians; where the loss costs a few percent of a step, as at toy sizes, that noise is "
+            "larger than the loss. Read it as: the loss costs next to nothing here.",
+        ]
+    if missing:
+        lines += [
+            "",
+            f"No step time was recorded for {', '.join(missing)} (timing.csv holds no number there): "
+            "their network share is not computed. Run `--phases timing` again.",
+        ]
+    return lines + _untimed_runs(rows)
+
+
+def _untimed_runs(rows: Rows) -> list[str]:
+    """A note on the trained runs whose own step time (results.csv's sec_per_step) is missing."""
+    trained = [r for r in rows if r["status"] == "ok" and r["method"] != "random"]
+    untimed = [r for r in trained if _measured(r["sec_per_step"]) is None]
+    if not untimed:
+        return []
+    return [
+        "",
+        f"The runs' own step time (sec_per_step in results.csv) is not measured in {len(untimed)} of the "
+        f"{len(trained)} trained runs (nan or empty there): a run's first steps (warm-up, the memory "
+        "measurement) are not timed, and these runs were too short to time any. The interleaved pass is "
+        "this study's step time.",
+    ]
 
 
 def provenance_section(rows: Rows) -> list[str]:

@@ -94,6 +94,22 @@ def test_hydra_path_round_trips_through_hydras_parser():
     assert cmp.hydra_path("/plain/run-1.ckpt") == "/plain/run-1.ckpt"  # printed commands stay readable
 
 
+def test_override_value_reads_what_hydra_reads():
+    parser_module = pytest.importorskip("hydra.core.override_parser.overrides_parser")
+    parser = parser_module.OverridesParser.create()
+    for path in ["/plain/val", "/ckpt/x-ep=0.ckpt", "/with space/it's", 'a"b\\', "C:\\x\\", "'single'"]:
+        for prefix in ("", "+", "++"):
+            override = f"{prefix}data.val_path={cmp.hydra_path(path)}"
+            assert parser.parse_override(override).value() == path
+            assert cmp.override_value([override], "data.val_path") == path, override
+    assert cmp.override_value(["data.val_path='/a b'"], "data.val_path") == "/a b"
+    # the last one wins, as in Hydra; other keys and deletions
+    overrides = ["data.val_path=/a", "data.train_path=/t", "++data.val_path=/b"]
+    assert cmp.override_value(overrides, "data.val_path") == "/b"
+    assert cmp.override_value([*overrides, "~data.val_path"], "data.val_path") is None
+    assert cmp.override_value(["data.val_path_x=/a", "xdata.val_path=/b"], "data.val_path") is None
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line without running anything
 
@@ -117,6 +133,7 @@ def compare(checkout, out, methods, *options, overrides=()):
 def test_dry_run_prints_the_commands_and_runs_nothing(checkout, tmp_path, capsys):
     out = tmp_path / "out"
     options = ["--dry-run", "--pretrain-override", "+limit_train_batches=2", "--linear-override", "optimizer.lr=0.1"]
+    options += ["--linear-override", "data.val_path=/data/val"]
     compare(checkout, out, ["sfrik", "vicreg"], *options, overrides=["data.train_path=/data/tiny", "seed=3"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"cd {checkout}"
@@ -136,7 +153,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(checkout, tmp_path, capsys
         assert argv[3:5] == ["--report", str(run_dir / "report.json")]
         assert argv[5:8] == [script, "--config-name", config]
         ours = [f"checkpoint.dir={out / label / 'checkpoints'}", f"++default_root_dir={run_dir}"]
-        extra = ["+limit_train_batches=2"] if stage == "pretrain" else ["optimizer.lr=0.1"]
+        extra = ["+limit_train_batches=2"] if stage == "pretrain" else ["optimizer.lr=0.1", "data.val_path=/data/val"]
         if stage == "linear":
             ours.insert(0, f'pretrained_feature_extractor="<{label} checkpoint>"')
         # the caller's overrides last: they win over ours
@@ -164,7 +181,10 @@ def test_cli_errors(checkout, tmp_path, monkeypatch):
 # Reports and tables
 
 
-def fake_reports(tmp_path, val_acc1=61.25, epochs=(2.0, 4.0)):
+HELD_OUT = cmp.ProbeImages("/data/train", "/data/val", None, Path("/solo"))
+
+
+def fake_reports(tmp_path, val_acc1=61.25, epochs=(2.0, 4.0), images=HELD_OUT):
     pretrain = Step("sfrik", "pretrain", "sfrik_cpu", tmp_path / "sfrik" / "pretrain")
     linear = Step("sfrik", "linear", "linear_cpu", tmp_path / "sfrik" / "linear")
     pre = {
@@ -177,7 +197,7 @@ def fake_reports(tmp_path, val_acc1=61.25, epochs=(2.0, 4.0)):
         "wall_seconds": 9.5,
     }
     lin = {"epoch_seconds": [1.0], "metrics": {"val_acc5": 99.0, **({"val_acc1": val_acc1} if val_acc1 else {})}}
-    return pretrain, linear, pre, lin
+    return pretrain, linear, pre, lin, images
 
 
 def test_result_row_from_reports(tmp_path):
@@ -186,6 +206,9 @@ def test_result_row_from_reports(tmp_path):
         "method": "sfrik",
         "config": "sfrik_cpu",
         "top1": 61.25,
+        "top1_measured_on": "/data/val",
+        "top1_on_training_images": False,
+        "top1_val_path": "/data/val",
         "pretrain_epochs": 2,
         "pretrain_s_per_epoch": 3.0,
         "pretrain_wall_s": 9.5,
@@ -220,12 +243,67 @@ def test_tables(tmp_path):
     assert read[0]["pretrain_peak_cuda_mib"] == "" and float(read[1]["pretrain_peak_cuda_mib"]) == 2048.4
     assert list(read[0]) == cmp.COLUMNS
     assert md_path.read_text().splitlines() == [
-        "| method | config | linear top-1 (%) | time / epoch (s) | epochs | peak RSS (MiB) | peak GPU memory (MiB) "
-        "| device |",
-        "|---|---|---|---|---|---|---|---|",
-        "| sfrik | sfrik_cpu | 61.25 | 3.00 | 2 | 1234 | - | cpu |",
-        "| vicreg | vicreg_cpu | 7.00 | 3.00 | 2 | 1234 | 2048 | NVIDIA H100 80GB HBM3 |",
+        "| method | config | linear top-1 (%) | top-1 measured on | time / epoch (s) | epochs | peak RSS (MiB) "
+        "| peak GPU memory (MiB) | device |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| sfrik | sfrik_cpu | 61.25 | /data/val | 3.00 | 2 | 1234 | - | cpu |",
+        "| vicreg | vicreg_cpu | 7.00 | /data/val | 3.00 | 2 | 1234 | 2048 | NVIDIA H100 80GB HBM3 |",
     ]
+
+
+@pytest.mark.parametrize(
+    "train, val, limit, measured_on, on_training, notes",
+    [
+        ("/data/train", "/data/val", None, "/data/val", False, []),
+        # the same folder, however it is spelt (relative paths are relative to the checkout)
+        ("/data/train", "/data/train", None, "the training images", True, ["measured on the training images"]),
+        ("/solo/images", "images/", None, "the training images", True, ["measured on the training images"]),
+        ("/data/train", "/data/val", "2", "/data/val (limit_val_batches=2)", False, ["first batches of data.val_path"]),
+        (
+            "/data/train",
+            "/data/train/",
+            "1",
+            "the training images (limit_val_batches=1)",
+            True,
+            ["measured on the training images", "in class order"],
+        ),
+    ],
+)
+def test_the_table_says_what_linear_top1_is_measured_on(tmp_path, train, val, limit, measured_on, on_training, notes):
+    images = cmp.ProbeImages(train, val, limit, Path("/solo"))
+    row = cmp.result_row(*fake_reports(tmp_path, images=images))
+    assert (row["top1_measured_on"], row["top1_on_training_images"], row["top1_val_path"]) == (
+        measured_on,
+        on_training,
+        val,
+    )
+    _, md_path = cmp.write_tables([row], tmp_path / "out", images.notes())
+    text = md_path.read_text()
+    assert text.splitlines()[2].startswith(f"| sfrik | sfrik_cpu | 61.25 | {measured_on} |")
+    assert len(images.notes()) == len(notes) and all(n in text for n in notes), text
+    if on_training:
+        assert "a training accuracy, not a held-out one" in text and "data.val_path=<folder>" in text
+    with open(tmp_path / "out" / "compare.csv", newline="") as f:
+        (read,) = list(csv.DictReader(f))
+    assert (read["top1_measured_on"], read["top1_on_training_images"]) == (measured_on, str(on_training))
+
+
+def test_linear_probe_without_a_held_out_folder_is_refused_before_any_run(checkout, tmp_path, capsys):
+    # linear_cpu measured val_acc1 on the training folder; every linear config now needs data.val_path
+    out = tmp_path / "out"
+    for overrides in (["data.train_path=/data/train"], ["data.train_path=/d", "data.val_path=null"]):
+        with pytest.raises(
+            SystemExit,
+            match=r"^sfrik-compare: the linear probe needs data.val_path, the held-out image folder its linear "
+            r"top-1 is measured on .*--linear-override data.val_path=<folder>.*sfrik_plugin.engine.image_folder",
+        ):
+            compare(checkout, out, ["sfrik"], overrides=overrides)
+        assert not out.exists() and capsys.readouterr().out == ""
+    # given to both scripts after `--`, or to the probe only: accepted
+    compare(checkout, out, ["sfrik"], "--dry-run", overrides=["data.train_path=/d", "data.val_path=/v"])
+    compare(checkout, out, ["sfrik"], "--dry-run", "--linear-override", "data.val_path=/v")
+    overrides = ["data.train_path=/t", "++limit_val_batches=2", "data.val_path=/v"]
+    assert cmp.probe_images(overrides, checkout) == cmp.ProbeImages("/t", "/v", "2", checkout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +357,7 @@ def fake_probe(checkout, monkeypatch):
 
 def test_compare_runs_pretrain_then_linear_on_its_checkpoint(checkout, fake_probe, tmp_path, capsys):
     out = tmp_path / "out"
-    compare(checkout, out, ["sfrik", "barlow_twins"], overrides=["data.train_path=/data/tiny"])
+    compare(checkout, out, ["sfrik", "barlow_twins"], overrides=["data.train_path=/data/tiny", "data.val_path=/v"])
     printed = capsys.readouterr().out
     assert [line.split(",")[0] for line in printed.splitlines() if line.startswith("[")] == [
         "[1/4] sfrik: pretrain (sfrik_cpu)",
@@ -297,8 +375,8 @@ def test_compare_runs_pretrain_then_linear_on_its_checkpoint(checkout, fake_prob
     md = (out / "compare.md").read_text()
     assert md in printed
     assert md.splitlines()[2:] == [
-        "| sfrik | sfrik_cpu | 10.00 | 1.50 | 2 | 100 | - | cpu |",
-        "| barlow_twins | barlow_twins_cpu | 10.00 | 1.50 | 2 | 100 | - | cpu |",
+        "| sfrik | sfrik_cpu | 10.00 | /v | 1.50 | 2 | 100 | - | cpu |",
+        "| barlow_twins | barlow_twins_cpu | 10.00 | /v | 1.50 | 2 | 100 | - | cpu |",
     ]
     with open(out / "compare.csv", newline="") as f:
         assert [r["checkpoint"] for r in csv.DictReader(f)] == [
@@ -314,7 +392,7 @@ def test_compare_stops_at_a_failure_and_keeps_earlier_rows(checkout, fake_probe,
         match=r"(?s)sfrik-compare: vicreg: pretrain \(vicreg_cpu\) failed with exit "
         r"status 1; log: .*vicreg/pretrain/run.log\n.*stand-in failure of vicreg_cpu",
     ):
-        compare(checkout, out, ["sfrik", "vicreg", "auh"], overrides=["fail=vicreg_cpu"])
+        compare(checkout, out, ["sfrik", "vicreg", "auh"], overrides=["fail=vicreg_cpu", "data.val_path=/v"])
     with open(out / "compare.csv", newline="") as f:
         assert [r["method"] for r in csv.DictReader(f)] == ["sfrik"]
     assert not (out / "auh").exists()
@@ -323,7 +401,7 @@ def test_compare_stops_at_a_failure_and_keeps_earlier_rows(checkout, fake_probe,
 def test_an_interrupted_run_stops_the_comparison_with_its_status_and_records_it_nowhere(checkout, fake_probe, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
-        compare(checkout, out, ["sfrik", "vicreg", "auh"], overrides=["interrupt=vicreg_cpu"])
+        compare(checkout, out, ["sfrik", "vicreg", "auh"], overrides=["interrupt=vicreg_cpu", "data.val_path=/v"])
     assert stopped.value.code == 130
     with open(out / "compare.csv", newline="") as f:
         assert [r["method"] for r in csv.DictReader(f)] == ["sfrik"]
@@ -332,12 +410,12 @@ def test_an_interrupted_run_stops_the_comparison_with_its_status_and_records_it_
 
 def test_compare_never_replaces_its_tables_without_overwrite(checkout, fake_probe, tmp_path):
     out = tmp_path / "out"
-    compare(checkout, out, ["sfrik"])
+    compare(checkout, out, ["sfrik"], overrides=["data.val_path=/v"])
     before = (out / "compare.csv").read_text()
     with pytest.raises(SystemExit, match=r"already hold\(s\) results; pass --overwrite"):
-        compare(checkout, out, ["vicreg"])
+        compare(checkout, out, ["vicreg"], overrides=["data.val_path=/v"])
     assert (out / "compare.csv").read_text() == before and not (out / "vicreg").exists()
-    compare(checkout, out, ["vicreg"], "--overwrite")
+    compare(checkout, out, ["vicreg"], "--overwrite", overrides=["data.val_path=/v"])
     with open(out / "compare.csv", newline="") as f:
         assert [r["method"] for r in csv.DictReader(f)] == ["vicreg"]
 
@@ -412,10 +490,12 @@ def test_compare_two_methods_on_the_cpu_protocol(tmp_path):
     checkout = solo_learn_checkout().resolve()
     before = sorted(p.name for p in checkout.iterdir())
     images = make_image_folder(tmp_path / "images" / "train")
+    held_out = make_image_folder(tmp_path / "images" / "val", seed=1)
     out = tmp_path / "out"
 
-    overrides = [f"data.train_path={images}", "++limit_train_batches=1", "++limit_val_batches=1"]
-    args = ["--protocol", "cpu", "--methods", "sfrik", "vicreg", "--out", out, "--", *overrides]
+    overrides = [f"data.train_path={images}", "++limit_train_batches=1"]
+    probe = ["--linear-override", f"data.val_path={held_out}"]
+    args = ["--protocol", "cpu", "--methods", "sfrik", "vicreg", "--out", out, *probe, "--", *overrides]
     proc = run_python("-m", "sfrik_plugin.compare", *args, cwd=tmp_path)  # finds $SOLO_LEARN_DIR
     assert "[1/4] sfrik: pretrain (sfrik_cpu)" in proc.stdout and "[4/4] vicreg: linear (linear_cpu)" in proc.stdout
 
@@ -424,6 +504,8 @@ def test_compare_two_methods_on_the_cpu_protocol(tmp_path):
     assert [(r["method"], r["config"]) for r in rows] == [("sfrik", "sfrik_cpu"), ("vicreg", "vicreg_cpu")]
     for row in rows:
         assert 0 <= float(row["top1"]) <= 100
+        assert row["top1_measured_on"] == row["top1_val_path"] == str(held_out)
+        assert row["top1_on_training_images"] == "False"
         assert row["pretrain_epochs"] == "1" and float(row["pretrain_s_per_epoch"]) > 0
         assert float(row["pretrain_wall_s"]) > float(row["pretrain_s_per_epoch"])
         assert float(row["pretrain_peak_rss_mib"]) > 100 and row["pretrain_peak_cuda_mib"] == ""

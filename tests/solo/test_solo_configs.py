@@ -249,6 +249,21 @@ def test_linear_probe_configs():
     assert differing_keys(tuning, in20) == {"name"}  # and the data group: only which folder val_path names
 
 
+def test_linear_cpu_measures_its_accuracy_on_a_held_out_folder():
+    # main_linear.py's val_acc1 is measured on data.val_path. linear_cpu used the training folder
+    # there, so its accuracy was a training accuracy under the name val_acc1: now the user names a
+    # held-out folder, or Hydra says it is missing
+    cfg = compose_cfg("linear_cpu", "data.train_path=/data/train")
+    assert OmegaConf.is_missing(cfg.data, "val_path")
+    with pytest.raises(Exception, match="Missing mandatory value: data.val_path"):
+        _ = cfg.data.val_path
+    given = compose_cfg("linear_cpu", "data.train_path=/data/train", "data.val_path=/data/val")
+    assert (given.data.train_path, given.data.val_path) == ("/data/train", "/data/val")
+    # pretraining on the CPU protocol still needs no validation folder (solo validates nothing)
+    for cfg in (compose_cfg("sfrik_cpu", "data.train_path=/d"), compose_cfg("sfrik", "protocol=cpu_smoke")):
+        assert cfg.data.val_path is None
+
+
 def test_cpu_smoke_protocol():
     cfg = compose_cfg("sfrik_cpu", "data.train_path=/data")
     assert cfg.devices == "1" and isinstance(cfg.devices, str)

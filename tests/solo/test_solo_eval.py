@@ -284,6 +284,7 @@ def test_main_linear_loads_converted_checkpoints_exactly(official, folders, tmp_
             "--config-name",
             "linear_cpu",
             f"data.train_path={folders['train']}",
+            f"data.val_path={folders['tuning']}",
             f"pretrained_feature_extractor='{official[key]}'",
             f"+default_root_dir={tmp_path / 'runs'}",
             "checkpoint.enabled=False",
@@ -353,8 +354,11 @@ def test_sfrik_knn_umap_on_the_cpu_draws_a_sfrik_checkpoint(official, folders, t
 
 
 def sfrik_linear(checkpoint: Path, folders, out: Path, *overrides: str) -> list:
-    """sfrik-linear's words: linear_cpu on the train folder, the final folder read once at the end."""
-    solo = ["--config-name", "linear_cpu", f"data.train_path={folders['train']}", *overrides]
+    """sfrik-linear's words: linear_cpu on the train folder, validated on the tuning folder (or the
+    data.val_path among the overrides), the final folder read once at the end."""
+    tuning = folders.get("tuning", folders["final"])
+    solo = ["--config-name", "linear_cpu", f"data.train_path={folders['train']}", f"data.val_path={tuning}"]
+    solo += list(overrides)  # a data.val_path here wins: Hydra keeps the last value of a key
     solo += [f"pretrained_feature_extractor='{checkpoint}'", "checkpoint.enabled=False"]
     solo += [f"+default_root_dir={out.parent / 'runs'}"]
     ours = ["--solo-learn-dir", solo_learn_checkout(), "--final-val-path", folders["final"], "--out", out]

@@ -440,13 +440,16 @@ def test_pretrain_linear_and_knn_loading_end_to_end(tmp_path, image_folder):
     backbone.fc = torch.nn.Identity()
     backbone.load_state_dict(backbone_state, strict=True)
 
-    # 2. linear probe on the checkpoint (the "=" in solo's checkpoint names needs Hydra quoting)
+    # 2. linear probe on the checkpoint (the "=" in solo's checkpoint names needs Hydra quoting),
+    # validated on a held-out folder (linear_cpu makes data.val_path mandatory)
+    held_out = make_image_folder(tmp_path / "val", seed=1)
     proc = run_script(
         checkout,
         "main_linear.py",
         "--config-name",
         "linear_cpu",
         f"data.train_path={image_folder}",
+        f"data.val_path={held_out}",
         f"pretrained_feature_extractor='{ckpt}'",
         "+limit_train_batches=2",
         "+limit_val_batches=2",
