@@ -400,14 +400,13 @@ def test_sfrik_linear_refuses_a_checkpoint_whose_keys_do_not_fit(folders, tmp_pa
     assert proc.returncode != 0 and "missing keys: conv1.weight" in proc.stderr, proc.stderr[-3000:]
 
 
-@pytest.mark.slow
-def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
+def semisup_words(official, folders, tmp_path) -> tuple[list, Path, Path]:
+    """sfrik-semisup's words on semisup_cpu (two labelled images per class), its split file and
+    its out_dir."""
     split = tmp_path / "2images_per_class.txt"
     split.write_text("".join(f"class{c}_{i}.png\n" for c in range(5) for i in range(2)))
     out = tmp_path / "out"
-    base = [
-        "-m",
-        "sfrik_plugin.solo.semisup",
+    words = [
         "--config-name",
         "semisup_cpu",
         f"pretrained_feature_extractor='{official['full_ckpt']}'",
@@ -416,6 +415,13 @@ def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
         f"out_dir={out}",
         "optimizer.batch_size=4",
     ]
+    return words, split, out
+
+
+@pytest.mark.slow
+def test_sfrik_semisup_fine_tunes_on_a_split_file(official, folders, tmp_path):
+    words, split, out = semisup_words(official, folders, tmp_path)
+    base = ["-m", "sfrik_plugin.solo.semisup", *words]
     proc = run([*base, f"split_file={split}", "max_epochs=2"], cwd=tmp_path)
     (row,) = list(csv.DictReader(open(out / "semisup.csv")))
     assert int(row["labelled_images"]) == 10 and int(row["epochs"]) == 2
@@ -466,20 +472,8 @@ def test_sfrik_linear_checks_its_out_before_training_and_never_replaces_results(
 
 @pytest.mark.slow
 def test_sfrik_semisup_cut_short_writes_nothing_and_never_replaces_results(official, folders, tmp_path):
-    split = tmp_path / "2images_per_class.txt"
-    split.write_text("".join(f"class{c}_{i}.png\n" for c in range(5) for i in range(2)))
-    out = tmp_path / "out"
-    base = [
-        "--config-name",
-        "semisup_cpu",
-        f"pretrained_feature_extractor='{official['full_ckpt']}'",
-        f"data.train_path={folders['train']}",
-        f"data.val_path={folders['final']}",
-        f"out_dir={out}",
-        f"split_file={split}",
-        "optimizer.batch_size=4",
-        "max_epochs=2",
-    ]
+    words, split, out = semisup_words(official, folders, tmp_path)
+    base = [*words, f"split_file={split}", "max_epochs=2"]
     child = start_paused(
         "sfrik_plugin.solo.semisup", *base, workdir=tmp_path / "child", at_epoch=1, cwd=tmp_path, set_env=SCRIPT_ENV
     )
