@@ -75,7 +75,7 @@ def convert(src, out, arch: str | None = None, method: str = "sfrik", name: str 
     inferred = infer_resnet_arch(backbone_state, f"the backbone of {str(src)!r}")
     arch = arch or inferred
     backbone = build_backbone(arch)
-    load_strict(backbone, backbone_state, f"the backbone of {str(src)!r} (as {arch}; the keys say {inferred})")
+    load_strict(backbone, backbone_state, f"the backbone of {str(src)!r}", setting="--arch")
     dims = None
     if projector_state is not None:
         dims = projector_dims(projector_state, f"the projector of {str(src)!r}")

@@ -26,6 +26,7 @@ from helpers.images import make_image_folder
 from helpers.solo import cpu_cfg, run_script, solo_learn_checkout
 
 from sfrik_plugin.solo import AUH, SFRIK
+from sfrik_plugin.solo.checkpoints import CheckpointFormatError, build_backbone, load_backbone_weights
 from sfrik_plugin.solo.simclr import SimCLRShared
 
 TIMEOUT_S = 600
@@ -90,3 +91,49 @@ def test_main_pretrain_refuses_a_batch_of_one_before_training(image_folder, tmp_
     assert proc.returncode != 0
     assert "SFRIK: optimizer.batch_size must be an integer >= 2" in proc.stderr, proc.stderr[-3000:]
     assert "Expected more than 1 value per channel" not in proc.stderr and "Epoch 0" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint of another architecture than backbone.name
+
+
+def test_loading_a_resnet50_into_a_resnet18_names_both_and_the_key(tmp_path):
+    path = solo_checkpoint(tmp_path / "r50.ckpt", "resnet50")
+    with pytest.raises(CheckpointFormatError) as error:
+        load_backbone_weights(build_backbone("resnet18"), path)
+    message = str(error.value)
+    assert message == (
+        f"the backbone of {str(path)!r} holds a resnet50 backbone (its keys and shapes), but the model is a "
+        "resnet18: set backbone.name=resnet50"
+    )
+    # the other way round
+    with pytest.raises(CheckpointFormatError, match=r"holds a resnet18 backbone .* set backbone.name=resnet18"):
+        load_backbone_weights(build_backbone("resnet50"), solo_checkpoint(tmp_path / "r18.ckpt", "resnet18"))
+
+
+def test_sfrik_linear_checks_the_architecture_against_backbone_name(tmp_path):
+    from sfrik_plugin.solo.linear_eval import check_backbone_arch
+
+    path = solo_checkpoint(tmp_path / "r50.ckpt", "resnet50")
+    with pytest.raises(
+        SystemExit,
+        match=r"sfrik-linear: pretrained_feature_extractor .*r50.ckpt' holds a resnet50 backbone .* but the model is "
+        r"a resnet18: set backbone.name=resnet50 on the command line, or use the linear config of that architecture "
+        r"\(--config-name linear_in100\)",
+    ):
+        check_backbone_arch(path, "resnet18")
+    check_backbone_arch(path, "resnet50")  # the right one: nothing to say
+
+
+@pytest.mark.slow
+def test_sfrik_linear_refuses_a_resnet50_with_the_resnet18_config_at_start(image_folder, tmp_path):
+    path = solo_checkpoint(tmp_path / "r50.ckpt", "resnet50")
+    args = ["-m", "sfrik_plugin.solo.linear_eval", "--solo-learn-dir", solo_learn_checkout()]
+    args += ["--final-val-path", image_folder, "--out", tmp_path / "out", "--", "--config-name", "linear_cpu"]
+    args += [f"data.train_path={image_folder}", f"pretrained_feature_extractor='{path}'", "checkpoint.enabled=False"]
+    args += [f"+default_root_dir={tmp_path / 'runs'}"]
+    proc = run_script(tmp_path, *args, check=False, timeout=TIMEOUT_S)
+    assert proc.returncode != 0
+    assert "holds a resnet50 backbone" in proc.stderr and "set backbone.name=resnet50" in proc.stderr
+    assert "size mismatch" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") < 40  # one message, not one line per layer
