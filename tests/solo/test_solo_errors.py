@@ -13,6 +13,9 @@ $SOLO_LEARN_DIR. Checkpoints of the other architecture are state dicts on the me
 keys and shapes, no weights.
 """
 
+import json
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ from helpers.images import make_image_folder
 from helpers.solo import cpu_cfg, run_script, solo_learn_checkout
 
 from sfrik_plugin.solo import AUH, SFRIK
+from sfrik_plugin.solo import knn as knn_command
 from sfrik_plugin.solo.checkpoints import CheckpointFormatError, build_backbone, load_backbone_weights
 from sfrik_plugin.solo.simclr import SimCLRShared
 
@@ -137,3 +141,60 @@ def test_sfrik_linear_refuses_a_resnet50_with_the_resnet18_config_at_start(image
     assert "holds a resnet50 backbone" in proc.stderr and "set backbone.name=resnet50" in proc.stderr
     assert "size mismatch" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.count("\n") < 40  # one message, not one line per layer
+
+
+# ---------------------------------------------------------------------------------------------
+# sfrik-knn
+
+
+def stand_in_checkout(root: Path) -> Path:
+    """main_knn.py and main_umap.py stand-ins that do what the real ones do first: move a batch to
+    CUDA; main_umap.py imports solo's UMAP module (pandas, seaborn, umap)."""
+    root.mkdir()
+    report = "print(json.dumps({'device': str(x.device), 'sfrik': METHODS['sfrik'].__name__}))"
+    (root / "main_knn.py").write_text(
+        textwrap.dedent(f"""
+        import json, torch
+        from solo.methods import METHODS
+        x = torch.ones(2).cuda()
+        {report}
+        """)
+    )
+    (root / "main_umap.py").write_text(
+        textwrap.dedent(f"""
+        import json, torch
+        from solo.methods import METHODS
+        from solo.utils.auto_umap import OfflineUMAP
+        x = torch.ones(2).cuda()
+        {report}
+        """)
+    )
+    return root
+
+
+def run_knn(monkeypatch, argv: list) -> None:
+    """sfrik-knn in this process (it changes sys.argv and sys.path: restored after the test)."""
+    monkeypatch.setattr(sys, "argv", ["sfrik-knn", *map(str, argv)])
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    knn_command.main()
+
+
+def test_sfrik_knn_without_a_gpu_runs_on_the_cpu_and_says_so(tmp_path, monkeypatch, capsys):
+    checkout = stand_in_checkout(tmp_path / "checkout")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run_knn(monkeypatch, ["--solo-learn-dir", checkout, "--k", "10"])
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1]) == {"device": "cpu", "sfrik": "SFRIK"}
+    assert "sfrik-knn: torch sees no CUDA GPU here: running main_knn.py on the CPU (as with --cpu)" in err
+    assert torch.ones(1).device.type == "cpu" and torch.Tensor.cuda is not None  # the patches are undone
+
+
+def test_sfrik_knn_umap_names_the_missing_packages_to_install(tmp_path, monkeypatch):
+    checkout = stand_in_checkout(tmp_path / "checkout")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # pandas not importable, whatever is installed
+    monkeypatch.delitem(sys.modules, "solo.utils.auto_umap", raising=False)  # imported afresh
+    with pytest.raises(SystemExit) as exit_info:
+        run_knn(monkeypatch, ["--solo-learn-dir", checkout, "--umap", "--cpu"])
+    message = str(exit_info.value.code)
+    assert message.startswith("sfrik-knn --umap: main_umap.py needs pandas")
+    assert "not installed here (import of pandas halted; None in sys.modules): pip install pandas" in message
