@@ -31,6 +31,8 @@ from helpers.solo import cpu_cfg, run_script, solo_learn_checkout
 from sfrik_plugin.solo import AUH, SFRIK
 from sfrik_plugin.solo import knn as knn_command
 from sfrik_plugin.solo.checkpoints import CheckpointFormatError, build_backbone, load_backbone_weights
+from sfrik_plugin.solo.convert import convert
+from sfrik_plugin.solo.convert import main as convert_main
 from sfrik_plugin.solo.simclr import SimCLRShared
 
 TIMEOUT_S = 600
@@ -198,3 +200,69 @@ def test_sfrik_knn_umap_names_the_missing_packages_to_install(tmp_path, monkeypa
     message = str(exit_info.value.code)
     assert message.startswith("sfrik-knn --umap: main_umap.py needs pandas")
     assert "not installed here (import of pandas halted; None in sys.modules): pip install pandas" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# sfrik-convert
+
+
+def test_convert_says_a_solo_learn_checkpoint_is_one_already(tmp_path):
+    # a VICReg checkpoint of solo-learn: its projector is not the shared one
+    vicreg_projector = {"0.weight": torch.zeros(16, 512), "0.bias": torch.zeros(16), "3.weight": torch.zeros(8, 16)}
+    path = solo_checkpoint(tmp_path / "vicreg-abc-ep=9.ckpt", "resnet18", vicreg_projector)
+    with pytest.raises(
+        SystemExit,
+        match=r"sfrik-convert: SRC .*vicreg-abc-ep=9.ckpt' is already a solo-learn checkpoint .* read it as it is",
+    ):
+        convert_main([str(path), "--out", str(tmp_path / "out"), "--name", "vicreg"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_never_replaces_an_existing_result_without_overwrite(tmp_path, capsys):
+    src, out = official_backbone(tmp_path / "r18_backbone.pth"), tmp_path / "out"
+    convert_main([str(src), "--out", str(out)])
+    ckpt, args = out / "r18_backbone.ckpt", out / "args.json"
+    before = ckpt.read_bytes(), args.read_text()
+    for existing in ((ckpt, args), (args,)):
+        if len(existing) == 1:
+            ckpt.unlink()
+        with pytest.raises(SystemExit, match=r"already holds .*args.json: pass --overwrite to replace"):
+            convert_main([str(src), "--out", str(out)])
+        assert args.read_text() == before[1]
+    convert_main([str(src), "--out", str(out), "--overwrite"])
+    assert ckpt.is_file() and json.loads(args.read_text())["backbone"]["name"] == "resnet18"
+    assert sorted(p.name for p in out.iterdir()) == ["args.json", "r18_backbone.ckpt"]  # no temporary left
+
+
+def test_convert_checks_the_output_folder_before_any_work(tmp_path, monkeypatch):
+    src = official_backbone(tmp_path / "r18_backbone.pth")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("sfrik-convert read SRC before checking --out")
+
+    monkeypatch.setattr("sfrik_plugin.solo.convert.torch_load", no_work)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match=r"--out .*file' is a file, not a folder"):
+        convert_main([str(src), "--out", str(tmp_path / "file")])
+    with pytest.raises(SystemExit, match=r"--out .*file/sub': .*file' is a file, not a folder"):
+        convert_main([str(src), "--out", str(tmp_path / "file" / "sub")])
+    with pytest.raises(SystemExit, match=r"--out '/proc/sfrik_convert_out' is not writable"):
+        convert_main([str(src), "--out", "/proc/sfrik_convert_out"])
+
+
+def test_a_failed_write_leaves_the_previous_files(tmp_path, monkeypatch):
+    src, out = official_backbone(tmp_path / "r18_backbone.pth"), tmp_path / "out"
+    first = convert(src, out)
+    before = first.read_bytes(), (out / "args.json").read_text()
+    real_save = torch.save
+
+    def save_then_fail(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])  # half written
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        convert(src, out, overwrite=True)
+    assert (first.read_bytes(), (out / "args.json").read_text()) == before
+    assert sorted(p.name for p in out.iterdir()) == ["args.json", "r18_backbone.ckpt"]
