@@ -103,7 +103,9 @@ def check_output(out: Path, name: str, overwrite: bool) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        raise PermissionError(f"--out {str(out)!r} is not writable: {str(folder)!r}: {err.strerror or err}") from None
+        raise PermissionError(
+            f"--out {str(out)!r} is not writable: cannot create a file in {str(folder)!r} ({err.strerror or err})"
+        ) from None
 
 
 def _write_atomically(files: dict[Path, Callable[[Path], object]]) -> None:
