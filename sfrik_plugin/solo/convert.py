@@ -110,7 +110,11 @@ def check_output(out: Path, name: str, overwrite: bool) -> None:
 
 def _write_atomically(files: dict[Path, Callable[[Path], object]]) -> None:
     """Each write(path) to a temporary file beside path, then every one renamed over its path
-    (os.replace): no file is left half written; the temporary files are removed on failure."""
+    (os.replace): no file is left half written; the temporary files are removed on failure.
+
+    Not utils.files.atomic_path: its temporary file keeps the target's suffix, and a .ckpt left
+    behind by a killed process would be what main_knn.py takes as "the first .ckpt" of DIR. These
+    end in .tmp, and are created with the usual permissions (open, not mkstemp's 0600)."""
     staged: dict[Path, Path] = {}
     try:
         for path, write in files.items():
