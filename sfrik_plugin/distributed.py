@@ -38,6 +38,17 @@ def world_size() -> int:
     return 1
 
 
+def refuse_torch_func(what: str) -> None:
+    """A clear error for the multi-process paths inside a torch.func transform (their collectives
+    and autograd Functions do not support torch.func; one process does)."""
+    if torch._C._are_functorch_transforms_active():
+        raise NotImplementedError(
+            f"{what} with {world_size()} processes does not support torch.func transforms (grad, vmap, ...): "
+            "use torch.autograd (loss.backward(), torch.autograd.grad) under torch.distributed, or torch.func "
+            "in one process"
+        )
+
+
 def gather_rows(z: torch.Tensor) -> torch.Tensor:
     """z of every process of the default group, concatenated along dim 0 in rank order.
 
@@ -52,6 +63,7 @@ def gather_rows(z: torch.Tensor) -> torch.Tensor:
     """
     if world_size() <= 1:
         return z
+    refuse_torch_func("the all-gather of the rows (gather_distributed=True)")
     import torch.distributed.nn.functional as dist_nn
 
     with warnings.catch_warnings():
@@ -124,4 +136,5 @@ def sharded_mmd(views: Sequence[torch.Tensor], coeffs: Sequence[float], q: int, 
     """[R(U_v)] for the local unit rows of each view (same shape on every process): each process
     computes its rows against the gathered batch. tile_size: rows per tile (the block is one tile,
     i.e. dense, when tile_size >= the global batch)."""
+    refuse_torch_func("the sharded MMD (shard_mmd=True)")
     return list(_ShardedMMD.apply(list(coeffs), q, tile_size, *views).unbind(0))

@@ -42,38 +42,64 @@ __all__ = [
 _MIN_SQUARED_DISTANCE = 1e-12
 
 
-class GaussianKernel(NamedTuple):
+class _GaussianKernelFields(NamedTuple):
+    s: float = defaults.GAUSSIAN_KERNEL_S
+
+
+class GaussianKernel(_GaussianKernelFields):
     """The Gaussian kernel k(t) = exp(-2 s (1 - t)) of t = u . v, as an MMD kernel.
 
     Args:
-        s: The scale, finite and > 0 (the paper's t; checked when the kernel is used).
+        s: The scale, finite and > 0 (the paper's t), checked here: a bad s is a ValueError or
+            TypeError naming it, before any loss is built or computed.
 
     Example:
         >>> from sfrik_plugin import kernel_mmd_uniform
         >>> r = kernel_mmd_uniform(torch.randn(64, 32), GaussianKernel(s=2.5))
     """
 
-    s: float = defaults.GAUSSIAN_KERNEL_S
+    __slots__ = ()
+
+    def __new__(cls, s: float = defaults.GAUSSIAN_KERNEL_S) -> GaussianKernel:
+        return super().__new__(cls, _checked_parameter(cls, s))
 
     def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor:
         return gaussian_kernel_mean(gram, self.s)
 
 
-class DistanceKernel(NamedTuple):
+class _DistanceKernelFields(NamedTuple):
+    p: float = defaults.DISTANCE_KERNEL_P
+
+
+class DistanceKernel(_DistanceKernelFields):
     """The distance kernel k(t) = -||u - v||^p = -(2 - 2t)^(p/2) of t = u . v (C = 0).
 
     Args:
-        p: The exponent, in (0, 2) (checked when the kernel is used); p = 1 is the energy distance.
+        p: The exponent, in (0, 2); p = 1 is the energy distance. Checked here: a bad p is a
+            ValueError or TypeError naming it.
 
     Example:
         >>> from sfrik_plugin import kernel_mmd_uniform
         >>> r = kernel_mmd_uniform(torch.randn(64, 32), DistanceKernel(p=1.0))
     """
 
-    p: float = defaults.DISTANCE_KERNEL_P
+    __slots__ = ()
+
+    def __new__(cls, p: float = defaults.DISTANCE_KERNEL_P) -> DistanceKernel:
+        return super().__new__(cls, _checked_parameter(cls, p))
 
     def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor:
         return distance_kernel_mean(gram, self.p)
+
+
+def _checked_parameter(cls: type, value: object) -> float:
+    """The kernel class's parameter checked as its KERNELS entry says, the error naming the class
+    and the parameter (at construction: a bad kernel never reaches a forward pass)."""
+    entry = next(e for e in KERNELS.values() if e.cls is cls)
+    try:
+        return check_weight(value, entry.parameter, **entry.check)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{cls.__name__}: {err}") from None
 
 
 def gaussian_kernel_mean(gram: torch.Tensor, s: float) -> torch.Tensor:

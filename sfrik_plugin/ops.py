@@ -1,10 +1,23 @@
 """Python-side registrations of the compiled sfrik:: operators: fake (meta) kernels for
 torch.compile, autograd formulas (any order: each derivative is the same fused operator with
-order + 1), and autocast to float32. `import sfrik_plugin` imports this module when the compiled
-extension loads; importing it directly loads the extension first.
+order + 1), vmap rules, and autocast to float32. `import sfrik_plugin` imports this module when the
+compiled extension loads; importing it directly loads the extension first.
+
+torch.func: torch.library.register_autograd wraps a formula in an autograd.Function without
+setup_context, which torch.func's grad transforms refuse. So each formula is also an
+autograd.Function in the setup_context form (generated vmap rule), and the Python entry points at
+the end of this module (what series.py, rows.py and tiled.py call) go through it inside a torch.func
+transform: the reverse-mode transforms (grad, vjp, jacrev, vmap and their compositions) work on the
+package's operators and losses; forward mode (jvp, jacfwd, hessian) is refused with a message that
+says so. Outside torch.func nothing changes (the same operator calls, torch.compile included).
+torch.ops.sfrik.* called directly have vmap rules, but their gradient under torch.func is PyTorch's
+refusal: call them through the entry points here (sfrik_plugin.ops.legendre_series, ...).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -19,6 +32,8 @@ if _extension._C is None:
 _series = torch.ops.sfrik.legendre_series.default
 _reduce = torch.ops.sfrik.legendre_series_reduce.default
 _backward = torch.ops.sfrik.legendre_series_backward.default
+_value_and_grad = torch.ops.sfrik.legendre_series_value_and_grad.default
+_row_stats = torch.ops.sfrik.row_stats.default
 
 
 # Fake kernels: the elementwise ops return a tensor laid out like torch.empty_like(t), which
@@ -48,14 +63,14 @@ def _save_t(ctx, inputs, output):
 
 def _series_grad(ctx, grad):
     (t,) = ctx.saved_tensors
-    return _backward(grad, t, ctx.coeffs, ctx.q, 1), None, None
+    return legendre_series_backward(grad, t, ctx.coeffs, ctx.q, 1), None, None
 
 
 def _reduce_grad(ctx, grad):
     (t,) = ctx.saved_tensors
     # grad stays a 0-dim tensor: the kernel broadcasts it without an n x n buffer.
     scale = grad / t.numel() if ctx.mean else grad
-    return _backward(scale, t, ctx.coeffs, ctx.q, 1), None, None, None
+    return legendre_series_backward(scale, t, ctx.coeffs, ctx.q, 1), None, None, None
 
 
 def _backward_setup(ctx, inputs, output):
@@ -69,17 +84,60 @@ def _backward_grad(ctx, gg):
     grad, t = ctx.saved_tensors
     d_grad = d_t = None
     if ctx.needs_input_grad[0]:
-        d_grad = _backward(gg, t, ctx.coeffs, ctx.q, ctx.order)
+        d_grad = legendre_series_backward(gg, t, ctx.coeffs, ctx.q, ctx.order)
         if grad.shape != t.shape:
             d_grad = d_grad.sum().reshape(grad.shape)
     if ctx.needs_input_grad[1]:
-        d_t = _backward(gg * grad, t, ctx.coeffs, ctx.q, ctx.order + 1)
+        d_t = legendre_series_backward(gg * grad, t, ctx.coeffs, ctx.q, ctx.order + 1)
     return d_grad, d_t, None, None, None
 
 
-torch.library.register_autograd("sfrik::legendre_series", _series_grad, setup_context=_save_t)
-torch.library.register_autograd("sfrik::legendre_series_reduce", _reduce_grad, setup_context=_save_t)
-torch.library.register_autograd("sfrik::legendre_series_backward", _backward_grad, setup_context=_backward_setup)
+# ---------------------------------------------------------------------------------------------
+# Autograd registrations that torch.func accepts
+
+
+FORWARD_MODE_UNSUPPORTED = (
+    "forward-mode AD (torch.func.jvp, torch.func.jacfwd, torch.func.hessian, torch.autograd.forward_ad) is not "
+    "supported by sfrik_plugin's operators and losses; use reverse mode (torch.func.grad, vjp, jacrev, and "
+    "jacrev(jacrev(f)) for second derivatives)"
+)
+
+
+def _transforms_active() -> bool:
+    """Inside a torch.func transform (grad, vjp, jacrev, vmap, ...), in eager mode."""
+    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
+
+
+def _register_autograd(name: str, backward: Callable[..., Any], setup_context: Callable[..., None]) -> Any:
+    """torch.library.register_autograd(f"sfrik::{name}", backward, setup_context=...), and the
+    same formula as an autograd.Function in the setup_context form (forward without ctx, generated
+    vmap rule, forward mode refused), which torch.func accepts: the Python entry points below use it
+    inside torch.func transforms."""
+    op = getattr(torch.ops.sfrik, name).default
+    torch.library.register_autograd(f"sfrik::{name}", backward, setup_context=setup_context)
+
+    def forward(*args):
+        return op(*args)  # grad mode is off in a Function's forward: the op goes straight to its kernel
+
+    def jvp(ctx, *tangents):
+        raise NotImplementedError(f"sfrik::{name}: {FORWARD_MODE_UNSUPPORTED}")
+
+    return type(
+        f"SfrikFunction_{name}",
+        (torch.autograd.Function,),
+        {
+            "forward": staticmethod(forward),
+            "setup_context": staticmethod(setup_context),
+            "backward": staticmethod(backward),
+            "jvp": staticmethod(jvp),
+            "generate_vmap_rule": True,
+        },
+    )
+
+
+_SeriesFunction = _register_autograd("legendre_series", _series_grad, _save_t)
+_ReduceFunction = _register_autograd("legendre_series_reduce", _reduce_grad, _save_t)
+_BackwardFunction = _register_autograd("legendre_series_backward", _backward_grad, _backward_setup)
 
 # Under autocast (float16/bfloat16) the series runs in float32: the recurrence constants such
 # as 1/(q-1) at q = 32768 are subnormal in float16.
@@ -111,13 +169,13 @@ def _value_and_grad_grad(ctx, grad_value, grad_slope):
     if grad_value is not None:
         d_t = grad_value * slope
     if grad_slope is not None:
-        second = _backward(grad_slope, t, ctx.coeffs, ctx.q, 2) * ctx.scale
+        second = legendre_series_backward(grad_slope, t, ctx.coeffs, ctx.q, 2) * ctx.scale
         d_t = second if d_t is None else d_t + second
     return d_t, None, None, None
 
 
-torch.library.register_autograd(
-    "sfrik::legendre_series_value_and_grad", _value_and_grad_grad, setup_context=_value_and_grad_setup
+_ValueAndGradFunction = _register_autograd(
+    "legendre_series_value_and_grad", _value_and_grad_grad, _value_and_grad_setup
 )
 torch.library.register_autocast("sfrik::legendre_series_value_and_grad", "cpu", torch.float32)
 torch.library.register_autocast("sfrik::legendre_series_value_and_grad", "cuda", torch.float32)
@@ -161,7 +219,7 @@ def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
         # create_graph: the gradient as differentiable ops of x and y (dense, n x m memory), so
         # that higher derivatives are exact.
         other = x if y is None else y
-        slope = _backward(grad_sum, x @ other.T, ctx.coeffs, ctx.q, 1)
+        slope = legendre_series_backward(grad_sum, x @ other.T, ctx.coeffs, ctx.q, 1)
         if y is None:
             return 2 * (slope @ x), None, None, None, None, None, None
         return slope @ y if need_x else None, slope.T @ x if need_y else None, None, None, None, None, None
@@ -170,7 +228,7 @@ def _gram_sum_grad(ctx, grad_sum, grad_gx, grad_gy):
     return grad_sum * gx if need_x else None, grad_sum * gy if need_y else None, None, None, None, None, None
 
 
-torch.library.register_autograd("sfrik::gram_series_sum", _gram_sum_grad, setup_context=_gram_sum_setup)
+_GramSumFunction = _register_autograd("gram_series_sum", _gram_sum_grad, _gram_sum_setup)
 for _device in ("cpu", "cuda"):
     torch.library.register_autocast("sfrik::gram_series_sum", _device, torch.float32)
 
@@ -202,4 +260,102 @@ def _row_stats_grad(ctx, grad):
     return dx, dy
 
 
-torch.library.register_autograd("sfrik::row_stats", _row_stats_grad, setup_context=_row_stats_setup)
+_RowStatsFunction = _register_autograd("row_stats", _row_stats_grad, _row_stats_setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# vmap rules (torch.func.vmap, and the generated vmap rules of the autograd Functions above):
+# the elementwise operators and the row sums run batched in one call; the reductions run once per
+# batch entry, with the numerics of an unbatched call.
+
+
+def _batch_first(value: torch.Tensor | None, dim: int | None, size: int) -> torch.Tensor | None:
+    """value with its batch dimension first (an unbatched value expanded, not copied)."""
+    if value is None:
+        return None
+    return value.movedim(dim, 0) if dim is not None else value.expand(size, *value.shape)
+
+
+def _series_vmap(info, in_dims, t, coeffs, q):
+    return _series(t, coeffs, q), in_dims[0]  # elementwise: the batch dimension stays where it is
+
+
+def _backward_vmap(info, in_dims, grad, t, coeffs, q, order=1):
+    t = _batch_first(t, in_dims[1], info.batch_size)
+    grad = _batch_first(grad, in_dims[0], info.batch_size)
+    if grad.shape[1:] != t.shape[1:]:  # one value per batch entry, broadcast over t's
+        grad = grad.reshape(info.batch_size, *[1] * (t.dim() - 1)).expand_as(t)
+    return _backward(grad, t, coeffs, q, order), 0
+
+
+def _per_entry(info, in_dims, op, tensors, rest):
+    """op(*entry, *rest) for each batch entry of tensors (None stays None), stacked."""
+    batched = [_batch_first(x, d, info.batch_size) for x, d in zip(tensors, in_dims)]
+    results = [op(*(None if x is None else x[b] for x in batched), *rest) for b in range(info.batch_size)]
+    if isinstance(results[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*results)), (0,) * len(results[0])
+    return torch.stack(results), 0
+
+
+def _reduce_vmap(info, in_dims, t, coeffs, q, mean):
+    return _per_entry(info, in_dims, _reduce, [t], (coeffs, q, mean))
+
+
+def _value_and_grad_vmap(info, in_dims, t, coeffs, q, mean):
+    return _per_entry(info, in_dims, _value_and_grad, [t], (coeffs, q, mean))
+
+
+def _gram_sum_vmap(info, in_dims, x, y, coeffs, q, tile, grad_x, grad_y):
+    return _per_entry(info, in_dims, _gram_sum, [x, y], (coeffs, q, tile, grad_x, grad_y))
+
+
+def _row_stats_vmap(info, in_dims, x, y):
+    # row sums: the batch entries' rows are just more rows
+    x = _batch_first(x, in_dims[0], info.batch_size)
+    y = _batch_first(y, in_dims[1], info.batch_size)
+    size, rows = x.shape[:2]
+    flat = _row_stats(x.reshape(size * rows, -1), None if y is None else y.reshape(size * rows, -1))
+    return flat.reshape(size, rows, -1), 0
+
+
+torch.library.register_vmap("sfrik::legendre_series", _series_vmap)
+torch.library.register_vmap("sfrik::legendre_series_reduce", _reduce_vmap)
+torch.library.register_vmap("sfrik::legendre_series_backward", _backward_vmap)
+torch.library.register_vmap("sfrik::legendre_series_value_and_grad", _value_and_grad_vmap)
+torch.library.register_vmap("sfrik::gram_series_sum", _gram_sum_vmap)
+torch.library.register_vmap("sfrik::row_stats", _row_stats_vmap)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python entry points (series.py, rows.py, tiled.py and the formulas above call these): the
+# compiled operator, through the Function form of its autograd formula inside torch.func.
+
+
+def legendre_series(t: torch.Tensor, coeffs: list[float], q: int) -> torch.Tensor:
+    return _SeriesFunction.apply(t, coeffs, q) if _transforms_active() else _series(t, coeffs, q)
+
+
+def legendre_series_reduce(t: torch.Tensor, coeffs: list[float], q: int, mean: bool) -> torch.Tensor:
+    return _ReduceFunction.apply(t, coeffs, q, mean) if _transforms_active() else _reduce(t, coeffs, q, mean)
+
+
+def legendre_series_backward(grad: torch.Tensor, t: torch.Tensor, coeffs: list[float], q: int, order: int = 1):
+    if _transforms_active():
+        return _BackwardFunction.apply(grad, t, coeffs, q, order)
+    return _backward(grad, t, coeffs, q, order)
+
+
+def legendre_series_value_and_grad(t: torch.Tensor, coeffs: list[float], q: int, mean: bool):
+    if _transforms_active():
+        return _ValueAndGradFunction.apply(t, coeffs, q, mean)
+    return _value_and_grad(t, coeffs, q, mean)
+
+
+def gram_series_sum(x, y, coeffs: list[float], q: int, tile: int, grad_x: bool, grad_y: bool):
+    if _transforms_active():
+        return _GramSumFunction.apply(x, y, coeffs, q, tile, grad_x, grad_y)
+    return _gram_sum(x, y, coeffs, q, tile, grad_x, grad_y)
+
+
+def row_stats(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    return _RowStatsFunction.apply(x, y) if _transforms_active() else _row_stats(x, y)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from .defaults import GRAM_PRECISIONS
+from .sphere_autograd import apply
 
 _LOW_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -100,18 +101,27 @@ def low_precision_mm(a: torch.Tensor, b: torch.Tensor, gram_precision: str, scal
 
 class _ReducedPrecisionGram(torch.autograd.Function):
     """G = r(u) r(u)^T (see the module docstring), with the straight-through backward
-    (S + S^T) r(u) in the same precision (one GEMM, as sphere_autograd.gram_matrix)."""
+    (S + S^T) r(u) in the same precision (one GEMM, as sphere_autograd.gram_matrix). The rounded
+    rows r(u) are a second output (not differentiable), saved for the backward (torch.func saves
+    only inputs and outputs)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, u: torch.Tensor, gram_precision: str) -> torch.Tensor:
+    def forward(u: torch.Tensor, gram_precision: str) -> tuple[torch.Tensor, torch.Tensor]:
         r = round_rows(u, gram_precision)
-        ctx.save_for_backward(r)
-        ctx.gram_precision = gram_precision
         # r is already rounded (round_rows) and its entries are <= 1: no scaling.
-        return low_precision_mm(r, r.T, gram_precision, scale_fp16=False)
+        return low_precision_mm(r, r.T, gram_precision, scale_fp16=False), r
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        r = output[1]
+        ctx.mark_non_differentiable(r)
+        ctx.save_for_backward(r)
+        ctx.gram_precision = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, grad_r: torch.Tensor | None) -> tuple[torch.Tensor, None]:
         (r,) = ctx.saved_tensors
         return low_precision_mm(grad + grad.T, r, ctx.gram_precision), None
 
@@ -122,15 +132,21 @@ def reduced_precision_gram(u: torch.Tensor, gram_precision: str) -> torch.Tensor
         from .sphere_autograd import gram_matrix
 
         return gram_matrix(u)
-    return _ReducedPrecisionGram.apply(u, gram_precision)
+    return apply(_ReducedPrecisionGram, u, gram_precision)[0]
 
 
 class _RoundRows(torch.autograd.Function):
     """round_rows with the straight-through gradient (the tiled and sharded paths)."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, u: torch.Tensor, gram_precision: str) -> torch.Tensor:
+    def forward(u: torch.Tensor, gram_precision: str) -> torch.Tensor:
         return round_rows(u, gram_precision)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        pass
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -139,7 +155,7 @@ class _RoundRows(torch.autograd.Function):
 
 def rounded_rows(u: torch.Tensor, gram_precision: str) -> torch.Tensor:
     """round_rows, differentiable (straight-through)."""
-    return u if gram_precision == "float32" else _RoundRows.apply(u, gram_precision)
+    return u if gram_precision == "float32" else apply(_RoundRows, u, gram_precision)
 
 
 __all__ = [

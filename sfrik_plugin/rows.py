@@ -19,7 +19,9 @@ def row_stats(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     differentiable (any order) with respect to x and y. x and y: 2-D floating tensors (the caller
     checks them; the compiled op also does, naming the argument)."""
     if _use_extension(x):
-        return torch.ops.sfrik.row_stats(x, y)
+        from . import ops  # loaded with the extension
+
+        return ops.row_stats(x, y)
     xd = x.double()
     if y is None:
         return (xd * xd).sum(1, keepdim=True)

@@ -22,7 +22,7 @@ from .validation import (
 )
 
 if _extension._C is not None:
-    from . import ops as _ops  # noqa: F401  (registers fake kernels, autograd and autocast)
+    from . import ops as _ops  # registers fake kernels, autograd, vmap and autocast; the entry points
 
 _warned_devices: set[str] = set()
 
@@ -101,8 +101,8 @@ def legendre_series(t: torch.Tensor, coeffs: Coeffs, q: int, reduction: str = "n
     if not _use_extension(t):
         return _reference(t, coeffs, q, reduction)
     if reduction == "none":
-        return torch.ops.sfrik.legendre_series(t, coeffs, q)
-    return torch.ops.sfrik.legendre_series_reduce(t, coeffs, q, reduction == "mean")
+        return _ops.legendre_series(t, coeffs, q)
+    return _ops.legendre_series_reduce(t, coeffs, q, reduction == "mean")
 
 
 @renamed_kwargs(dim="q")

@@ -16,11 +16,51 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .rows import finite_or_nan, row_norms, row_stats
+
+# The autograd Functions here are in the setup_context form with generated vmap rules: torch.func's
+# reverse-mode transforms (grad, vjp, jacrev, vmap and their compositions) work through them.
+FORWARD_MODE_UNSUPPORTED = (
+    "forward-mode AD (torch.func.jvp, torch.func.jacfwd, torch.func.hessian, torch.autograd.forward_ad) is not "
+    "supported by sfrik_plugin's operators and losses; use reverse mode (torch.func.grad, vjp, jacrev, and "
+    "jacrev(jacrev(f)) for second derivatives)"
+)
+
+
+def forward_mode_unsupported(ctx, *tangents):
+    """The jvp of the autograd Functions: forward-mode AD is refused with a message that says so."""
+    raise NotImplementedError(FORWARD_MODE_UNSUPPORTED)
+
+
+_FUNCTORCH_VARIANTS: dict[type, Any] = {}
+
+
+def apply(function: Any, *args: Any) -> Any:
+    """function.apply(*args); inside a torch.func transform, through a subclass whose jvp refuses
+    forward mode with FORWARD_MODE_UNSUPPORTED (the classes themselves define no jvp: Dynamo
+    traces no autograd.Function that has one)."""
+    if torch.compiler.is_compiling() or not torch._C._are_functorch_transforms_active():
+        return function.apply(*args)
+    if function not in _FUNCTORCH_VARIANTS:
+        _FUNCTORCH_VARIANTS[function] = type(
+            function.__name__, (function,), {"jvp": staticmethod(forward_mode_unsupported)}
+        )
+    return _FUNCTORCH_VARIANTS[function].apply(*args)
+
+
+def _unit_rows_backward(z: torch.Tensor, u: torch.Tensor, du: torch.Tensor, eps: float) -> torch.Tensor:
+    """dz = (du - u <du, u>) / max(||z||, eps) for u = z / max(||z||, eps) row-wise.
+
+    Written with differentiable ops of z, u and du (the norm recomputed from z, one read-only
+    pass), so that double backward is exact too. Rows shorter than eps are z / eps: their dot is
+    masked to 0 (n-vector ops, no n x q pass)."""
+    norm = row_norms(z)
+    dot = torch.linalg.vecdot(du, u, dim=1).unsqueeze(1) * (norm >= eps)  # <du_i, u_i>
+    return torch.addcmul(du, u, dot, value=-1.0) / norm.clamp_min(eps)
 
 
 class _RowNormalize(torch.autograd.Function):
@@ -28,22 +68,22 @@ class _RowNormalize(torch.autograd.Function):
     dz = (du - u <du, u>) / ||z|| (du / eps for rows shorter than eps): F.normalize's autograd
     (division rule, then the norm's) makes about twice as many passes over the n x q data."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, z, eps):
-        u = z / row_norms(z).clamp_min(eps)
-        ctx.save_for_backward(z, u)
+    def forward(z, eps):
+        return z / row_norms(z).clamp_min(eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        z, eps = inputs
+        ctx.save_for_backward(z, output)
         ctx.eps = eps
-        return u
 
     @staticmethod
     def backward(ctx, du):
-        # Written with differentiable ops of z and of the output u (the norm recomputed from z,
-        # one read-only pass), so that double backward is exact too.
-        # Rows shorter than eps are z / eps: their dot is masked to 0 (n-vector ops, no n x q pass).
         z, u = ctx.saved_tensors
-        norm = row_norms(z)
-        dot = torch.linalg.vecdot(du, u, dim=1).unsqueeze(1) * (norm >= ctx.eps)  # <du_i, u_i>
-        return torch.addcmul(du, u, dot, value=-1.0) / norm.clamp_min(ctx.eps), None
+        return _unit_rows_backward(z, u, du, ctx.eps), None
 
 
 class _GramMatrix(torch.autograd.Function):
@@ -51,10 +91,15 @@ class _GramMatrix(torch.autograd.Function):
     rule spends two GEMMs (Gbar u and Gbar^T u). Exact for any Gbar (the sum is formed first,
     an n x n pass, cheap next to an n x n x q product)."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
+    def forward(u):
         return u @ u.T
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
 
     @staticmethod
     def backward(ctx, grad):
@@ -64,7 +109,7 @@ class _GramMatrix(torch.autograd.Function):
 
 def gram_matrix(u: torch.Tensor) -> torch.Tensor:
     """u u^T, differentiable with one GEMM in the backward (see _GramMatrix)."""
-    return _GramMatrix.apply(u)
+    return apply(_GramMatrix, u)
 
 
 class _TwoViewSphereGrams(torch.autograd.Function):
@@ -83,22 +128,31 @@ class _TwoViewSphereGrams(torch.autograd.Function):
       is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm). u is recomputed from the
       saved z (one pass) rather than saved beside it.
     Under create_graph (double backward) the gradient is recomputed through differentiable ops
-    of z instead, so higher derivatives are exact."""
+    of z instead, so higher derivatives are exact.
+    The row statistics are a fourth output (not differentiable), so that the backward can use
+    them (torch.func accepts only inputs and outputs as saved tensors)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, z1, z2, eps):
-        ctx.set_materialize_grads(False)
+    def forward(z1, z2, eps):
         q = z1.shape[1]
-        ctx.eps = eps
         stats = row_stats(z1, z2)  # (n, 3) float64: |z1|^2, |z2|^2, <z1, z2>
         invariance, d = _invariance_of_stats(stats, eps, q, z1.dtype)
         u1, u2 = _units(z1, z2, d)
-        g1, g2 = u1 @ u1.T, u2 @ u2.T
-        ctx.save_for_backward(z1, z2, stats, g1, g2)
-        return g1, g2, invariance
+        return u1 @ u1.T, u2 @ u2.T, invariance, stats
 
     @staticmethod
-    def backward(ctx, dg1, dg2, dinvariance):
+    def setup_context(ctx, inputs, output):
+        z1, z2, eps = inputs
+        g1, g2, _, stats = output
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(stats)
+        ctx.eps = eps
+        ctx.save_for_backward(z1, z2, stats, g1, g2)
+
+    @staticmethod
+    def backward(ctx, dg1, dg2, dinvariance, dstats):
         z1, z2, stats, g1, g2 = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _TwoViewSphereGrams._differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance)
@@ -139,18 +193,22 @@ class _TwoViewSphereGrams(torch.autograd.Function):
 
     @staticmethod
     def _differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance):
-        # The same gradient through differentiable torch ops of z (for double backward).
-        with torch.enable_grad():
-            u1, u2 = (z / row_norms(z).clamp_min(ctx.eps) for z in (z1, z2))
-            pairs = [
-                (o, d)
-                for o, d in ((u1 @ u1.T, dg1), (u2 @ u2.T, dg2), (F.mse_loss(u1, u2), dinvariance))
-                if d is not None and o.requires_grad
-            ]
-            outputs, upstream = zip(*pairs)
-            wanted = [z for z, need in zip((z1, z2), ctx.needs_input_grad[:2]) if need]
-            found = iter(torch.autograd.grad(outputs, wanted, upstream, create_graph=True, allow_unused=True))
-            return (*(next(found) if need else None for need in ctx.needs_input_grad[:2]), None)
+        # The same gradient as differentiable torch ops of z and of the upstream gradients (for
+        # double backward, and inside torch.func, which runs every backward differentiably):
+        # du = S u + c (u - u'), then the normalisation's backward.
+        n, q = z1.shape
+        units = [z / row_norms(z).clamp_min(ctx.eps) for z in (z1, z2)]
+        grads: list[torch.Tensor | None] = []
+        for k, (z, dg) in enumerate(((z1, dg1), (z2, dg2))):
+            if not ctx.needs_input_grad[k] or (dg is None and dinvariance is None):
+                grads.append(None)
+                continue
+            u, other = units[k], units[1 - k]
+            du = torch.zeros_like(u) if dg is None else (dg + dg.T) @ u
+            if dinvariance is not None:
+                du = du + (u - other) * (dinvariance * (2.0 / (n * q)))
+            grads.append(_unit_rows_backward(z, u, du, ctx.eps))
+        return grads[0], grads[1], None
 
 
 def _unit_products(stats: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -175,10 +233,15 @@ class _UnitInvariance(torch.autograd.Function):
     the gradient mse's, with respect to u1 and u2 (one pass; it reaches z through the
     normalisation's own backward). Written with differentiable ops: double backward is exact."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, u1, u2, z1, z2, eps):
-        ctx.save_for_backward(u1, u2)
+    def forward(u1, u2, z1, z2, eps):
         return _invariance_of_stats(row_stats(z1, z2), eps, z1.shape[1], u1.dtype)[0]
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2])
 
     @staticmethod
     def backward(ctx, grad):
@@ -192,7 +255,7 @@ def unit_invariance(
 ) -> torch.Tensor:
     """mse(u1, u2) for the unit rows u of z (to_sphere), with the numerics of two_view_sphere_grams
     (see _UnitInvariance)."""
-    return _UnitInvariance.apply(u1, u2, z1, z2, eps)
+    return apply(_UnitInvariance, u1, u2, z1, z2, eps)
 
 
 def _units(z1: torch.Tensor, z2: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,7 +269,8 @@ def two_view_sphere_grams(
     z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams)."""
-    return _TwoViewSphereGrams.apply(z1, z2, eps)
+    g1, g2, invariance, _ = apply(_TwoViewSphereGrams, z1, z2, eps)
+    return g1, g2, invariance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,4 +299,4 @@ def as_compute_dtype(z: torch.Tensor) -> torch.Tensor:
 
 def to_sphere(z: torch.Tensor) -> torch.Tensor:
     """Rows of z L2-normalised (F.normalize's eps), in the compute dtype (as_compute_dtype)."""
-    return _RowNormalize.apply(as_compute_dtype(z), 1e-12)
+    return apply(_RowNormalize, as_compute_dtype(z), 1e-12)

@@ -68,7 +68,9 @@ def gram_series_sum(
         return _gram_series_sum_python(x, y, coeffs, q, tile_size)
     need_x = x.requires_grad and torch.is_grad_enabled()
     need_y = y is not None and y.requires_grad and torch.is_grad_enabled()
-    total, _, _ = torch.ops.sfrik.gram_series_sum(x, y, list(coeffs), q, tile_size, need_x, need_y)
+    from . import ops  # loaded with the extension
+
+    total, _, _ = ops.gram_series_sum(x, y, list(coeffs), q, tile_size, need_x, need_y)
     return total
 
 

@@ -149,7 +149,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     over.add_argument("--knn-k", type=positive_int)
     args = parser.parse_args(argv)
     check_accelerator(parser, args.accelerator)
+    check_sizes(parser, args)
     return args
+
+
+# The smallest sizes that train (checked before any data is loaded or any model built).
+MIN_BATCH_SIZE = 2  # BatchNorm (backbone, projector) needs two images per batch
+MIN_PROJ_DIM = 2  # the embeddings are normalised onto the sphere S^(q-1): q >= 2
+
+
+def check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses, with the flag and the fix, sizes that would fail only once training runs."""
+    if args.batch_size is not None and args.batch_size < MIN_BATCH_SIZE:
+        parser.error(
+            f"--batch-size must be at least {MIN_BATCH_SIZE}, got {args.batch_size}: BatchNorm in the backbone "
+            f"and the projector needs {MIN_BATCH_SIZE} or more images per batch to train (e.g. --batch-size 256, "
+            "the default)"
+        )
+    if args.proj_dim is not None and args.proj_dim < MIN_PROJ_DIM:
+        parser.error(
+            f"--proj-dim must be at least {MIN_PROJ_DIM}, got {args.proj_dim}: it is the projector's output width "
+            f"q, and the embeddings are normalised onto the sphere S^(q-1) (e.g. --proj-dim 1024, the default)"
+        )
 
 
 def precision_choice(value: str) -> str:

@@ -30,6 +30,7 @@ OTHER_RESNETS: dict[tuple[str, tuple[int, ...]], str] = {
     ("bottleneck", (3, 4, 23, 3)): "resnet101",
     ("bottleneck", (3, 8, 36, 3)): "resnet152",
 }
+SOLO_FORMAT = "solo-learn / Lightning checkpoint"  # split_official's info["format"] of a .ckpt with state_dict
 PROJECTOR_LINEAR_INDEXES = (0, 3, 6)  # sfrik_plugin.projector.build_projector: Linear at 0, 3, 6
 
 
@@ -83,7 +84,7 @@ def split_official(obj, where: str = "checkpoint") -> tuple[dict[str, torch.Tens
         info = {"format": "official full checkpoint (model/optimizer/epoch)", "epoch": obj.get("epoch")}
         state = _tensor_dict(obj["model"], f"{where} ['model']")
     elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        info = {"format": "solo-learn / Lightning checkpoint", "epoch": obj.get("epoch")}
+        info = {"format": SOLO_FORMAT, "epoch": obj.get("epoch")}
         state = _tensor_dict(obj["state_dict"], f"{where} ['state_dict']")
     else:
         state = _tensor_dict(obj, where)
@@ -152,9 +153,34 @@ def build_backbone(arch: str, dataset: str | None = None, **kwargs) -> torch.nn.
     return backbone
 
 
-def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+def resnet_arch_or_none(state: Mapping[str, torch.Tensor]) -> str | None:
+    """infer_resnet_arch's answer, or None where the state dict is not one of solo's ResNets."""
+    try:
+        return infer_resnet_arch(state)
+    except CheckpointFormatError:
+        return None
+
+
+def architecture_mismatch(
+    state: Mapping[str, torch.Tensor], model_arch: str | None, what: str, setting: str = "backbone.name"
+) -> str | None:
+    """One sentence naming the checkpoint's architecture and the setting to change, where the
+    state dict is a ResNet of another depth than model_arch (None otherwise)."""
+    found = resnet_arch_or_none(state)
+    if found is None or model_arch is None or found == model_arch:
+        return None
+    return (
+        f"{what} holds a {found} backbone (its keys and shapes), but the model is a {model_arch}: set {setting}={found}"
+    )
+
+
+def load_strict(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, setting: str | None = None
+) -> None:
     """module.load_state_dict(state, strict=True) whose error names the missing, unexpected and
-    mis-shaped keys (a wrongly prefixed state dict would otherwise leave a random backbone)."""
+    mis-shaped keys (a wrongly prefixed state dict would otherwise leave a random backbone). Where
+    the state dict is a ResNet of another depth than module, the error is one sentence that names
+    both architectures and the fix (set `setting`, default backbone.name, to the checkpoint's)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -164,6 +190,9 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     if missing or unexpected or shapes:
+        mismatch = architecture_mismatch(state, resnet_arch_or_none(own), what, setting or "backbone.name")
+        if mismatch is not None:
+            raise CheckpointFormatError(mismatch)
         parts = []
         if missing:
             parts.append(f"missing keys: {_preview(missing)}")
@@ -182,6 +211,13 @@ def load_backbone_weights(backbone: torch.nn.Module, checkpoint, what: str | Non
     state, _, info = split_official(torch_load(checkpoint), str(checkpoint))
     load_strict(backbone, state, what)
     return info
+
+
+def checkpoint_arch(checkpoint) -> str | None:
+    """The solo-learn ResNet name of the backbone in ``checkpoint`` (a path in any format
+    split_official reads), or None where it is not one of solo's ResNets."""
+    state, _, _ = split_official(torch_load(checkpoint), str(checkpoint))
+    return resnet_arch_or_none(state)
 
 
 def projector_dims(projector: Mapping[str, torch.Tensor], where: str = "projector") -> tuple[int, int, int]:

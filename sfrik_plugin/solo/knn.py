@@ -6,13 +6,17 @@ methods, on a GPU or, with --cpu, on the CPU.
 On a GPU the import hook already lets the unmodified scripts load SFRIK, AUH and SimCLR-shared
 checkpoints (`python main_knn.py ...` from the checkout works). This command is the supported way
 on a CPU: the scripts move every batch to CUDA, and --cpu keeps them on the CPU
-(sfrik_plugin.solo.cpu_only). It also registers the methods itself, so it works where the hook is
-off (SFRIK_PLUGIN_SOLO_HOOK=0). The checkout is --solo-learn-dir, else $SOLO_LEARN_DIR, else the
-current directory.
+(sfrik_plugin.solo.cpu_only). Where torch sees no CUDA GPU, it runs on the CPU without --cpu too,
+and says so (the scripts themselves would end in "Found no NVIDIA driver"). It also registers the
+methods itself, so it works where the hook is off (SFRIK_PLUGIN_SOLO_HOOK=0). The checkout is
+--solo-learn-dir, else $SOLO_LEARN_DIR, else the current directory. With --umap, a package that
+main_umap.py imports and solo-learn does not install (UMAP_PACKAGES) is named, with the pip command
+that installs every missing one.
 """
 
 import argparse
 import contextlib
+import importlib.util
 import runpy
 import sys
 from collections.abc import Sequence
@@ -21,6 +25,21 @@ from sfrik_plugin.utils.solo_learn import find_solo_learn_dir
 
 SCRIPT = "main_knn.py"
 UMAP_SCRIPT = "main_umap.py"
+# What main_umap.py imports (solo.utils.auto_umap) beyond solo-learn's own requirements:
+# module -> the package pip installs it from
+UMAP_PACKAGES = {"pandas": "pandas", "seaborn": "seaborn", "umap": "umap-learn", "matplotlib": "matplotlib"}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked module (sys.modules[name] = None)
+        return False
+
+
+def missing_umap_packages() -> list[str]:
+    """The pip names of UMAP_PACKAGES that are not importable here (without importing them)."""
+    return [package for module, package in UMAP_PACKAGES.items() if not _installed(module)]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +52,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--solo-learn-dir", default=None, help="the solo-learn checkout (default: $SOLO_LEARN_DIR, else .)")
     p.add_argument("--umap", action="store_true", help=f"run {UMAP_SCRIPT} instead of {SCRIPT}")
-    p.add_argument("--cpu", action="store_true", help="keep the script's CUDA moves on the CPU (no GPU needed)")
+    p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="keep the script's CUDA moves on the CPU (no GPU needed; the default where torch sees no CUDA GPU)",
+    )
     p.add_argument("-h", "--help", action="store_true", help="this help, then the script's")
     return p
 
@@ -68,14 +91,34 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     script = checkout / script_name
     sys.argv = [str(script), *rest]
-    if opts.cpu:
+    use_cpu = opts.cpu
+    if not use_cpu and not opts.help:
+        import torch
+
+        if not torch.cuda.is_available():
+            print(
+                f"sfrik-knn: torch sees no CUDA GPU here: running {script_name} on the CPU (as with --cpu)",
+                file=sys.stderr,
+                flush=True,
+            )
+            use_cpu = True
+    if use_cpu:
         from sfrik_plugin.solo.cpu_only import cpu_only
 
         context: contextlib.AbstractContextManager = cpu_only()
     else:
         context = contextlib.nullcontext()
-    with context:
-        runpy.run_path(str(script), run_name="__main__")
+    try:
+        with context:
+            runpy.run_path(str(script), run_name="__main__")
+    except ModuleNotFoundError as err:
+        if not opts.umap or err.name not in UMAP_PACKAGES:
+            raise
+        missing = missing_umap_packages() or [UMAP_PACKAGES[err.name]]
+        raise SystemExit(
+            f"sfrik-knn --umap: {UMAP_SCRIPT} needs {', '.join(missing)}, not installed here ({err}): "
+            f"pip install {' '.join(missing)}"
+        ) from None
 
 
 if __name__ == "__main__":

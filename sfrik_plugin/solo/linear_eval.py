@@ -152,6 +152,7 @@ def install(final_val_path: Path, out: Path) -> dict:
     def parse_cfg(cfg):
         state["cfg"] = cfg = original_parse(cfg)
         check_num_classes(cfg.data.num_classes, cfg.data.train_path)
+        check_backbone_arch(cfg.pretrained_feature_extractor, cfg.backbone.name)
         return cfg
 
     solo_linear.parse_cfg = parse_cfg  # before main_linear.py's `from solo.args.linear import parse_cfg`
@@ -233,6 +234,32 @@ def check_feature_extractor(overrides: Sequence[str]) -> None:
                 "'state_dict'): for an official SFRIK checkpoint (the backbone .pth or last_ckp.pth) run "
                 f"`sfrik-convert {value} --out DIR` first and pass DIR/<name>.ckpt"
             )
+
+
+def check_backbone_arch(checkpoint: object, backbone_name: str) -> None:
+    """Refuses, as soon as solo has parsed the config and before it builds the backbone, a
+    checkpoint whose ResNet is not backbone.name (main_linear.py would print a size mismatch for
+    every layer): one message naming both architectures and the setting."""
+    from sfrik_plugin.solo.checkpoints import (
+        CheckpointFormatError,
+        architecture_mismatch,
+        resnet_arch_or_none,
+        split_official,
+        torch_load,
+    )
+
+    try:
+        state, _, _ = split_official(torch_load(checkpoint, "pretrained_feature_extractor"), str(checkpoint))
+    except (FileNotFoundError, CheckpointFormatError) as err:
+        raise SystemExit(f"sfrik-linear: {err}") from None
+    mismatch = architecture_mismatch(state, backbone_name, f"pretrained_feature_extractor {str(checkpoint)!r}")
+    if mismatch is not None:
+        found = resnet_arch_or_none(state)
+        config = {"resnet18": "linear_in20", "resnet50": "linear_in100"}.get(str(found))
+        raise SystemExit(
+            f"sfrik-linear: {mismatch} on the command line"
+            + (f", or use the linear config of that architecture (--config-name {config})" if config else "")
+        )
 
 
 OUTPUTS = ("linear_eval.csv", "best_head.pt")

@@ -36,6 +36,25 @@ def assert_projector_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
             raise ValueError(f"{method}: {path} must be an integer >= {minimum}, got {value!r}")
 
 
+# BatchNorm (the backbone's, the projector's) cannot train on one image per batch.
+MIN_BATCH_SIZE = 2
+
+
+def assert_batch_size_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
+    """optimizer.batch_size (images per process and step) >= 2, refused at start rather than in
+    BatchNorm's "Expected more than 1 value per channel" at the first training step."""
+    value = omegaconf.OmegaConf.select(cfg, "optimizer.batch_size", default=None, throw_on_missing=False)
+    if value is None:
+        return  # solo's own checks name a missing batch size
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_BATCH_SIZE:
+        raise ValueError(
+            f"{method}: optimizer.batch_size must be an integer >= {MIN_BATCH_SIZE} (images per process and step), "
+            f"got {value!r}: BatchNorm in the backbone and the projector needs {MIN_BATCH_SIZE} or more images per "
+            f"batch; set optimizer.batch_size={MIN_BATCH_SIZE} or more (the packaged configs use 256 per GPU, 8 on "
+            "the CPU)"
+        )
+
+
 def assert_stop_on_non_finite_cfg(cfg: omegaconf.DictConfig, method: str) -> None:
     """method_kwargs.stop_on_non_finite: true (default) or false; method_kwargs.non_finite_check_interval:
     how many steps between two host reads of the non-finite record, an integer >= 1 (default 50)."""
@@ -97,6 +116,7 @@ class ProjectedMethod(BaseMethod):
             omegaconf.DictConfig: same as the argument, used to avoid errors.
         """
         cfg = super().add_and_assert_specific_cfg(cfg)
+        assert_batch_size_cfg(cfg, cls.__name__)
         assert_projector_cfg(cfg, cls.__name__)
         assert_stop_on_non_finite_cfg(cfg, cls.__name__)
         assert_known_method_kwargs(cfg, cls.__name__, PROJECTED_METHOD_KWARGS + cls.METHOD_KWARGS)

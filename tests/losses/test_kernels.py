@@ -103,6 +103,33 @@ def test_bad_arguments_name_themselves():
         kernel_mmd_uniform(torch.randn(4), GaussianKernel())
 
 
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: GaussianKernel(-2), ValueError, r"GaussianKernel: s must be a finite number > 0, got -2\.0"),
+        (lambda: GaussianKernel(s=float("nan")), ValueError, r"GaussianKernel: s must be a finite number > 0"),
+        (lambda: GaussianKernel("2.5"), TypeError, r"GaussianKernel: s must be a real number > 0, got '2\.5'"),
+        (lambda: DistanceKernel(2.0), ValueError, r"DistanceKernel: p must be a finite number in \(0, 2\), got 2\.0"),
+        (lambda: DistanceKernel(p=True), TypeError, r"DistanceKernel: p must be a real number in \(0, 2\)"),
+    ],
+)
+def test_a_bad_kernel_parameter_is_refused_at_construction(make, error, message):
+    # before any loss is built or any forward pass runs (it used to fail at the first forward)
+    with pytest.raises(error, match=message):
+        KernelMMDLoss(make())
+
+
+def test_the_kernels_stay_plain_named_tuples():
+    import copy
+    import pickle
+
+    kernel = GaussianKernel(2)
+    assert kernel == GaussianKernel(2.0) == (2.0,) and kernel.s == 2.0 and isinstance(kernel.s, float)
+    assert repr(kernel) == "GaussianKernel(s=2.0)" and repr(DistanceKernel()) == "DistanceKernel(p=1.0)"
+    assert pickle.loads(pickle.dumps(kernel)) == kernel and copy.deepcopy(DistanceKernel(0.5)) == DistanceKernel(0.5)
+    assert hash(kernel) == hash(GaussianKernel(2.0)) and GaussianKernel(s=0.5).s == 0.5
+
+
 def test_the_registry_is_what_the_demo_and_the_study_take_kernels_from():
     from sfrik_plugin.engine.objectives import KERNEL_METHODS, build_objective
     from sfrik_plugin.kernels import KERNELS, check_kernel

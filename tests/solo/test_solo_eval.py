@@ -191,7 +191,9 @@ def test_convert_refuses_what_is_not_a_resnet(tmp_path, capsys):
 
 
 def test_convert_arch_override_must_fit(official, tmp_path):
-    with pytest.raises(SystemExit, match="does not fit the model: missing keys: .*layer1.0.conv3.weight"):
+    with pytest.raises(
+        SystemExit, match="holds a resnet18 backbone .* but the model is a resnet50: set --arch=resnet18"
+    ):
         convert_main([str(official["root"] / "r18_backbone.pth"), "--out", str(tmp_path / "o"), "--arch", "resnet50"])
 
 
