@@ -75,6 +75,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     # the suffix kept last: writers that infer the format from it (matplotlib) see the target's
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.tmp-", suffix=target.suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the mode open() would give, not mkstemp's private 0600
     try:
         yield Path(tmp)
         os.replace(tmp, target)
