@@ -361,3 +361,9 @@ def test_two_cpu_processes_follow_the_schedule_of_one_at_the_same_global_batch(t
         assert two["eta_min"] == pytest.approx(one["eta_min"], rel=1e-12), rank
         assert two["base_lrs"] == pytest.approx(one["base_lrs"], rel=1e-12), rank
         assert two["lrs"] == pytest.approx(one["lrs"], rel=1e-12), rank
+
+
+def test_the_docs_give_the_line_the_two_process_test_runs():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "solo-learn.md").read_text()
+    assert "### Several processes" in docs
+    assert DOCS_CPU_LINE in docs
