@@ -1,8 +1,8 @@
 """Hydra SearchPathPlugin: makes the configs of sfrik-plugin (package sfrik_plugin_configs)
 visible to every Hydra app, so that solo-learn's ``python main_pretrain.py --config-name sfrik``
-finds them without --config-path, registers the configs' OmegaConf resolver
-(``sfrik_plugin.cosine_end``, hydra_plugins/sfrik_plugin/resolvers.py) and the plugin's methods ("sfrik",
-"auh", "simclr_shared") in solo-learn.
+finds them without --config-path, registers the configs' OmegaConf resolvers
+(``sfrik_plugin.cosine_end`` and ``sfrik_plugin.num_nodes``, hydra_plugins/sfrik_plugin/resolvers.py)
+and the plugin's methods ("sfrik", "auh", "simclr_shared") in solo-learn.
 
 Hydra imports this module in every Hydra app: it imports neither torch nor solo-learn, and
 reading pkg://sfrik_plugin_configs imports only that data package (no torch either).

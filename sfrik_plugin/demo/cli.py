@@ -29,7 +29,7 @@ import torch
 from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.engine.experiment import TrainConfig
 from sfrik_plugin.engine.objectives import METHODS
-from sfrik_plugin.utils.arguments import check_accelerator, non_negative_int, positive_float, positive_int
+from sfrik_plugin.utils.arguments import check_accelerator, non_negative_int, one_device, positive_float, positive_int
 from sfrik_plugin.utils.files import atomic_path, atomic_write, refuse_existing, writable_dir
 from sfrik_plugin.utils.interrupt import exits_on_interrupt
 from sfrik_plugin.utils.output import ignore_lightning_import_warnings
@@ -127,7 +127,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"random-encoder inits (seeds 0, 1, ...) whose mean is the floor (default {RANDOM_INITS})",
     )
     parser.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
-    parser.add_argument("--devices", default="1", help="Lightning devices (default 1)")
+    parser.add_argument(
+        "--devices", default="1", type=one_device, help="Lightning devices: 1 (the demo trains in one process)"
+    )
     parser.add_argument(
         "--precision",
         default="32-true",

@@ -66,6 +66,10 @@ class Runner:
         precision: str = "32-true",
         progress_bar: bool = False,
     ):
+        if str(devices).strip() != "1":
+            # Lightning would start a process per device, each pretraining on its own batch with the
+            # lr and the loss of one process: the engine trains in one process
+            raise ValueError(f"devices must be 1 (the engine trains in one process on one device), got {devices!r}")
         self.protocol, self.library = protocol, library
         self.accelerator, self.progress_bar = accelerator, progress_bar
         self.devices, self.precision = devices, precision

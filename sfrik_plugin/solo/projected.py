@@ -1,6 +1,7 @@
 """What SFRIK and AUH share as solo-learn methods: the official code's projector, its config
 checks, the forward passes that add the projected features z (as solo's methods do), the stop on
-a non-finite loss, and random-number states in checkpoints (exact resume).
+a non-finite loss, random-number states in checkpoints (exact resume), and a learning rate that
+follows the global batch however ``devices`` is spelled (processes.py).
 
 Needs solo-learn: imported only where solo is installed.
 """
@@ -18,6 +19,7 @@ from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin.projector import build_projector
 from sfrik_plugin.solo.non_finite import NonFiniteLossError, NonFiniteMonitor
+from sfrik_plugin.solo.processes import check_trainer_processes, scale_lr_to_processes
 
 __all__ = ["NonFiniteLossError", "ProjectedMethod"]
 
@@ -123,7 +125,10 @@ class ProjectedMethod(BaseMethod):
         return cfg
 
     def __init__(self, cfg: omegaconf.DictConfig):
+        # before BaseMethod reads optimizer.lr and resolves scheduler.min_lr (the cosine end)
+        processes = scale_lr_to_processes(cfg, type(self).__name__)
         super().__init__(cfg)
+        self.processes_per_node = processes
         self.projector = build_projector(
             self.features_dim, cfg.method_kwargs.proj_hidden_dim, cfg.method_kwargs.proj_output_dim
         )
@@ -133,6 +138,13 @@ class ProjectedMethod(BaseMethod):
             self.stop_on_non_finite,
             omegaconf_select(cfg, "method_kwargs.non_finite_check_interval", NON_FINITE_CHECK_INTERVAL),
         )
+
+    def setup(self, stage: str) -> None:
+        """Checks that the Trainer runs the processes the learning rate was scaled for."""
+        super().setup(stage)
+        if stage == "fit":
+            num_nodes = int(omegaconf_select(self.cfg, "num_nodes", 1) or 1)
+            check_trainer_processes(self.trainer, self.processes_per_node, num_nodes, type(self).__name__)
 
     def log_and_check_terms(
         self, batch_idx: int, method: str, regulariser: str, terms: Any, class_loss: torch.Tensor

@@ -23,7 +23,7 @@ def register_methods(methods=None) -> dict:
     """
     from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
-    register_resolvers()  # the packaged configs' ${sfrik_plugin.cosine_end:...}
+    register_resolvers()  # the packaged configs' ${sfrik_plugin.cosine_end:...} and ${sfrik_plugin.num_nodes:...}
     if methods is None:
         from solo.methods import METHODS
 

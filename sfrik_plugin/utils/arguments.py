@@ -26,6 +26,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def one_device(text: str) -> str:
+    """--devices of a command that trains in one process on one device (sfrik-demo): "1". Lightning
+    would start a process per device for more, each training on its own batch with the lr and the
+    loss of one process (the global batch doubled, the regulariser over half of it)."""
+    if text.strip() != "1":
+        raise argparse.ArgumentTypeError(
+            f"expected 1, got {text!r}: this command pretrains in one process on one device, and with more Lightning "
+            "would start a process per device, each with its own batch and the lr and loss of one process; choose the "
+            "GPU with CUDA_VISIBLE_DEVICES. To train SFRIK with several processes, use solo-learn's main_pretrain.py "
+            '(docs/solo-learn.md, "Several processes")'
+        )
+    return text.strip()
+
+
 def command_line(options: Mapping[str, object], *, separator: str = "-") -> list[str]:
     """Command-line words from keyword options, in order: ``{"data_dir": "x", "k": [2, 5]}`` gives
     ``["--data-dir", "x", "--k", "2", "5"]``. True gives a bare flag; None and False leave the

@@ -174,6 +174,18 @@ def test_command_line_settings_and_errors(capsys):
         assert "--accelerator gpu: torch sees no CUDA GPU here" in capsys.readouterr().err
 
 
+def test_devices_other_than_one_are_refused_at_start(capsys):
+    # The demo pretrains in one process: with more devices Lightning would start a process per
+    # device, each with its own batch at the lr and loss of one process (the global batch doubled).
+    for bad in ("2", "0,1", "auto", "-1", "0"):
+        with pytest.raises(SystemExit):
+            demo.parse_args(["--devices", bad])
+        err = capsys.readouterr().err
+        assert f"argument --devices: expected 1, got '{bad}': this command pretrains in one process" in err, err
+        assert 'docs/solo-learn.md, "Several processes"' in err
+    assert demo.parse_args(["--devices", "1"]).devices == demo.parse_args([]).devices == "1"
+
+
 def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
     from sfrik_plugin import baselines
     from sfrik_plugin.engine.objectives import METHODS, build_objective

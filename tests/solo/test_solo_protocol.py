@@ -209,7 +209,7 @@ def test_cosine_end_resolver_errors():
         }
     )
     register_methods()
-    with pytest.raises(Exception, match="devices must be a list or a string"):
+    with pytest.raises(Exception, match="devices=4 with accelerator=auto: solo-learn scales the learning rate by len"):
         _ = cfg.scheduler.min_lr
     cfg.devices = [0]
     cfg.scheduler.min_lr = "${sfrik_plugin.cosine_end:2}"

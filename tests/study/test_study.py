@@ -238,6 +238,16 @@ def test_tuning_runs_without_the_test_split(tmp_path):
     assert row["status"] == "ok" and 0 <= row["linear_top1"] <= 100 and row["split"] == "validation"
 
 
+def test_the_runner_trains_in_one_process():
+    # devices other than 1 would make Lightning start a process per device, each pretraining on
+    # its own batch with the lr and loss of one process: refused before any data are read
+    from sfrik_plugin.engine.runner import Runner
+
+    for devices in ("2", 2, "0,1", "auto"):
+        with pytest.raises(ValueError, match=r"devices must be 1 \(the engine trains in one process"):
+            Runner(plan.PRESETS["smoke"], None, library="lightly", devices=devices)
+
+
 def study_args(folder, out, *extra) -> list[str]:
     """`-m sfrik_plugin.study` on the smoke preset and a tiny image folder."""
     options = {"preset": "smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
