@@ -29,18 +29,25 @@ class OutputError(SystemExit):
     (printed by Python on exit, status 1) that names the flag and the fix."""
 
 
-def writable_dir(path: str | os.PathLike, flag: str, prog: str) -> Path:
-    """Makes `path` (and its parents) and checks that a file can be created in it."""
-    folder = Path(path)
+def _cannot_write_in(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (made if needed), or None."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as error:
+        return str(error.strerror or error)
+    return None
+
+
+def writable_dir(path: str | os.PathLike, flag: str, prog: str) -> Path:
+    """Makes `path` (and its parents) and checks that a file can be created in it."""
+    folder = Path(path)
+    why = _cannot_write_in(folder)
+    if why is not None:
         raise OutputError(
-            f"{prog}: {flag} {str(folder)!r} is not a folder this process can write to ({error.strerror or error}); "
-            f"choose another {flag}"
-        ) from None
+            f"{prog}: {flag} {str(folder)!r} is not a folder this process can write to ({why}); choose another {flag}"
+        )
     return folder
 
 
@@ -49,7 +56,12 @@ def writable_file(path: str | os.PathLike, flag: str, prog: str) -> Path:
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"{prog}: {flag} {str(target)!r} is a folder; give a file name")
-    writable_dir(target.parent if str(target.parent) else ".", flag, prog)
+    why = _cannot_write_in(target.parent)
+    if why is not None:
+        raise OutputError(
+            f"{prog}: {flag} {str(target)!r}: its folder {str(target.parent)!r} is not one this process can write to "
+            f"({why}); choose another {flag}"
+        )
     if target.exists() and not os.access(target, os.W_OK):
         raise OutputError(f"{prog}: {flag} {str(target)!r} exists and is not writable; choose another {flag}")
     return target
