@@ -2,11 +2,13 @@
 function instead of training: the cap rule's two more rungs (once), the confirmation of the three
 best cells with seeds 11 and 12 and the choice on their mean (ties: the first in grid order, in
 exact decimals), L = 1 and 2 re-tuned on SFRIK's sim weight, the whole plan rebuilt from its rows
-alone; the recorded v2 study read under v3 (exactly which runs v3 adds to it)."""
+alone; the recorded v2 study read under v3 (exactly which runs v3 adds to it); and (slow) the
+smoke-v3 preset end to end."""
 
 import csv
 import math
 import random
+import time
 from dataclasses import replace
 
 import pytest
@@ -14,11 +16,14 @@ import pytest
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
+from helpers.images import folder_dataset, make_folder
+from helpers.processes import run_python
 from helpers.records import DOCS
 from helpers.study import fake_row, run_plan
 
 from sfrik_plugin.engine.results import ResultsFile
 from sfrik_plugin.study import plan
+from sfrik_plugin.utils.arguments import command_line
 
 V2, V3 = plan.PRESETS["full"], plan.PRESETS["v3"]
 
@@ -329,3 +334,40 @@ def test_the_v2_record_under_v3_if_no_choice_changes_needs_220_more_runs():
     print(
         f"\nv3 on the v2 record, no choice changing: {len(new)} runs ({trained} trained, ~{trained * 2.2 / 60:.1f} h)"
     )
+
+
+def study_args(folder, out, *extra) -> list[str]:
+    options = {"preset": "smoke-v3", **folder_dataset(folder), "out": out, "library": "lightly"}
+    return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
+
+
+@pytest.mark.slow
+def test_smoke_v3_runs_end_to_end(tmp_path):
+    pytest.importorskip("lightly", reason="the CI study uses lightly's baselines")
+    preset = replace(plan.PRESETS["smoke-v3"], dataset="folder")  # as the command runs it on a folder
+    folder = make_folder(tmp_path / "images", per_class=40)
+    out = tmp_path / "out"
+    start = time.monotonic()
+    run_python(*study_args(folder, out, "--phases", *plan.PHASES), timeout=900)  # the timing pass has tests of its own
+    elapsed = time.monotonic() - start
+    rows = ResultsFile(out / "results.csv", preset.protocol()).rows
+    assert sorted(s.run_id for s in plan.study_runs(preset, rows)) == sorted(r["run_id"] for r in rows)  # all done
+    assert all(r["status"] == "ok" for r in rows) and len(rows) == 35
+    chosen = plan.choices(preset, rows)
+    assert all(state.best is not None for _, state in chosen.searches)
+    for search, state in chosen.tune + chosen.ablation:  # 2 rungs (the cap), then 1 more: the cap rule
+        assert len(state.grid) == 3 and state.extended == (search.axes[-1].name,) and len(state.confirmed) == 2
+        assert {r.seed for r in state.runs} == {5, 6}
+    assert set(chosen.main) == {"sfrik", "simclr", "sfrik_L1", "mmd_gaussian"}
+    summary = (out / "summary.md").read_text()
+    for heading in (
+        "The confirmation:",
+        "## Accuracy and training time",
+        "At q = 16, kNN top-1, baseline − SFRIK:",
+        "variant − L = 3",
+        "## Ablations (test split, q = 32, seeds [0] for every variant)",
+    ):
+        assert heading in summary, heading
+    for name in ("accuracy.png", "accuracy_vs_q.png", "ablation.png", "paired_differences.png", "accuracy_vs_time.png"):
+        assert (out / name).exists(), name
+    print(f"\nsmoke-v3: {len(rows)} runs in {elapsed:.0f} s")
