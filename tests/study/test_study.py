@@ -18,9 +18,10 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
 from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
+from helpers.study import fake_row, run_plan
 
 from sfrik_plugin.engine import quality
-from sfrik_plugin.engine.results import FIELDS, ResultsFile
+from sfrik_plugin.engine.results import ResultsFile
 from sfrik_plugin.study import plan, stats
 from sfrik_plugin.utils.arguments import command_line
 
@@ -77,33 +78,6 @@ def test_full_preset_tunes_every_method_alike_with_a_tuning_seed_no_final_run_us
     assert [a.name for a in searches[0].axes][0] == "lr"
     assert len(preset.final_seeds) == 5 and preset.tune_seed not in preset.final_seeds + preset.repeat_seeds
     assert {256, 1024, 4096} <= set(preset.table_qs)
-
-
-def fake_row(spec, linear, status="ok"):
-    return {
-        **dict.fromkeys(FIELDS, ""),
-        "phase": spec.phase,
-        "method": spec.method,
-        "q": str(spec.q),
-        "seed": str(spec.seed),
-        "split": spec.split,
-        "setting": spec.setting_text,
-        "status": status,
-        "linear_top1": str(linear),
-        "knn_top1": str(linear),
-        "run_id": spec.run_id,
-    }
-
-
-def run_plan(preset, score, phases=plan.PHASES):
-    """Every run the plan asks for, in order, each given score(spec), until none is left."""
-    rows = []
-    while True:
-        done = {r["run_id"] for r in rows}
-        todo = [s for s in plan.study_runs(preset, rows, phases) if s.run_id not in done]
-        if not todo:
-            return rows
-        rows.append(fake_row(todo[0], score(todo[0])))
 
 
 def peak(spec, centre, lr_centre=5e-3):
