@@ -201,7 +201,7 @@ def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
                 cells = ["…"] * (len(preset.curve_epochs) + 1)
             else:
                 cells = [_cell(point_value(row, e, "linear_top1")) for e in preset.curve_epochs]
-                cells.append(row["knn_top1"] if row["status"] == "ok" else row["status"].split(":")[0])
+                cells.append(_cell(_number(row["knn_top1"])) if row["status"] == "ok" else row["status"].split(":")[0])
             mark = "**chosen**" if spec == state.best_run else ""
             detail.append([method, f"{float(spec.params['lr']):g}", *cells, mark])  # type: ignore[arg-type]
     random_row = next((r for r in rows if r["phase"] == "tune" and r["method"] == "random"), None)
@@ -213,10 +213,36 @@ def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
             "",
             f"Random encoder (seed {random_row['seed']}): validation linear top-1 {random_row['linear_top1']} %.",
         ]
+    lines += ["", *early_ranking(preset, rows, tuned)]
     header = ["method", "lr", *(f"val linear % ep {e}" for e in preset.curve_epochs), f"val kNN % ep {last}", ""]
     lines += ["", "<details><summary>Every tuning run (its validation curve)</summary>", ""]
     lines += [_table(header, detail), "", "</details>"]
     return lines
+
+
+def early_ranking(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
+    """The first reading the study gives: each method's tuning run at its short-budget learning
+    rate (the first runs of the study), ranked by validation linear top-1 at each point (one seed)."""
+    by_id = {r["run_id"]: r for r in rows}
+    at_v2: dict[str, Mapping[str, str]] = {}
+    for method, (search, state) in tuned.items():
+        centre = search.axes[0].ladder.centre
+        spec = next((s for s in state.runs if float(s.params["lr"]) == centre), None)  # type: ignore[arg-type]
+        if spec is not None and spec.run_id in by_id and by_id[spec.run_id]["status"] == "ok":
+            at_v2[method] = by_id[spec.run_id]
+    if not at_v2:
+        return []
+    table = []
+    for e in preset.curve_epochs:
+        values = {m: v for m, r in at_v2.items() if (v := point_value(r, e, "linear_top1")) is not None}
+        order = sorted(values, key=lambda m: -values[m])
+        table.append([e, " > ".join(f"{m} ({values[m]:.2f})" for m in order)])
+    return [
+        f"Each method at its short-budget learning rate ({len(at_v2)} of {len(preset.methods)} methods so far; "
+        f"validation, one seed), ranked by linear top-1 at each point:",
+        "",
+        _table(["epoch", "order"], table),
+    ]
 
 
 def _cell(value: float | None) -> str:
@@ -380,7 +406,8 @@ def provenance_section(preset: LongPreset, rows: Rows) -> list[str]:
 
 def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned) -> None:
     """curves.png: test linear and kNN top-1 against steps (mean over seeds, the band the seeds'
-    min to max, each seed's point), and linear top-1 against training minutes; tuning_curves.png:
+    min to max, each seed's point), and linear top-1 against training minutes (the mean, and each
+    seed's point: the equal-wall-time reading, on a machine whose load varies); tuning_curves.png:
     every tuning run's validation linear top-1 against steps, one panel per method."""
     from sfrik_plugin.utils.output import pyplot, save_figure
 
@@ -409,7 +436,8 @@ def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned) -> None:
                 highs.append(max(y))  # type: ignore[type-var]
             if xs:
                 ax.plot(xs, means, marker="o", color=colour, label=method)
-                ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
+                if x_name == "step":  # every seed has the same steps; its training minutes vary
+                    ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
         floor = [
             v for r in final_rows(preset, rows, tuned, "random").values() if (v := _number(r[measure])) is not None
         ]

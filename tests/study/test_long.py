@@ -315,6 +315,12 @@ def test_the_report_reads_partial_results_and_says_whether_the_short_budget_rank
     assert (tmp_path / "curves.png").exists() and (tmp_path / "tuning_curves.png").exists()
     assert "on partial results (7 of 7 methods, at most 1 of 3 seeds)" in text
     assert "The paired verdicts cannot be read yet" in text
+    assert "Each method at its short-budget learning rate (7 of 7 methods so far" in text
+    first_seven = long_report.write(tmp_path, preset, full[: 4 + 7])  # the randoms, then every v2 lr
+    assert "Each method at its short-budget learning rate (7 of 7 methods so far" in first_seven
+    # at their v2 lr, sfrik sits 3 rungs below its peak, simclr and mmcr 1 rung off theirs (seed 10: +1)
+    expected = "auh (86.00) > vicreg (86.00) > barlow_twins (86.00) > sigreg (86.00) > simclr (85.00) > mmcr (85.00)"
+    assert f"| 10 | {expected} > sfrik (77.00) |" in first_seven
     assert "**at an edge at the cap**" in text and "**chosen**" in text
     # every method ties at 85 + 0.1 seed at the last epoch: the order is the preset's, ...
     text = long_report.write(tmp_path, preset, full)
