@@ -103,10 +103,11 @@ def pretrain(
     devices="1",
     precision: str = "32-true",
     progress_bar: bool = True,
+    callbacks: Sequence[Any] = (),
 ) -> Pretrained:
     """Pretrains one method on uint8 images (n, c, h, w). The seed sets the initial networks, the
     augmentation stream and the data order (one seed gives every method the same initial
-    backbone)."""
+    backbone). callbacks: more Lightning callbacks for the fit (a learning curve: engine.curve)."""
     import lightning as L
 
     from sfrik_plugin.utils.interrupt import fit_to_end
@@ -148,7 +149,7 @@ def pretrain(
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=progress_bar,
-            callbacks=[cost],
+            callbacks=[cost, *callbacks],
             log_every_n_steps=10,
         )
         fit_to_end(trainer, module, loader, what=f"pretraining {method}")

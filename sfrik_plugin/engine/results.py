@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sfrik_plugin.utils.files import atomic_write
@@ -46,8 +46,11 @@ FIELDS = (
 
 
 class ResultsFile:
-    def __init__(self, path: Path, protocol: str):
-        self.path, self.protocol = Path(path), protocol
+    """fields: the columns (FIELDS; a study that records more per run, as the long study's
+    learning curves, gives FIELDS and its own columns)."""
+
+    def __init__(self, path: Path, protocol: str, fields: Sequence[str] = FIELDS):
+        self.path, self.protocol, self.fields = Path(path), protocol, tuple(fields)
         self.rows: list[dict[str, str]] = self._read()
 
     def _read(self) -> list[dict[str, str]]:
@@ -57,7 +60,7 @@ class ResultsFile:
             reader = csv.DictReader(f)
             if reader.fieldnames is None:
                 return []
-            if tuple(reader.fieldnames) != FIELDS:
+            if tuple(reader.fieldnames) != self.fields:
                 raise ValueError(
                     f"{self.path} is not a results file of this version of sfrik-study "
                     f"(columns {reader.fieldnames}); use another --out"
@@ -81,7 +84,7 @@ class ResultsFile:
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
         with atomic_write(self.path, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows(rows)
 
@@ -89,7 +92,7 @@ class ResultsFile:
         """Puts `row` in place of the recorded row of the same run (a run done again): the old row
         stays on disk until the new one replaces it in one rename."""
         self._check(row)
-        new = {k: str(row[k]) for k in FIELDS}
+        new = {k: str(row[k]) for k in self.fields}
         if new["run_id"] not in self.done:
             raise ValueError(f"{self.path}: no recorded run {new['run_id']!r} to replace")
         rows = [new if r["run_id"] == new["run_id"] else r for r in self.rows]
@@ -101,9 +104,8 @@ class ResultsFile:
     def done(self) -> set:
         return {r["run_id"] for r in self.rows}
 
-    @staticmethod
-    def _check(row: Mapping[str, object]) -> None:
-        missing = set(FIELDS) - set(row)
+    def _check(self, row: Mapping[str, object]) -> None:
+        missing = set(self.fields) - set(row)
         if missing:
             raise ValueError(f"a results row lacks {sorted(missing)}")
 
@@ -112,10 +114,10 @@ class ResultsFile:
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with signals_deferred(), open(self.path, "a", newline="") as f:  # a row is written whole
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             if new:
                 writer.writeheader()
-            writer.writerow({k: row[k] for k in FIELDS})
+            writer.writerow({k: row[k] for k in self.fields})
             f.flush()
             os.fsync(f.fileno())
-        self.rows.append({k: str(row[k]) for k in FIELDS})
+        self.rows.append({k: str(row[k]) for k in self.fields})

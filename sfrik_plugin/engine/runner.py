@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -15,10 +16,11 @@ import torch
 
 from . import data as datasets
 from .augment import BatchAugment
+from .curve import LearningCurve
 from .experiment import evaluate, pretrain, seeded_networks, subset
 from .quality import encoder_quality
 from .results import MEASURES
-from .runs import Protocol, RunSpec
+from .runs import CURVE_MEASURES, Protocol, RunSpec, check_curve_epochs
 
 
 def library_versions(library: str | None) -> str:
@@ -93,7 +95,10 @@ class Runner:
             data.channel_stats,
         )
 
-    def run(self, spec: RunSpec) -> dict[str, object]:
+    def run(self, spec: RunSpec, curve_epochs: Sequence[int] = (), on_point=None) -> dict[str, object]:
+        """The results row of one run. curve_epochs: also measure the encoder at the end of these
+        training epochs (the last one the training's last), in the row's curve columns
+        (engine.runs.curve_fields); on_point(point) is called after each point."""
         p = self.protocol
         start = time.perf_counter()
         train_images, probe_x, probe_y, eval_x, eval_y, stats = self._views(spec.split)
@@ -104,6 +109,13 @@ class Runner:
             proj_dim=spec.q,
             proj_hidden_dim=p.proj_hidden_dim,
         )
+
+        def measure(backbone, projector) -> dict[str, object]:
+            return self._measure(backbone, projector, probe_x, probe_y, eval_x, eval_y, stats)
+
+        curve = None
+        if curve_epochs:
+            curve = LearningCurve(check_curve_epochs(curve_epochs, cfg.epochs), measure, on_point)
         if spec.method == "random":
             backbone, projector = seeded_networks(cfg, train_images.shape[1], spec.seed)
             cost = {"sec_per_step": "", "peak_mem_mb": "", "train_minutes": 0.0}
@@ -122,15 +134,26 @@ class Runner:
                     devices=self.devices,
                     precision=self.precision,
                     progress_bar=self.progress_bar,
+                    callbacks=[curve] if curve is not None else [],
                 )
             except FloatingPointError as error:  # a setting that diverges is a result, not a crash
-                return self._row(spec, start, {"status": f"diverged: {error}"})
+                # the curve's points before the divergence are kept
+                return self._row(spec, start, {"status": f"diverged: {error}", **(curve.row() if curve else {})})
             backbone, projector = trained.backbone, trained.projector
             cost = {
                 "sec_per_step": trained.sec_per_step,
                 "peak_mem_mb": trained.peak_mem_mb,
                 "train_minutes": round(trained.minutes, 3),
             }
+        results = {"status": "ok", **measure(backbone, projector), **cost}
+        if curve is not None:
+            # the random encoder is not trained: its curve is the untrained encoder at every point
+            results.update(curve.row() if spec.method != "random" else _flat_curve(curve.epochs, results))
+        return self._row(spec, start, results)
+
+    def _measure(self, backbone, projector, probe_x, probe_y, eval_x, eval_y, stats) -> dict[str, object]:
+        """Linear probe and kNN top-1 of the frozen backbone, then the label-free measures."""
+        p = self.protocol
         backbone.to(self.device)
         projector.to(self.device)
         scores = evaluate(backbone, probe_x, probe_y, eval_x, eval_y, stats, device=self.device, knn_k=p.knn_k)
@@ -140,7 +163,7 @@ class Runner:
         quality = encoder_quality(
             backbone, projector, BatchAugment(eval_x.shape[-1], mean, std), eval_x[: p.quality_size], mean, std
         )
-        return self._row(spec, start, {"status": "ok", **scores, **quality, **cost})
+        return {**scores, **quality}
 
     def _row(self, spec: RunSpec, start: float, results: dict[str, object]) -> dict[str, object]:
         empty = dict.fromkeys(MEASURES, "")
@@ -163,3 +186,9 @@ class Runner:
             "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
             "run_id": spec.run_id,
         }
+
+
+def _flat_curve(epochs: Sequence[int], results: dict[str, object]) -> dict[str, object]:
+    """The curve columns of an encoder that is not trained: step 0 and its measures at every point."""
+    fixed = {"step": 0, "train_s": 0.0}
+    return {f"ep{e}_{name}": fixed.get(name, results.get(name, "")) for e in epochs for name in CURVE_MEASURES}

@@ -4,7 +4,7 @@ and setting). The demo, the budget sweep and the study all describe their runs w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .experiment import TrainConfig
@@ -62,3 +62,24 @@ def format_setting(params: Mapping[str, object]) -> str:
         return f"{v:g}" if isinstance(v, float) else str(v)
 
     return " ".join(f"{k}={value(v)}" for k, v in params.items())
+
+
+# What each point of a curve holds: the optimiser steps taken, the seconds of training so far
+# (the measurements excluded), and the measures of the encoder (those of a results row).
+CURVE_MEASURES = ("step", "train_s", "linear_top1", "knn_top1", "rankme", "alignment", "uniformity", "mmd_l3")
+
+
+def curve_fields(epochs: Sequence[int]) -> tuple[str, ...]:
+    """The results columns of a curve: ep<E>_<measure> for each epoch E, in order."""
+    return tuple(f"ep{epoch}_{name}" for epoch in epochs for name in CURVE_MEASURES)
+
+
+def check_curve_epochs(epochs: Sequence[int], max_epochs: int) -> tuple[int, ...]:
+    """The epochs of a curve: increasing positive integers, the last one the training's last epoch
+    (the curve then ends at the trained encoder)."""
+    epochs = tuple(epochs)
+    if not epochs or any(not isinstance(e, int) or e < 1 for e in epochs) or list(epochs) != sorted(set(epochs)):
+        raise ValueError(f"curve epochs must be increasing positive integers, got {epochs}")
+    if epochs[-1] != max_epochs:
+        raise ValueError(f"curve epochs must end at the last training epoch ({max_epochs}), got {epochs}")
+    return epochs

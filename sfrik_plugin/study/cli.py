@@ -8,6 +8,7 @@ five seeds on the test split, re-tuned at each q of the table, with the paper's 
   sfrik-study --out runs/study --phases timing       # the interleaved timing pass (run it on a quiet machine)
   sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far
   sfrik-study --out runs/study --only 'final|sfrik|q=1024|seed=0|test|...'   # run one recorded run again
+  sfrik-study --preset long --out runs/long          # the long-budget study with learning curves (study/long.py)
 
 Rerunning a command skips the runs already in <out>/results.csv; an interruption (Ctrl-C, SIGTERM)
 loses the run in progress and nothing else: it is not recorded, the command exits with 130 (143
@@ -29,6 +30,7 @@ from sfrik_plugin.utils.arguments import check_accelerator
 from sfrik_plugin.utils.files import FolderLock, writable_dir
 from sfrik_plugin.utils.interrupt import exits_on_interrupt
 
+from .long_plan import LONG_PHASES, LONG_PRESETS
 from .plan import PHASES, PRESETS, Planner, study_runs
 
 ALL_PHASES = (*PHASES, "timing")
@@ -38,7 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="sfrik-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument(
+        "--preset",
+        choices=sorted({*PRESETS, *LONG_PRESETS}),
+        default="full",
+        help="the study (default full); long and long-smoke: the long-budget study with learning curves "
+        "(phases tune and final)",
+    )
     parser.add_argument("--out", required=True, help="folder of results.csv, timing.csv, summary.md and the plots")
     datasets.add_dataset_arguments(parser, default=None)
     parser.add_argument(
@@ -112,12 +120,33 @@ def _choose_library(requested: str, rows) -> str:
 @exits_on_interrupt("sfrik-study")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.preset in LONG_PRESETS:
+        return long_study(args)
     preset = PRESETS[args.preset]
     if args.dataset:
         preset = replace(preset, dataset=args.dataset)
     out = writable_dir(args.out, "--out", "sfrik-study")
     with FolderLock(out, "sfrik-study"):  # one process appends to a results folder at a time
         return run_command(args, preset, out)
+
+
+def long_study(args: argparse.Namespace) -> int:
+    """A long preset: its phases are tune and final (--phases naming another is refused)."""
+    from . import long
+
+    preset = LONG_PRESETS[args.preset]
+    if args.dataset:
+        preset = replace(preset, dataset=args.dataset)
+    named = args.phases != list(ALL_PHASES)  # the default names every phase
+    others = sorted(set(args.phases) - set(LONG_PHASES)) if named else []
+    if others:
+        raise SystemExit(
+            f"sfrik-study: --preset {args.preset} has the phases {', '.join(LONG_PHASES)}, not {others[0]}"
+        )
+    phases = [p for p in LONG_PHASES if p in args.phases]
+    out = writable_dir(args.out, "--out", "sfrik-study")
+    with FolderLock(out, "sfrik-study"):
+        return long.run_command(args, preset, out, phases, resolve_library)
 
 
 def run_command(args: argparse.Namespace, preset, out: Path) -> int:
