@@ -224,7 +224,7 @@ def test_the_long_rule_retunes_the_lr_around_the_short_budget_choice_on_the_last
         256,
         1024,
     )
-    assert (preset.train.arch, preset.train.width, preset.train_size, preset.tune_seed) == ("resnet10", 16, 0, 10)
+    assert (preset.train.arch, preset.train.width, preset.train_size, preset.tune_seed) == ("resnet10", 16, 50000, 10)
     rows = run_plan(preset, synthetic_curve)
     tuned = long.tuning(preset, rows)
     chosen = long.chosen(tuned)
