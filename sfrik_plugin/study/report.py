@@ -598,7 +598,8 @@ def wall_time_section(
         "step time of the interleaved pass (quiet cores, every method on the same batches; `--phases timing`). "
         "Time × SFRIK and the dominance column compare the interleaved step times (the runs' own minutes where "
         "the pass is missing, marked *). Dominated by: the methods at most as slow and with a higher mean "
-        "linear top-1. Points per minute: mean linear top-1 above the random encoder's, per pretraining minute. "
+        "linear top-1. Points per minute: mean linear top-1 above the random encoder's, per pretraining minute "
+        "(the interleaved step time x the run's steps; the runs' own minutes, marked *, where the pass is missing). "
         "One budget per method: what a faster method would reach in a slower one's time is not measured here. "
         "The plot accuracy_vs_time.png shows each final run's linear top-1 against its own pretraining minutes.",
         "",
@@ -606,6 +607,7 @@ def wall_time_section(
     if not times:
         return lines + ["No final runs yet."]
     floor = _summary(rows, "linear_top1", **final_match(preset, chosen, "random", q))
+    steps = (preset.train_size // preset.train.batch_size) * preset.train.epochs  # per run (drop_last)
     sfrik = next((t for t in times if t.method == "sfrik"), None)
     table, front = [], []
     for t in times:
@@ -626,9 +628,13 @@ def wall_time_section(
         ]
         if t.linear.n and not dominated:
             front.append(t.method)
+        # minutes per run from the quiet interleaved pass where it measured the method (the runs'
+        # own minutes, marked *, only where it did not: they include whatever shared the cores)
+        quiet_minutes = t.step_ms * steps / 60000 if t.step_ms is not None else None
+        minutes = quiet_minutes if quiet_minutes is not None else (t.minutes.mean if t.minutes.n else None)
         per_minute = (
-            f"{(t.linear.mean - floor.mean) / t.minutes.mean:.2f}"
-            if t.linear.n and floor.n and t.minutes.n and t.minutes.mean > 0
+            f"{(t.linear.mean - floor.mean) / minutes:.2f}" + ("" if quiet_minutes is not None else " *")
+            if t.linear.n and floor.n and minutes
             else "-"
         )
         table.append(
