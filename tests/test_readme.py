@@ -105,7 +105,10 @@ def test_the_studys_plain_reading_recomputes():
     text = " ".join(README.split())
     linear = {m: stats.summarise(list(final("linear_top1", m, 1024).values())) for m in ("sfrik", *BASELINES)}
     assert max(linear, key=lambda m: linear[m].mean) == "sfrik" and min(linear, key=lambda m: linear[m].std) == "sfrik"
-    assert f"the steadiest (sd {linear['sfrik'].std:.2f} points over seeds)" in text
+    assert f"at q = 1024 it is the steadiest (sd {linear['sfrik'].std:.2f} points over seeds;" in text
+    at_256 = {m: stats.summarise(list(final("linear_top1", m, 256).values())) for m in ("sfrik", *BASELINES)}
+    assert max(at_256, key=lambda m: at_256[m].std) == "sfrik" and at_256["sfrik"].n == 3
+    assert f"at q = 256 its sd over three seeds, {at_256['sfrik'].std:.2f}, is the largest of the seven" in text
     by_metric = [comparisons(metric, 1024) for metric in ("linear_top1", "knn_top1")]
     verdicts = {m: {verdict(d, h) for c in by_metric for d, _, h in [c[m]]} for m in BASELINES}
     assert {m for m, v in verdicts.items() if v == {"SFRIK ahead"}} == {"barlow_twins", "sigreg"}
@@ -227,3 +230,31 @@ def test_the_gpu_line_is_the_recorded_h200_run():
     step = log_table("step_2026-12-04.log", "method ")
     none, sfrik, vicreg = step["none"], step["sfrik"], step["vicreg"]  # source, ms/step, min-max, IQR, overhead
     assert f"SFRIK adds {float(sfrik[4]):.2f} ms to {none[1]} ms; VICReg adds {float(vicreg[4]):.2f} ms" in text
+
+
+def test_the_ablations_reading_recomputes_with_paired_tests():
+    """docs/comparison.md's reading of the ablation: the Gaussian kernel against L = 3 and L = 1
+    against the random encoder, paired over the seeds they share (scipy's ttest_rel)."""
+    from scipy import stats as sp
+
+    text = " ".join((DOCS / "comparison.md").read_text().split())
+    ablation = [r for r in rows("study_fashion_mnist.csv") if r["phase"] == "ablation" and r["status"] == "ok"]
+    gauss = {int(r["seed"]): float(r["linear_top1"]) for r in ablation if r["method"] == "mmd_gaussian"}
+    l1 = {
+        int(r["seed"]): float(r["linear_top1"])
+        for r in ablation
+        if r["method"] == "sfrik" and "kernel_weights=(1) " in r["setting"]
+    }
+    l3, random = final("linear_top1", "sfrik", 1024), final("linear_top1", "random", 1024)
+    assert sorted(gauss) == sorted(l1) == [0, 1, 2] and len(l3) == len(random) == 5
+    d = stats.paired_difference([gauss[s] for s in gauss], [l3[s] for s in gauss])
+    p = sp.ttest_rel([gauss[s] for s in gauss], [l3[s] for s in gauss]).pvalue
+    assert f"Gaussian − L = 3 = {signed(d.mean)} ± {d.std:.2f} points (p {p:.2f})" in text and p > 0.05
+    assert "does not reproduce at this scale" in text
+    diffs = [l1[s] - random[s] for s in sorted(l1)]
+    p = sp.ttest_rel([l1[s] for s in sorted(l1)], [random[s] for s in sorted(l1)]).pvalue
+    shown = ", ".join(signed(x) for x in diffs[:-1]) + f" and {signed(diffs[-1])}"
+    assert f"the differences are {shown} points (p {p:.2f}): no significant collapse" in text and p > 0.05
+    l1_mean, random_mean = sum(l1.values()) / 3, sum(random.values()) / 5
+    below = f"L = 1's mean ({l1_mean:.2f}, seeds 0-2) is below the random encoder's ({random_mean:.2f}, seeds 0-4)"
+    assert below in text
