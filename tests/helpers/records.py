@@ -21,3 +21,11 @@ def _rows(name: str) -> tuple[dict, ...]:
 def recorded(name: str) -> list[dict]:
     """The rows of docs/<name> (a CSV), read from disk once per test session."""
     return [dict(r) for r in _rows(name)]  # copies: a test may not change another's rows
+
+
+def rows_of(path: Path) -> list[dict]:
+    """The rows of a results CSV a test's command wrote ([] while it does not exist), read afresh."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -4,13 +4,13 @@ process at a time; --only replaces a row only when its new run finishes and runs
 
 from __future__ import annotations
 
-import csv
 import signal
 
 import pytest
 from helpers.images import folder_dataset, make_folder
 from helpers.interrupts import start_paused
 from helpers.processes import failure, run_python
+from helpers.records import rows_of
 
 from sfrik_plugin.utils.arguments import command_line
 
@@ -21,13 +21,6 @@ TIMEOUT_S = 900
 def study_args(folder, out, *extra) -> list[str]:
     options = {"preset": "smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
     return [*command_line(options), *extra]
-
-
-def rows_of(path):
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")

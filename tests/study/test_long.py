@@ -6,7 +6,6 @@ and (slow) the smoke preset end to end, interrupted after a curve point and resu
 
 from __future__ import annotations
 
-import csv
 import math
 import signal
 from dataclasses import replace
@@ -20,7 +19,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 from helpers.images import folder_dataset, make_folder
 from helpers.interrupts import start_paused
 from helpers.processes import run_python
-from helpers.records import recorded
+from helpers.records import recorded, rows_of
 
 from sfrik_plugin.engine import data as datasets
 from sfrik_plugin.engine.curve import LearningCurve, random_states_kept
@@ -368,13 +367,6 @@ def test_holds_means_the_same_order_and_the_same_verdicts():
 def long_args(folder, out, *extra) -> list[str]:
     options = {"preset": "long-smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
     return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
-
-
-def rows_of(path):
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_the_long_presets_refuse_the_other_phases_and_only(tmp_path, capsys):

@@ -18,6 +18,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
 from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
+from helpers.records import rows_of
 from helpers.study import fake_row, run_plan
 
 from sfrik_plugin.engine import quality
@@ -226,13 +227,6 @@ def study_args(folder, out, *extra) -> list[str]:
     """`-m sfrik_plugin.study` on the smoke preset and a tiny image folder."""
     options = {"preset": "smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
     return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
-
-
-def rows_of(path):
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
