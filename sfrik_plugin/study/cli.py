@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset:
         preset = replace(preset, dataset=args.dataset)
     out = writable_dir(args.out, "--out", "sfrik-study")
+    if args.report_only:  # reads the rows and rewrites the report (atomically): beside a running study
+        return run_command(args, preset, out)
     with FolderLock(out, "sfrik-study"):  # one process appends to a results folder at a time
         return run_command(args, preset, out)
 
@@ -145,6 +147,8 @@ def long_study(args: argparse.Namespace) -> int:
         )
     phases = [p for p in LONG_PHASES if p in args.phases]
     out = writable_dir(args.out, "--out", "sfrik-study")
+    if args.report_only:  # as for the other presets: no lock to rewrite the report
+        return long.run_command(args, preset, out, phases, resolve_library)
     with FolderLock(out, "sfrik-study"):
         return long.run_command(args, preset, out, phases, resolve_library)
 

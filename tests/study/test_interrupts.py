@@ -73,6 +73,9 @@ def test_a_second_study_on_the_same_out_is_refused_naming_the_holder(tmp_path, f
         assert second.returncode != 0, failure(second)
         assert f"is in use by pid {child.proc.pid}" in second.stderr and "use another --out" in second.stderr
         assert rows_of(out / "results.csv") == before  # the second process ran nothing
+        # --report-only only reads the rows: it runs beside the holder
+        report = run_python("-m", "sfrik_plugin.study", *study_args(folder, out, "--report-only"), timeout=TIMEOUT_S)
+        assert (out / "summary.md").exists() and "## Tuning" in report.stdout
     finally:
         child.proc.kill()
         child.proc.wait()
