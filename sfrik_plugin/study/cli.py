@@ -9,12 +9,14 @@ five seeds on the test split, re-tuned at each q of the table, with the paper's 
   sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far
   sfrik-study --out runs/study --only 'final|sfrik|q=1024|seed=0|test|...'   # run one recorded run again
   sfrik-study --preset long --out runs/long          # the long-budget study with learning curves (study/long.py)
+  sfrik-study --preset v3 --out runs/v3              # v2's rows + the v3 rule: confirmed choices, ten seeds (plan.py)
 
 Rerunning a command skips the runs already in <out>/results.csv; an interruption (Ctrl-C, SIGTERM)
 loses the run in progress and nothing else: it is not recorded, the command exits with 130 (143
 for SIGTERM), and the next command runs it again. One process at a time uses an --out (a second is
-told which holds it). --only runs the named runs and nothing else; their rows are replaced only
-when the new runs finish. <out>/summary.md and the plots are rewritten after every phase.
+told which holds it; --report-only, which only reads, runs beside it). --only runs the named runs
+and nothing else; their rows are replaced only when the new runs finish. <out>/summary.md and the
+plots are rewritten after every phase.
 """
 
 from __future__ import annotations
