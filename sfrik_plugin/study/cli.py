@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,11 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     if args.dataset:
         preset = replace(preset, dataset=args.dataset)
+    return in_out_folder(args, lambda out: run_command(args, preset, out))
+
+
+def in_out_folder(args: argparse.Namespace, command: Callable[[Path], int]) -> int:
+    """command(out) in the checked --out, holding its lock: one process appends to a results folder
+    at a time. --report-only only reads the rows and rewrites the report (atomically), so it runs
+    beside a study in progress without the lock."""
     out = writable_dir(args.out, "--out", "sfrik-study")
-    if args.report_only:  # reads the rows and rewrites the report (atomically): beside a running study
-        return run_command(args, preset, out)
-    with FolderLock(out, "sfrik-study"):  # one process appends to a results folder at a time
-        return run_command(args, preset, out)
+    if args.report_only:
+        return command(out)
+    with FolderLock(out, "sfrik-study"):
+        return command(out)
 
 
 def long_study(args: argparse.Namespace) -> int:
@@ -148,11 +156,7 @@ def long_study(args: argparse.Namespace) -> int:
             f"sfrik-study: --preset {args.preset} has the phases {', '.join(LONG_PHASES)}, not {others[0]}"
         )
     phases = [p for p in LONG_PHASES if p in args.phases]
-    out = writable_dir(args.out, "--out", "sfrik-study")
-    if args.report_only:  # as for the other presets: no lock to rewrite the report
-        return long.run_command(args, preset, out, phases, resolve_library)
-    with FolderLock(out, "sfrik-study"):
-        return long.run_command(args, preset, out, phases, resolve_library)
+    return in_out_folder(args, lambda out: long.run_command(args, preset, out, phases, resolve_library))
 
 
 def run_command(args: argparse.Namespace, preset, out: Path) -> int:

@@ -24,6 +24,16 @@ METRICS = ("linear_top1", "knn_top1")
 PROBES = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"))
 
 
+def _run_cells(row: Mapping[str, str] | None) -> list[str]:
+    """A tuning run's cells in the every-run table: its linear and kNN top-1, its status where it
+    did not finish ok, or "…" while it has not run."""
+    if row is None:
+        return ["…", "…"]
+    if row["status"] != "ok":
+        return [row["status"].split(":")[0], "-"]
+    return [row["linear_top1"], row["knn_top1"]]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
@@ -172,13 +182,8 @@ def tuning_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
             ]
         )
         for spec in state.runs:
-            row = by_id.get(spec.run_id)
             mark = "**chosen**" if spec == state.best_run else ""
-            if row is not None and row["status"] != "ok":
-                cells = [row["status"].split(":")[0], "-"]
-            else:
-                cells = [row["linear_top1"], row["knn_top1"]] if row else ["…", "…"]
-            detail.append([spec.method, spec.q, spec.setting_text or "-", *cells, mark])
+            detail.append([spec.method, spec.q, spec.setting_text or "-", *_run_cells(by_id.get(spec.run_id)), mark])
     lines.append(_table(["method", "q", "grid", "choice", "val linear %", "choice in the grid"], summary))
     lines += ["", "<details><summary>Every tuning run</summary>", ""]
     lines.append(_table(["method", "q", "setting", "val linear %", "val kNN %", ""], detail))
@@ -280,12 +285,8 @@ def tuning_section_v3(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
                 ]
             )
         for spec in state.runs:
-            row = by_id.get(spec.run_id)
             mark = "**chosen**" if spec == state.best_run else ""
-            if row is not None and row["status"] != "ok":
-                cells = [row["status"].split(":")[0], "-"]
-            else:
-                cells = [row["linear_top1"], row["knn_top1"]] if row else ["…", "…"]
+            cells = _run_cells(by_id.get(spec.run_id))
             detail.append([search.key, spec.q, spec.seed, spec.setting_text or "-", *cells, mark])
     lines.append(
         _table(
