@@ -83,9 +83,7 @@ def main():
         num_workers=args.num_workers,
     )
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    trainer = pl.Trainer(
-        max_epochs=args.epochs, max_steps=args.max_steps, devices=1, accelerator=accelerator
-    )
+    trainer = pl.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, devices=1, accelerator=accelerator)
     trainer.fit(model=model, train_dataloaders=dataloader)
 
 
