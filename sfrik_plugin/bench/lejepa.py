@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -63,9 +64,10 @@ def views_leaf(views: int, n: int, q: int, dtype, device, seed: int = 0) -> torc
     return z.to(device).requires_grad_(True)
 
 
-def run_cell(n: int, q: int, views: int, losses: dict, args, device, dtype, skip: Callable) -> list[dict]:
+def run_cell(n: int, q: int, views: int, losses: dict, args, device, dtype, skip: Callable) -> list[dict[str, Any]]:
     """One (n, q, V) cell: both losses timed in turn on the same leaf; skip(method) -> reason or None."""
-    rows, runnable = [], {}
+    rows: list[dict[str, Any]] = []
+    runnable = {}
     for name in SUITE_METHODS:
         base = {**common.cell("losses", n, q, args.dtype, device), "method": name, "views": views}
         if name not in losses:
