@@ -77,3 +77,15 @@ except ImportError as error:
 """
     proc = run_code(code)
     assert "HostError SFRIK's lightly adapter needs lightly>=1.6.0,<1.7, which is not installed" in proc.stdout
+
+
+def test_the_extras_install_what_the_check_requires():
+    from pathlib import Path
+
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for host, needed in HOSTS.items():
+        assert extras[host] == [f"{r.package}>={r.minimum},<{r.below}" for r in needed], host
