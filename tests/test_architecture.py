@@ -41,8 +41,10 @@ CORE = {
     "baselines": set(),
     "solo_hook": {"solo"},
 }
-# hosts: the thin adapters for lightly and stable-pretraining (on the core only, like the others).
-APPLICATIONS = {"bench", "demo", "study", "compare", "solo", "hosts"}
+APPLICATIONS = {"bench", "demo", "study", "compare", "solo"}
+# The other hosts' adapters (lightly, stable-pretraining): part of the library, on the core only;
+# the applications may use them (the benchmarks time the LeJEPA drop-in as users call it).
+HOSTS = "hosts"
 # The training engine (data, augmentations, networks, pretraining, evaluation, one run) that the
 # demo and the study share: it imports the core and utils, never an application.
 ENGINE = "engine"
@@ -132,6 +134,12 @@ def test_only_the_host_adapters_import_stable_pretraining():
         top = path.relative_to(PACKAGE).parts[0]
         if "stable_pretraining" in others:
             assert top in STABLE_PRETRAINING_IMPORTERS, f"{path.relative_to(PACKAGE)} imports stable-pretraining"
+
+
+def test_the_host_adapters_import_only_the_core():
+    for path in (PACKAGE / HOSTS).glob("*.py"):
+        ours, _ = imported_modules(path)
+        assert ours - {HOSTS} <= set(CORE), f"hosts/{path.name} imports {sorted(ours - set(CORE) - {HOSTS})}"
 
 
 def test_the_engine_imports_no_application():
