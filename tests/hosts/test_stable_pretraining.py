@@ -1,15 +1,17 @@
 """SFRIK and AUH as stable-pretraining methods (sfrik_plugin.hosts.stable_pretraining), in the host's
 own environment (`make hosts`, .venv-hosts): training steps with its Module and Lightning's Trainer
-on Fashion-MNIST, the loss against a float64 oracle, and LeJEPA with SphereMMD in SIGReg's place.
-Skipped where stable-pretraining is absent (a failure with
+on Fashion-MNIST, the loss against a float64 oracle, LeJEPA with SphereMMD in SIGReg's place, and
+both examples run as documented. Skipped where stable-pretraining is absent (a failure with
 SFRIK_REQUIRE_HOSTS=1); the HostError path is test_stable_pretraining_requirements.py's."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers.hosts import fashion_mnist_folders, import_host_adapter
+from helpers.processes import run_python
 from helpers.references import scipy_series
 from torch import nn
 
@@ -23,6 +25,7 @@ from stable_pretraining.methods.lejepa import LeJEPA
 from sfrik_plugin import SphereMMD, defaults
 from sfrik_plugin.projector import build_projector
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "stable_pretraining"
 OPTIM = {"optimizer": {"type": "AdamW", "lr": 1e-3}, "scheduler": {"type": "ConstantLR"}, "interval": "step"}
 
 
@@ -212,3 +215,33 @@ def test_lejepa_with_sphere_mmd_trains_a_step():
     assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) > len(before) // 2
     with pytest.raises(TypeError, match="remove \\['n_slices'\\]"):
         adapter.lejepa_with_sphere_mmd("vit_tiny_patch16_224", n_slices=256)
+
+
+# ---------------------------------------------------------------------------------------------
+# The examples, as documented (docs/hosts.md), at tiny sizes
+
+
+def run_example(script: str, fmnist: Path, out: Path, *extra: str) -> dict[str, float]:
+    """The example's last logged value of each metric (stable-pretraining's CSV in its run folder)."""
+    run_python(
+        EXAMPLES / script, "--data", fmnist, "--out", out, "--max-steps", "2", "--batch-size", "8",
+        "--num-workers", "0", *extra, cwd=out.parent, set_env={"WANDB_MODE": "disabled"},
+    )  # fmt: skip
+    (metrics,) = out.glob("runs/*/*/*/metrics.csv")
+    with metrics.open() as f:
+        return {key: float(value) for row in csv.DictReader(f) for key, value in row.items() if value}
+
+
+@pytest.mark.slow
+def test_the_sfrik_example_runs(fmnist, tmp_path):
+    metrics = run_example("sfrik_resnet18.py", fmnist, tmp_path / "out", "--image-size", "16", "--proj-dim", "32")
+    for key in ("fit/loss_epoch", "fit/invariance_epoch", "fit/regulariser_epoch", "eval/knn_probe_top1"):
+        assert np.isfinite(metrics[key]), (key, metrics)
+    assert 0 <= metrics["eval/linear_probe_top1_epoch"] <= 1
+
+
+@pytest.mark.slow
+def test_the_lejepa_example_runs(fmnist, tmp_path):
+    metrics = run_example("lejepa_sphere_mmd.py", fmnist, tmp_path / "out")
+    for key in ("fit/loss_epoch", "fit/inv_epoch", "fit/sigreg_epoch", "eval/knn_probe_top1"):
+        assert np.isfinite(metrics[key]), (key, metrics)
