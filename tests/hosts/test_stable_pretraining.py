@@ -5,6 +5,7 @@ both examples run as documented. Skipped where stable-pretraining is absent (a f
 SFRIK_REQUIRE_HOSTS=1); the HostError path is test_stable_pretraining_requirements.py's."""
 
 import csv
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ from stable_pretraining.methods.lejepa import LeJEPA
 from sfrik_plugin import SphereMMD, defaults
 from sfrik_plugin.projector import build_projector
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "stable_pretraining"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "stable_pretraining"
+DOCS, DOCUMENTED = ROOT / "docs" / "hosts.md", ".venv-hosts/bin/python examples/stable_pretraining/"
 OPTIM = {"optimizer": {"type": "AdamW", "lr": 1e-3}, "scheduler": {"type": "ConstantLR"}, "interval": "step"}
 
 
@@ -222,9 +225,13 @@ def test_lejepa_with_sphere_mmd_trains_a_step():
 
 
 def run_example(script: str, fmnist: Path, out: Path, *extra: str) -> dict[str, float]:
-    """The example's last logged value of each metric (stable-pretraining's CSV in its run folder)."""
+    """The example run with its command line in docs/hosts.md, then (argparse: the last value wins)
+    this data, tiny sizes and `extra`; returns the last logged value of each metric
+    (stable-pretraining's CSV in its run folder)."""
+    (line,) = [line for line in DOCS.read_text().splitlines() if line.startswith(f"{DOCUMENTED}{script} ")]
+    documented = shlex.split(line)[2:]
     run_python(
-        EXAMPLES / script, "--data", fmnist, "--out", out, "--max-steps", "2", "--batch-size", "8",
+        EXAMPLES / script, *documented, "--data", fmnist, "--out", out, "--max-steps", "2", "--batch-size", "8",
         "--num-workers", "0", *extra, cwd=out.parent, set_env={"WANDB_MODE": "disabled"},
     )  # fmt: skip
     (metrics,) = out.glob("runs/*/*/*/metrics.csv")
