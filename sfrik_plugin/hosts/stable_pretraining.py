@@ -55,7 +55,7 @@ __all__ = [
     "LEJEPA_SPHERE_LAMB",
 ]
 
-PAPER_PROJECTOR_DIMS = (8192, 8192, 8192)  # the paper's ImageNet-100/IN20% projector
+PAPER_PROJECTOR_DIMS = (8192, 8192, 8192)  # the paper's IN20% projector (IN100: output 32768)
 
 # ---------------------------------------------------------------------------------------------
 # The batch as stable-pretraining's data pipeline gives it
@@ -195,14 +195,17 @@ class _TwoViewMethod(Module):
     ) -> None:
         super().__init__()
         check_bool(low_resolution, "low_resolution")
+        check_bool(pretrained, "pretrained")
         if isinstance(encoder_name, str):
             self.backbone = from_timm(
                 encoder_name,
                 num_classes=0,
                 low_resolution=low_resolution,
-                pretrained=check_bool(pretrained, "pretrained"),
+                pretrained=pretrained,
             )
         elif isinstance(encoder_name, nn.Module):
+            if pretrained:  # the weights are the given module's
+                raise ValueError("pretrained=True loads timm weights: give encoder_name as a timm model name")
             self.backbone = encoder_name
         else:
             raise TypeError(

@@ -169,6 +169,8 @@ def test_bad_batches_and_settings_are_refused_with_their_names():
         adapter.SFRIK(tiny_backbone(), projector_dims=(16, 32, 8))
     with pytest.raises(TypeError, match="encoder_name must be a timm model name or an nn.Module"):
         adapter.SFRIK(3)
+    with pytest.raises(ValueError, match="pretrained=True loads timm weights"):
+        adapter.SFRIK(tiny_backbone(), pretrained=True)
     with pytest.raises(ValueError, match="the backbone must return features"):
         adapter.SFRIK(nn.Conv2d(3, 4, 3), projector_dims=(8, 8, 8))
     with pytest.raises(ValueError, match="mmd_loss_weight"):  # the loss's own check, before the backbone
