@@ -19,7 +19,12 @@ from .regulariser import MMDOptions, mmd_regularisers, plan_regulariser
 from .sphere_autograd import autocast_disabled, to_sphere
 from .validation import Coeffs, check_embedding, check_floating_tensor, check_kernel_weights
 
-__all__ = ["SphereMMD"]
+__all__ = ["SphereMMD", "LEJEPA_WEIGHT"]
+
+# SphereMMD's weight beside LeJEPA's invariance (both on the sphere): SFRIK's paper weighting
+# (mmd 1 : sim 4000) with LeJEPA's invariance, which for two views is a quarter of SFRIK's
+# mse(u1, u2) (each view against their mean). A derivation, not a tuned value.
+LEJEPA_WEIGHT = 4 * defaults.SFRIK_MMD_LOSS_WEIGHT / defaults.SFRIK_SIM_LOSS_WEIGHT
 
 
 class SphereMMD(nn.Module):

@@ -10,7 +10,8 @@
 # Then:
 #   python examples/lightly/lejepa_sphere_mmd.py --data fmnist/train
 #
-# Note: lambda_param is lightly's default for SIGReg; SphereMMD's scale differs, so re-tune it.
+# Note: both terms are computed on the projections L2-normalised, and lambda_param defaults to
+# SFRIK's paper weighting (sfrik_plugin.sphere_mmd.LEJEPA_WEIGHT), derived, not tuned: re-tune it.
 
 import argparse
 

@@ -9,7 +9,8 @@ place, on the same V views (V, n, q): forward + backward time and peak memory ag
                      MMD^2 to the uniform distribution on the sphere: V Gram matrices, 2 V n^2 q
                      FLOPs and n^2 memory per view, deterministic
 
-Both with lightly's lambda_param; the first 2 views are the global ones, the rest local.
+Each with its default weight (lightly's 0.05 for SIGReg, SFRIK's paper weighting for SphereMMD,
+whose loss normalises the projections first); the first 2 views are the global ones, the rest local.
 """
 
 from __future__ import annotations

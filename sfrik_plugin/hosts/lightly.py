@@ -18,7 +18,8 @@ import torch
 from .. import defaults
 from ..losses import AUHLoss as _AUHLoss
 from ..losses import SFRIKLoss as _SFRIKLoss
-from ..sphere_mmd import SphereMMD
+from ..sphere_autograd import to_sphere
+from ..sphere_mmd import LEJEPA_WEIGHT, SphereMMD
 from ..validation import Coeffs
 from .requirements import require_host
 
@@ -76,9 +77,12 @@ class AUHLoss(_AUHLoss):
 class SphereMMDLeJEPALoss(LeJEPALoss):
     """lightly's LeJEPALoss with SFRIK's MMD to the uniform distribution on the sphere in SIGReg's
     place: the same call (local_proj, global_proj of shape (V, N, D)) and the same convex
-    combination lambda_param * R(all views) + (1 - lambda_param) * invariance.
+    combination lambda_param * R(all views) + (1 - lambda_param) * invariance, both on the
+    projections L2-normalised. SphereMMD sees only directions: on raw projections the invariance
+    could be made as small as wished by shrinking them, which SIGReg's Gaussian target forbids.
 
-    SphereMMD's scale is not SIGReg's: lambda_param is re-tuned (the default here is lightly's).
+    lambda_param defaults to SFRIK's paper weighting (sphere_mmd.LEJEPA_WEIGHT, as
+    lambda / (1 - lambda)): derived, not tuned.
 
     Example:
         >>> criterion = SphereMMDLeJEPALoss()
@@ -87,10 +91,20 @@ class SphereMMDLeJEPALoss(LeJEPALoss):
 
     def __init__(
         self,
-        lambda_param: float = 0.05,
+        lambda_param: float = LEJEPA_WEIGHT / (1 + LEJEPA_WEIGHT),
         gather_distributed: bool = False,
         kernel_weights: Coeffs = defaults.KERNEL_WEIGHTS,
         **mmd_options: Any,
     ) -> None:
         super().__init__(lambda_param=lambda_param, gather_distributed=gather_distributed)
         self.sigreg = SphereMMD(kernel_weights, gather_distributed, **mmd_options)
+
+    def forward(self, *, local_proj: torch.Tensor, global_proj: torch.Tensor) -> torch.Tensor:
+        return super().forward(local_proj=_on_sphere(local_proj), global_proj=_on_sphere(global_proj))
+
+
+def _on_sphere(proj: torch.Tensor) -> torch.Tensor:
+    """The last dimension L2-normalised (LeJEPALoss checks the shapes next)."""
+    if not isinstance(proj, torch.Tensor) or proj.dim() == 0:
+        return proj
+    return to_sphere(proj.reshape(-1, proj.shape[-1])).reshape(proj.shape)

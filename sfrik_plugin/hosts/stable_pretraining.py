@@ -30,7 +30,7 @@ from .. import defaults
 from ..losses import AUHLoss, LossTerms, SFRIKLoss
 from ..projector import build_projector
 from ..sphere_autograd import to_sphere
-from ..sphere_mmd import SphereMMD
+from ..sphere_mmd import LEJEPA_WEIGHT, SphereMMD
 from ..validation import Coeffs, check_bool, check_int, check_weight
 from .requirements import require_host
 
@@ -337,10 +337,8 @@ def method_forward(self: Module, batch: dict[str, Any], stage: str) -> dict[str,
 # ---------------------------------------------------------------------------------------------
 # LeJEPA with SFRIK's MMD in SIGReg's place
 
-# LeJEPA's lamb for SphereMMD on sphere projections: SFRIK's paper weighting (mmd 1 : sim 4000) with
-# LeJEPA's invariance, which for two views is a quarter of SFRIK's mse(u1, u2) (each view against
-# their mean). A derivation, not a tuned value.
-LEJEPA_SPHERE_LAMB = 4 * defaults.SFRIK_MMD_LOSS_WEIGHT / defaults.SFRIK_SIM_LOSS_WEIGHT
+# LeJEPA's lamb for SphereMMD on sphere projections (sphere_mmd.LEJEPA_WEIGHT: derived, not tuned).
+LEJEPA_SPHERE_LAMB = LEJEPA_WEIGHT
 
 
 class _ToSphere(nn.Module):

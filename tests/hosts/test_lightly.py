@@ -114,14 +114,32 @@ def test_sphere_mmd_replaces_sigreg_in_lightlys_lejepa_loss():
     g = torch.Generator().manual_seed(1)
     local_proj, global_proj = torch.randn(4, 16, 32, generator=g), torch.randn(2, 16, 32, generator=g)
     ours = SphereMMDLeJEPALoss(lambda_param=0.3)(local_proj=local_proj, global_proj=global_proj)
-    all_proj = torch.cat([global_proj, local_proj])
-    expected = 0.3 * SphereMMD()(all_proj) + 0.7 * lejepa_invariance_loss(all_proj=all_proj, global_proj=global_proj)
+    # both terms on the projections L2-normalised
+    local_u, global_u = (torch.nn.functional.normalize(p, dim=-1) for p in (local_proj, global_proj))
+    all_u = torch.cat([global_u, local_u])
+    expected = 0.3 * SphereMMD()(all_u) + 0.7 * lejepa_invariance_loss(all_proj=all_u, global_proj=global_u)
     assert torch.allclose(ours, expected, rtol=1e-6)
-    swapped = LeJEPALoss(lambda_param=0.3)  # the drop-in: assign SphereMMD to lightly's own loss
+    swapped = LeJEPALoss(lambda_param=0.3)  # the drop-in: SphereMMD as lightly's own loss's sigreg
     swapped.sigreg = SphereMMD()
-    assert torch.allclose(swapped(local_proj=local_proj, global_proj=global_proj), expected, rtol=1e-6)
+    assert torch.allclose(swapped(local_proj=local_u, global_proj=global_u), expected, rtol=1e-6)
     # deterministic, unlike SIGReg's random slices
     assert torch.equal(ours, SphereMMDLeJEPALoss(lambda_param=0.3)(local_proj=local_proj, global_proj=global_proj))
+    with pytest.raises(ValueError, match="local_proj must have shape"):
+        SphereMMDLeJEPALoss()(local_proj=torch.randn(16, 32), global_proj=global_proj)
+
+
+def test_the_lejepa_loss_cannot_be_lowered_by_shrinking_the_projections():
+    # SphereMMD sees only directions; on raw projections the invariance would go to 0 with the scale
+    g = torch.Generator().manual_seed(2)
+    local_proj, global_proj = torch.randn(2, 16, 32, generator=g), torch.randn(2, 16, 32, generator=g)
+    loss = SphereMMDLeJEPALoss()
+    full = loss(local_proj=local_proj, global_proj=global_proj)
+    small = loss(local_proj=1e-3 * local_proj, global_proj=1e-3 * global_proj)
+    torch.testing.assert_close(small, full)
+    # the default weight is SFRIK's paper weighting, as lambda / (1 - lambda)
+    from sfrik_plugin.sphere_mmd import LEJEPA_WEIGHT
+
+    assert loss.lambda_param / (1 - loss.lambda_param) == pytest.approx(LEJEPA_WEIGHT) == pytest.approx(0.001)
 
 
 def run_example(script: str, folder: Path, cwd: Path, *args: str):
