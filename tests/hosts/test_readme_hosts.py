@@ -31,11 +31,13 @@ def test_the_lightly_commands_name_what_the_tests_run():
     commands = "\n".join(code_blocks("bash"))
     scripts = re.findall(r"python (examples/\S+\.py)", commands)
     assert scripts and all((ROOT / s).is_file() for s in scripts)
-    tested = (ROOT / "tests" / "hosts" / "test_lightly.py").read_text()
     for script in scripts:
-        if script.startswith("examples/lightly/"):
-            assert f'"{Path(script).name}"' in tested, f"{script} is not run by tests/hosts/test_lightly.py"
-    assert 'pip install --no-build-isolation -e ".[lightly]"' in commands
+        host = Path(script).parent.name  # examples/<host>/<script>
+        tested = (ROOT / "tests" / "hosts" / f"test_{host}.py").read_text()
+        assert f'"{Path(script).name}"' in tested, f"{script} is not run by tests/hosts/test_{host}.py"
+    assert {Path(s).parent.name for s in scripts} == {"lightly", "stable_pretraining"}
+    for extra in ("lightly", "stable-pretraining"):
+        assert f'pip install --no-build-isolation -e ".[{extra}]"' in commands
 
 
 def test_the_harness_lines_work():
