@@ -13,6 +13,9 @@
 # Note: both terms are computed on the projections L2-normalised, and lambda_param defaults to
 # SFRIK's paper weighting (sfrik_plugin.sphere_mmd.LEJEPA_WEIGHT), derived, not tuned: re-tune it.
 
+# The adapter first: it checks the installed lightly and names the fix if needed.
+from sfrik_plugin.hosts.lightly import SphereMMDLeJEPALoss  # isort: skip
+
 import argparse
 
 import pytorch_lightning as pl
@@ -23,8 +26,6 @@ from lightly.models.modules import LeJEPAProjectionHead
 from lightly.transforms.dino_transform import DINOTransform
 from torch import Tensor
 from torch.optim import AdamW
-
-from sfrik_plugin.hosts.lightly import SphereMMDLeJEPALoss
 
 
 class LeJEPA(pl.LightningModule):

@@ -10,6 +10,9 @@
 # Note: the settings are the paper's IN20% loss weights with a small batch, chosen so that the
 # example runs on one GPU (or, slowly, on a CPU); they are not tuned for this data.
 
+# The adapter first: it checks the installed lightly and names the fix if needed.
+from sfrik_plugin.hosts.lightly import SFRIKLoss  # isort: skip
+
 import argparse
 
 import pytorch_lightning as pl
@@ -20,8 +23,6 @@ from lightly.models.modules.heads import VICRegProjectionHead
 from lightly.transforms.vicreg_transform import VICRegTransform
 from lightly.utils.lars import LARS
 from torch import nn
-
-from sfrik_plugin.hosts.lightly import SFRIKLoss
 
 
 class SFRIK(pl.LightningModule):
