@@ -70,7 +70,7 @@ def run_cell(n: int, q: int, views: int, losses: dict, args, device, dtype, skip
     rows: list[dict[str, Any]] = []
     runnable = {}
     for name in SUITE_METHODS:
-        base = {**common.cell("losses", n, q, args.dtype, device), "method": name, "views": views}
+        base = {**common.cell("losses", n, q, args.dtype, device), "method": name, "views": views, "autocast": "none"}
         if name not in losses:
             rows.append({**base, "status": "skipped: lightly is not installed"})
             continue

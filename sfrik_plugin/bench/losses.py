@@ -429,7 +429,10 @@ def run(args) -> int:
     bad_views = [v for v in args.lejepa_views if v < 2]
     if bad_views:
         raise SystemExit(f"--lejepa-views takes numbers of views >= 2 (2 global + local), got {bad_views}")
-    lejepa_losses = lejepa.build_losses() if args.lejepa_views else {}
+    lejepa_views = args.lejepa_views if getattr(args, "autocast", "none") == "none" else []
+    if args.lejepa_views and not lejepa_views:
+        print("LeJEPA rows: run without --autocast (they compare the two regularisers in float32)")
+    lejepa_losses = lejepa.build_losses() if lejepa_views else {}
     rows = []
     for n in batches:
         for q in dims:
@@ -440,7 +443,7 @@ def run(args) -> int:
             )
             print(cell_table(cell), flush=True)
             rows.extend(cell)
-            for views in args.lejepa_views:
+            for views in lejepa_views:
                 lejepa_cell = lejepa.run_cell(
                     n,
                     q,
