@@ -49,3 +49,23 @@ def test_the_harness_lines_work():
     from sfrik_plugin.hosts import lightly_benchmark
 
     assert scope["METHODS"]["sfrik"] == {"model": lightly_benchmark.SFRIK, "transform": lightly_benchmark.transform}
+
+
+def test_the_lejepa_benchmark_table_is_the_recorded_csv():
+    import csv
+
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    start = text.index("## LeJEPA with SphereMMD in SIGReg's place")
+    section = text[start : text.index("\n## ", start + 1)]
+    lines = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
+    rows = list(csv.DictReader((ROOT / "docs" / "bench_lejepa_cpu.csv").open()))
+    by = {(r["n"], r["q"], r["views"], r["method"]): r for r in rows if r["method"].startswith("lejepa_")}
+    assert len(lines) == len(by) // 2 == 12
+    for line in lines:
+        n, q, views, sigreg, sphere, time_ratio, memory_ratio = (c.strip() for c in line.strip("|").split("|"))
+        a, b = by[(n, q, views, "lejepa_sigreg")], by[(n, q, views, "lejepa_sphere_mmd")]
+        assert sigreg == f"{float(a['ms_median']):.0f} ms / {float(a['peak_extra_mib']):.0f} MiB"
+        assert sphere == f"{float(b['ms_median']):.0f} ms / {float(b['peak_extra_mib']):.0f} MiB"
+        assert (
+            time_ratio == f"{float(b['time_vs_sigreg']):.3f}" and memory_ratio == f"{float(b['memory_vs_sigreg']):.3f}"
+        )
