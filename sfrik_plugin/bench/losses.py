@@ -236,22 +236,21 @@ def matmul_flops_per_second(device: torch.device, dtype: torch.dtype) -> float:
 
 def skip_reason(method: str, n: int, q: int, args, device, dtype, rate: float) -> str | None:
     need = predicted_bytes(method, n, q, torch.finfo(dtype).bits // 8)
-    have = available_bytes(device)
-    if need > args.memory_fraction * have:
-        return f"does not fit: needs ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
-    seconds = predicted_flops(method, n, q) / rate
-    if seconds > args.max_seconds:
-        return f"too slow here: ~{seconds:.0f} s per run > --max-seconds {args.max_seconds:g}"
-    return None
+    return predicted_skip(need, predicted_flops(method, n, q), args, device, rate)
 
 
 def lejepa_skip(method: str, views: int, n: int, q: int, args, device, dtype, rate: float) -> str | None:
     """skip_reason for a LeJEPA row (V views)."""
     need = lejepa.predicted_bytes(method, views, n, q, torch.finfo(dtype).bits // 8)
+    return predicted_skip(need, lejepa.predicted_flops(method, views, n, q), args, device, rate)
+
+
+def predicted_skip(need: float, flops: float, args, device, rate: float) -> str | None:
+    """Why a run predicted to need `need` bytes and `flops` FLOPs is skipped (None: it runs)."""
     have = available_bytes(device)
     if need > args.memory_fraction * have:
         return f"does not fit: needs ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
-    seconds = lejepa.predicted_flops(method, views, n, q) / rate
+    seconds = flops / rate
     if seconds > args.max_seconds:
         return f"too slow here: ~{seconds:.0f} s per run > --max-seconds {args.max_seconds:g}"
     return None
