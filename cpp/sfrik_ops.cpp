@@ -42,6 +42,10 @@ TORCH_LIBRARY(sfrik, m) {
   // (entries past ~1.8e19) or flush (entries below ~1e-19), and the distance between two rows
   // normalised without the cancellation of 1 - cos (sfrik_plugin/sphere_autograd.py).
   m.def("row_stats(Tensor x, Tensor? y) -> Tensor");
+  // A square matrix g made exactly symmetric: from its upper triangle, diagonal included, mirrored
+  // (add = false; the strict lower triangle of g is not read), or g + g^T (add = true). A new
+  // contiguous matrix. CPU only (sfrik_plugin/gram.py uses torch ops on other devices).
+  m.def("symmetrize(Tensor g, bool add) -> Tensor");
 }
 
 namespace {

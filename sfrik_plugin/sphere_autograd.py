@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .gram import symmetric_gram, symmetric_sum
 from .rows import finite_or_nan, row_norms, row_stats
 
 # The autograd Functions here are in the setup_context form with generated vmap rules: torch.func's
@@ -87,7 +88,8 @@ class _RowNormalize(torch.autograd.Function):
 
 
 class _GramMatrix(torch.autograd.Function):
-    """G = u u^T with a one-GEMM backward: dL/du = (Gbar + Gbar^T) u, where autograd's matmul
+    """G = u u^T from its upper triangle (gram.symmetric_gram: half the forward GEMM work, exactly
+    symmetric) with a one-GEMM backward: dL/du = (Gbar + Gbar^T) u, where autograd's matmul
     rule spends two GEMMs (Gbar u and Gbar^T u). Exact for any Gbar (the sum is formed first,
     an n x n pass, cheap next to an n x n x q product)."""
 
@@ -95,7 +97,7 @@ class _GramMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(u):
-        return u @ u.T
+        return symmetric_gram(u)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -104,11 +106,12 @@ class _GramMatrix(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (u,) = ctx.saved_tensors
-        return (grad + grad.T) @ u
+        return symmetric_sum(grad) @ u
 
 
 def gram_matrix(u: torch.Tensor) -> torch.Tensor:
-    """u u^T, differentiable with one GEMM in the backward (see _GramMatrix)."""
+    """u u^T, exactly symmetric, from its upper triangle, differentiable with one GEMM in the
+    backward (see _GramMatrix)."""
     return apply(_GramMatrix, u)
 
 
@@ -120,13 +123,15 @@ class _TwoViewSphereGrams(torch.autograd.Function):
     - forward: one pass (rows.row_stats) gives, per row and in double, |z1|^2, |z2|^2 and
       <z1, z2>; from them the norms (right where float32 squares overflow) and the invariance
       |u1 - u2|^2 = |z1|^2/d1^2 + |z2|^2/d2^2 - 2 <z1, z2>/(d1 d2) (the double sums keep the digits
-      that 1 - cos in float32 cancels). Then u = z / d (one pass) and G = u u^T (one GEMM each).
+      that 1 - cos in float32 cancels). Then u = z / d (one pass) and G = u u^T (its upper
+      triangle: half a GEMM each, gram.symmetric_gram).
     - backward, for a view u (other view u', c = 2 dmse / (n q), S = Gbar + Gbar^T):
         g = S u + c (u - u'),  dz = (g - u <g, u>) / d  (<g, u> masked to 0 below eps)
       <S u, u>_i = sum_j S_ij G_ij needs no n x q pass, so
         dz = (diag(1/d) S + diag((c - <g, u>) / d)) u - (c / d) u'
-      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm). u is recomputed from the
-      saved z (one pass) rather than saved beside it.
+      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm_). u is recomputed from the
+      saved z (one pass) rather than saved beside it. (Folding 1/d into the n x n matrix instead, to
+      run the GEMM on z, underflows: S_ij / (d_i d_j) is below float32's range for norms near 1e19.)
     Under create_graph (double backward) the gradient is recomputed through differentiable ops
     of z instead, so higher derivatives are exact.
     The row statistics are a fourth output (not differentiable), so that the backward can use
@@ -140,7 +145,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         stats = row_stats(z1, z2)  # (n, 3) float64: |z1|^2, |z2|^2, <z1, z2>
         invariance, d = _invariance_of_stats(stats, eps, q, z1.dtype)
         u1, u2 = _units(z1, z2, d)
-        return u1 @ u1.T, u2 @ u2.T, invariance, stats
+        return symmetric_gram(u1), symmetric_gram(u2), invariance, stats
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -183,12 +188,12 @@ class _TwoViewSphereGrams(torch.autograd.Function):
                 assert scale is not None  # (both None was skipped above)
                 grads.append(u * diagonal - other * (scale * inv))
                 continue
-            matrix = (dg + dg.T).mul_(inv)
+            matrix = symmetric_sum(dg).mul_(inv)
             matrix.diagonal().add_(diagonal.squeeze(1))
             if scale is None:
                 grads.append(matrix @ u)
-            else:
-                grads.append(torch.addmm(other * (-scale * inv), matrix, u))
+            else:  # in place into the addend: addmm would first copy it into its result (an n x q pass)
+                grads.append((other * (-scale * inv)).addmm_(matrix, u))
         return grads[0], grads[1], None
 
     @staticmethod
@@ -204,7 +209,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
                 grads.append(None)
                 continue
             u, other = units[k], units[1 - k]
-            du = torch.zeros_like(u) if dg is None else (dg + dg.T) @ u
+            du = torch.zeros_like(u) if dg is None else symmetric_sum(dg) @ u
             if dinvariance is not None:
                 du = du + (u - other) * (dinvariance * (2.0 / (n * q)))
             grads.append(_unit_rows_backward(z, u, du, ctx.eps))

@@ -37,6 +37,12 @@ def test_floor_step_is_the_two_gram_products():
     expected = (z[0] @ z[0].T).sum() + (z[1] @ z[1].T).sum()
     torch.testing.assert_close(losses.floor_step(z), expected)
     torch.testing.assert_close(losses.plain_floor_step(z), expected)
+    # the floor keeps its full GEMMs (issue 32): the plain product's gradient, from an autograd.Function
+    leaf = z.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(losses.floor_step(leaf), leaf)
+    (plain,) = torch.autograd.grad(losses.plain_floor_step(leaf), leaf)
+    torch.testing.assert_close(grad, plain)
+    assert torch.autograd.gradcheck(lambda v: losses._FullGram.apply(v), (z[0].clone().requires_grad_(),))
 
 
 def test_the_csv_holds_every_finished_cell_when_a_later_one_is_stopped(tmp_path, monkeypatch):
