@@ -34,13 +34,14 @@ class GramBlocks(NamedTuple):
     min_block_rows: int
 
 
-# Measured with `sfrik-bench gram` on a 2-core CPU (BENCHMARKS.md, "The Gram matrix from its upper
-# triangle"): blocks of 256 rows or more beat the full product from n = 512 on (one thread, q = 1024
-# and 8192), and 8 blocks were as fast as 4 or faster at n >= 1024; each further block saves less work
-# ((m + 1) / (2 m) of a full product) and adds a call. CUDA: blocks of 1024 rows keep each GEMM's
-# output wide enough to fill the GPU's multiprocessors (not measured yet: the GPU check's gram stage
-# times 1, 2 and 4 blocks).
-GRAM_BLOCKS = {"cpu": GramBlocks(8, 256), "cuda": GramBlocks(4, 1024)}
+# Measured with `sfrik-bench gram` on a 2-core Xeon beside a busy process (BENCHMARKS.md, "The Gram
+# matrix from its upper triangle"): at q = 8192 the fastest count was 3-4 blocks with 2 threads
+# (0.71 of the full product at n = 2048, 0.77 at n = 1024) and 6 with one thread, 4 within 6 % of it;
+# at n = 256 the full product was as fast (1 thread, q = 1024) or within noise. Each further block
+# saves less ((m + 1) / (2 m) of the work) and its GEMM is narrower. So: 4 blocks of at least 256
+# rows. CUDA: blocks of 1024 rows or more, 4 at most, keep each GEMM's output wide enough to fill the
+# GPU's multiprocessors (not measured yet: the GPU check's gram stage times 1-8 blocks).
+GRAM_BLOCKS = {"cpu": GramBlocks(4, 256), "cuda": GramBlocks(4, 1024)}
 _OTHER_DEVICES = GramBlocks(1, 1)
 ROW_ALIGNMENT = 16  # block boundaries on multiples of this: aligned rows for the GEMMs and the copies
 
@@ -69,7 +70,7 @@ def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _tiled_kernel(t: torch.Tensor) -> bool:
     """Whether sfrik::symmetrize has a kernel for t: the CPU one (its tiles read the transpose in
     cache-sized pieces, where g.mT read down the columns cost 3-10x more at n = 2048)."""
-    return _extension._C is not None and t.device.type == "cpu"
+    return t.device.type == "cpu" and _extension.available_for(t)
 
 
 def mirror_upper(gram: torch.Tensor) -> torch.Tensor:

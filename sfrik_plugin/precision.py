@@ -100,17 +100,19 @@ def low_precision_mm(a: torch.Tensor, b: torch.Tensor, gram_precision: str, scal
     return product if scale is None else product / scale
 
 
-def low_precision_gram(r: torch.Tensor, gram_precision: str) -> torch.Tensor:
+def low_precision_gram(r: torch.Tensor, gram_precision: str, blocks: int | None = None) -> torch.Tensor:
     """r r^T for rows r already rounded to gram_precision, from its upper triangle
-    (gram.symmetric_gram), the products in that precision as low_precision_mm computes them (r's
-    entries are <= 1: no float16 scaling). On CUDA the rows are cast to the low type once, not per
-    block; elsewhere the float32 product of the rounded rows is the same numerics."""
+    (gram.symmetric_gram, in `blocks` row blocks; None: the device's default), the products in that
+    precision as low_precision_mm computes them (r's entries are <= 1: no float16 scaling). On CUDA
+    the rows are cast to the low type once, not per block; elsewhere the float32 product of the
+    rounded rows is the same numerics."""
     if gram_precision == "float32" or r.device.type != "cuda" or r.dtype != torch.float32:
-        return symmetric_gram(r)
+        return symmetric_gram(r, blocks=blocks)
     if gram_precision == "tf32":
         with _tf32_matmul():
-            return symmetric_gram(r)
-    return symmetric_gram(r.to(_LOW_TYPES[gram_precision]), lambda a, b: torch.mm(a, b.mT, out_dtype=torch.float32))
+            return symmetric_gram(r, blocks=blocks)
+    low = r.to(_LOW_TYPES[gram_precision])
+    return symmetric_gram(low, lambda a, b: torch.mm(a, b.mT, out_dtype=torch.float32), blocks)
 
 
 class _ReducedPrecisionGram(torch.autograd.Function):

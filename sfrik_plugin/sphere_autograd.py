@@ -129,13 +129,16 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         g = S u + c (u - u'),  dz = (g - u <g, u>) / d  (<g, u> masked to 0 below eps)
       <S u, u>_i = sum_j S_ij G_ij needs no n x q pass, so
         dz = (diag(1/d) S + diag((c - <g, u>) / d)) u - (c / d) u'
-      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm_). u is recomputed from the
-      saved z (one pass) rather than saved beside it. (Folding 1/d into the n x n matrix instead, to
-      run the GEMM on z, underflows: S_ij / (d_i d_j) is below float32's range for norms near 1e19.)
+      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm_), and <S u, u> is
+      rowsum(S o G) with S already formed (G symmetric). u is saved from the forward: its
+      recomputation cost an n x q pass per view, and at the loss's backward the recomputed rows
+      were live anyway, so saving them does not raise the peak. (Folding 1/d into the n x n matrix
+      to run the GEMM on z instead underflows: S_ij / (d_i d_j) is below float32's range for norms
+      near 1e19.)
     Under create_graph (double backward) the gradient is recomputed through differentiable ops
     of z instead, so higher derivatives are exact.
-    The row statistics are a fourth output (not differentiable), so that the backward can use
-    them (torch.func accepts only inputs and outputs as saved tensors)."""
+    The row statistics and u1, u2 are further outputs (not differentiable), so that the backward
+    can use them (torch.func accepts only inputs and outputs as saved tensors)."""
 
     generate_vmap_rule = True
 
@@ -145,27 +148,26 @@ class _TwoViewSphereGrams(torch.autograd.Function):
         stats = row_stats(z1, z2)  # (n, 3) float64: |z1|^2, |z2|^2, <z1, z2>
         invariance, d = _invariance_of_stats(stats, eps, q, z1.dtype)
         u1, u2 = _units(z1, z2, d)
-        return symmetric_gram(u1), symmetric_gram(u2), invariance, stats
+        return symmetric_gram(u1), symmetric_gram(u2), invariance, stats, u1, u2
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         z1, z2, eps = inputs
-        g1, g2, _, stats = output
+        g1, g2, _, stats, u1, u2 = output
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(stats)
+        ctx.mark_non_differentiable(stats, u1, u2)
         ctx.eps = eps
-        ctx.save_for_backward(z1, z2, stats, g1, g2)
+        ctx.save_for_backward(z1, z2, stats, g1, g2, u1, u2)
 
     @staticmethod
-    def backward(ctx, dg1, dg2, dinvariance, dstats):
-        z1, z2, stats, g1, g2 = ctx.saved_tensors
+    def backward(ctx, dg1, dg2, dinvariance, dstats, du1, du2):
+        z1, z2, stats, g1, g2, u1, u2 = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _TwoViewSphereGrams._differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance)
         n, q = z1.shape
         dtype = z1.dtype
         d64, squares64, cross64 = _unit_products(stats, ctx.eps)
         squares, cross = squares64.to(dtype), cross64.to(dtype)  # |u|^2, <u1, u2>
-        u1, u2 = _units(z1, z2, d64)
         inverse = finite_or_nan(1.0 / d64, dtype)  # (n, 2)
         mask = (stats[:, :2].sqrt() >= ctx.eps).to(dtype)
         scale = None if dinvariance is None else dinvariance * (2.0 / (n * q))
@@ -177,18 +179,18 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             inv, m = inverse[:, k : k + 1], mask[:, k : k + 1]
             dot = torch.zeros_like(inv)  # <g_i, u_i>
             diagonal = torch.zeros_like(inv)  # coefficient of u_i itself
-            if dg is not None:
-                weighted = dg * g  # <S u, u>_i = row + column sums (G symmetric)
-                dot = dot + weighted.sum(1, keepdim=True) + weighted.sum(0).unsqueeze(1)
+            matrix = None if dg is None else symmetric_sum(dg)  # S
+            if matrix is not None:
+                dot = dot + torch.linalg.vecdot(matrix, g, dim=1).unsqueeze(1)  # <S u, u>_i = (S o G) 1
             if scale is not None:
                 dot = dot + scale * (squares[:, k : k + 1] - cross)  # <c (u - u'), u>
                 diagonal = diagonal + scale
             diagonal = (diagonal - dot * m) * inv
-            if dg is None:
+            if matrix is None:
                 assert scale is not None  # (both None was skipped above)
                 grads.append(u * diagonal - other * (scale * inv))
                 continue
-            matrix = symmetric_sum(dg).mul_(inv)
+            matrix.mul_(inv)
             matrix.diagonal().add_(diagonal.squeeze(1))
             if scale is None:
                 grads.append(matrix @ u)
@@ -274,7 +276,7 @@ def two_view_sphere_grams(
     z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams)."""
-    g1, g2, invariance, _ = apply(_TwoViewSphereGrams, z1, z2, eps)
+    g1, g2, invariance, *_ = apply(_TwoViewSphereGrams, z1, z2, eps)
     return g1, g2, invariance
 
 
