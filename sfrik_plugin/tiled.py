@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .reference import legendre_series_reference
+from . import fallback
 from .series import _use_extension
 
 # Rows per tile: the tile GEMMs stay efficient and two float32 tiles (the Gram tile and psi' of
@@ -52,8 +52,9 @@ def use_tiled(mmd_impl: str, rows: int, q: int, tile_size: int, device: torch.de
 def _gram_series_sum_python(
     x: torch.Tensor, y: torch.Tensor | None, coeffs: Sequence[float], q: int, tile: int
 ) -> torch.Tensor:
-    """S of the operator in plain PyTorch over the same tiles: the fallback without the compiled
-    extension (warned). Differentiable by autograd, which keeps every tile for the backward, so
+    """S of the operator in plain PyTorch over the same tiles (each tile's sum through the compiled
+    fallback, sfrik_plugin.fallback): the fallback without the compiled extension (warned).
+    Differentiable by autograd, which keeps every tile for the backward, so
     the fallback holds O(n^2) memory like the dense path. Numerics of the compiled operator under
     autocast too: its float32 autocast rule leaves float32 and float64 rows as they are and runs
     the tile GEMMs in their precision (never in autocast's float16/bfloat16)."""
@@ -63,7 +64,7 @@ def _gram_series_sum_python(
     with torch.autocast(x.device.type, enabled=False):
         for i0 in range(0, x.shape[0], tile):
             for j0 in range(i0 if symmetric else 0, other.shape[0], tile):
-                block = legendre_series_reference(x[i0 : i0 + tile] @ other[j0 : j0 + tile].T, coeffs, q).sum()
+                block = fallback.series_reduce(x[i0 : i0 + tile] @ other[j0 : j0 + tile].T, list(coeffs), q, False)
                 total = total + block * (2.0 if symmetric and j0 != i0 else 1.0)
     return total.to(x.dtype)
 

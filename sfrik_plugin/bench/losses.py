@@ -9,6 +9,9 @@ requires_grad) and the gradient with respect to them:
   sfrik_gram_tf32  the same with gram_precision="tf32" (TF32 Gram product on a GPU)
   sfrik_gram_bf16  the same with gram_precision="bf16" (bfloat16 inputs, float32 accumulation)
   sfrik_reference  the same loss with psi through the pure-PyTorch recurrence (eager autograd)
+  sfrik_fallback   sfrik_plugin.sfrik_loss_func as it runs where the extension has no kernel for the
+                   device (sfrik_plugin.fallback: the recurrence and the row sums under torch.compile,
+                   compiled in the warm-up run)
   vicreg           baseline implementations from an established library: solo-learn's loss
   barlow_twins     functions when solo-learn is installed, otherwise lightly's losses; a baseline
   simclr           neither provides is skipped and said so (no home-made copies)
@@ -50,6 +53,7 @@ from typing import cast
 import torch
 
 import sfrik_plugin
+from sfrik_plugin._extension import reference_only
 from sfrik_plugin.baselines import BASELINES, baseline_losses
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.reference import legendre_series_reference
@@ -68,6 +72,7 @@ METHODS = (
     "sfrik_gram_tf32",
     "sfrik_gram_bf16",
     "sfrik_reference",
+    "sfrik_fallback",
     *BASELINES,
     "auh",
 )  # the registry's baselines
@@ -132,6 +137,12 @@ def _sfrik_reference_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return 4000.0 * torch.nn.functional.mse_loss(u1, u2) + (mmd[0] + mmd[1]) / 2
 
 
+def _sfrik_fallback_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """sfrik_loss_func on the paths a device without the extension's kernels takes."""
+    with reference_only():
+        return sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)
+
+
 def build_methods() -> dict[str, tuple]:
     """name -> (source, loss(z1, z2)); baselines that no installed library provides are missing."""
     methods: dict[str, tuple] = {
@@ -144,6 +155,7 @@ def build_methods() -> dict[str, tuple]:
             for p in ("tf32", "bf16")
         },
         "sfrik_reference": ("sfrik_plugin.reference", _sfrik_reference_loss),
+        "sfrik_fallback": ("sfrik_plugin.fallback", _sfrik_fallback_loss),
         "auh": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.auh_loss_func(z1, z2, gather_distributed=False)),
     }
     methods.update(baseline_losses())
