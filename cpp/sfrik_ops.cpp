@@ -50,12 +50,13 @@ TORCH_LIBRARY(sfrik, m) {
 
 namespace {
 
-bool cpu_has_avx2_fma() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
+// The instruction set of the Legendre kernels' version that runs here (cpu/legendre_series_cpu.cpp).
+const char* cpu_kernel_isa() {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("x86-64-v4")) return "avx512 (x86-64-v4)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "avx2+fma";
 #endif
+  return "baseline";
 }
 
 }  // namespace
@@ -75,7 +76,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("openmp") = false;
 #endif
-  m.def(
-      "cpu_kernel_isa", []() { return cpu_has_avx2_fma() ? "avx2+fma" : "baseline"; },
-      "Instruction set the CPU kernels dispatch to on this processor");
+  m.def("cpu_kernel_isa", &cpu_kernel_isa, "Instruction set the CPU kernels dispatch to on this processor");
 }
