@@ -143,7 +143,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(z1, z2, eps):
+    def forward(z1, z2, eps, symmetric_grads):
         q = z1.shape[1]
         stats = row_stats(z1, z2)  # (n, 3) float64: |z1|^2, |z2|^2, <z1, z2>
         invariance, d = _invariance_of_stats(stats, eps, q, z1.dtype)
@@ -152,11 +152,11 @@ class _TwoViewSphereGrams(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        z1, z2, eps = inputs
+        z1, z2, eps, symmetric_grads = inputs
         g1, g2, _, stats, u1, u2 = output
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(stats, u1, u2)
-        ctx.eps = eps
+        ctx.eps, ctx.symmetric_grads = eps, symmetric_grads
         ctx.save_for_backward(z1, z2, stats, g1, g2, u1, u2)
 
     @staticmethod
@@ -179,9 +179,13 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             inv, m = inverse[:, k : k + 1], mask[:, k : k + 1]
             dot = torch.zeros_like(inv)  # <g_i, u_i>
             diagonal = torch.zeros_like(inv)  # coefficient of u_i itself
-            matrix = None if dg is None else symmetric_sum(dg)  # S
-            if matrix is not None:
-                dot = dot + torch.linalg.vecdot(matrix, g, dim=1).unsqueeze(1)  # <S u, u>_i = (S o G) 1
+            # S = dg + dg^T, or with symmetric_grads 2 dg (the same bits), the 2 folded into the row
+            # scaling: no n x n pass with a transposed read. <S u, u>_i = (S o G) 1 before the scaling.
+            matrix = None if dg is None or ctx.symmetric_grads else symmetric_sum(dg)
+            if dg is not None:
+                twice = 2.0 if matrix is None else 1.0
+                dot = dot + twice * torch.linalg.vecdot(dg if matrix is None else matrix, g, dim=1).unsqueeze(1)
+                matrix = dg * (2.0 * inv) if matrix is None else matrix.mul_(inv)  # diag(1/d) S
             if scale is not None:
                 dot = dot + scale * (squares[:, k : k + 1] - cross)  # <c (u - u'), u>
                 diagonal = diagonal + scale
@@ -190,13 +194,12 @@ class _TwoViewSphereGrams(torch.autograd.Function):
                 assert scale is not None  # (both None was skipped above)
                 grads.append(u * diagonal - other * (scale * inv))
                 continue
-            matrix.mul_(inv)
             matrix.diagonal().add_(diagonal.squeeze(1))
             if scale is None:
                 grads.append(matrix @ u)
             else:  # in place into the addend: addmm would first copy it into its result (an n x q pass)
                 grads.append((other * (-scale * inv)).addmm_(matrix, u))
-        return grads[0], grads[1], None
+        return grads[0], grads[1], None, None
 
     @staticmethod
     def _differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance):
@@ -215,7 +218,7 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             if dinvariance is not None:
                 du = du + (u - other) * (dinvariance * (2.0 / (n * q)))
             grads.append(_unit_rows_backward(z, u, du, ctx.eps))
-        return grads[0], grads[1], None
+        return grads[0], grads[1], None, None
 
 
 def _unit_products(stats: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -273,10 +276,16 @@ def _units(z1: torch.Tensor, z2: torch.Tensor, d: torch.Tensor) -> tuple[torch.T
 
 
 def two_view_sphere_grams(
-    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12
+    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12, *, symmetric_grads: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams)."""
-    g1, g2, invariance, *_ = apply(_TwoViewSphereGrams, z1, z2, eps)
+    """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams).
+
+    symmetric_grads=True promises that the gradients reaching G1 and G2 are symmetric matrices, as
+    they are when each G only goes through a function applied elementwise and then reduced (every
+    regulariser of the losses: G is exactly symmetric, so f(G) is): the backward then takes
+    Gbar + Gbar^T as 2 Gbar (the same values) without the n x n pass that forms it. A wrong promise
+    gives a wrong gradient."""
+    g1, g2, invariance, *_ = apply(_TwoViewSphereGrams, z1, z2, eps, symmetric_grads)
     return g1, g2, invariance
 
 

@@ -384,7 +384,7 @@ def floor_check(methods: dict, args, device, dtype) -> str:
     path = "tiled" if use_tiled("auto", n, q, default_tile_size(device), device) else "dense"
     where = "" if (n, q) == (FLOOR_N, FLOOR_Q) else f" (n = {FLOOR_N}, q = {FLOOR_Q} not in the grid)"
     return (
-        f"SFRIK loss / its floor (the two bare Gram products as the loss computes them, fwd+bwd) at "
+        f"SFRIK loss / its floor (two full Gram products, one GEMM forward and one backward each) at "
         f"n = {n}, q = {q}{where}: {ms['sfrik']:.1f} ms / {ms['floor']:.1f} ms = {ratio:.3f} "
         f"(need <= {target}; the {path} path): {verdict}; against the products through autograd's plain matmul rule "
         f"({ms['plain']:.1f} ms): {ms['sfrik'] / ms['plain']:.3f}"

@@ -195,3 +195,18 @@ def test_the_number_of_ops_stops_growing_at_the_largest_block_count(blocks):
     # From 4 blocks of 16 rows on (64 rows), more rows or a wider q run the very same ops.
     assert op_counts(64, 8) == op_counts(256, 8) == op_counts(64, 512)
     assert op_counts(16, 8) != op_counts(64, 8)  # (the blocks are really used)
+
+
+def test_symmetric_grads_gives_the_same_bits_for_a_symmetric_upstream(device, blocks):
+    # What the losses promise (an elementwise function of the exactly symmetric G, then a sum):
+    # the backward's 2 dg is dg + dg^T to the bit.
+    from sfrik_plugin.sphere_autograd import two_view_sphere_grams
+
+    z1, z2 = two_views(70, 16, device)
+    grads = []
+    for promise in (False, True):
+        g1, g2, invariance = two_view_sphere_grams(z1, z2, symmetric_grads=promise)
+        loss = (g1**3).mean() + torch.exp(g2).mean() + 7.0 * invariance
+        grads.append(torch.autograd.grad(loss, (z1, z2)))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
