@@ -29,6 +29,33 @@ PYTEST_ARGS ?=
 test: build
 	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
+# The hosts' environment (docs/hosts.md): stable-pretraining needs lightning >= 2.4 and solo-learn
+# pins 2.1.2, so lightly and stable-pretraining get a venv of their own, $(HOSTS_VENV), with the
+# same torch (TORCH_SPEC; a constraint file keeps it) and the plugin installed editable. The
+# extension is the in-place one `make build` compiled (SFRIK_REUSE_EXTENSION=1: setup.py checks the
+# torch and the sources, then compiles nothing; compiling it again took 3 minutes here).
+HOSTS_VENV ?= .venv-hosts
+HOSTS_PY := $(HOSTS_VENV)/bin/python
+HOSTS_SPEC ?= stable-pretraining==0.1.8 lightly==1.6.0
+HOSTS_CONSTRAINTS := $(HOSTS_VENV)/constraints.txt
+.PHONY: hosts test-hosts
+hosts: $(HOSTS_VENV)/.built
+
+$(HOSTS_VENV)/.torch-installed:
+	$(PYTHON) -m venv $(HOSTS_VENV)
+	$(HOSTS_PY) -m pip install $(TORCH_SPEC) ninja "setuptools>=64" wheel
+	touch $@
+
+$(HOSTS_VENV)/.built: $(HOSTS_VENV)/.torch-installed $(VENV)/.built $(SOURCES)
+	$(HOSTS_PY) -c "from importlib.metadata import version; print(*(f'{d}=={version(d)}' for d in ('torch', 'torchvision')), sep='\n')" > $(HOSTS_CONSTRAINTS)
+	$(HOSTS_PY) -m pip install -c $(HOSTS_CONSTRAINTS) $(HOSTS_SPEC)
+	SFRIK_REUSE_EXTENSION=1 $(HOSTS_PY) -m pip install -c $(HOSTS_CONSTRAINTS) --no-build-isolation -e ".[stable-pretraining,lightly,test]"
+	touch $@
+
+# tests/hosts in the hosts' environment, the extension and the hosts required (a skip is a failure).
+test-hosts: hosts fashion-mnist
+	SFRIK_REQUIRE_EXTENSION=1 SFRIK_REQUIRE_HOSTS=1 WANDB_MODE=disabled $(HOSTS_PY) -m pytest -q -rs tests/hosts $(PYTEST_ARGS)
+
 # ruff (lint and format), mypy (the public API fully typed), clang-format (cpp/); the same checks as
 # .pre-commit-config.yaml. `make format` applies the formatters.
 CPP_SOURCES := $(wildcard cpp/*.h cpp/*.cpp cpp/cpu/*.cpp cpp/cuda/*.cu)

@@ -8,6 +8,9 @@ Switches (environment variables):
                      TORCH_CUDA_ARCH_LIST, e.g. "9.0", since there is no GPU to detect)
   CUDA_HOME          the CUDA toolkit to use (default: found from nvcc)
   MAX_JOBS           parallel compile jobs for ninja
+  SFRIK_REUSE_EXTENSION=1  compile nothing: use the in-place sfrik_plugin/_C*.so that an editable
+                     install into another environment with the same torch built from these sources
+                     (`make hosts` reuses `make build`'s), after checking exactly that
 Without either switch, CUDA kernels are built when torch sees a GPU and a toolkit is found.
 """
 
@@ -145,9 +148,9 @@ def get_extensions():
     else:
         ext = CppExtension
         kwargs["extra_compile_args"] = {"cxx": cxx}
-    print(
-        f"sfrik_plugin: building the extension {'with CUDA (' + str(CUDA_HOME) + ')' if use_cuda else 'for CPU only'}"
-    )
+    if not _flag("SFRIK_REUSE_EXTENSION"):
+        kind = f"with CUDA ({CUDA_HOME})" if use_cuda else "for CPU only"
+        print(f"sfrik_plugin: building the extension {kind}")
     extension = ext("sfrik_plugin._C", sources, define_macros=define, **kwargs)
     if use_cuda:
         extension.include_dirs = _include_wheel_headers_last(extension.include_dirs, _cuda_header_dirs())
@@ -170,6 +173,9 @@ class BuildWithInfo(BuildExtension):
     torch it was built against with the torch it runs with before it loads the binary."""
 
     def run(self):
+        if _flag("SFRIK_REUSE_EXTENSION"):
+            self._reuse_in_place_build()
+            return
         missing = _missing_build_tools()
         if missing:  # before torch's own checks, whose errors for a missing compiler are obscure
             raise SystemExit(
@@ -184,6 +190,47 @@ class BuildWithInfo(BuildExtension):
             info = {"torch_version": torch.__version__, "cuda": any(s.endswith(".cu") for s in ext.sources)}
             with open(os.path.join(target_dir, "_build_info.json"), "w") as f:
                 json.dump(info, f)
+
+    def _reuse_in_place_build(self):
+        """The in-place binary, checked (reuse_problem), copied to where this build puts its output
+        (nothing to copy for an editable install, whose output is the in-place one)."""
+        for ext in self.extensions:
+            binary = os.path.join(
+                HERE, "sfrik_plugin", ext.name.split(".")[-1] + sysconfig.get_config_var("EXT_SUFFIX")
+            )
+            info_path = os.path.join(HERE, "sfrik_plugin", "_build_info.json")
+            sources = [os.path.join(HERE, "setup.py"), *glob.glob(os.path.join(HERE, "cpp", "**", "*"), recursive=True)]
+            problem = reuse_problem(binary, info_path, sources, any(s.endswith(".cu") for s in ext.sources))
+            if problem:
+                raise SystemExit(
+                    f"setup.py: SFRIK_REUSE_EXTENSION=1 but {problem}: build it in place first (make build), or "
+                    "unset SFRIK_REUSE_EXTENSION"
+                )
+            print(f"sfrik_plugin: reusing {binary} (torch {torch.__version__}), nothing compiled")
+            target = self.get_ext_fullpath(ext.name)
+            if not (os.path.exists(target) and os.path.samefile(binary, target)):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(binary, target)
+                shutil.copy2(info_path, os.path.join(os.path.dirname(target), "_build_info.json"))
+
+
+def reuse_problem(binary, info_path, sources, cuda):
+    """Why a built binary (with its _build_info.json) cannot stand for this build: missing, built
+    for another torch or without/with the CUDA kernels this build plans, or older than a source.
+    None when it can."""
+    if not (os.path.isfile(binary) and os.path.isfile(info_path)):
+        return f"{binary} or its _build_info.json is missing"
+    with open(info_path) as f:
+        info = json.load(f)
+    if info.get("torch_version") != torch.__version__ or info.get("cuda") != cuda:
+        return (
+            f"{binary} was built for torch {info.get('torch_version')} (CUDA kernels: {info.get('cuda')}), and this "
+            f"build is for torch {torch.__version__} (CUDA kernels: {cuda})"
+        )
+    newer = [p for p in sources if os.path.isfile(p) and os.path.getmtime(p) > os.path.getmtime(binary)]
+    if newer:
+        return f"{newer[0]} is newer than {binary}"
+    return None
 
 
 # The import hook (sfrik_plugin/solo_hook.py) goes into site-packages as a .pth file whose one

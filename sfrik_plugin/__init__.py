@@ -27,12 +27,14 @@ from .losses import (
 )
 from .regulariser import kernel_mmd_uniform, mmd_uniform
 from .series import legendre, legendre_series
+from .sphere_mmd import SphereMMD
 
 __all__ = [
     "extension_info",
     "legendre",
     "legendre_series",
     "mmd_uniform",
+    "SphereMMD",
     "LossTerms",
     "sfrik_loss_terms",
     "sfrik_loss_func",

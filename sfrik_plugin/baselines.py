@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 
 import torch
 
@@ -170,6 +171,8 @@ BASELINES = tuple(BASELINES_REGISTRY)
 
 _MODULES = {"solo-learn": "solo.losses", "lightly": "lightly.loss"}
 _INSTALL = {"solo-learn": "make solo-learn (docs/solo-learn.md)", "lightly": "pip install lightly"}
+_DISTRIBUTIONS = {"solo-learn": "solo-learn", "lightly": "lightly"}
+_TESTED = {"solo-learn": "make solo-learn (its tested commit 9187ea39c2c3)", "lightly": "pip install lightly==1.6.0"}
 
 
 def _imports(library: str) -> bool:
@@ -234,9 +237,24 @@ def baseline_loss(name: str, library: str | None = None, **hyper_parameters: flo
     try:
         return source, baseline.builders[source](params)
     except ImportError as error:
-        raise RuntimeError(
-            f"library {source!r} was asked for the {name} baseline but does not import ({error}): {_INSTALL[source]}"
-        ) from None
+        raise RuntimeError(import_failure(source, name, error)) from None
+
+
+def import_failure(source: str, name: str, error: ImportError) -> str:
+    """What is really missing when a baseline's builder fails to import: the library itself (the
+    command that installs it), or a name inside an installed library (its version, and the name)."""
+    top = _MODULES[source].split(".")[0]
+    missing_module = isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] == top
+    if missing_module and error.name in (top, _MODULES[source]):
+        return f"the {name} baseline comes from {source}, which is not installed ({error}): {_INSTALL[source]}"
+    try:
+        version = metadata.version(_DISTRIBUTIONS[source])
+    except metadata.PackageNotFoundError:
+        return f"the {name} baseline comes from {source}, which is not installed ({error}): {_INSTALL[source]}"
+    return (
+        f"the {name} baseline needs a name that {source} {version} does not provide ({error}); "
+        f"the plugin is tested with another {source}: {_TESTED[source]}"
+    )
 
 
 def baseline_losses(library: str | None = None) -> dict[str, tuple[str, LossFn]]:

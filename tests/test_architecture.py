@@ -38,15 +38,20 @@ CORE = {
         "validation",
     },
     "losses": {"defaults", "distributed", "kernels", "regulariser", "sphere_autograd", "validation"},
-    "__init__": {"_extension", "kernels", "losses", "regulariser", "series"},
+    "sphere_mmd": {"defaults", "regulariser", "sphere_autograd", "validation"},
+    "__init__": {"_extension", "kernels", "losses", "regulariser", "series", "sphere_mmd"},
     "baselines": set(),
     "solo_hook": {"solo"},
 }
 APPLICATIONS = {"bench", "demo", "study", "compare", "solo"}
+# The other hosts' adapters (lightly, stable-pretraining): part of the library, on the core only;
+# the applications may use them (the benchmarks time the LeJEPA drop-in as users call it).
+HOSTS = "hosts"
 # The training engine (data, augmentations, networks, pretraining, evaluation, one run) that the
 # demo and the study share: it imports the core and utils, never an application.
 ENGINE = "engine"
 SOLO_LEARN_IMPORTERS = {"solo", "baselines.py"}  # sub-package / module names under sfrik_plugin
+STABLE_PRETRAINING_IMPORTERS = {"hosts"}
 
 
 def parse_imports(path: Path) -> tuple[list[tuple[list[str], list[str]]], set[str]]:
@@ -123,6 +128,20 @@ def test_only_the_solo_integration_imports_solo_learn():
         top = path.relative_to(PACKAGE).parts[0]
         if "solo" in others:
             assert top in SOLO_LEARN_IMPORTERS, f"{path.relative_to(PACKAGE)} imports solo-learn"
+
+
+def test_only_the_host_adapters_import_stable_pretraining():
+    for path in sources():
+        _, others = imported_modules(path)
+        top = path.relative_to(PACKAGE).parts[0]
+        if "stable_pretraining" in others:
+            assert top in STABLE_PRETRAINING_IMPORTERS, f"{path.relative_to(PACKAGE)} imports stable-pretraining"
+
+
+def test_the_host_adapters_import_only_the_core():
+    for path in (PACKAGE / HOSTS).glob("*.py"):
+        ours, _ = imported_modules(path)
+        assert ours - {HOSTS} <= set(CORE), f"hosts/{path.name} imports {sorted(ours - set(CORE) - {HOSTS})}"
 
 
 def test_the_engine_imports_no_application():

@@ -21,6 +21,9 @@ requires_grad) and the gradient with respect to them:
                    and one of every image's 2 x q views (lightly asks for the full V of each)
   auh              sfrik_plugin.auh_loss_func (the official AUH formula)
 
+LeJEPA rows (--lejepa-views, bench/lejepa.py): lightly's LeJEPALoss with SIGReg against the same
+loss with SphereMMD in SIGReg's place, on the same V views, for each n, q and V.
+
 The cost model: SFRIK's regulariser costs 2 n^2 q FLOPs per Gram
 matrix and n^2 memory, VICReg's covariance 2 n q^2 FLOPs and q^2 memory; their ratio is n / q in
 time and n^2 / q^2 in memory. The table puts each measured ratio to VICReg next to it.
@@ -61,7 +64,7 @@ from sfrik_plugin.tiled import default_tile_size, use_tiled
 from sfrik_plugin.utils import machine, output
 from sfrik_plugin.utils.arguments import positive_int
 
-from . import common
+from . import common, lejepa
 
 HELP = "SFRIK loss against the baselines (VICReg, Barlow Twins, SimCLR, SIGReg, MMCR) and AUH: time and memory"
 DEFAULT_BATCHES = (256, 1024, 2048)
@@ -94,6 +97,9 @@ CSV_FIELDS = (
     "model_memory_vs_vicreg",
     "autocast",
     "time_vs_gram_floor",
+    "views",
+    "time_vs_sigreg",
+    "memory_vs_sigreg",
 )
 
 
@@ -121,6 +127,14 @@ def add_arguments(parser) -> None:
         choices=("none", "bf16"),
         default="none",
         help="run every forward under torch.autocast(bfloat16) (default: none)",
+    )
+    parser.add_argument(
+        "--lejepa-views",
+        type=int,
+        nargs="*",
+        default=list(lejepa.DEFAULT_VIEWS),
+        help="LeJEPA rows (SIGReg against SphereMMD) at these numbers of views, >= 2 "
+        f"(default {' '.join(map(str, lejepa.DEFAULT_VIEWS))}; none: no LeJEPA rows)",
     )
     common.add_common_arguments(parser)
 
@@ -266,6 +280,18 @@ def skip_reason(method: str, n: int, q: int, args, device, dtype, rate: float) -
     if need > args.memory_fraction * have:
         return f"does not fit: needs ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
     seconds = predicted_flops(method, n, q) / rate
+    if seconds > args.max_seconds:
+        return f"too slow here: ~{seconds:.0f} s per run > --max-seconds {args.max_seconds:g}"
+    return None
+
+
+def lejepa_skip(method: str, views: int, n: int, q: int, args, device, dtype, rate: float) -> str | None:
+    """skip_reason for a LeJEPA row (V views)."""
+    need = lejepa.predicted_bytes(method, views, n, q, torch.finfo(dtype).bits // 8)
+    have = available_bytes(device)
+    if need > args.memory_fraction * have:
+        return f"does not fit: needs ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
+    seconds = lejepa.predicted_flops(method, views, n, q) / rate
     if seconds > args.max_seconds:
         return f"too slow here: ~{seconds:.0f} s per run > --max-seconds {args.max_seconds:g}"
     return None
@@ -456,6 +482,13 @@ def run(args) -> int:
         f"matmul rate {rate / 1e9:.0f} GFLOP/s; skip limits: {args.max_seconds:g} s per run, "
         f"{args.memory_fraction:g} of available memory"
     )
+    bad_views = [v for v in args.lejepa_views if v < 2]
+    if bad_views:
+        raise SystemExit(f"--lejepa-views takes numbers of views >= 2 (2 global + local), got {bad_views}")
+    lejepa_views = args.lejepa_views if getattr(args, "autocast", "none") == "none" else []
+    if args.lejepa_views and not lejepa_views:
+        print("LeJEPA rows: run without --autocast (they compare the two regularisers in float32)")
+    lejepa_losses = lejepa.build_losses() if lejepa_views else {}
     rows = []
     for n in batches:
         for q in dims:
@@ -466,6 +499,19 @@ def run(args) -> int:
             )
             print(cell_table(cell), flush=True)
             rows.extend(cell)
+            for views in lejepa_views:
+                lejepa_cell = lejepa.run_cell(
+                    n,
+                    q,
+                    views,
+                    lejepa_losses,
+                    args,
+                    device,
+                    dtype,
+                    lambda m, v=views: lejepa_skip(m, v, n, q, args, device, dtype, rate),
+                )
+                print(lejepa.cell_line(lejepa_cell), flush=True)
+                rows.extend(lejepa_cell)
             common.write_rows_so_far(args, CSV_FIELDS, rows)
     print()
     if "sfrik" in methods:

@@ -4,6 +4,8 @@ library rules (a baseline only lightly has comes from lightly, and a missing lib
 before any work), and that adding an entry is all it takes for the demo, the study and the
 benchmarks to offer it."""
 
+import re
+
 import pytest
 import torch
 
@@ -97,3 +99,28 @@ def test_a_registered_baseline_reaches_the_demo_study_and_benchmarks(monkeypatch
         assert name in objectives.METHODS and name in step.METHODS and name in losses.METHODS
         assert plan.PRESETS["full"].grids[name].parameter == baselines.BASELINES_REGISTRY[name].tuned
     assert set(baselines.baseline_losses("lightly")) == set(baselines.BASELINES)
+
+
+@pytest.mark.parametrize(
+    "error, says",
+    [
+        (
+            ModuleNotFoundError("No module named 'lightly'", name="lightly"),
+            "comes from lightly, which is not installed",
+        ),
+        (
+            ImportError("cannot import name 'SIGReg' from 'lightly.loss'", name="lightly.loss"),
+            "needs a name that lightly 1.6.0 does not provide (cannot import name 'SIGReg'",
+        ),
+    ],
+)
+def test_an_import_failure_names_what_is_really_missing(monkeypatch, error, says):
+
+    def broken(params):
+        raise error
+
+    entry = baselines.BASELINES_REGISTRY["sigreg"]
+    monkeypatch.setitem(entry.builders, "lightly", broken)
+    monkeypatch.setattr(baselines.metadata, "version", lambda dist: "1.6.0")
+    with pytest.raises(RuntimeError, match=re.escape(says)):
+        baselines.baseline_loss("sigreg", "lightly")

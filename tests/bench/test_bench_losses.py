@@ -61,7 +61,9 @@ def test_the_csv_holds_every_finished_cell_when_a_later_one_is_stopped(tmp_path,
     path = tmp_path / "losses.csv"
     parser = argparse.ArgumentParser()
     losses.add_arguments(parser)
-    args = parser.parse_args(["--device", "cpu", "--batches", "64", "--dims", "128", "256", "--csv", str(path)])
+    args = parser.parse_args(
+        ["--device", "cpu", "--batches", "64", "--dims", "128", "256", "--lejepa-views", "--csv", str(path)]
+    )
     with pytest.raises(KeyboardInterrupt):
         losses.run(args)
     rows = list(csv.DictReader(path.open()))
@@ -91,3 +93,39 @@ def test_slow_methods_get_their_own_fewer_runs(monkeypatch):
     calls.clear()
     times = losses.time_cell(steps, leaf, 5, _args(slow_repeats=None, slow_seconds=0.25))
     assert {name: len(t) for name, t in times.items()} == {"sfrik": 5, "_floor": 5, "mmcr": 5}
+
+
+def test_lejepa_rows_time_both_regularisers_on_the_same_views():
+    from sfrik_plugin.bench import lejepa
+    from sfrik_plugin.hosts.lightly import SphereMMDLeJEPALoss
+
+    built = lejepa.build_losses()
+    assert set(built) == set(lejepa.SUITE_METHODS)
+    leaf = lejepa.views_leaf(4, 16, 8, torch.float32, torch.device("cpu"))
+    expected = SphereMMDLeJEPALoss()(local_proj=leaf[2:], global_proj=leaf[:2])
+    torch.testing.assert_close(built["lejepa_sphere_mmd"][1](leaf), expected)
+    args = argparse.Namespace(dtype="float32", repeats=2)
+    rows = lejepa.run_cell(16, 8, 4, built, args, torch.device("cpu"), torch.float32, lambda m: None)
+    assert [(r["method"], r["views"], r["status"]) for r in rows] == [
+        ("lejepa_sigreg", 4, "ok"),
+        ("lejepa_sphere_mmd", 4, "ok"),
+    ]
+    assert rows[0]["time_vs_sigreg"] == 1.0
+    assert rows[1]["time_vs_sigreg"] == rows[1]["ms_median"] / rows[0]["ms_median"]
+    skipped = lejepa.run_cell(16, 8, 4, built, args, torch.device("cpu"), torch.float32, lambda m: "too slow here")
+    assert all(r["status"] == "too slow here" and "ms_median" not in r for r in skipped)
+
+
+def test_lejepa_cost_model_sphere_mmd_is_quadratic_in_n_sigreg_linear():
+    from sfrik_plugin.bench import lejepa
+
+    for method, power in (("lejepa_sphere_mmd", 2), ("lejepa_sigreg", 1)):
+        ratio = lejepa.predicted_flops(method, 8, 2048, 1024) / lejepa.predicted_flops(method, 8, 1024, 1024)
+        assert ratio == pytest.approx(2**power)
+
+
+def test_lejepa_views_below_two_are_refused(tmp_path):
+    from helpers.processes import run_python
+
+    proc = run_python("-m", "sfrik_plugin.bench", "losses", "--quick", "--lejepa-views", "1", check=False)
+    assert proc.returncode != 0 and "--lejepa-views takes numbers of views >= 2" in proc.stderr

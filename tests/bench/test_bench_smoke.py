@@ -42,7 +42,7 @@ def test_quick_legendre_bench_writes_csv(tmp_path):
 @pytest.mark.slow
 def test_quick_losses_bench_writes_csv(tmp_path):
     from sfrik_plugin.baselines import baseline_losses
-    from sfrik_plugin.bench import losses
+    from sfrik_plugin.bench import lejepa, losses
 
     stdout, rows = run_suite(tmp_path / "losses.csv", "losses", "--quick")
     assert "SFRIK loss / its floor" in stdout
@@ -50,7 +50,18 @@ def test_quick_losses_bench_writes_csv(tmp_path):
         (n, q) for n in losses.QUICK_BATCHES for q in losses.QUICK_DIMS
     }
     baselines = baseline_losses()
+    lejepa_rows = [r for r in rows if r["method"].startswith("lejepa_")]
+    assert {(r["method"], int(r["views"])) for r in lejepa_rows} == {
+        (m, v) for m in lejepa.SUITE_METHODS for v in lejepa.DEFAULT_VIEWS
+    }
+    assert "LeJEPA, V = 8 views" in stdout
+    for r in lejepa_rows:
+        assert r["status"] == "ok", r
+        assert float(r["ms_median"]) > 0 and float(r["peak_extra_mib"]) > 0, r
+        assert float(r["time_vs_sigreg"]) > 0, r
     for r in rows:
+        if r["method"].startswith("lejepa_"):
+            continue
         if r["method"].startswith("sfrik") or r["method"] == "auh" or r["method"] in baselines:
             assert r["status"] == "ok", r
             assert float(r["ms_median"]) > 0 and float(r["peak_extra_mib"]) > 0, r

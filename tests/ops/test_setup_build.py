@@ -1,7 +1,9 @@
 """setup.py's construction of the extension, without building it: the CUDA include order (the
-toolkit's headers before the copies in torch's nvidia-* wheels)."""
+toolkit's headers before the copies in torch's nvidia-* wheels), and when a built binary may be
+reused instead (SFRIK_REUSE_EXTENSION=1)."""
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -55,3 +57,22 @@ def test_cuda_extension_searches_the_toolkit_before_the_wheels(setup_module, mon
     for d in wheel:
         assert toolkit < dirs.index(os.path.realpath(d)), (d, ext.include_dirs)
     assert dirs[-len(wheel) :] == [os.path.realpath(d) for d in wheel]
+
+
+def test_a_reused_build_must_match_the_torch_the_kernels_and_the_sources(setup_module, tmp_path):
+    # SFRIK_REUSE_EXTENSION=1 (make hosts): the in-place binary stands for this build only if all hold
+    problem = setup_module.reuse_problem
+    binary, info, source = tmp_path / "_C.so", tmp_path / "_build_info.json", tmp_path / "kernel.cpp"
+    args = (str(binary), str(info), [str(source)])
+    source.write_text("")
+    assert problem(*args, False) == f"{binary} or its _build_info.json is missing"
+    binary.write_bytes(b"")
+    info.write_text(json.dumps({"torch_version": "2.0.0", "cuda": False}))
+    assert "built for torch 2.0.0 (CUDA kernels: False)" in problem(*args, False)
+    info.write_text(json.dumps({"torch_version": setup_module.torch.__version__, "cuda": False}))
+    assert f"and this build is for torch {setup_module.torch.__version__} (CUDA kernels: True)" in problem(*args, True)
+    os.utime(binary, (1000, 1000))
+    os.utime(source, (2000, 2000))
+    assert problem(*args, False) == f"{source} is newer than {binary}"
+    os.utime(binary, (3000, 3000))
+    assert problem(*args, False) is None
