@@ -42,16 +42,21 @@ TORCH_LIBRARY(sfrik, m) {
   // (entries past ~1.8e19) or flush (entries below ~1e-19), and the distance between two rows
   // normalised without the cancellation of 1 - cos (sfrik_plugin/sphere_autograd.py).
   m.def("row_stats(Tensor x, Tensor? y) -> Tensor");
+  // A square matrix g made exactly symmetric: from its upper triangle, diagonal included, mirrored
+  // (add = false; the strict lower triangle of g is not read), or g + g^T (add = true). A new
+  // contiguous matrix. CPU only (sfrik_plugin/gram.py uses torch ops on other devices).
+  m.def("symmetrize(Tensor g, bool add) -> Tensor");
 }
 
 namespace {
 
-bool cpu_has_avx2_fma() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
+// The instruction set of the Legendre kernels' version that runs here (cpu/legendre_series_cpu.cpp).
+const char* cpu_kernel_isa() {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  if (__builtin_cpu_supports("x86-64-v4")) return "avx512 (x86-64-v4)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "avx2+fma";
 #endif
+  return "baseline";
 }
 
 }  // namespace
@@ -71,7 +76,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("openmp") = false;
 #endif
-  m.def(
-      "cpu_kernel_isa", []() { return cpu_has_avx2_fma() ? "avx2+fma" : "baseline"; },
-      "Instruction set the CPU kernels dispatch to on this processor");
+  m.def("cpu_kernel_isa", &cpu_kernel_isa, "Instruction set the CPU kernels dispatch to on this processor");
 }

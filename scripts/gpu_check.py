@@ -30,9 +30,16 @@ naming them.
   e sanitizer   compute-sanitizer memcheck and racecheck over the CUDA operator tests, checking the
                 sfrik kernels only, where the toolkit has compute-sanitizer.
   f bandwidth   sfrik-bench bandwidth at n = 16384, float32 and bfloat16: the operator's forward,
-                backward, both, the fused value_and_grad and a device copy: GB/s, ratio to the copy.
-  g losses      sfrik-bench losses at n = 2048, q in {8192, 16384, 32768}, float32 and under bf16
-                autocast: SFRIK (float32, TF32 and bf16 Gram), VICReg, Barlow Twins, SimCLR.
+                backward, both, the fused value_and_grad, the fallback without CUDA kernels
+                (torch.compile's Triton kernels) and a device copy: GB/s, ratio to the copy. Then
+                sfrik-bench gram: the Gram product in 1-8 row blocks against the full product, n in
+                {1024, 2048, 4096}, q in {8192, 32768}, float32, TF32 and bf16 (what
+                gram.GRAM_BLOCKS["cuda"] is chosen from).
+  g losses      sfrik-bench losses at n = 2048, q in {8192, 16384, 32768}, float32 (with SFRIK on
+                the fallback paths) and under bf16 autocast: SFRIK (float32, TF32 and bf16 Gram),
+                VICReg, Barlow Twins, SimCLR, SIGReg, MMCR (float32 only; it and any method whose
+                warm-up call takes over 0.25 s timed once, after the others); the summary gives
+                issue 32's targets: SFRIK / its floor <= 1.0 and below SIGReg at each q.
   h step        sfrik-bench step: ResNet-50 + projector 2048-8192-8192-q, 2 x 256 images of 224 px,
                 bf16 autocast, q in {8192, 16384, 32768}: each method's training step and its
                 overhead over the step without a loss.
@@ -89,6 +96,7 @@ CSVS = {
     "step": "step.csv",
     "tiles": "tile_sweep.csv",
     "demo": "demo_results.csv",
+    "gram": "gram.csv",
 }
 MAX_OUT_FILES = 8  # what the GPU machine hands back
 # Outputs of earlier versions of this script: removed from --out with this run's, never mistaken for them.
@@ -618,10 +626,29 @@ def stage_bandwidth(ctx: Context) -> Outcome:
         )
         copy = next(float(r["gb_per_s"]) for r in rows if r["dtype"] == dtype and r["op"] == "device copy")
         summaries.append(f"{dtype}: {ratios} of a device copy ({copy:.0f} GB/s)")
-    return Outcome(PASSED, f"n = {rows[0]['n']}: " + "; ".join(summaries) + f"; {path.name}", details)
+    gram_summary, gram_details = gram_blocks(ctx)
+    summary = f"n = {rows[0]['n']}: " + "; ".join(summaries) + f"; {path.name}; {gram_summary}"
+    return Outcome(PASSED, summary, details + gram_details)
+
+
+def gram_blocks(ctx: Context) -> tuple[str, list[str]]:
+    """sfrik-bench gram: the Gram product by row-block count; (summary, detail lines)."""
+    if ctx.dry:
+        size = {"quick": True, "device": "cpu", "precisions": ["float32", "bf16"]}
+    else:
+        size = {"device": "cuda", "batches": [1024, 2048, 4096], "dims": [8192, 32768], "repeats": 10}
+        size |= {"precisions": ["float32", "tf32", "bf16"], "blocks": [1, 2, 3, 4, 6, 8]}
+    path = ctx.out / CSVS["gram"]
+    run, rows = bench(ctx, "gram", ["gram", *command_line(size)], path, "sfrik-bench gram")
+    lines = run.text.split("block counts (fastest / default", 1)[-1].splitlines()[1:]
+    cells = ["    " + line.strip() for line in lines if line.strip().startswith("n =")]
+    return f"Gram blocks: {len(cells)} cells timed ({path.name})", ["  Gram product, row blocks:", *cells]
 
 
 LOSS_METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
+# Under bf16 autocast: what autocast changes (the baselines' GEMMs); MMCR's SVD and the fallback
+# would only repeat the float32 run's figures.
+AUTOCAST_LOSS_METHODS = tuple(m for m in LOSS_METHODS if m != "mmcr")
 
 
 def stage_losses(ctx: Context) -> Outcome:
@@ -629,10 +656,12 @@ def stage_losses(ctx: Context) -> Outcome:
         size = {"quick": True, "device": "cpu", "repeats": 1}
     else:
         size = {"device": "cuda", "batches": 2048, "dims": [8192, 16384, 32768], "repeats": 3, "max_seconds": 5}
+        size |= {"slow_repeats": 1}  # MMCR's 0.8 s calls (H200): once, not in every round
     rows: list[dict] = []
     stopped = []
     for autocast in ("none", "bf16"):
-        words = ["losses", *command_line({**size, "methods": list(LOSS_METHODS), "autocast": autocast})]
+        methods = [*LOSS_METHODS, "sfrik_fallback"] if autocast == "none" else list(AUTOCAST_LOSS_METHODS)
+        words = ["losses", *command_line({**size, "methods": methods, "autocast": autocast})]
         # the float32 run may take half of what is left, so that the bf16 run always gets its turn
         part = ctx.work / f"losses_{autocast}.csv"
         deadline, ctx.deadline = ctx.deadline, time.monotonic() + ctx.left() / (2 if autocast == "none" else 1)
@@ -649,12 +678,31 @@ def stage_losses(ctx: Context) -> Outcome:
         writer.writeheader()
         writer.writerows(rows)
     bad = [r for r in rows if r["status"] != "ok" and not r["status"].startswith(("skipped", "does not fit"))]
-    details = [loss_line(r) for r in rows]
+    details = [*loss_targets(rows), *(loss_line(r) for r in rows)]
     ok = sum(r["status"] == "ok" for r in rows)
     summary = f"{ok} of {len(rows)} cells ran (float32 and bf16 autocast){baselines_note(ctx)}; {CSVS['losses']}"
     if stopped:
         summary += f" ({'; '.join(stopped)})"
     return Outcome(FAILED if bad else PARTIAL if stopped else PASSED, summary, details)
+
+
+def loss_targets(rows: list[dict]) -> list[str]:
+    """Issue 32's GPU targets per q (float32): the whole SFRIK loss at most its floor (two full
+    float32 Gram products, fwd + bwd) and faster than SIGReg; the fallback's cost beside them."""
+    lines = []
+    for q in dict.fromkeys(r["q"] for r in rows if r["autocast"] == "none"):
+        by = {r["method"]: r for r in rows if r["autocast"] == "none" and r["q"] == q and r["status"] == "ok"}
+        if "sfrik" not in by:
+            continue
+        sfrik, floor = float(by["sfrik"]["ms_median"]), float(by["sfrik"]["time_vs_gram_floor"])
+        line = f"  q = {q:>6}: SFRIK {sfrik:.2f} ms = {floor:.3f} of its floor (need <= 1.0)"
+        if "sigreg" in by:
+            sigreg = float(by["sigreg"]["ms_median"])
+            line += f", SIGReg {sigreg:.2f} ms (SFRIK / SIGReg {sfrik / sigreg:.3f}, need < 1)"
+        if "sfrik_fallback" in by:
+            line += f", on the fallback {float(by['sfrik_fallback']['ms_median']) / sfrik:.2f}x"
+        lines.append(line)
+    return lines
 
 
 def loss_line(r: dict) -> str:
@@ -673,9 +721,10 @@ def stage_step(ctx: Context) -> Outcome:
         size |= {"steps": 2, "warmup": 1}
     else:  # the suite's CUDA defaults, spelled out so that the log says what ran
         size = {"device": "cuda", "backbone": "resnet50", "batch": 256, "image_size": 224, "hidden": 8192}
-        # 10 rounds: on the H200 (2026-12-04) the spread of 15 timed steps was 0.1-0.3 ms; 18 rounds
-        # took 31.5 s at q = 8192 alone
-        size |= {"dims": [8192, 16384, 32768], "autocast": "bf16", "steps": 8, "warmup": 2}
+        # 8 rounds: on the H200 (2026-12-04) the spread of 15 timed steps was 0.1-0.3 ms; a round of
+        # the seven methods took 1.7-1.9 s, so 8 rounds and the peak-memory round at each of the
+        # three q fit the stage (18 rounds took 31.5 s at q = 8192 alone)
+        size |= {"dims": [8192, 16384, 32768], "autocast": "bf16", "steps": 6, "warmup": 2}
     path = ctx.out / CSVS["step"]
     run, rows = bench(ctx, "step", ["step", *command_line(size)], path, "sfrik-bench step", partial=True)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -712,7 +761,9 @@ def stage_tiles(ctx: Context) -> Outcome:
         size = {"quick": True, "device": "cpu", "repeats": 1, "tiles": [64, 128, 256, 600], "sweep_cell": [600, 32]}
         cells: list[list[int]] = []
     else:
-        size = {"device": "cuda", "repeats": 3, "tiles": [1024, 2048, 4096, 8192, 16384]}
+        # 2048-8192: the best tile was 2048-4096 in both cells on the H200 (2026-12-04), 1024 and
+        # 16384 8-25 % slower
+        size = {"device": "cuda", "repeats": 3, "tiles": [2048, 4096, 8192]}
         cells = [[16384, 4096], [32768, 1024]]
     words = ["tiled", "--sweep-only", *command_line(size)]
     for cell in cells:
@@ -835,20 +886,23 @@ def stage_solo(ctx: Context) -> Outcome:
 STAGES = (
     Stage("a", "wheels", stage_wheels, (60, 60), (15, 10), ready=wheels_ready),
     Stage("b", "build", stage_build, (180, 60), (70, 5), needs=("torch",)),
-    Stage("c", "cuda-tests", stage_cuda_tests, (150, 90), (80, 15), needs=TEST_MODULES),
+    # c: 76 s on the H200 (2026-12-04), plus the fallback's and the Gram blocks' CUDA tests (Triton compiles)
+    Stage("c", "cuda-tests", stage_cuda_tests, (150, 90), (100, 15), needs=TEST_MODULES),
     Stage("d", "tests", stage_tests, (240, 120), (0, 0), needs=TEST_MODULES, elastic=True),
     Stage("e", "sanitizer", stage_sanitizer, (75, 10), (45, 0), needs=("torch", "pytest"), ready=sanitizer_ready),
-    Stage("f", "bandwidth", stage_bandwidth, (30, 60), (10, 5), needs=("torch",)),
-    # g and h: the H200's durations of 2026-12-04 (MMCR's batched SVD alone takes 0.8 s a call there)
-    Stage("g", "losses", stage_losses, (150, 150), (110, 40), needs=("torch",)),
-    Stage("h", "step", stage_step, (120, 60), (75, 10), needs=("torch", "torchvision")),
-    Stage("i", "tiles", stage_tiles, (40, 60), (20, 5), needs=("torch",)),
+    # f: 9 s on the H200 (2026-12-04), plus the fallback's Triton compile and the gram suite (~20 s)
+    Stage("f", "bandwidth", stage_bandwidth, (75, 90), (35, 15), needs=("torch",)),
+    # g and h: the H200's durations of 2026-12-04 (MMCR's batched SVD alone takes 0.8 s a call
+    # there: timed once now), plus q = 32768 and the fallback's compile
+    Stage("g", "losses", stage_losses, (150, 150), (100, 40), needs=("torch",)),
+    Stage("h", "step", stage_step, (120, 60), (70, 10), needs=("torch", "torchvision")),
+    Stage("i", "tiles", stage_tiles, (40, 60), (12, 5), needs=("torch",)),
     Stage(
         "j",
         "demo",
         stage_demo,
         (90, 150),
-        (40, 60),
+        (35, 60),  # 31 s on the H200 (2026-12-04)
         needs=("torch", "torchvision", "lightning", "matplotlib", "numpy", "PIL"),
     ),
     Stage(
@@ -856,7 +910,7 @@ STAGES = (
         "solo-learn",
         stage_solo,
         (120, 90),
-        (65, 30),
+        (80, 30),  # main_pretrain 38 s on the H200 (2026-12-04); main_knn (not reached then) about as long
         needs=("solo", "hydra", "omegaconf", "lightning", "numpy", "PIL"),
         ready=solo_ready,
     ),

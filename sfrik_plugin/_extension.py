@@ -6,10 +6,12 @@ reference with one warning; with SFRIK_REQUIRE_EXTENSION=1 it is an ImportError 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -20,6 +22,33 @@ REBUILD_HINT = (
     "rebuild it against the installed torch: `pip install --no-build-isolation --force-reinstall "
     "--no-deps <path to sfrik-plugin>` (or `make build` in a checkout)"
 )
+
+
+# What a GPU machine without the CUDA kernels needs (the fallback's warning names it): README.md,
+# "Building with or without CUDA".
+CUDA_BUILD_HINT = (
+    "install a CUDA toolkit whose nvcc matches torch's CUDA version (torch.version.cuda; CUDA_HOME pointing at it) "
+    "and rebuild on the GPU machine: `pip install --no-build-isolation --force-reinstall --no-deps <path to "
+    "sfrik-plugin>` (with FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST, e.g. 9.0, where the build sees no GPU; README.md, "
+    '"Building with or without CUDA")'
+)
+_FORCED_REFERENCE = [0]  # depth of reference_only() blocks
+
+
+@contextlib.contextmanager
+def reference_only() -> Iterator[None]:
+    """Within the block, the package's Python entry points take the fallback paths (as on a device
+    without kernels), without the fallback's warning or SFRIK_REQUIRE_EXTENSION's error: what the
+    benchmarks and tests measure the fallback with. Not thread-safe."""
+    _FORCED_REFERENCE[0] += 1
+    try:
+        yield
+    finally:
+        _FORCED_REFERENCE[0] -= 1
+
+
+def reference_forced() -> bool:
+    return _FORCED_REFERENCE[0] > 0
 
 
 class ExtensionError(ImportError):
@@ -112,6 +141,8 @@ def extension_info() -> dict:
 def available_for(t: torch.Tensor) -> bool:
     """Whether the compiled operators have a kernel for t's device."""
     if _C is None:
+        return False
+    if reference_forced():
         return False
     if t.device.type in ("cpu", "meta"):  # meta: the fake kernels registered in ops.py
         return True

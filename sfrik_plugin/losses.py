@@ -91,7 +91,9 @@ def _two_view_terms(
     q = z1.shape[1]
     with autocast_disabled(z1.device.type):
         if regularisers_of_units is None and not (gather_distributed and world_size() > 1):
-            *grams, invariance = two_view_sphere_grams(as_compute_dtype(z1), as_compute_dtype(z2))
+            # every regulariser here is a function of G applied elementwise, then reduced: its
+            # gradient is symmetric (two_view_sphere_grams' symmetric_grads)
+            *grams, invariance = two_view_sphere_grams(as_compute_dtype(z1), as_compute_dtype(z2), symmetric_grads=True)
             regularisers = [regulariser_of_gram(gram, q) for gram in grams]
         else:
             units = [to_sphere(z1), to_sphere(z2)]

@@ -34,6 +34,7 @@ _reduce = torch.ops.sfrik.legendre_series_reduce.default
 _backward = torch.ops.sfrik.legendre_series_backward.default
 _value_and_grad = torch.ops.sfrik.legendre_series_value_and_grad.default
 _row_stats = torch.ops.sfrik.row_stats.default
+_symmetrize = torch.ops.sfrik.symmetrize.default
 
 
 # Fake kernels: the elementwise ops return a tensor laid out like torch.empty_like(t), which
@@ -264,6 +265,32 @@ _RowStatsFunction = _register_autograd("row_stats", _row_stats_grad, _row_stats_
 
 
 # ---------------------------------------------------------------------------------------------
+# sfrik::symmetrize: a square matrix made exactly symmetric (CPU kernel; sfrik_plugin/gram.py).
+
+
+@torch.library.register_fake("sfrik::symmetrize")
+def _symmetrize_fake(g, add):
+    torch._check(g.dim() == 2 and g.shape[0] == g.shape[1], lambda: "sfrik: g must be a square matrix")
+    return g.new_empty(g.shape)
+
+
+def _symmetrize_setup(ctx, inputs, output):
+    ctx.add = inputs[1]
+
+
+def _symmetrize_grad(ctx, grad):
+    # Both are linear: g + g^T is its own adjoint; the mirror sends out[i, j] and out[j, i] to the
+    # upper triangle's g[min, max] (the diagonal once). Differentiable ops: any order.
+    both = grad + grad.mT
+    if ctx.add:
+        return both, None
+    return torch.triu(both) - torch.diag_embed(grad.diagonal()), None
+
+
+_SymmetrizeFunction = _register_autograd("symmetrize", _symmetrize_grad, _symmetrize_setup)
+
+
+# ---------------------------------------------------------------------------------------------
 # vmap rules (torch.func.vmap, and the generated vmap rules of the autograd Functions above):
 # the elementwise operators and the row sums run batched in one call; the reductions run once per
 # batch entry, with the numerics of an unbatched call.
@@ -324,6 +351,9 @@ torch.library.register_vmap("sfrik::legendre_series_backward", _backward_vmap)
 torch.library.register_vmap("sfrik::legendre_series_value_and_grad", _value_and_grad_vmap)
 torch.library.register_vmap("sfrik::gram_series_sum", _gram_sum_vmap)
 torch.library.register_vmap("sfrik::row_stats", _row_stats_vmap)
+torch.library.register_vmap(
+    "sfrik::symmetrize", lambda info, in_dims, g, add: _per_entry(info, in_dims, _symmetrize, [g], (add,))
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,3 +389,7 @@ def gram_series_sum(x, y, coeffs: list[float], q: int, tile: int, grad_x: bool, 
 
 def row_stats(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     return _RowStatsFunction.apply(x, y) if _transforms_active() else _row_stats(x, y)
+
+
+def symmetrize(g: torch.Tensor, add: bool) -> torch.Tensor:
+    return _SymmetrizeFunction.apply(g, add) if _transforms_active() else _symmetrize(g, add)

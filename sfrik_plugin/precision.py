@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from .defaults import GRAM_PRECISIONS
+from .gram import symmetric_gram, symmetric_sum
 from .sphere_autograd import apply
 
 _LOW_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -99,19 +100,33 @@ def low_precision_mm(a: torch.Tensor, b: torch.Tensor, gram_precision: str, scal
     return product if scale is None else product / scale
 
 
+def low_precision_gram(r: torch.Tensor, gram_precision: str, blocks: int | None = None) -> torch.Tensor:
+    """r r^T for rows r already rounded to gram_precision, from its upper triangle
+    (gram.symmetric_gram, in `blocks` row blocks; None: the device's default), the products in that
+    precision as low_precision_mm computes them (r's entries are <= 1: no float16 scaling). On CUDA
+    the rows are cast to the low type once, not per block; elsewhere the float32 product of the
+    rounded rows is the same numerics."""
+    if gram_precision == "float32" or r.device.type != "cuda" or r.dtype != torch.float32:
+        return symmetric_gram(r, blocks=blocks)
+    if gram_precision == "tf32":
+        with _tf32_matmul():
+            return symmetric_gram(r, blocks=blocks)
+    low = r.to(_LOW_TYPES[gram_precision])
+    return symmetric_gram(low, lambda a, b: torch.mm(a, b.mT, out_dtype=torch.float32), blocks)
+
+
 class _ReducedPrecisionGram(torch.autograd.Function):
-    """G = r(u) r(u)^T (see the module docstring), with the straight-through backward
-    (S + S^T) r(u) in the same precision (one GEMM, as sphere_autograd.gram_matrix). The rounded
-    rows r(u) are a second output (not differentiable), saved for the backward (torch.func saves
-    only inputs and outputs)."""
+    """G = r(u) r(u)^T (see the module docstring), from its upper triangle, with the
+    straight-through backward (S + S^T) r(u) in the same precision (one GEMM, as
+    sphere_autograd.gram_matrix). The rounded rows r(u) are a second output (not differentiable),
+    saved for the backward (torch.func saves only inputs and outputs)."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(u: torch.Tensor, gram_precision: str) -> tuple[torch.Tensor, torch.Tensor]:
         r = round_rows(u, gram_precision)
-        # r is already rounded (round_rows) and its entries are <= 1: no scaling.
-        return low_precision_mm(r, r.T, gram_precision, scale_fp16=False), r
+        return low_precision_gram(r, gram_precision), r
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
@@ -123,7 +138,7 @@ class _ReducedPrecisionGram(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor, grad_r: torch.Tensor | None) -> tuple[torch.Tensor, None]:
         (r,) = ctx.saved_tensors
-        return low_precision_mm(grad + grad.T, r, ctx.gram_precision), None
+        return low_precision_mm(symmetric_sum(grad), r, ctx.gram_precision), None
 
 
 def reduced_precision_gram(u: torch.Tensor, gram_precision: str) -> torch.Tensor:

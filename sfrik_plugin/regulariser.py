@@ -95,7 +95,7 @@ def plan_regulariser(local_rows: int, q: int, device: torch.device, options: MMD
     world = world_size() if options.gather_distributed else 1
     return RegulariserPlan(
         options.shard_mmd and world > 1,
-        use_tiled(options.mmd_impl, local_rows * world, q, tile_size),
+        use_tiled(options.mmd_impl, local_rows * world, q, tile_size, device),
         tile_size,
         options.gram_precision,
     )

@@ -1,5 +1,6 @@
 """Per-row sums of products of 2-D tensors, accumulated in double (the compiled sfrik::row_stats,
-one pass over the rows; the same sums in plain PyTorch where the extension is not available).
+one pass over the rows; the same sums under torch.compile where the extension is not available,
+sfrik_plugin.fallback).
 
 Why: a float32 sum of squares overflows for entries past ~1.8e19 and flushes entries below ~1e-19,
 and the distance between two rows normalised, computed as 2 - 2 cos, cancels for near-equal rows
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fallback
 from .series import _use_extension
 
 
@@ -22,11 +24,7 @@ def row_stats(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         from . import ops  # loaded with the extension
 
         return ops.row_stats(x, y)
-    xd = x.double()
-    if y is None:
-        return (xd * xd).sum(1, keepdim=True)
-    yd = y.double()
-    return torch.stack([(xd * xd).sum(1), (yd * yd).sum(1), (xd * yd).sum(1)], dim=1)
+    return fallback.row_stats(x, y)
 
 
 def row_norms(z: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Public API of the Legendre-series operators: argument checks, then the compiled operator
-(torch.ops.sfrik.*) or, when it is unavailable for the tensor's device, the pure-PyTorch
-reference with a one-time warning (an error with SFRIK_REQUIRE_EXTENSION=1)."""
+(torch.ops.sfrik.*) or, when it is unavailable for the tensor's device, the fallback (the reference
+recurrence under torch.compile, sfrik_plugin.fallback) with a one-time warning that says how to get
+the kernels (an error with SFRIK_REQUIRE_EXTENSION=1)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import warnings
 
 import torch
 
-from . import _extension
-from .reference import legendre_series_reference
+from . import _extension, fallback
 from .validation import (
     REDUCTIONS,
     Coeffs,
@@ -28,23 +28,28 @@ _warned_devices: set[str] = set()
 
 
 def _use_extension(t: torch.Tensor) -> bool:
+    if _extension.reference_forced():
+        return False  # (a benchmark or test asked for the fallback: no warning, no error)
     if _extension.available_for(t):
         return True
-    reason = (
-        _extension.LOAD_ERROR
-        if _extension._C is None
-        else f"sfrik_plugin._C was built without {t.device.type.upper()} kernels"
-    )
+    device = t.device.type
+    reason = _extension.LOAD_ERROR if _extension._C is None else f"sfrik_plugin._C was built without {device} kernels"
     if _extension._require_extension():
         raise RuntimeError(f"{reason}; {_extension.REQUIRE_ENV}=1 forbids the pure-PyTorch fallback")
-    if _extension._C is not None and t.device.type not in _warned_devices:
-        _warned_devices.add(t.device.type)
-        warnings.warn(
-            f"{reason}: using the pure-PyTorch reference on {t.device.type} (slower, more memory)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    if _extension._C is not None and device not in _warned_devices:
+        _warned_devices.add(device)
+        warnings.warn(fallback_warning(device), RuntimeWarning, stacklevel=3)
     return False
+
+
+def fallback_warning(device: str) -> str:
+    """The one-time warning of a device the compiled extension has no kernels for: what runs
+    instead, and the command (with the toolkit it needs) that builds the kernels."""
+    how = _extension.CUDA_BUILD_HINT if device == "cuda" else _extension.REBUILD_HINT
+    return (
+        f"sfrik_plugin._C was built without {device.upper()} kernels: using the pure-PyTorch fallback on {device} "
+        f"(the recurrence under torch.compile; slower, more memory). To get the {device.upper()} kernels, {how}."
+    )
 
 
 def _reference(t: torch.Tensor, coeffs: list[float], q: int, reduction: str) -> torch.Tensor:
@@ -55,11 +60,10 @@ def _reference(t: torch.Tensor, coeffs: list[float], q: int, reduction: str) -> 
     out_dtype = torch.float32 if autocast else t.dtype
     work = t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
     with torch.autocast(t.device.type, enabled=False):
-        out = legendre_series_reference(work, coeffs, q)
-        if reduction == "mean":
-            out = out.mean()
-        elif reduction == "sum":
-            out = out.sum()
+        if reduction == "none":
+            out = fallback.series_times(work, None, coeffs, q)
+        else:
+            out = fallback.series_reduce(work, coeffs, q, mean=reduction == "mean")
     return out.to(out_dtype)
 
 

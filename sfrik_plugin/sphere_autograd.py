@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .gram import symmetric_gram, symmetric_sum
 from .rows import finite_or_nan, row_norms, row_stats
 
 # The autograd Functions here are in the setup_context form with generated vmap rules: torch.func's
@@ -87,7 +88,8 @@ class _RowNormalize(torch.autograd.Function):
 
 
 class _GramMatrix(torch.autograd.Function):
-    """G = u u^T with a one-GEMM backward: dL/du = (Gbar + Gbar^T) u, where autograd's matmul
+    """G = u u^T from its upper triangle (gram.symmetric_gram: half the forward GEMM work, exactly
+    symmetric) with a one-GEMM backward: dL/du = (Gbar + Gbar^T) u, where autograd's matmul
     rule spends two GEMMs (Gbar u and Gbar^T u). Exact for any Gbar (the sum is formed first,
     an n x n pass, cheap next to an n x n x q product)."""
 
@@ -95,7 +97,7 @@ class _GramMatrix(torch.autograd.Function):
 
     @staticmethod
     def forward(u):
-        return u @ u.T
+        return symmetric_gram(u)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -104,11 +106,12 @@ class _GramMatrix(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (u,) = ctx.saved_tensors
-        return (grad + grad.T) @ u
+        return symmetric_sum(grad) @ u
 
 
 def gram_matrix(u: torch.Tensor) -> torch.Tensor:
-    """u u^T, differentiable with one GEMM in the backward (see _GramMatrix)."""
+    """u u^T, exactly symmetric, from its upper triangle, differentiable with one GEMM in the
+    backward (see _GramMatrix)."""
     return apply(_GramMatrix, u)
 
 
@@ -120,47 +123,51 @@ class _TwoViewSphereGrams(torch.autograd.Function):
     - forward: one pass (rows.row_stats) gives, per row and in double, |z1|^2, |z2|^2 and
       <z1, z2>; from them the norms (right where float32 squares overflow) and the invariance
       |u1 - u2|^2 = |z1|^2/d1^2 + |z2|^2/d2^2 - 2 <z1, z2>/(d1 d2) (the double sums keep the digits
-      that 1 - cos in float32 cancels). Then u = z / d (one pass) and G = u u^T (one GEMM each).
+      that 1 - cos in float32 cancels). Then u = z / d (one pass) and G = u u^T (its upper
+      triangle: half a GEMM each, gram.symmetric_gram).
     - backward, for a view u (other view u', c = 2 dmse / (n q), S = Gbar + Gbar^T):
         g = S u + c (u - u'),  dz = (g - u <g, u>) / d  (<g, u> masked to 0 below eps)
       <S u, u>_i = sum_j S_ij G_ij needs no n x q pass, so
         dz = (diag(1/d) S + diag((c - <g, u>) / d)) u - (c / d) u'
-      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm). u is recomputed from the
-      saved z (one pass) rather than saved beside it.
+      is ONE GEMM whose addend (a row-scaled u') is fused into it (addmm_), and <S u, u> is
+      rowsum(S o G) with S already formed (G symmetric). u is saved from the forward: its
+      recomputation cost an n x q pass per view, and at the loss's backward the recomputed rows
+      were live anyway, so saving them does not raise the peak. (Folding 1/d into the n x n matrix
+      to run the GEMM on z instead underflows: S_ij / (d_i d_j) is below float32's range for norms
+      near 1e19.)
     Under create_graph (double backward) the gradient is recomputed through differentiable ops
     of z instead, so higher derivatives are exact.
-    The row statistics are a fourth output (not differentiable), so that the backward can use
-    them (torch.func accepts only inputs and outputs as saved tensors)."""
+    The row statistics and u1, u2 are further outputs (not differentiable), so that the backward
+    can use them (torch.func accepts only inputs and outputs as saved tensors)."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(z1, z2, eps):
+    def forward(z1, z2, eps, symmetric_grads):
         q = z1.shape[1]
         stats = row_stats(z1, z2)  # (n, 3) float64: |z1|^2, |z2|^2, <z1, z2>
         invariance, d = _invariance_of_stats(stats, eps, q, z1.dtype)
         u1, u2 = _units(z1, z2, d)
-        return u1 @ u1.T, u2 @ u2.T, invariance, stats
+        return symmetric_gram(u1), symmetric_gram(u2), invariance, stats, u1, u2
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        z1, z2, eps = inputs
-        g1, g2, _, stats = output
+        z1, z2, eps, symmetric_grads = inputs
+        g1, g2, _, stats, u1, u2 = output
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(stats)
-        ctx.eps = eps
-        ctx.save_for_backward(z1, z2, stats, g1, g2)
+        ctx.mark_non_differentiable(stats, u1, u2)
+        ctx.eps, ctx.symmetric_grads = eps, symmetric_grads
+        ctx.save_for_backward(z1, z2, stats, g1, g2, u1, u2)
 
     @staticmethod
-    def backward(ctx, dg1, dg2, dinvariance, dstats):
-        z1, z2, stats, g1, g2 = ctx.saved_tensors
+    def backward(ctx, dg1, dg2, dinvariance, dstats, du1, du2):
+        z1, z2, stats, g1, g2, u1, u2 = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _TwoViewSphereGrams._differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance)
         n, q = z1.shape
         dtype = z1.dtype
         d64, squares64, cross64 = _unit_products(stats, ctx.eps)
         squares, cross = squares64.to(dtype), cross64.to(dtype)  # |u|^2, <u1, u2>
-        u1, u2 = _units(z1, z2, d64)
         inverse = finite_or_nan(1.0 / d64, dtype)  # (n, 2)
         mask = (stats[:, :2].sqrt() >= ctx.eps).to(dtype)
         scale = None if dinvariance is None else dinvariance * (2.0 / (n * q))
@@ -172,24 +179,27 @@ class _TwoViewSphereGrams(torch.autograd.Function):
             inv, m = inverse[:, k : k + 1], mask[:, k : k + 1]
             dot = torch.zeros_like(inv)  # <g_i, u_i>
             diagonal = torch.zeros_like(inv)  # coefficient of u_i itself
+            # S = dg + dg^T, or with symmetric_grads 2 dg (the same bits), the 2 folded into the row
+            # scaling: no n x n pass with a transposed read. <S u, u>_i = (S o G) 1 before the scaling.
+            matrix = None if dg is None or ctx.symmetric_grads else symmetric_sum(dg)
             if dg is not None:
-                weighted = dg * g  # <S u, u>_i = row + column sums (G symmetric)
-                dot = dot + weighted.sum(1, keepdim=True) + weighted.sum(0).unsqueeze(1)
+                twice = 2.0 if matrix is None else 1.0
+                dot = dot + twice * torch.linalg.vecdot(dg if matrix is None else matrix, g, dim=1).unsqueeze(1)
+                matrix = dg * (2.0 * inv) if matrix is None else matrix.mul_(inv)  # diag(1/d) S
             if scale is not None:
                 dot = dot + scale * (squares[:, k : k + 1] - cross)  # <c (u - u'), u>
                 diagonal = diagonal + scale
             diagonal = (diagonal - dot * m) * inv
-            if dg is None:
+            if matrix is None:
                 assert scale is not None  # (both None was skipped above)
                 grads.append(u * diagonal - other * (scale * inv))
                 continue
-            matrix = (dg + dg.T).mul_(inv)
             matrix.diagonal().add_(diagonal.squeeze(1))
             if scale is None:
                 grads.append(matrix @ u)
-            else:
-                grads.append(torch.addmm(other * (-scale * inv), matrix, u))
-        return grads[0], grads[1], None
+            else:  # in place into the addend: addmm would first copy it into its result (an n x q pass)
+                grads.append((other * (-scale * inv)).addmm_(matrix, u))
+        return grads[0], grads[1], None, None
 
     @staticmethod
     def _differentiable_backward(ctx, z1, z2, dg1, dg2, dinvariance):
@@ -204,11 +214,11 @@ class _TwoViewSphereGrams(torch.autograd.Function):
                 grads.append(None)
                 continue
             u, other = units[k], units[1 - k]
-            du = torch.zeros_like(u) if dg is None else (dg + dg.T) @ u
+            du = torch.zeros_like(u) if dg is None else symmetric_sum(dg) @ u
             if dinvariance is not None:
                 du = du + (u - other) * (dinvariance * (2.0 / (n * q)))
             grads.append(_unit_rows_backward(z, u, du, ctx.eps))
-        return grads[0], grads[1], None
+        return grads[0], grads[1], None, None
 
 
 def _unit_products(stats: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -266,10 +276,16 @@ def _units(z1: torch.Tensor, z2: torch.Tensor, d: torch.Tensor) -> tuple[torch.T
 
 
 def two_view_sphere_grams(
-    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12
+    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-12, *, symmetric_grads: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams)."""
-    g1, g2, invariance, _ = apply(_TwoViewSphereGrams, z1, z2, eps)
+    """(G1, G2, mse(u1, u2)) of two views' rows normalised, fused (see _TwoViewSphereGrams).
+
+    symmetric_grads=True promises that the gradients reaching G1 and G2 are symmetric matrices, as
+    they are when each G only goes through a function applied elementwise and then reduced (every
+    regulariser of the losses: G is exactly symmetric, so f(G) is): the backward then takes
+    Gbar + Gbar^T as 2 Gbar (the same values) without the n x n pass that forms it. A wrong promise
+    gives a wrong gradient."""
+    g1, g2, invariance, *_ = apply(_TwoViewSphereGrams, z1, z2, eps, symmetric_grads)
     return g1, g2, invariance
 
 

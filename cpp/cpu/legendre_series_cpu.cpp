@@ -2,9 +2,12 @@
 // kUnroll SIMD vectors runs the whole recurrence in registers (no intermediate arrays), is
 // scaled by grad, then stored or added to vector partial sums that are flushed into a double
 // every kFlushGroups groups (float partial sums over millions of elements would lose digits).
-// SIMD through GCC/Clang vector extensions, so the hot function is compiled twice
-// (x86-64-v3, i.e. AVX2+FMA, and the baseline) and the loader picks the clone the processor
-// supports: one binary runs everywhere.
+// SIMD through GCC/Clang vector extensions, so the hot function is compiled three times: for
+// x86-64-v4 (AVX-512) with 64-byte vectors, for x86-64-v3 (AVX2+FMA) and the baseline with 32-byte
+// ones, and the first call picks the one the processor supports: one binary runs everywhere. Why
+// AVX-512 too: on a Xeon whose L3 holds the whole matrix, the elementwise backward (read t and
+// grad, write the result) is bound by the core's loads and stores, not by DRAM, and 64-byte
+// vectors halve them (torch.compile's code for the same recurrence uses them).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -14,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 
 #include "../elementwise_ops.h"
@@ -21,9 +25,9 @@
 #include "../operands.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SFRIK_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define SFRIK_CPU_LEVELS 1
 #else
-#define SFRIK_CPU_CLONES
+#define SFRIK_CPU_LEVELS 0
 #endif
 
 namespace sfrik {
@@ -33,19 +37,11 @@ constexpr int64_t kChunk = 32768;  // elements per parallel task (~30-100 us of 
 constexpr int kUnroll = 4;         // independent vectors in flight (hides FMA latency)
 constexpr int kFlushGroups = 64;   // groups summed in the compute type before a flush to double
 
-// 32-byte vectors of the compute type (AVX2 registers in the x86-64-v3 clone, pairs of SSE
-// registers in the baseline one).
-typedef float vfloat __attribute__((vector_size(32)));
-typedef double vdouble __attribute__((vector_size(32)));
-template <typename opmath_t>
-struct Simd;
-template <>
-struct Simd<float> {
-  using type = vfloat;
-};
-template <>
-struct Simd<double> {
-  using type = vdouble;
+// kBytes-byte vectors of the compute type: 64 (AVX-512 registers) in the x86-64-v4 version, 32 (AVX2
+// registers, or pairs of SSE registers in the baseline) in the others.
+template <typename opmath_t, int kBytes>
+struct Simd {
+  typedef opmath_t type __attribute__((vector_size(kBytes)));
 };
 
 template <typename opmath_t>
@@ -73,7 +69,7 @@ struct FixedTables {
   }
 };
 
-template <typename scalar_t, typename opmath_t, typename V = typename Simd<opmath_t>::type>
+template <typename scalar_t, typename opmath_t, typename V>
 C10_ALWAYS_INLINE V load(const scalar_t* p) {
   V v;
   if constexpr (std::is_same<scalar_t, opmath_t>::value) {
@@ -85,7 +81,7 @@ C10_ALWAYS_INLINE V load(const scalar_t* p) {
   return v;
 }
 
-template <typename scalar_t, typename opmath_t, typename V = typename Simd<opmath_t>::type>
+template <typename scalar_t, typename opmath_t, typename V>
 C10_ALWAYS_INLINE void store(scalar_t* p, V v) {
   if constexpr (std::is_same<scalar_t, opmath_t>::value) {
     std::memcpy(p, &v, sizeof(V));
@@ -114,10 +110,10 @@ C10_ALWAYS_INLINE T eval_series(T x, const Tables& tab) {
 }
 
 // Processes t[0..n): out[i] = g_i * psi(t[i]) when out is given, else returns sum_i g_i psi(t[i]).
-template <typename scalar_t, typename opmath_t, typename Tables>
+template <int kBytes, typename scalar_t, typename opmath_t, typename Tables>
 C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scalar_t* __restrict__ grad, GradMode mode,
                                       opmath_t grad_scalar, scalar_t* __restrict__ out, int64_t n, const Tables& tab) {
-  using V = typename Simd<opmath_t>::type;
+  using V = typename Simd<opmath_t, kBytes>::type;
   constexpr int64_t lanes = sizeof(V) / sizeof(opmath_t);
   constexpr int64_t group = lanes * kUnroll;
   double total = 0.0;
@@ -125,14 +121,14 @@ C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scal
   int64_t i = 0;
   for (int64_t since_flush = 0; i + group <= n; i += group) {
     V acc[kUnroll];
-    for (int u = 0; u < kUnroll; ++u) acc[u] = eval_series<V>(load<scalar_t, opmath_t>(t + i + u * lanes), tab);
+    for (int u = 0; u < kUnroll; ++u) acc[u] = eval_series<V>(load<scalar_t, opmath_t, V>(t + i + u * lanes), tab);
     if (mode == GradMode::kScalar) {
       for (int u = 0; u < kUnroll; ++u) acc[u] *= grad_scalar;
     } else if (mode == GradMode::kElementwise) {
-      for (int u = 0; u < kUnroll; ++u) acc[u] *= load<scalar_t, opmath_t>(grad + i + u * lanes);
+      for (int u = 0; u < kUnroll; ++u) acc[u] *= load<scalar_t, opmath_t, V>(grad + i + u * lanes);
     }
     if (out != nullptr) {
-      for (int u = 0; u < kUnroll; ++u) store<scalar_t, opmath_t>(out + i + u * lanes, acc[u]);
+      for (int u = 0; u < kUnroll; ++u) store<scalar_t, opmath_t, V>(out + i + u * lanes, acc[u]);
     } else {
       for (int u = 0; u < kUnroll; ++u) partial[u] += acc[u];
       if (++since_flush == kFlushGroups) {
@@ -164,14 +160,14 @@ C10_ALWAYS_INLINE double series_chunk(const scalar_t* __restrict__ t, const scal
 }
 
 // Dispatches a chunk to the kernel specialised for its degree (FixedTables for 0..4).
-template <typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
+template <int kBytes, typename scalar_t, typename opmath_t = at::opmath_type<scalar_t>>
 C10_ALWAYS_INLINE double series_chunk_any_degree(const scalar_t* t, const scalar_t* grad, GradMode mode,
                                                  opmath_t grad_scalar, scalar_t* out, int64_t n,
                                                  const CpuTables<opmath_t>& tab) {
   switch (tab.degree) {
 #define SFRIK_FIXED_DEGREE(D) \
   case D:                     \
-    return series_chunk(t, grad, mode, grad_scalar, out, n, FixedTables<opmath_t, D>(tab));
+    return series_chunk<kBytes>(t, grad, mode, grad_scalar, out, n, FixedTables<opmath_t, D>(tab));
     SFRIK_FIXED_DEGREE(0)
     SFRIK_FIXED_DEGREE(1)
     SFRIK_FIXED_DEGREE(2)
@@ -179,22 +175,59 @@ C10_ALWAYS_INLINE double series_chunk_any_degree(const scalar_t* t, const scalar
     SFRIK_FIXED_DEGREE(4)
 #undef SFRIK_FIXED_DEGREE
     default:
-      return series_chunk(t, grad, mode, grad_scalar, out, n, tab);
+      return series_chunk<kBytes>(t, grad, mode, grad_scalar, out, n, tab);
   }
 }
 
-// The multiversioned entry points, one per dtype (target_clones needs plain functions).
-#define SFRIK_DEFINE_CHUNK(scalar_t)                                                                 \
-  SFRIK_CPU_CLONES double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode,          \
-                                    at::opmath_type<scalar_t> grad_scalar, scalar_t* out, int64_t n, \
-                                    const CpuTables<at::opmath_type<scalar_t>>& tab) {               \
-    return series_chunk_any_degree<scalar_t>(t, grad, mode, grad_scalar, out, n, tab);               \
+// The versions of the hot function, one per dtype and instruction set level, and the one the
+// processor supports (chosen once: __builtin_cpu_supports reads what the loader detected).
+enum class CpuLevel : int { kBaseline = 0, kV3 = 1, kV4 = 2 };
+
+CpuLevel cpu_level() {
+#if SFRIK_CPU_LEVELS
+  static const CpuLevel level = __builtin_cpu_supports("x86-64-v4")   ? CpuLevel::kV4
+                                : __builtin_cpu_supports("x86-64-v3") ? CpuLevel::kV3
+                                                                      : CpuLevel::kBaseline;
+  return level;
+#else
+  return CpuLevel::kBaseline;
+#endif
+}
+
+#if SFRIK_CPU_LEVELS
+#define SFRIK_LEVEL_VERSION(name, isa, bytes, scalar_t)                                                     \
+  __attribute__((target(isa))) double name(const scalar_t* t, const scalar_t* grad, GradMode mode,          \
+                                           at::opmath_type<scalar_t> grad_scalar, scalar_t* out, int64_t n, \
+                                           const CpuTables<at::opmath_type<scalar_t>>& tab) {               \
+    return series_chunk_any_degree<bytes, scalar_t>(t, grad, mode, grad_scalar, out, n, tab);               \
   }
+#define SFRIK_DEFINE_CHUNK(scalar_t)                                                                              \
+  SFRIK_LEVEL_VERSION(run_chunk_v4, "arch=x86-64-v4", 64, scalar_t)                                               \
+  SFRIK_LEVEL_VERSION(run_chunk_v3, "arch=x86-64-v3", 32, scalar_t)                                               \
+  double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode, at::opmath_type<scalar_t> grad_scalar, \
+                   scalar_t* out, int64_t n, const CpuTables<at::opmath_type<scalar_t>>& tab) {                   \
+    switch (cpu_level()) {                                                                                        \
+      case CpuLevel::kV4:                                                                                         \
+        return run_chunk_v4(t, grad, mode, grad_scalar, out, n, tab);                                             \
+      case CpuLevel::kV3:                                                                                         \
+        return run_chunk_v3(t, grad, mode, grad_scalar, out, n, tab);                                             \
+      default:                                                                                                    \
+        return series_chunk_any_degree<32, scalar_t>(t, grad, mode, grad_scalar, out, n, tab);                    \
+    }                                                                                                             \
+  }
+#else
+#define SFRIK_DEFINE_CHUNK(scalar_t)                                                                              \
+  double run_chunk(const scalar_t* t, const scalar_t* grad, GradMode mode, at::opmath_type<scalar_t> grad_scalar, \
+                   scalar_t* out, int64_t n, const CpuTables<at::opmath_type<scalar_t>>& tab) {                   \
+    return series_chunk_any_degree<32, scalar_t>(t, grad, mode, grad_scalar, out, n, tab);                        \
+  }
+#endif
 SFRIK_DEFINE_CHUNK(float)
 SFRIK_DEFINE_CHUNK(double)
 SFRIK_DEFINE_CHUNK(c10::Half)
 SFRIK_DEFINE_CHUNK(c10::BFloat16)
 #undef SFRIK_DEFINE_CHUNK
+#undef SFRIK_LEVEL_VERSION
 
 // Runs the series over the n elements at t (memory order), in parallel. Writes out when
 // out is given and returns 0; otherwise returns the sum.
@@ -212,27 +245,40 @@ double run_series(const scalar_t* t, const scalar_t* grad, GradMode mode, scalar
     const scalar_t* g = mode == GradMode::kElementwise ? grad + begin : nullptr;
     return run_chunk(t + begin, g, mode, grad_scalar, out != nullptr ? out + begin : nullptr, end - begin, tab);
   };
-  // Chunks handed out one at a time from a shared counter rather than one fixed share per thread:
-  // when a core is shared (data-loader workers, another process), the thread that keeps its core
-  // takes the chunks the other cannot, instead of waiting at the end of the region for the
-  // slowed thread's whole share. The sums are kept per chunk and added in chunk order: the same
-  // bits whatever the thread count or the scheduling.
+  // Each thread owns a contiguous share of the chunks and walks it from the front: the streams of a
+  // static split, as torch's own kernels and torch.compile's code walk them (issue 32: a shared
+  // counter interleaved the threads' chunks, and the elementwise backward, which reads two
+  // matrices and writes a third, took 1.4x the compiled code's time with twice its spread). A
+  // thread done with its share then takes chunks from the back of the others' shares, so that when
+  // a core is shared (data-loader workers, another process) the thread that keeps its core takes
+  // the work the other cannot, instead of waiting for the slowed thread's whole share (issue 19).
+  // A chunk is claimed by an atomic flag, so each runs once (an owner stops at the first chunk a
+  // thief took, a thief at the first one the owner or an earlier thief took: no gap is left), and
+  // the sums are kept per chunk and added in chunk order: the same bits whatever the thread count
+  // or the scheduling.
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> sums(out != nullptr ? 0 : static_cast<size_t>(chunks), 0.0);
-  auto run_chunks = [&](int64_t first_chunk, std::atomic<int64_t>* next) {
-    for (int64_t c = first_chunk; c < chunks; c = next != nullptr ? next->fetch_add(1) : c + 1) {
-      const int64_t begin = c * kChunk;
-      const double sum = chunk(begin, std::min(n, begin + kChunk));
-      if (out == nullptr) sums[static_cast<size_t>(c)] = sum;
-    }
+  auto run_one = [&](int64_t c) {
+    const int64_t begin = c * kChunk;
+    const double sum = chunk(begin, std::min(n, begin + kChunk));
+    if (out == nullptr) sums[static_cast<size_t>(c)] = sum;
   };
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), chunks);
   if (threads <= 1 || at::in_parallel_region()) {
-    run_chunks(0, nullptr);
+    for (int64_t c = 0; c < chunks; ++c) run_one(c);
   } else {
-    std::atomic<int64_t> next{threads};  // chunk t goes to thread t first
+    std::unique_ptr<std::atomic<bool>[]> claimed(new std::atomic<bool>[static_cast<size_t>(chunks)]);
+    for (int64_t c = 0; c < chunks; ++c) claimed[c].store(false, std::memory_order_relaxed);
+    auto claim = [&](int64_t c) { return !claimed[c].exchange(true, std::memory_order_relaxed); };
+    auto share = [&](int64_t t) { return chunks * t / threads; };  // thread t owns [share(t), share(t + 1))
     at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) run_chunks(t, &next);
+      for (int64_t t = begin; t < end; ++t) {
+        for (int64_t c = share(t); c < share(t + 1) && claim(c); ++c) run_one(c);
+        for (int64_t k = 1; k < threads; ++k) {
+          const int64_t other = (t + k) % threads;
+          for (int64_t c = share(other + 1) - 1; c >= share(other) && claim(c); --c) run_one(c);
+        }
+      }
     });
   }
   double total = 0.0;

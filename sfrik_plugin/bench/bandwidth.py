@@ -11,6 +11,10 @@ called through torch.ops.sfrik directly (no autograd), c = [0, 1, 40, 40] (SFRIK
   value_and_grad      legendre_series_value_and_grad(G, c, q, mean=True): the mean and dG
                       from one read of G (the fused forward + backward)                 (2 passes)
   device copy         dG.copy_(G): reads G, writes dG, the reference                    (2 passes)
+  fallback forward    the same forward and backward through what runs where the extension has no
+  fallback backward   kernel for the device (sfrik_plugin.fallback: the recurrence under
+                      torch.compile; half types widened to float32 first, as the package does),
+                      passes counted as the operator's; compiled before the timing. Not judged.
 
 GB/s = passes x n^2 x element size / time; "/ copy" is that over the copy's GB/s (1: as fast as a
 copy); on CUDA "/ peak" is over the theoretical peak (2 transfers a memory clock x bus width). Each
@@ -26,6 +30,7 @@ from collections.abc import Callable
 import torch
 
 import sfrik_plugin  # noqa: F401  (loads the extension: registers torch.ops.sfrik)
+from sfrik_plugin import _extension, fallback, series
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.utils import machine, output
 from sfrik_plugin.utils.arguments import non_negative_int, positive_int
@@ -38,7 +43,8 @@ DEFAULT_REPEATS = {"cuda": 20, "cpu": 5}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 COPY = "device copy"
 FUSED = "value_and_grad"
-OPS = ("forward", "backward", "forward + backward", FUSED, COPY)
+FALLBACK = ("fallback forward", "fallback backward")
+OPS = ("forward", "backward", "forward + backward", FUSED, COPY, *FALLBACK)
 # Issue 19's target on a GPU: every pass of the operator at >= this fraction of a copy's speed.
 COPY_TARGET = 0.7
 CSV_FIELDS = (
@@ -103,12 +109,23 @@ def operator_calls(g: torch.Tensor, q: int) -> dict[str, tuple[Callable[[], obje
     def forward_backward() -> object:
         return forward(), backward()
 
+    work = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g  # what the fallback saves
+
+    def fallback_forward() -> object:
+        with _extension.reference_only():
+            return series._reference(g, coeffs, q, "mean")
+
+    def fallback_backward() -> object:
+        return fallback.series_times(work, upstream.to(work.dtype), coeffs, q, 1)
+
     return {
         "forward": (forward, 1),
         "backward": (backward, 2),
         "forward + backward": (forward_backward, 3),
         FUSED: ((lambda: fused(g, coeffs, q, True)) if fused is not None else None, 2),
         COPY: (lambda: target.copy_(g), 2),
+        FALLBACK[0]: (fallback_forward, 1),
+        FALLBACK[1]: (fallback_backward, 2),
     }
 
 
@@ -177,7 +194,7 @@ def verdicts(rows: list[dict], device: torch.device) -> list[str]:
         return [f"(the >= {COPY_TARGET:.0%} of a copy target applies on a GPU; on the CPU the ratios are shown only)"]
     lines = []
     for r in rows:
-        if r["op"] != COPY and r["status"] == "ok":
+        if r["op"] not in (COPY, *FALLBACK) and r["status"] == "ok":
             ok = r["fraction_of_copy"] >= COPY_TARGET
             lines.append(
                 f"{r['op']:<19} {r['dtype']:<9} {r['fraction_of_copy']:.0%} of a copy "

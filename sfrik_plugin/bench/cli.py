@@ -4,6 +4,7 @@
   sfrik-bench step --backbone resnet18    # a whole training step per method, and what the loss adds
   sfrik-bench legendre                    # the Legendre operator against eager PyTorch and torch.compile
   sfrik-bench tiled                       # the MMD without the n x n matrix, against the dense one
+  sfrik-bench gram                        # the Gram product from its upper triangle, by row-block count
   sfrik-bench SUITE --help                # a suite's options (sizes, dtype, device, --csv, --plot)
 
 Each suite prints a table; --csv and --plot save it. Results recorded on this project's machines,
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 from sfrik_plugin.utils.files import refuse_existing, writable_file
 
-from . import bandwidth, legendre, losses, precision, sharded, step, tiled
+from . import bandwidth, gram, legendre, losses, precision, sharded, step, tiled
 
 SUITES = {
     "legendre": legendre,
@@ -30,6 +31,7 @@ SUITES = {
     "tiled": tiled,
     "sharded": sharded,
     "precision": precision,
+    "gram": gram,
 }
 
 

@@ -1,8 +1,11 @@
-"""Legendre-series suite: forward + backward of psi(G).mean(), psi(t) = sum_l b_l P_l(q; t).
+"""Legendre-series suite: forward + backward of psi(G), psi(t) = sum_l b_l P_l(q; t), with the two
+upstream gradients a network gives it: a broadcast scalar (psi(G).mean(), the SFRIK loss's case)
+and a dense one (y = psi(G) elementwise, then y.backward(gy) for a fixed random gy: a kernel
+matrix that a later computation uses elementwise).
 
 G is the Gram matrix z @ z.T of n L2-normalised random embeddings z (n, 128), entries in
-[-1, 1], a leaf with requires_grad=True. Each method computes the same scalar loss and its
-gradient with respect to G:
+[-1, 1], a leaf with requires_grad=True. The methods of the mean compute the same scalar loss and
+its gradient with respect to G:
 
   ext_mean                         legendre_series(G, c, q, reduction="mean"): fused reduction,
                                    never writes psi(G); backward is one compiled pass.
@@ -15,6 +18,13 @@ gradient with respect to G:
   compiled_recurrence_elementwise  torch.compile of G -> legendre_series_reference(G, c, q)
                                    (returns psi(G)), then .mean() in eager, exactly as
                                    ext_elementwise: both write psi(G) and reduce it outside.
+  fallback_mean, fallback_elementwise  ext_mean and ext_elementwise where the extension has no
+                                   kernel for the device (sfrik_plugin.fallback: the recurrence
+                                   under torch.compile, what a GPU without the CUDA kernels runs).
+The methods of the dense upstream gradient (the backward gets gy, not a broadcast scalar):
+  ext_elementwise_grad             legendre_series(G, c, q), then backward(gy): the operator's
+                                   elementwise-grad kernel.
+  compiled_recurrence_elementwise_grad  the compiled recurrence, then backward(gy).
 
 c = [0] + b (no degree 0); b = (1, 40, 40) for L = 3 and L ones otherwise. Compiled functions
 are built per (n, L) after torch._dynamo.reset(), with dynamic=False (shapes specialised, the
@@ -24,7 +34,8 @@ includes any Inductor cache hit) is reported separately; Inductor compiles in-pr
 the median of --repeats runs after one warm-up, the methods timed in turn (one run of each per
 round, so a change of load hits all alike); "x ext_mean" is a method's time over ext_mean's
 (above 1: slower). Peak extra memory and how it is measured: see bench.common.
-"grad rel err" is max |dG - dG_ext_mean| / max |dG_ext_mean|: every method must agree.
+"grad rel err" is max |dG - dG_ref| / max |dG_ref| against ext_mean's gradient (the mean's
+methods) or ext_elementwise_grad's (the dense upstream's): every method must agree.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import torch
 import torch._inductor.config
 
 import sfrik_plugin
+from sfrik_plugin import _extension
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.reference import legendre_series_reference, official_psi
 from sfrik_plugin.utils import machine, output
@@ -64,8 +76,19 @@ METHODS = (
     "eager_recurrence",
     "compiled_recurrence_mean",
     "compiled_recurrence_elementwise",
+    "fallback_mean",
+    "fallback_elementwise",
+    "ext_elementwise_grad",
+    "compiled_recurrence_elementwise_grad",
 )
-COMPILED = {"compiled_recurrence_mean", "compiled_recurrence_elementwise"}
+DENSE_UPSTREAM = ("ext_elementwise_grad", "compiled_recurrence_elementwise_grad")  # the first: their reference
+COMPILED = {
+    "compiled_recurrence_mean",
+    "compiled_recurrence_elementwise",
+    "compiled_recurrence_elementwise_grad",
+    "fallback_mean",
+    "fallback_elementwise",
+}
 CSV_FIELDS = (
     "suite",
     "n",
@@ -150,8 +173,36 @@ def gram_matrix(n: int, dtype: torch.dtype, device: torch.device, seed: int = 0)
     return (z @ z.T).clamp_(-1.0, 1.0).requires_grad_(True)
 
 
-def build_steps(weights: list, dim: int) -> dict:
-    """method name -> step(G) returning the scalar loss, or None where the method does not apply."""
+class _Upstream:
+    """What a dense-upstream step returns: .backward() runs y.backward(gy), so the suite's helpers
+    (which call step(leaf).backward()) time it as any other step."""
+
+    def __init__(self, y: torch.Tensor, gy: torch.Tensor) -> None:
+        self.y, self.gy = y, gy
+
+    def backward(self) -> None:
+        self.y.backward(self.gy)
+
+
+def upstream_gradient(n: int, dtype: torch.dtype, device: torch.device, seed: int = 1) -> torch.Tensor:
+    """The fixed dense upstream gradient gy (n x n) of the dense-upstream methods."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, n, generator=generator, dtype=dtype).to(device)
+
+
+def on_fallback(step):
+    """step on the paths a device without the extension's kernels takes."""
+
+    def run(g):
+        with _extension.reference_only():
+            return step(g)
+
+    return run
+
+
+def build_steps(weights: list, dim: int, gy: torch.Tensor | None = None) -> dict:
+    """method name -> step(G) returning the scalar loss (or, for the dense upstream, what runs
+    y.backward(gy)), or None where the method does not apply."""
     coeffs = [0.0] + weights
     torch._dynamo.reset()  # fresh compiles per cell: no recompile limits, comparable compile times
     compiled_mean = torch.compile(lambda g: legendre_series_reference(g, coeffs, dim).mean(), dynamic=False)
@@ -159,14 +210,24 @@ def build_steps(weights: list, dim: int) -> dict:
     official = None
     if len(weights) <= OFFICIAL_MAX_DEGREE:
         official = lambda g: official_psi(g, weights, dim).mean()  # noqa: E731
-    return {
-        "ext_mean": lambda g: sfrik_plugin.legendre_series(g, coeffs, dim, reduction="mean"),
-        "ext_elementwise": lambda g: sfrik_plugin.legendre_series(g, coeffs, dim).mean(),
+    ext_mean = lambda g: sfrik_plugin.legendre_series(g, coeffs, dim, reduction="mean")  # noqa: E731
+    ext_elementwise = lambda g: sfrik_plugin.legendre_series(g, coeffs, dim).mean()  # noqa: E731
+    steps = {
+        "ext_mean": ext_mean,
+        "ext_elementwise": ext_elementwise,
         "eager_official": official,
         "eager_recurrence": lambda g: legendre_series_reference(g, coeffs, dim).mean(),
         "compiled_recurrence_mean": compiled_mean,
         "compiled_recurrence_elementwise": lambda g: compiled_psi(g).mean(),
+        "fallback_mean": on_fallback(ext_mean),
+        "fallback_elementwise": on_fallback(ext_elementwise),
+        "ext_elementwise_grad": None,
+        "compiled_recurrence_elementwise_grad": None,
     }
+    if gy is not None:
+        steps["ext_elementwise_grad"] = lambda g: _Upstream(sfrik_plugin.legendre_series(g, coeffs, dim), gy)
+        steps["compiled_recurrence_elementwise_grad"] = lambda g: _Upstream(compiled_psi(g), gy)
+    return steps
 
 
 def compile_all(steps: dict, leaf: torch.Tensor) -> dict:
@@ -202,7 +263,7 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
     """All methods at one (n, L); rows in METHODS order."""
     leaf = gram_matrix(n, dtype, device)
     repeats = args.repeats or default_repeats(n)
-    steps = build_steps(kernel_weights(degree), args.dim)
+    steps = build_steps(kernel_weights(degree), args.dim, upstream_gradient(n, dtype, device))
     compile_s = compile_all(steps, leaf)
     applicable = {name: steps[name] for name in METHODS if steps[name] is not None}
     rows = []
@@ -215,14 +276,16 @@ def run_cell(n: int, degree: int, args, device: torch.device, dtype: torch.dtype
 
 def cell_rows(n, degree, args, device, steps, leaf, times, compile_s, load) -> list:
     """The rows of one (n, L) cell timed under one background load."""
-    rows, reference_grad = [], None
+    rows: list[dict[str, Any]] = []
+    reference_grads: dict[bool, torch.Tensor] = {}
     for name in METHODS:
         if steps[name] is None:
             row: dict[str, Any] = {"method": name, "status": f"n/a (L > {OFFICIAL_MAX_DEGREE})"}
         else:
             row, grad = measure(name, steps[name], leaf, times[name])
-            reference_grad = grad if reference_grad is None else reference_grad  # ext_mean's
-            row["grad_rel_err"] = relative_error(grad, reference_grad)
+            kind = name in DENSE_UPSTREAM
+            reference_grads.setdefault(kind, grad)  # ext_mean's, ext_elementwise_grad's
+            row["grad_rel_err"] = relative_error(grad, reference_grads[kind])
         row.update(
             suite="legendre",
             n=n,
@@ -317,6 +380,9 @@ def headline_checks(rows: list) -> list:
     speedup = ms["eager_official"] / ms["ext_mean"]
     mean_vs = ms["compiled_recurrence_mean"] / ms["ext_mean"]
     elem_vs = ms["compiled_recurrence_elementwise"] / ms["ext_elementwise"]
+    grad_vs = ms["compiled_recurrence_elementwise_grad"] / ms["ext_elementwise_grad"]
+    fallback = (ms["fallback_mean"] / ms["ext_mean"], ms["fallback_elementwise"] / ms["ext_elementwise"])
+    eager = ms["eager_recurrence"] / ms["ext_mean"]
     buffers = max(by["ext_mean"]["peak_extra_buffers"], by["ext_elementwise"]["peak_extra_buffers"])
     slack_buffers = SCALAR_SLACK_BYTES / common.buffer_bytes(n, common.DTYPES[by["ext_mean"]["dtype"]])
 
@@ -330,6 +396,11 @@ def headline_checks(rows: list) -> list:
         f"  (b) compiled_recurrence_mean / ext_mean = {mean_vs:.2f}, compiled_recurrence_elementwise"
         f" / ext_elementwise = {elem_vs:.2f} (need both >= 1): {verdict(mean_vs >= 1 and elem_vs >= 1)}",
         f"  (c) ext peak extra memory {buffers:.2f} n x n buffers (need <= 2): {verdict(buffers <= 2 + slack_buffers)}",
+        f"  (d) dense upstream gradient: compiled_recurrence_elementwise_grad / ext_elementwise_grad = {grad_vs:.2f}"
+        f" (need >= 1): {verdict(grad_vs >= 1)}",
+        f"  (e) the fallback (no kernel for the device) over the operator: {fallback[0]:.2f} (mean), "
+        f"{fallback[1]:.2f} (elementwise); the eager recurrence was {eager:.2f} (need <= 2): "
+        f"{verdict(max(fallback) <= 2)}",
     ]
 
 

@@ -89,10 +89,15 @@ def test_bandwidth_ops_and_the_passes_they_make():
         "forward + backward": 3,
         "value_and_grad": 2,
         "device copy": 2,
+        "fallback forward": 1,
+        "fallback backward": 2,
     }
     value, grad = calls["value_and_grad"][0]()  # the fused op: the forward's value and the backward's G-sized result
     torch.testing.assert_close(value, calls["forward"][0]())
     assert grad.shape == g.shape
+    # the fallback's rows compute what the operator's do
+    torch.testing.assert_close(calls["fallback forward"][0](), calls["forward"][0](), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(calls["fallback backward"][0](), calls["backward"][0](), rtol=1e-5, atol=1e-4)
 
 
 def _sweep_row(n, tile, ms):

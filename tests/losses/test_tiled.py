@@ -263,7 +263,11 @@ def test_bad_arguments_raise_naming_the_argument(device, call, error, match):
 def test_auto_chooses_by_size():
     assert not use_tiled("auto", 512, 256, 512)  # one tile: dense
     assert use_tiled("auto", 2048, 256, 512)  # n x n work dominates
-    assert use_tiled("auto", 2048, 8192, 512)  # 4 n >= q
+    assert use_tiled("auto", 2048, 1024, 512)  # q <= n / 2 on a CPU
+    assert not use_tiled("auto", 2048, 2048, 512)  # the dense path's half Gram products are faster
+    assert not use_tiled("auto", 2048, 8192, 512, torch.device("cpu"))
+    assert use_tiled("auto", 8192, 8192, 4096, torch.device("cuda"))  # q <= 4 n elsewhere (not re-measured)
+    assert use_tiled("auto", 8192, 8192, 512, torch.device("cpu"))  # and beyond the CPU's measured sizes
     assert not use_tiled("auto", 1024, 8192, 512)  # n x q passes dominate: the fused dense path
     assert use_tiled("auto", AUTO_TILED_ROWS, 10**6, 512)  # memory
     assert use_tiled("tiled", 3, 8, 512) and not use_tiled("dense", 10**6, 8, 512)

@@ -75,12 +75,36 @@ def test_device_without_kernels_falls_back_once(monkeypatch):
         a = sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
         sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3, reduction="sum")
     assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == [
-        "sfrik_plugin._C was built without CPU kernels: using the pure-PyTorch reference on cpu (slower, more memory)"
+        series.fallback_warning("cpu")
     ]
+    assert "using the pure-PyTorch fallback on cpu" in series.fallback_warning("cpu")
+    assert "pip install --no-build-isolation --force-reinstall --no-deps" in series.fallback_warning("cpu")
     torch.testing.assert_close(a, t + (3 * t**2 - 1))
     monkeypatch.setenv("SFRIK_REQUIRE_EXTENSION", "1")
-    with pytest.raises(RuntimeError, match="built without CPU kernels; SFRIK_REQUIRE_EXTENSION=1 forbids"):
+    with pytest.raises(RuntimeError, match="built without cpu kernels; SFRIK_REQUIRE_EXTENSION=1 forbids"):
         sfrik_plugin.legendre_series(t, [0.0, 1.0, 2.0], 3)
+
+
+def test_the_cuda_fallback_warning_names_the_build_command_and_its_toolkit():
+    # What a GPU user with a CPU-only build reads: the command of README.md's build section and the
+    # toolkit it needs.
+    from pathlib import Path
+
+    from sfrik_plugin import series
+
+    message = series.fallback_warning("cuda")
+    assert message.startswith("sfrik_plugin._C was built without CUDA kernels: using the pure-PyTorch fallback")
+    command = "pip install --no-build-isolation --force-reinstall --no-deps"
+    assert command in message
+    for needed in ("CUDA toolkit", "nvcc", "torch.version.cuda", "CUDA_HOME", "FORCE_CUDA=1", "TORCH_CUDA_ARCH_LIST"):
+        assert needed in message, needed
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Building with or without CUDA")[1].split("\n## ")[0]
+    assert (
+        "pip install --no-build-isolation" in section
+        and "FORCE_CUDA=1" in section
+        and "TORCH_CUDA_ARCH_LIST" in section
+    )
 
 
 def test_meta_tensors_use_the_fake_kernels():

@@ -187,3 +187,30 @@ def test_large_parallel_input_matches_serial_reference(device):
         got.sum().item(),
         rtol=1e-12,
     )
+
+
+def test_cpu_results_are_the_same_bits_whatever_the_thread_count():
+    # The CPU kernels split t into chunks that each thread takes from its own share first and from
+    # the others' shares' ends after; the reductions add the per-chunk sums in chunk order. So the
+    # values, the sums and the dense-grad backward are the same bits for any number of threads.
+    generator = torch.Generator().manual_seed(7)
+    t = torch.rand(37 * 32768 + 123, generator=generator) * 2 - 1  # 38 chunks, a ragged last one
+    grad = torch.randn(t.shape, generator=generator)
+    ops = torch.ops.sfrik
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 5):
+            torch.set_num_threads(threads)
+            results.append(
+                (
+                    ops.legendre_series(t, COEFFS, 8192),
+                    ops.legendre_series_reduce(t, COEFFS, 8192, False),
+                    ops.legendre_series_backward(grad, t, COEFFS, 8192, 1),
+                )
+            )
+    finally:
+        torch.set_num_threads(before)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)

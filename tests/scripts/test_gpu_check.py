@@ -88,8 +88,15 @@ def test_dry_run_runs_every_stage_and_writes_at_most_8_files(tmp_path):
     files = sorted(p.name for p in out.iterdir())
     assert all((out / name).is_file() for name in files) and len(files) <= 8, files
     assert set(files) == {"report.md", "logs.tar.gz", "bandwidth.csv", "losses.csv", "step.csv", "tile_sweep.csv"} | {
-        "demo_results.csv"
+        "demo_results.csv",
+        "gram.csv",
     }
+    assert {r["precision"] for r in read_rows(out / "gram.csv")} == {"float32", "bf16"}
+    assert re.search(r"q = +\d+: SFRIK [\d.]+ ms = [\d.]+ of its floor \(need <= 1\.0\), SIGReg", report) or (
+        "sigreg" not in {r["method"] for r in read_rows(out / "losses.csv") if r["status"] == "ok"}
+    ), report
+    assert {"sfrik_fallback"} <= {r["method"] for r in read_rows(out / "losses.csv") if r["autocast"] == "none"}
+    assert "mmcr" not in {r["method"] for r in read_rows(out / "losses.csv") if r["autocast"] == "bf16"}
     assert {r["autocast"] for r in read_rows(out / "losses.csv")} == {"none", "bf16"}
     step = read_rows(out / "step.csv")
     assert step[0]["method"] == "none" and {"sfrik", "vicreg"} <= {r["method"] for r in step}
@@ -310,6 +317,13 @@ def test_the_gpu_runs_commands_are_ones_their_tools_accept(tmp_path, monkeypatch
         "bf16",
     )
     assert step.dims == [8192, 16384, 32768]
+    losses = build_parser().parse_args(by_name["losses-none"][0][3:])
+    assert "sfrik_fallback" in losses.methods and losses.slow_repeats == 1 and losses.dims == [8192, 16384, 32768]
+    with pytest.raises(module.StageFailure):  # (no CSV from the stand-in: after its command started)
+        module.gram_blocks(ctx)
+    gram = build_parser().parse_args(commands[-1][1][3:])
+    assert commands[-1][0] == "gram"
+    assert (gram.device, gram.precisions, gram.blocks) == ("cuda", ["float32", "tf32", "bf16"], [1, 2, 3, 4, 6, 8])
     tiles = build_parser().parse_args(by_name["tiles"][0][3:])
     assert tiles.sweep_only and tiles.sweep_cell == [[16384, 4096], [32768, 1024]]
     demo = by_name["demo"][0]

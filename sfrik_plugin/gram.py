@@ -1,0 +1,134 @@
+"""The Gram matrix x x^T of the rows of x from its upper triangle: half the multiply-adds of a full
+product (n^2 q instead of 2 n^2 q), and exactly symmetric.
+
+    row block k (rows b_k .. b_{k+1}):  G[b_k:b_{k+1}, b_k:] = x[b_k:b_{k+1}] x[b_k:]^T   (one GEMM)
+    then the strict lower triangle is the upper one mirrored (one elementwise pass)
+
+With m equal row blocks the GEMMs do (m + 1) / (2 m) of a full product's work (m = 4: 62.5 %),
+in m calls: the number of kernels depends on m only (at most GRAM_BLOCKS' max_blocks, never on n or
+q), and nothing is read back to the host. Below a number of rows (by device) the full product,
+mirrored the same way, is used: there smaller GEMMs lose more than the saved work (GRAM_BLOCKS,
+measured with sfrik-bench gram).
+
+The products of a row block may sum in another order than the full GEMM's, so the entries equal
+x @ x.T within float32 rounding, not bit for bit; the mirror makes G[i, j] and G[j, i] the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from . import _extension
+
+Product = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (a, b) -> a @ b^T
+
+
+class GramBlocks(NamedTuple):
+    """How a device splits the Gram product: row blocks of at least `min_block_rows` rows, at most
+    `max_blocks` of them (one full product, mirrored, below 2 * min_block_rows rows)."""
+
+    max_blocks: int
+    min_block_rows: int
+
+
+# Measured with `sfrik-bench gram` on a 2-core Xeon beside a busy process (BENCHMARKS.md, "The Gram
+# matrix from its upper triangle"): at q = 8192 the fastest count was 3-4 blocks with 2 threads
+# (0.71 of the full product at n = 2048, 0.77 at n = 1024) and 6 with one thread, 4 within 6 % of it;
+# at n = 256 the full product was as fast (1 thread, q = 1024) or within noise. Each further block
+# saves less ((m + 1) / (2 m) of the work) and its GEMM is narrower. So: 4 blocks of at least 256
+# rows. CUDA: blocks of 1024 rows or more, 4 at most, keep each GEMM's output wide enough to fill the
+# GPU's multiprocessors (not measured yet: the GPU check's gram stage times 1-8 blocks).
+GRAM_BLOCKS = {"cpu": GramBlocks(4, 256), "cuda": GramBlocks(4, 1024)}
+_OTHER_DEVICES = GramBlocks(1, 1)
+ROW_ALIGNMENT = 16  # block boundaries on multiples of this: aligned rows for the GEMMs and the copies
+
+
+def default_blocks(rows: int, device: torch.device) -> int:
+    """The number of row blocks for `rows` rows on `device` (1: the full product)."""
+    setting = GRAM_BLOCKS.get(device.type, _OTHER_DEVICES)
+    return max(1, min(setting.max_blocks, rows // setting.min_block_rows))
+
+
+def block_bounds(rows: int, blocks: int) -> list[int]:
+    """[b_0 = 0, b_1, ..., b_m = rows]: `blocks` row blocks of nearly equal size, the inner bounds
+    multiples of ROW_ALIGNMENT; fewer blocks where rows are too few for that many."""
+    bounds = [0]
+    for k in range(1, blocks):
+        bound = round(rows * k / blocks / ROW_ALIGNMENT) * ROW_ALIGNMENT
+        if bounds[-1] < bound < rows:
+            bounds.append(bound)
+    return [*bounds, rows]
+
+
+def _product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a @ b.mT
+
+
+def _tiled_kernel(t: torch.Tensor) -> bool:
+    """Whether sfrik::symmetrize has a kernel for t: the CPU one (its tiles read the transpose in
+    cache-sized pieces, where g.mT read down the columns cost 3-10x more at n = 2048)."""
+    return t.device.type == "cpu" and _extension.available_for(t)
+
+
+def mirror_upper(gram: torch.Tensor) -> torch.Tensor:
+    """A new matrix with gram's upper triangle (diagonal included) and its mirror image below: exactly
+    symmetric. The strict lower triangle of gram is never read into the result (it may hold anything)."""
+    if _tiled_kernel(gram):
+        from . import ops  # loaded with the extension
+
+        return ops.symmetrize(gram, False)
+    n = gram.shape[-1]
+    index = torch.arange(n, device=gram.device)
+    return torch.where(index.unsqueeze(1) <= index, gram, gram.mT)
+
+
+def symmetric_sum(g: torch.Tensor) -> torch.Tensor:
+    """g + g^T (exactly symmetric: IEEE addition commutes), differentiable."""
+    if _tiled_kernel(g):
+        from . import ops
+
+        return ops.symmetrize(g, True)
+    return g + g.mT
+
+
+def symmetric_gram(x: torch.Tensor, product: Product | None = None, blocks: int | None = None) -> torch.Tensor:
+    """x x^T (x: (n, q)) from its upper triangle, in `blocks` row blocks (None: default_blocks),
+    exactly symmetric.
+
+    product(a, b) computes a b^T for a row block a of x and the rows b from it on (None: a plain
+    GEMM in x's dtype, written straight into the result where PyTorch allows it; the precision
+    module passes its reduced-precision GEMM). Inside a torch.func transform the blocks' in-place
+    writes are not available, so the full product is mirrored instead (same values, full cost)."""
+    n = x.shape[0]
+    blocks = default_blocks(n, x.device) if blocks is None else blocks
+    bounds = block_bounds(n, blocks)
+    if len(bounds) <= 2 or torch._C._are_functorch_transforms_active():
+        return mirror_upper((product or _product)(x, x))
+    # out= straight into a view of the result saves a copy of each block, in eager mode only
+    # (torch.compile refuses a non-contiguous out=; it copies the block into place instead).
+    direct = product is None and not torch.compiler.is_compiling()
+    gram: torch.Tensor | None = None
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if direct:
+            gram = x.new_empty((n, n)) if gram is None else gram
+            torch.mm(x[start:end], x[start:].mT, out=gram[start:end, start:])
+            continue
+        rows = (product or _product)(x[start:end], x[start:])
+        gram = rows.new_empty((n, n)) if gram is None else gram  # the product's dtype
+        gram[start:end, start:].copy_(rows)
+    assert gram is not None  # (at least two blocks)
+    return mirror_upper(gram)
+
+
+__all__ = [
+    "GRAM_BLOCKS",
+    "GramBlocks",
+    "block_bounds",
+    "default_blocks",
+    "mirror_upper",
+    "symmetric_gram",
+    "symmetric_sum",
+]
