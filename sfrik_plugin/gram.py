@@ -34,14 +34,14 @@ class GramBlocks(NamedTuple):
     min_block_rows: int
 
 
-# Measured with `sfrik-bench gram` on a 2-core Xeon beside a busy process (BENCHMARKS.md, "The Gram
-# matrix from its upper triangle"): at q = 8192 the fastest count was 3-4 blocks with 2 threads
-# (0.71 of the full product at n = 2048, 0.77 at n = 1024) and 6 with one thread, 4 within 6 % of it;
-# at n = 256 the full product was as fast (1 thread, q = 1024) or within noise. Each further block
-# saves less ((m + 1) / (2 m) of the work) and its GEMM is narrower. So: 4 blocks of at least 256
-# rows. CUDA: blocks of 1024 rows or more, 4 at most, keep each GEMM's output wide enough to fill the
-# GPU's multiprocessors (not measured yet: the GPU check's gram stage times 1-8 blocks).
-GRAM_BLOCKS = {"cpu": GramBlocks(4, 256), "cuda": GramBlocks(4, 1024)}
+# Measured with `sfrik-bench gram` on a quiet 2-core Xeon, 2 threads (BENCHMARKS.md, "The Gram matrix
+# from its upper triangle"): from n = 1024 on, 4 blocks were within 3 % of the fastest count (6-8
+# blocks, each saving less: (m + 1) / (2 m) of the work, with narrower GEMMs): 0.685 of the full
+# product at n = 2048, q = 8192. At n = 256-512 blocks of 128 rows beat the full product mirrored
+# by 4-22 % (q >= 1024); at n = 128 the full product was as fast or faster. So: 4 blocks of at least
+# 128 rows. CUDA: blocks of 1024 rows or more, 4 at most, keep each GEMM's output wide enough to
+# fill the GPU's multiprocessors (not measured yet: the GPU check's gram stage times 1-8 blocks).
+GRAM_BLOCKS = {"cpu": GramBlocks(4, 128), "cuda": GramBlocks(4, 1024)}
 _OTHER_DEVICES = GramBlocks(1, 1)
 ROW_ALIGNMENT = 16  # block boundaries on multiples of this: aligned rows for the GEMMs and the copies
 
