@@ -111,9 +111,13 @@ BUILD_MODULES = ("pip", "setuptools")  # only to build: --no-build and the dry r
 def _package_module(relative: str):
     """A dependency-free module of the package, read from its file: importing sfrik_plugin itself
     would load torch and the extension that the build stage is about to build."""
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, ROOT / relative)
+    name = "gpu_check_" + Path(relative).stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
     assert spec is not None and spec.loader is not None, relative
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -645,10 +649,17 @@ def gram_blocks(ctx: Context) -> tuple[str, list[str]]:
     return f"Gram blocks: {len(cells)} cells timed ({path.name})", ["  Gram product, row blocks:", *cells]
 
 
-LOSS_METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
-# Under bf16 autocast: what autocast changes (the baselines' GEMMs); MMCR's SVD and the fallback
-# would only repeat the float32 run's figures.
-AUTOCAST_LOSS_METHODS = tuple(m for m in LOSS_METHODS if m != "mmcr")
+PLUGIN_LOSS_METHODS = ("sfrik", "sfrik_gram_tf32", "sfrik_gram_bf16")
+
+
+def loss_methods(autocast: str) -> list[str]:
+    """The plugin's losses and every registered baseline (sfrik_plugin.baselines); under bf16 autocast
+    only what autocast changes (a baseline whose entry says autocast=False, and the fallback, would
+    only repeat the float32 run's figures)."""
+    registry = _package_module("sfrik_plugin/baselines.py").BASELINES_REGISTRY  # torch: imported by now
+    if autocast == "none":
+        return [*PLUGIN_LOSS_METHODS, *registry, "sfrik_fallback"]
+    return [*PLUGIN_LOSS_METHODS, *(name for name, baseline in registry.items() if baseline.autocast)]
 
 
 def stage_losses(ctx: Context) -> Outcome:
@@ -660,7 +671,7 @@ def stage_losses(ctx: Context) -> Outcome:
     rows: list[dict] = []
     stopped = []
     for autocast in ("none", "bf16"):
-        methods = [*LOSS_METHODS, "sfrik_fallback"] if autocast == "none" else list(AUTOCAST_LOSS_METHODS)
+        methods = loss_methods(autocast)
         words = ["losses", *command_line({**size, "methods": methods, "autocast": autocast})]
         # the float32 run may take half of what is left, so that the bf16 run always gets its turn
         part = ctx.work / f"losses_{autocast}.csv"

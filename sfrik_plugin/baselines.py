@@ -8,6 +8,7 @@ the study tunes with its ladder, and a builder per library) plus its tests (CONT
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -109,9 +110,32 @@ def _lightly_mmcr(p: dict[str, float]) -> LossFn:
 
 
 @dataclass(frozen=True)
+class CostModel:
+    """What the loss benchmarks predict before running a cell (to skip what cannot fit or would take
+    too long): the matmul FLOPs of one forward over both views, and the peak memory as `matrices`
+    live matrices of `matrix_elements(n, q)` elements (beside 8 n q for the inputs and gradients)."""
+
+    forward_flops: Callable[[int, int], float]
+    matrix_elements: Callable[[int, int], float]
+    matrices: int
+
+    def flops(self, n: int, q: int) -> float:
+        """Forward + backward: about 3x the forward's FLOPs."""
+        return 3.0 * self.forward_flops(n, q)
+
+    def bytes(self, n: int, q: int, element: int) -> float:
+        return float(element * (self.matrices * self.matrix_elements(n, q) + 8 * n * q))
+
+
+@dataclass(frozen=True)
 class Baseline:
-    """One baseline: its defaults (its paper's, unless said), the hyper-parameter the study tunes
-    and the ladder it tunes it on (centre, factor), and a builder per library that has it."""
+    """One baseline: everything any part of the project asks of it.
+
+    title and reference name it in help texts and reports; summary says, in a line, what its loss
+    computes (the benchmarks' help); defaults are its paper's unless said; the study tunes `tuned`
+    on the ladder (centre, factor); builders give its loss per library that has it; cost is the
+    benchmarks' cost model; autocast says whether bf16 autocast changes what it computes (the GPU
+    check times it under autocast only then)."""
 
     title: str
     defaults: Mapping[str, float]
@@ -119,10 +143,17 @@ class Baseline:
     ladder: tuple[float, float]  # (centre, factor) of the study's ladder for `tuned`
     builders: Mapping[str, Callable[[dict[str, float]], LossFn]]
     reference: str
+    summary: str
+    cost: CostModel
+    autocast: bool = True
 
     @property
     def libraries(self) -> tuple[str, ...]:
         return tuple(self.builders)
+
+
+# lightly's SIGReg defaults: the random directions it projects on and the knots of its test
+SIGREG_DIRECTIONS, SIGREG_KNOTS = 1024, 17
 
 
 BASELINES_REGISTRY: dict[str, Baseline] = {
@@ -133,6 +164,9 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
         (10.0, 2.0),
         {"solo-learn": _solo_vicreg, "lightly": _lightly_vicreg},
         "Bardes et al., ICLR 2022",
+        "variance, invariance and the q x q covariance of each view: 2 n q^2 FLOPs and q^2 memory",
+        # 16 q x q matrices: VICReg's peak on the H200 (2026-12-04: 16.4 GiB at q = 16384)
+        CostModel(lambda n, q: 2 * 2 * n * q * q, lambda n, q: q * q, 16),
     ),
     "barlow_twins": Baseline(
         "Barlow Twins",
@@ -141,6 +175,8 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
         (1e-3, 2.0),
         {"solo-learn": _solo_barlow, "lightly": _lightly_barlow},
         "Zbontar et al., ICML 2021",
+        "the q x q cross-correlation of the two views: 2 n q^2 FLOPs and q^2 memory",
+        CostModel(lambda n, q: 2 * n * q * q, lambda n, q: q * q, 17),  # its H200 peak: 16.9 GiB at q = 16384
     ),
     "simclr": Baseline(
         "SimCLR",
@@ -149,6 +185,8 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
         (0.1, 2.0),
         {"solo-learn": _solo_simclr, "lightly": _lightly_simclr},
         "Chen et al., ICML 2020",
+        "InfoNCE over the 2n x 2n similarities of both views: 2 (2n)^2 q FLOPs",
+        CostModel(lambda n, q: 2 * (2 * n) ** 2 * q, lambda n, q: (2 * n) ** 2, 8),
     ),
     "sigreg": Baseline(
         "LeJEPA (SIGReg)",
@@ -157,6 +195,13 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
         (0.05, 2.0),
         {"lightly": _lightly_sigreg},
         "Balestriero and LeCun, 2025 (arXiv:2511.08544)",
+        f"lightly's SIGReg + LeJEPA invariance: 2 n q M FLOPs to project on M = {SIGREG_DIRECTIONS} random "
+        f"directions, then n M x {SIGREG_KNOTS} knots of cos/sin: linear in n and in q",
+        CostModel(
+            lambda n, q: 2 * 2 * n * q * SIGREG_DIRECTIONS,  # both views on the random directions
+            lambda n, q: n * SIGREG_DIRECTIONS * SIGREG_KNOTS,  # the (views, n, directions, knots) phases
+            8,
+        ),
     ),
     "mmcr": Baseline(
         "MMCR",
@@ -165,9 +210,28 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
         (5e-3, 2.0),
         {"lightly": _lightly_mmcr},
         "Yerxa et al., NeurIPS 2023",
+        "lightly's MMCRLoss on the normalised views: an SVD of the n x q centroid matrix and one of every "
+        "image's 2 x q views",
+        CostModel(lambda n, q: 4 * n * n * q, lambda n, q: n * n, 4),  # the centroid's SVD, about a Gram's work
+        autocast=False,  # its SVD runs in float32 under autocast: the float32 run's figures again
     ),
 }
 BASELINES = tuple(BASELINES_REGISTRY)
+
+
+def describe(names: tuple[str, ...] | list[str] = BASELINES, indent: int = 2, width: int = 100) -> str:
+    """The baselines for help texts: each one's name, title, reference and what it computes."""
+    column = max(map(len, names), default=0) + indent + 2
+    return "\n".join(
+        textwrap.fill(
+            f"{name:<{column - indent - 2}}  {b.title} ({b.reference}): {b.summary}",
+            width,
+            initial_indent=" " * indent,
+            subsequent_indent=" " * column,
+        )
+        for name, b in ((name, BASELINES_REGISTRY[name]) for name in names)
+    )
+
 
 _MODULES = {"solo-learn": "solo.losses", "lightly": "lightly.loss"}
 _INSTALL = {"solo-learn": "make solo-learn (docs/solo-learn.md)", "lightly": "pip install lightly"}

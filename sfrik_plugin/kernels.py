@@ -20,8 +20,10 @@ the compiled operators):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 
 from . import defaults
@@ -31,6 +33,8 @@ __all__ = [
     "GaussianKernel",
     "DistanceKernel",
     "KERNELS",
+    "Kernel",
+    "KernelEntry",
     "gaussian_kernel_mean",
     "distance_kernel_mean",
     "parse_kernel",
@@ -121,32 +125,79 @@ def distance_kernel_mean(gram: torch.Tensor, p: float) -> torch.Tensor:
     return -distances.sum() / n**2
 
 
+class Kernel(Protocol):
+    """What the losses ask of a kernel: (1/n^2) sum_ij k(G_ij) of the Gram matrix of unit rows."""
+
+    def mean_of_gram(self, gram: torch.Tensor) -> torch.Tensor: ...
+
+
+def _gaussian_reference(t: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    k = np.exp(-2.0 * s * (1.0 - t))
+    return k, 2.0 * s * k
+
+
+def _distance_reference(t: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
+    d2 = 2.0 - 2.0 * t
+    return -np.power(d2, p / 2), p * np.power(d2, p / 2 - 1)
+
+
 class KernelEntry(NamedTuple):
-    """One kernel of the registry: its class, its parameter's name, the check of that parameter."""
+    """One kernel of the registry: everything any part of the project asks of it.
+
+    cls: a NamedTuple class with the one parameter and mean_of_gram(gram) (the default parameter
+    is its field's default); check: check_weight's keyword arguments for the parameter; title: its
+    name in prose ("the <title> kernel"); label: its formula in the study's tables; ladder:
+    (centre, factor) of the study's ladder for its MMD weight; reference: (k(t), k'(t)) in float64
+    numpy from the formula, for t in [-1, 1) (the tests' oracle: the diagonal, t = 1, counts k(1)
+    and no derivative)."""
 
     cls: type
     parameter: str
-    check: dict[str, object]  # check_weight's keyword arguments for the parameter
+    check: dict[str, object]
+    title: str
+    label: str
+    ladder: tuple[float, float]
+    reference: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def default(self) -> float:
+        return float(getattr(self.cls(), self.parameter))
 
 
-# The registry of the kernels besides the Legendre series: adding one is an entry here (a NamedTuple
-# with its parameter and mean_of_gram(gram)) plus its tests; the losses, the demo, the study and
-# the benchmarks take kernels by these names.
+# The registry of the kernels besides the Legendre series: adding one is an entry here plus its
+# tests; the losses, the demo, the study (its grid, its report), the benchmarks and the help texts
+# take kernels from it (tests/test_registries.py walks every entry through them).
 KERNELS: dict[str, KernelEntry] = {
-    "gaussian": KernelEntry(GaussianKernel, "s", {"positive": True}),
-    "distance": KernelEntry(DistanceKernel, "p", {"below": 2.0}),
+    "gaussian": KernelEntry(
+        GaussianKernel,
+        "s",
+        {"positive": True},
+        "Gaussian",
+        "Gaussian exp(-2s(1-t))",
+        (100.0, 2.0),
+        _gaussian_reference,
+    ),
+    "distance": KernelEntry(
+        DistanceKernel,
+        "p",
+        {"below": 2.0},
+        "distance",
+        "distance -||u-v||^p",
+        (3.0, 2.0),
+        _distance_reference,
+    ),
 }
 
 
-def parse_kernel(name: str, value: float | None = None) -> GaussianKernel | DistanceKernel:
+def parse_kernel(name: str, value: float | None = None) -> Kernel:
     """The kernel called `name` with its parameter (its default, defaults.py, when value is None).
 
     Args:
-        name: A name of KERNELS: "gaussian" or "distance".
-        value: Its parameter: s (> 0) or p (in (0, 2)); None: the default.
+        name: A name of KERNELS ("gaussian", "distance", ...).
+        value: Its parameter (s > 0, p in (0, 2), ...); None: the default.
 
     Returns:
-        A GaussianKernel or a DistanceKernel.
+        The registry's kernel (a GaussianKernel, a DistanceKernel, ...).
 
     Raises:
         ValueError: an unknown name or a parameter out of range.
@@ -166,7 +217,7 @@ def parse_kernel(name: str, value: float | None = None) -> GaussianKernel | Dist
     return entry.cls(check_weight(value, entry.parameter, **entry.check))  # type: ignore[arg-type]
 
 
-def check_kernel(kernel: object) -> GaussianKernel | DistanceKernel:
+def check_kernel(kernel: object) -> Kernel:
     """kernel itself if it is one of the registry's kernels, else a TypeError naming them."""
     classes = tuple(entry.cls for entry in KERNELS.values())
     if not isinstance(kernel, classes):

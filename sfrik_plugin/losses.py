@@ -45,7 +45,7 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from .kernels import DistanceKernel, GaussianKernel
+    from .kernels import Kernel
 
 __all__ = [
     "LossTerms",
@@ -377,13 +377,13 @@ def auh_loss_func(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> torch.T
 
 
 class KernelMMDLoss(_TwoViewLoss):
-    """SFRIK's loss with a Gaussian or distance kernel instead of the Legendre series.
+    """SFRIK's loss with another rotation-invariant kernel (sfrik_plugin.kernels) instead of the Legendre series.
 
     loss = sim_loss_weight * mse(u1, u2) + mmd_loss_weight * (R_k(u1) + R_k(u2)) / 2 with
     R_k = sfrik_plugin.kernel_mmd_uniform (dense, all-gather under torch.distributed).
 
     Args:
-        kernel: A GaussianKernel or DistanceKernel (sfrik_plugin.kernels).
+        kernel: A kernel of the registry (sfrik_plugin.kernels.KERNELS: GaussianKernel, DistanceKernel, ...).
         sim_loss_weight: Weight of the invariance, finite and >= 0.
         mmd_loss_weight: Weight of the regulariser, finite and >= 0.
         gather_distributed: The regulariser's batch is the global one under torch.distributed.
@@ -398,7 +398,7 @@ class KernelMMDLoss(_TwoViewLoss):
 
     def __init__(
         self,
-        kernel: GaussianKernel | DistanceKernel,
+        kernel: Kernel,
         sim_loss_weight: float = defaults.SFRIK_SIM_LOSS_WEIGHT,
         mmd_loss_weight: float = defaults.SFRIK_MMD_LOSS_WEIGHT,
         gather_distributed: bool = defaults.GATHER_DISTRIBUTED,
@@ -422,9 +422,7 @@ class KernelMMDLoss(_TwoViewLoss):
         )
 
 
-def kernel_mmd_loss_terms(
-    z1: torch.Tensor, z2: torch.Tensor, kernel: GaussianKernel | DistanceKernel, **options: Any
-) -> LossTerms:
+def kernel_mmd_loss_terms(z1: torch.Tensor, z2: torch.Tensor, kernel: Kernel, **options: Any) -> LossTerms:
     """The kernel-MMD loss of two views and its terms; options: those of KernelMMDLoss.
 
     Example:

@@ -39,7 +39,7 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from .kernels import DistanceKernel, GaussianKernel
+    from .kernels import Kernel
 
 __all__ = ["mmd_uniform", "kernel_mmd_uniform", "MMDOptions", "auh_uniformity"]
 
@@ -174,11 +174,11 @@ def mmd_uniform(
 
 def kernel_mmd_uniform(
     z: torch.Tensor,
-    kernel: GaussianKernel | DistanceKernel,
+    kernel: Kernel,
     *,
     gather_distributed: bool = defaults.GATHER_DISTRIBUTED,
 ) -> torch.Tensor:
-    """MMD^2 to the uniform distribution for a Gaussian or distance kernel, up to a constant.
+    """MMD^2 to the uniform distribution for a kernel of sfrik_plugin.kernels, up to a constant.
 
     (1/n^2) sum over all pairs of k(u_i . u_j) of the rows of z, L2-normalised here: the MMD^2
     minus E_{u,v ~ uniform} k(u . v), a constant with no gradient (sfrik_plugin.kernels). The
@@ -186,7 +186,7 @@ def kernel_mmd_uniform(
 
     Args:
         z: Embeddings (n, q), as for mmd_uniform.
-        kernel: A GaussianKernel or DistanceKernel.
+        kernel: A kernel of the registry (sfrik_plugin.kernels.KERNELS).
         gather_distributed: As for mmd_uniform (always the all-gather with gradients).
 
     Returns:

@@ -11,8 +11,9 @@ Each suite prints a table; --csv and --plot save it. Results recorded on this pr
 with the commands: BENCHMARKS.md.
 """
 
-# A suite is a module with HELP, add_arguments(parser) and run(args) -> exit code; SUITES exposes it
-# (CONTRIBUTING.md, "A benchmark suite").
+# A suite is a module with HELP, add_arguments(parser) and run(args) -> exit code, and optionally
+# description() -> its help text (else its docstring); SUITES exposes it (CONTRIBUTING.md, "A
+# benchmark suite").
 
 from __future__ import annotations
 
@@ -42,12 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, module in SUITES.items():
         sub = subparsers.add_parser(
-            name, help=module.HELP, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=module.HELP,
+            description=_description(module),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
         sub.add_argument("--overwrite", action="store_true", help="replace an existing --csv or --plot file")
         sub.set_defaults(run=module.run)
     return parser
+
+
+def _description(module) -> str | None:
+    describe = getattr(module, "description", None)
+    return describe() if describe is not None else module.__doc__
 
 
 def check_outputs(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from sfrik_plugin.baselines import describe
 from sfrik_plugin.utils.arguments import positive_int
 from sfrik_plugin.utils.machine import machine_info
 from sfrik_plugin.utils.memory import profile_cpu_peak_bytes
@@ -29,6 +30,11 @@ from sfrik_plugin.utils.output import write_csv
 Step = Callable[[torch.Tensor], torch.Tensor]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def with_baselines(doc: str | None) -> str:
+    """A suite's help text: its docstring, then the registered baselines, one line each."""
+    return f"{doc}\nThe registered baselines (sfrik_plugin.baselines):\n{describe()}\n"
 
 
 def default_device() -> str:

@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
+from sfrik_plugin.baselines import SIGREG_DIRECTIONS, SIGREG_KNOTS
+
 from . import common
 
 SUITE_METHODS = ("lejepa_sigreg", "lejepa_sphere_mmd")
-SIGREG_DIRECTIONS, SIGREG_KNOTS = 1024, 17  # lightly's SIGReg defaults (num_vectors, knots)
 DEFAULT_VIEWS = (2, 8)  # two global views; LeJEPA's 2 global + 6 local
 
 

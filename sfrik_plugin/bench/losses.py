@@ -1,6 +1,6 @@
 """Loss-cost suite: forward + backward time and peak memory of SFRIK against the registered baselines
-(VICReg, Barlow Twins, SimCLR, LeJEPA's SIGReg, MMCR) and AUH on the same random embeddings, for a
-global batch n and an embedding width q.
+(sfrik_plugin.baselines, listed at the end of this help) and AUH on the same random embeddings, for
+a global batch n and an embedding width q.
 
 Every method computes its whole two-view loss from the same z1, z2 (n, q) (one leaf Z = (2, n, q),
 requires_grad) and the gradient with respect to them:
@@ -12,13 +12,9 @@ requires_grad) and the gradient with respect to them:
   sfrik_fallback   sfrik_plugin.sfrik_loss_func as it runs where the extension has no kernel for the
                    device (sfrik_plugin.fallback: the recurrence and the row sums under torch.compile,
                    compiled in the warm-up run)
-  vicreg           baseline implementations from an established library: solo-learn's loss
-  barlow_twins     functions when solo-learn is installed, otherwise lightly's losses; a baseline
-  simclr           neither provides is skipped and said so (no home-made copies)
-  sigreg           lightly's SIGReg + LeJEPA invariance: 2 n q M FLOPs to project on M = 1024 random
-                   directions, then n M x 17 knots of cos/sin: linear in n and in q
-  mmcr             lightly's MMCRLoss on the normalised views: an SVD of the n x q centroid matrix
-                   and one of every image's 2 x q views (lightly asks for the full V of each)
+  <baseline>       each registered baseline, from an established library: solo-learn's loss
+                   functions when solo-learn is installed, otherwise lightly's; a baseline neither
+                   provides is skipped and said so (no home-made copies)
   auh              sfrik_plugin.auh_loss_func (the official AUH formula)
 
 LeJEPA rows (--lejepa-views, bench/lejepa.py): lightly's LeJEPALoss with SIGReg against the same
@@ -56,6 +52,7 @@ from typing import cast
 import torch
 
 import sfrik_plugin
+from sfrik_plugin import baselines
 from sfrik_plugin._extension import reference_only
 from sfrik_plugin.baselines import BASELINES, baseline_losses
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
@@ -66,7 +63,14 @@ from sfrik_plugin.utils.arguments import positive_int
 
 from . import common, lejepa
 
-HELP = "SFRIK loss against the baselines (VICReg, Barlow Twins, SimCLR, SIGReg, MMCR) and AUH: time and memory"
+HELP = "SFRIK loss against the registered baselines and AUH: time and memory"
+
+
+def description() -> str:
+    """The help text: this module's docstring and the registered baselines."""
+    return common.with_baselines(__doc__)
+
+
 DEFAULT_BATCHES = (256, 1024, 2048)
 DEFAULT_DIMS = (1024, 2048, 4096, 8192, 16384, 32768)
 QUICK_BATCHES, QUICK_DIMS = (64,), (128, 512)
@@ -220,35 +224,22 @@ def plain_floor_step(z: torch.Tensor) -> torch.Tensor:
 # What fits: predicted FLOPs and bytes of one forward + backward
 
 
-SIGREG_DIRECTIONS, SIGREG_KNOTS = 1024, 17  # lightly's SIGReg defaults (num_vectors, knots)
+# The plugin's own methods; a baseline's cost model is its registry entry's (sfrik_plugin.baselines).
+_PLUGIN_MATRICES = {"sfrik_reference": 12, "auh": 8}  # n x n matrices alive at the peak (default 4)
 
 
 def predicted_flops(method: str, n: int, q: int) -> float:
     """Matmul FLOPs of forward + backward (about 3x the forward's), both branches."""
-    gram = 2 * n * n * q
-    forward = {
-        "vicreg": 2 * 2 * n * q * q,
-        "barlow_twins": 2 * n * q * q,
-        "simclr": 2 * (2 * n) ** 2 * q,
-        "sigreg": 2 * 2 * n * q * SIGREG_DIRECTIONS,  # both views on the random directions
-        "mmcr": 4 * n * n * q,  # the centroid's SVD, about a Gram's work
-    }
-    return 3 * forward.get(method, 2 * gram)
+    if method in baselines.BASELINES_REGISTRY:
+        return baselines.BASELINES_REGISTRY[method].cost.flops(n, q)
+    return 3 * 2 * (2 * n * n * q)  # the plugin's losses: a Gram matrix per view
 
 
 def predicted_bytes(method: str, n: int, q: int, element: int) -> float:
     """Rough peak of forward + backward: the q x q or n x n matrices each method keeps alive."""
-    per_matrix = {
-        "vicreg": q * q,
-        "barlow_twins": q * q,
-        "simclr": (2 * n) ** 2,
-        "sigreg": n * SIGREG_DIRECTIONS * SIGREG_KNOTS,  # the (views, n, directions, knots) phases
-    }.get(method, n * n)
-    # VICReg's and Barlow Twins' counts from their peaks on the H200 (2026-12-04: 16.4 and 16.9 GiB at q = 16384)
-    matrices = {"vicreg": 16, "barlow_twins": 17, "simclr": 8, "sfrik_reference": 12, "auh": 8, "sigreg": 8}.get(
-        method, 4
-    )
-    return element * (matrices * per_matrix + 8 * n * q)
+    if method in baselines.BASELINES_REGISTRY:
+        return baselines.BASELINES_REGISTRY[method].cost.bytes(n, q, element)
+    return element * (_PLUGIN_MATRICES.get(method, 4) * n * n + 8 * n * q)
 
 
 def available_bytes(device: torch.device) -> float:

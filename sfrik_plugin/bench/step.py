@@ -8,9 +8,9 @@ bfloat16 autocast where asked, the method's loss, backward, and an SGD step (mom
   none          (z1 * 0).sum() + (z2 * 0).sum(): backward still runs through the whole network (with
                 zero gradients), so this is the step without a loss: the floor of the others
   sfrik         sfrik_plugin.SFRIKLoss(gather_distributed=False)
-  vicreg        the baselines of `sfrik-bench losses` (solo-learn's loss functions where solo-learn
-  barlow_twins  is installed, otherwise lightly's); one that neither library provides is skipped
-  simclr        and said so
+  <baseline>    the registered baselines of `sfrik-bench losses` (listed at the end of this help;
+                solo-learn's loss functions where solo-learn is installed, otherwise lightly's);
+                one that neither library provides is skipped and said so
 
 The GPU setting (the defaults on CUDA): ResNet-50 (torchvision, weights=None, fc replaced by
 Identity), projector 2048-8192-8192-q, 2 views x 256 random 224-px images, bf16 autocast, q in
@@ -52,6 +52,13 @@ from sfrik_plugin.utils.arguments import non_negative_int, positive_float, posit
 from . import common, losses
 
 HELP = "end-to-end training step (backbone + projector + loss + optimiser step) per method"
+
+
+def description() -> str:
+    """The help text: this module's docstring and the registered baselines."""
+    return common.with_baselines(__doc__)
+
+
 METHODS = ("none", "sfrik", *BASELINES)
 BACKBONES = ("resnet50", "resnet18", "tiny")
 TINY_FEATURES = 32

@@ -1,7 +1,7 @@
 """The self-supervised objectives the demo and the study compare, each a loss(z1, z2) on two views'
-projections: SFRIK, AUH and SFRIK's loss with the Gaussian or distance kernel (the kernel
-ablation) from this plugin; the registered baselines (sfrik_plugin.baselines: VICReg, Barlow Twins,
-SimCLR, SIGReg, MMCR) from solo-learn or lightly, the same implementations as the loss benchmark."""
+projections: SFRIK, AUH and SFRIK's loss with each registered kernel (sfrik_plugin.kernels: the
+kernel ablation, methods mmd_<kernel>) from this plugin; the registered baselines
+(sfrik_plugin.baselines) from solo-learn or lightly, the same implementations as the loss benchmark."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ALL_METHODS = (*METHODS, *KERNEL_METHODS)
 
 def build_objective(name: str, library: str | None = None, **hyper_parameters) -> tuple[str, Callable]:
     """(source, loss) for a method name and its hyper-parameters (the loss's keyword arguments;
-    for the kernel methods also s or p). library: where the baselines come from (see
+    for the kernel methods also the kernel's parameter). library: where the baselines come from (see
     sfrik_plugin.baselines.baseline_loss); the plugin's own losses ignore it."""
     if name == "sfrik":
         return "sfrik_plugin", SFRIKLoss(**hyper_parameters)

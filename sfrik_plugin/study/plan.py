@@ -49,6 +49,7 @@ from sfrik_plugin.baselines import BASELINES_REGISTRY
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
 from sfrik_plugin.engine.experiment import TrainConfig
 from sfrik_plugin.engine.runs import Protocol, RunSpec
+from sfrik_plugin.kernels import KERNELS
 
 PHASES = ("tune", "final", "ablation", "table")
 SFRIK_KERNEL_WEIGHTS = {L: KERNEL_WEIGHTS[:L] for L in (1, 2, 3)}  # the paper's b_l, truncated at L
@@ -138,16 +139,22 @@ def method_grids(sfrik: Ladder, auh: Ladder) -> dict[str, Grid]:
     return grids
 
 
+def kernel_grids() -> dict[str, Grid]:
+    """The kernel ablation: every registered kernel's MMD weight on its entry's ladder, its
+    parameter at its default."""
+    return {
+        f"mmd_{name}": Grid("mmd_loss_weight", Ladder(*entry.ladder), ((entry.parameter, entry.default),))
+        for name, entry in KERNELS.items()
+    }
+
+
 PRESETS = {
     # Fashion-MNIST on 2 CPU cores: about 200 runs of ~2 min (the recorded study).
     "full": Preset(
         name="full",
         train=TrainConfig(arch="resnet10", width=16, epochs=3, batch_size=256),
         grids=method_grids(sfrik=Ladder(4000.0), auh=Ladder(750.0)),
-        ablation_grids={
-            "mmd_gaussian": Grid("mmd_loss_weight", Ladder(100.0), (("s", 2.5),)),
-            "mmd_distance": Grid("mmd_loss_weight", Ladder(3.0), (("p", 1.0),)),
-        },
+        ablation_grids=kernel_grids(),
     ),
     # Every phase at toy sizes (CI, or a first look at one's own image folder): a few minutes.
     # One learning rate; each search starts with one rung and may grow to two, so the rule runs.
@@ -175,10 +182,7 @@ PRESETS = {
         ablation_seeds=(0,),
         grids=method_grids(sfrik=Ladder(4000.0), auh=Ladder(750.0)),
         ablation_degrees=(1,),
-        ablation_grids={
-            "mmd_gaussian": Grid("mmd_loss_weight", Ladder(30.0), (("s", 2.5),)),
-            "mmd_distance": Grid("mmd_loss_weight", Ladder(1.0), (("p", 1.0),)),
-        },
+        ablation_grids=kernel_grids(),
     ),
 }
 

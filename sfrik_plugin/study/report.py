@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sfrik_plugin.engine.runs import format_setting
+from sfrik_plugin.kernels import KERNELS
 
 from .plan import Choices, Planner, Preset, Search, SearchState, choices, mean_score
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
@@ -87,7 +88,7 @@ def ablation_variants(preset: Preset, choice: Choices) -> list[tuple]:
                     },
                 )
             )
-    for method, label in (("mmd_gaussian", "Gaussian exp(-2s(1-t))"), ("mmd_distance", "distance -||u-v||^p")):
+    for method, label in ((f"mmd_{name}", entry.label) for name, entry in KERNELS.items()):
         if method in chosen:
             variants.append(
                 (
@@ -529,12 +530,17 @@ def table_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     return lines
 
 
+def _kernel_titles() -> str:
+    """The registered kernels in prose: "the Gaussian and the distance kernel"."""
+    return " and ".join(f"the {entry.title}" for entry in KERNELS.values()) + " kernel"
+
+
 def ablation_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     lines = [
         f"## Ablations (test split, q = {preset.main_q})",
         "",
         "SFRIK's kernel truncated at degree L (same other hyper-parameters), and the MMD to the uniform "
-        "distribution with the Gaussian and the distance kernel (their MMD weight tuned on the validation "
+        f"distribution with {_kernel_titles()} (their MMD weight tuned on the validation "
         "split at SFRIK's lr and sim weight).",
         "",
     ]
@@ -680,8 +686,8 @@ def ablation_section_v3(preset: Preset, rows: Rows, chosen: Choices) -> list[str
         f"## Ablations (test split, q = {preset.main_q}, seeds {list(seeds)} for every variant)",
         "",
         "SFRIK's kernel truncated at degree L, each L < 3 with its sim weight re-tuned on the validation split "
-        "(a ladder around SFRIK's choice, at SFRIK's lr), and the MMD to the uniform distribution with the "
-        "Gaussian and the distance kernel (their MMD weight tuned on the validation split at SFRIK's lr and sim "
+        "(a ladder around SFRIK's choice, at SFRIK's lr), and the MMD to the uniform distribution with "
+        f"{_kernel_titles()} (their MMD weight tuned on the validation split at SFRIK's lr and sim "
         "weight). L = 3 is SFRIK's final runs of the same seeds.",
         "",
     ]
@@ -738,7 +744,8 @@ def ablation_reading(items: list[Comparison], label: str) -> str:
         if c.diff.n
     ]
     text = f"In {label}: " + "; ".join(parts) + "." if parts else f"In {label}: no paired seeds yet."
-    gaussian = next((c for c in items if c.method.startswith("Gaussian") and c.diff.n > 1), None)
+    # the paper's claim is about the Gaussian kernel: the one row this sentence speaks of
+    gaussian = next((c for c in items if c.method == KERNELS["gaussian"].label and c.diff.n > 1), None)
     if gaussian is not None:
         if gaussian.verdict == "L = 3 ahead":
             text += " As in the paper, the Legendre kernel (L = 3) is ahead of the Gaussian one."

@@ -7,31 +7,34 @@ import pytest
 import torch
 
 from sfrik_plugin import DistanceKernel, GaussianKernel, KernelMMDLoss, kernel_mmd_loss_terms, kernel_mmd_uniform
+from sfrik_plugin.kernels import KERNELS as REGISTRY
 from sfrik_plugin.kernels import parse_kernel
 
 
 def reference(z: np.ndarray, kernel):
-    """(value, d value / d z) of (1/n^2) sum_ij k(u_i . u_j), u = z / ||z||, by hand in float64."""
+    """(value, d value / d z) of (1/n^2) sum_ij k(u_i . u_j), u = z / ||z||, by hand in float64 from
+    the kernel's formula in its registry entry (k(1) on the diagonal, which carries no gradient:
+    it is constant on the sphere)."""
+    entry = next(e for e in REGISTRY.values() if isinstance(kernel, e.cls))
     n = z.shape[0]
     norms = np.linalg.norm(z, axis=1, keepdims=True)
     u = z / norms
     g = np.clip(u @ u.T, -1.0, 1.0)
     off = ~np.eye(n, dtype=bool)
-    if isinstance(kernel, GaussianKernel):
-        k = np.exp(-2 * kernel.s * (1 - g))
-        dk = 2 * kernel.s * k
-        dk[~off] = 0.0  # the diagonal is constant on the sphere
-    else:
-        d2 = 2 - 2 * g
-        k = np.where(off, -np.power(np.where(off, d2, 1.0), kernel.p / 2), 0.0)
-        dk = np.where(off, kernel.p * np.power(np.where(off, d2, 1.0), kernel.p / 2 - 1), 0.0)
+    parameter = getattr(kernel, entry.parameter)
+    k_off, dk_off = entry.reference(g[off], parameter)
+    with np.errstate(divide="ignore"):  # k'(1) may be infinite (the distance kernel): not used
+        k_one, _ = entry.reference(np.ones(1), parameter)
+    k, dk = np.full((n, n), k_one[0]), np.zeros((n, n))
+    k[off], dk[off] = k_off, dk_off
     value = k.sum() / n**2
     grad_u = 2 * (dk @ u) / n**2  # G symmetric: each pair counted twice
     grad_z = (grad_u - (grad_u * u).sum(1, keepdims=True) * u) / norms
     return value, grad_z
 
 
-KERNELS = [GaussianKernel(2.5), GaussianKernel(0.3), DistanceKernel(1.0), DistanceKernel(0.5), DistanceKernel(1.9)]
+# every registered kernel at its default, and parameters away from it
+KERNELS = [entry.cls() for entry in REGISTRY.values()] + [GaussianKernel(0.3), DistanceKernel(0.5), DistanceKernel(1.9)]
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=str)

@@ -6,7 +6,6 @@ time."""
 
 import ast
 import csv
-import importlib.util
 import re
 import signal
 import sys
@@ -15,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.gpu_check import SCRIPT, gpu_check_module
 from helpers.processes import failure, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "gpu_check.py"
 TIMEOUT_S = 600  # a safety net: the stages have their own limits; ~1 min on 2 quiet cores
 STAGES = (
     "wheels",
@@ -46,15 +45,6 @@ COMMANDS = {
 }
 
 pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="not run from a checkout")
-
-
-def gpu_check_module():
-    """scripts/gpu_check.py imported as a module (it needs nothing beyond the standard library)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_check(out: Path, *args: object, check: bool = True):
