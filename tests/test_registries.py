@@ -1,6 +1,7 @@
 """Every entry of the two registries reaches every part of the project that lists baselines or
-kernels: the objectives, the study's plan and report, the benchmarks (method lists, cost model,
-help texts) and the GPU check. Each consumer is asked for its own output (its grid, its help
+kernels: the objectives, the study's plan and report (the smoke preset, which takes every entry;
+the recorded presets keep the methods they ran), the benchmarks (method lists, cost model, help
+texts) and the GPU check. Each consumer is asked for its own output (its grid, its help
 text, its report, its method list), so that a consumer with a list of its own that leaves an entry
 out fails here: adding a baseline or a kernel is its entry and its test (CONTRIBUTING.md)."""
 
@@ -91,8 +92,7 @@ def test_a_baseline_reaches_the_study(name, smoke_report):
 
     preset, rows, text = smoke_report
     entry = BASELINES_REGISTRY[name]
-    for grids in (plan.PRESETS["full"].grids, preset.grids):
-        assert grids[name] == plan.Grid(entry.tuned, plan.Ladder(*entry.ladder))
+    assert preset.grids[name] == plan.Grid(entry.tuned, plan.Ladder(*entry.ladder))
     assert {r["phase"] for r in rows if r["method"] == name} >= {"tune", "final"}
     assert f"| {name} |" in text or f"| {name} " in text
 
@@ -104,7 +104,20 @@ def test_a_kernel_reaches_the_study(name, smoke_report):
     preset, rows, text = smoke_report
     entry = KERNELS[name]
     expected = plan.Grid("mmd_loss_weight", plan.Ladder(*entry.ladder), ((entry.parameter, entry.default),))
-    for grids in (plan.PRESETS["full"].ablation_grids, preset.ablation_grids):
-        assert grids[f"mmd_{name}"] == expected
+    assert preset.ablation_grids[f"mmd_{name}"] == expected
     assert any(r["method"] == f"mmd_{name}" and r["phase"] == "ablation" for r in rows)
     assert entry.label in text and entry.title in text
+
+
+def test_the_recorded_presets_keep_the_methods_they_ran():
+    """The recorded study's presets list their baselines and kernels (a later entry would change the
+    runs its record regenerates from); each is still read from its registry entry."""
+    from sfrik_plugin.study import plan
+
+    for name in ("full", "v3"):
+        preset = plan.PRESETS[name]
+        assert tuple(preset.grids) == ("sfrik", "auh", *plan.RECORDED_BASELINES)
+        assert tuple(preset.ablation_grids) == tuple(f"mmd_{k}" for k in plan.RECORDED_KERNELS)
+        for baseline in plan.RECORDED_BASELINES:
+            entry = BASELINES_REGISTRY[baseline]
+            assert preset.grids[baseline] == plan.Grid(entry.tuned, plan.Ladder(*entry.ladder))

@@ -530,9 +530,10 @@ def table_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
     return lines
 
 
-def _kernel_titles() -> str:
-    """The registered kernels in prose: "the Gaussian and the distance kernel"."""
-    return " and ".join(f"the {entry.title}" for entry in KERNELS.values()) + " kernel"
+def _kernel_titles(preset: Preset) -> str:
+    """The preset's kernels in prose: "the Gaussian and the distance kernel"."""
+    names = [m.removeprefix("mmd_") for m in preset.ablation_grids]
+    return " and ".join(f"the {KERNELS[name].title}" for name in names if name in KERNELS) + " kernel"
 
 
 def ablation_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
@@ -540,7 +541,7 @@ def ablation_section(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
         f"## Ablations (test split, q = {preset.main_q})",
         "",
         "SFRIK's kernel truncated at degree L (same other hyper-parameters), and the MMD to the uniform "
-        f"distribution with {_kernel_titles()} (their MMD weight tuned on the validation "
+        f"distribution with {_kernel_titles(preset)} (their MMD weight tuned on the validation "
         "split at SFRIK's lr and sim weight).",
         "",
     ]
@@ -687,7 +688,7 @@ def ablation_section_v3(preset: Preset, rows: Rows, chosen: Choices) -> list[str
         "",
         "SFRIK's kernel truncated at degree L, each L < 3 with its sim weight re-tuned on the validation split "
         "(a ladder around SFRIK's choice, at SFRIK's lr), and the MMD to the uniform distribution with "
-        f"{_kernel_titles()} (their MMD weight tuned on the validation split at SFRIK's lr and sim "
+        f"{_kernel_titles(preset)} (their MMD weight tuned on the validation split at SFRIK's lr and sim "
         "weight). L = 3 is SFRIK's final runs of the same seeds.",
         "",
     ]

@@ -97,7 +97,7 @@ def test_a_registered_baseline_reaches_the_demo_study_and_benchmarks(monkeypatch
 
     for name in baselines.BASELINES:
         assert name in objectives.METHODS and name in step.METHODS and name in losses.METHODS
-        assert plan.PRESETS["full"].grids[name].parameter == baselines.BASELINES_REGISTRY[name].tuned
+        assert plan.PRESETS["smoke"].grids[name].parameter == baselines.BASELINES_REGISTRY[name].tuned
     assert set(baselines.baseline_losses("lightly")) == set(baselines.BASELINES)
 
 
