@@ -15,6 +15,20 @@ from importlib import metadata
 
 import torch
 
+__all__ = [
+    "BASELINES",
+    "BASELINES_REGISTRY",
+    "Baseline",
+    "CostModel",
+    "LIBRARIES",
+    "available_library",
+    "baseline_loss",
+    "baseline_losses",
+    "describe",
+    "require_library",
+    "source_library",
+]
+
 LIBRARIES = ("solo-learn", "lightly")
 SIMCLR_TEMPERATURE = 0.15
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.regulariser import mmd_uniform
+from sfrik_plugin.regulariser import auh_uniformity, mmd_uniform
 
 
 def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:
@@ -29,11 +29,10 @@ def alignment(u1: torch.Tensor, u2: torch.Tensor, alpha: float = 2.0) -> float:
 
 
 def uniformity(u: torch.Tensor, t: float = 2.0) -> float:
-    """log E_{i != j} exp(-t ||u_i - u_j||^2) of unit rows (a logsumexp, no underflow)."""
-    n = u.shape[0]
-    squared = (2.0 - 2.0 * (u.double() @ u.double().T)).clamp_min(0)
-    logits = (-t * squared).masked_fill(torch.eye(n, dtype=torch.bool), float("-inf"))
-    return (torch.logsumexp(logits.flatten(), 0) - math.log(n * (n - 1))).item()
+    """log E_{i != j} exp(-t ||u_i - u_j||^2) of unit rows, in float64: AUH's uniformity term
+    (sfrik_plugin.regulariser.auh_uniformity, exp(-2t(1 - G)) = exp(-t ||u - v||^2) on the sphere)."""
+    units = u.double()
+    return auh_uniformity(units @ units.T, t).item()
 
 
 @torch.no_grad()
