@@ -10,7 +10,7 @@ MAX_JOBS ?= 2
 SOURCES := setup.py pyproject.toml $(wildcard cpp/*.h cpp/*.cpp cpp/cpu/*.cpp cpp/cuda/*.cu)
 BENCH_ARGS ?=
 
-.PHONY: setup build test demo bench cuda-check gpu-check clean
+.PHONY: setup build test test-fast demo bench cuda-check gpu-check clean
 
 setup: $(VENV)/.torch-installed
 
@@ -28,6 +28,11 @@ $(VENV)/.built: $(VENV)/.torch-installed $(SOURCES)
 PYTEST_ARGS ?=
 test: build
 	SFRIK_REQUIRE_EXTENSION=1 $(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+# The contributor's loop: no slow test and no test that starts a process or compiles; with
+# SFRIK_FAST_LOOP=1 an unmarked test that does either fails, naming the marker (tests/helpers/fast_loop.py).
+test-fast: build
+	SFRIK_REQUIRE_EXTENSION=1 SFRIK_FAST_LOOP=1 $(PY) -m pytest -q -m "not slow and not fresh_interpreter" $(PYTEST_ARGS)
 
 # The hosts' environment (docs/hosts.md): stable-pretraining needs lightning >= 2.4 and solo-learn
 # pins 2.1.2, so lightly and stable-pretraining get a venv of their own, $(HOSTS_VENV), with the

@@ -7,6 +7,7 @@ once per device, "cpu" and "cuda", the cuda case marked requires_cuda."""
 
 import pytest
 import torch
+from helpers import fast_loop
 from helpers.cuda import CUDA_MISSING, REQUIRE_CUDA_ENV, cuda_required, requires_cuda
 
 
@@ -15,6 +16,7 @@ def pytest_configure(config):
         "markers",
         f"requires_cuda: needs a CUDA GPU and CUDA kernels (skipped otherwise; a failure with {REQUIRE_CUDA_ENV}=1)",
     )
+    fast_loop.install(config)
 
 
 def pytest_runtest_setup(item):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.gpu_check import SCRIPT, gpu_check_module
+from helpers.gpu_check import PACKAGE, SCRIPT, gpu_check_module
 from helpers.processes import failure, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ STAGES = (
 )
 # The command each stage that runs in the dry run starts (the first line of its log: "$ command").
 COMMANDS = {
-    "build": ("build-load", "-c"),
+    "build": ("build-load", "programs/load_probe.py"),
     "cuda-tests": ("cuda-tests", "-m pytest"),
     "tests": ("tests", "-m pytest"),
     "bandwidth": ("bandwidth", "-m sfrik_plugin.bench bandwidth"),
@@ -111,26 +111,38 @@ def test_dry_run_runs_every_stage_and_writes_at_most_8_files(tmp_path):
 
 
 def test_the_script_imports_only_the_standard_library_and_starts_every_command_in_a_new_process():
-    tree = ast.parse(SCRIPT.read_text())
-    imported = {
-        (alias.name if isinstance(node, ast.Import) else node.module).split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0)
-        for alias in node.names
-    }
-    assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+    """The script and its package (not the programs it runs in a new interpreter, which import
+    torch, numpy and PIL where the machine has them): the standard library only, and one place that
+    starts a command, core.run_logged (subprocess.Popen in a session of its own)."""
+    files = [SCRIPT, *sorted(PACKAGE.glob("*.py"))]
+    assert len(files) >= 7, files
+    started = []
+    for path in files:
+        tree = ast.parse(path.read_text())
+        imported = {
+            (alias.name if isinstance(node, ast.Import) else node.module).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0)
+            for alias in node.names
+        }
+        outside = imported - {"__future__", "gpucheck"} - set(sys.stdlib_module_names)
+        assert not outside, (path.name, outside)
+        calls = [n.func for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+        starts = ("system", "popen", "exec", "spawn", "fork", "posix_spawn")
+        started += [
+            f"{path.name}: {f.value.id}.{f.attr}"
+            for f in calls
+            if isinstance(f.value, ast.Name)
+            and (f.value.id == "subprocess" or (f.value.id == "os" and f.attr.startswith(starts)))
+        ]
+    assert started == ["core.py: subprocess.Popen"], started
     module = gpu_check_module()
-    assert "torch" not in vars(module) and not [name for name in vars(module) if name.startswith("worker")]
-    # The only place a command starts: run_logged (subprocess.Popen in a session of its own).
-    calls = [n.func for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
-    starts = ("system", "popen", "exec", "spawn", "fork", "posix_spawn")
-    started = [
-        f"{f.value.id}.{f.attr}"
-        for f in calls
-        if isinstance(f.value, ast.Name)
-        and (f.value.id == "subprocess" or (f.value.id == "os" and f.attr.startswith(starts)))
-    ]
-    assert started == ["subprocess.Popen"], started
+    assert not any("torch" in vars(m) for m in module._modules)
+
+
+def test_every_file_of_the_check_is_under_500_lines():
+    for path in [SCRIPT, *PACKAGE.rglob("*.py")]:
+        assert len(path.read_text().splitlines()) <= 500, path
 
 
 def _tiny_wheel(tmp_path: Path) -> Path:
@@ -202,7 +214,7 @@ def inherited_sigint(request):
 
 def test_a_command_past_its_limit_gets_sigint_then_is_ended(tmp_path, monkeypatch, inherited_sigint):
     module = gpu_check_module()
-    monkeypatch.setattr(module, "INTERRUPT_GRACE_S", 2)
+    monkeypatch.setattr(module.core, "INTERRUPT_GRACE_S", 2)
     ctx = _context(module, tmp_path)
     ctx.deadline = time.monotonic() + 60
     polite = (
@@ -285,7 +297,7 @@ def test_the_gpu_runs_commands_are_ones_their_tools_accept(tmp_path, monkeypatch
         commands.append((name, cmd, env or {}))
         return module.Run(0, "$ command\n", limit)
 
-    monkeypatch.setattr(module, "run_logged", record)
+    monkeypatch.setattr(module.core, "run_logged", record)
     for stage in module.STAGES:
         if stage.name in ("build", "bandwidth", "losses", "step", "tiles", "demo"):
             module.run_stage(stage, ctx, 60.0)  # fails on the missing outputs, after starting its command
@@ -346,7 +358,7 @@ def test_a_suite_stopped_at_its_limit_keeps_the_cells_it_finished(tmp_path, monk
     ctx = _context(module, tmp_path)
     path = tmp_path / "cells.csv"
     path.write_text("q,method,status\n8192,sfrik,ok\n")
-    monkeypatch.setattr(module, "run_logged", lambda *a, **k: module.Run(None, "stopped", 40.0))
+    monkeypatch.setattr(module.core, "run_logged", lambda *a, **k: module.Run(None, "stopped", 40.0))
     run, rows = module.bench(ctx, "losses", ["losses"], path, "sfrik-bench losses", partial=True)
     assert run.rc is None and rows == [{"q": "8192", "method": "sfrik", "status": "ok"}]
     with pytest.raises(module.StageFailure, match="timed out after 40 s"):
@@ -362,7 +374,7 @@ def test_the_step_stage_stopped_at_its_limit_says_where_and_is_partial(tmp_path,
     cell = {"backbone": "resnet50", "n": "256", "q": "8192", "status": "ok", "ms_median": "211.3", "ms_min": "211.0"}
     cell |= {"ms_max": "211.9", "peak_mib": "", "peak_extra_mib": "1.0"}
     rows = [{**cell, "method": "none", "overhead_ms": "0"}, {**cell, "method": "sfrik", "overhead_ms": "0.98"}]
-    monkeypatch.setattr(module, "bench", lambda *a, **k: (module.Run(None, "", 120.0), rows))
+    monkeypatch.setattr(module.core, "bench", lambda *a, **k: (module.Run(None, "", 120.0), rows))
     outcome = module.stage_step(ctx)
     assert outcome.status == module.PARTIAL
     assert outcome.summary.endswith("(stopped at its 120 s limit after q = 8192)") and "sfrik +0.98" in outcome.summary
