@@ -190,16 +190,19 @@ def test_the_check_interval_is_checked(image_folder):
 
 @pytest.mark.slow
 def test_main_pretrain_stops_when_the_regulariser_overflows(tmp_path, image_folder):
-    # solo-learn's own script with an absurd (finite, accepted) kernel weight: each view's MMD
-    # is about 3e38, their sum overflows float32, so the regulariser is Inf at the first step.
-    # (An absurd learning rate is no reliable trigger: batch norm absorbs it.)
+    # solo-learn's own script with absurd (finite, accepted) kernel weights: psi(1) = 6e38 on
+    # each Gram matrix's diagonal overflows float32, so the regulariser is Inf at the first step
+    # whatever the embeddings. (A single weight of 3e38 is no trigger: each view's MMD is 3e38
+    # times its mean Gram entry, finite with a finite mean of the two below an entry of 0.57; the
+    # dense path before issue 32 overflowed on the way and made it one. An absurd learning rate is
+    # no reliable trigger either: batch norm absorbs it.)
     checkout = solo_learn_checkout()
     args = [
         "main_pretrain.py",
         "--config-name",
         "sfrik_cpu",
         f"data.train_path={image_folder}",
-        "method_kwargs.kernel_weights=[3e38]",
+        "method_kwargs.kernel_weights=[3e38,3e38]",
         f"+default_root_dir={tmp_path / 'runs'}",
     ]
     proc = run_script(checkout, *args, f"checkpoint.dir={tmp_path / 'a'}", check=False)
