@@ -31,6 +31,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert target.read_text() == "recorded\n" and os.listdir(tmp_path) == ["results.csv"]
 
 
+@pytest.mark.fresh_interpreter
 def test_the_folder_lock_refuses_a_second_process_naming_the_holder(tmp_path):
     with FolderLock(tmp_path, "prog"):
         code = f"from sfrik_plugin.utils.files import FolderLock; FolderLock({str(tmp_path)!r}, 'other').acquire()"

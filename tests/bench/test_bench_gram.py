@@ -4,9 +4,12 @@ marked. Timings are not judged."""
 
 import csv
 
+import pytest
 from helpers.processes import run_python
 
 from sfrik_plugin.bench import gram
+
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
 
 
 def test_quick_gram_bench_writes_every_block_count(tmp_path):

@@ -46,6 +46,7 @@ def test_floor_step_is_the_two_gram_products():
     assert torch.autograd.gradcheck(lambda v: losses._FullGram.apply(v), (z[0].clone().requires_grad_(),))
 
 
+@pytest.mark.fresh_interpreter
 def test_the_csv_holds_every_finished_cell_when_a_later_one_is_stopped(tmp_path, monkeypatch):
     # The GPU check stops a suite at its time limit: the cells finished by then must be on disk.
     calls = []
@@ -124,6 +125,7 @@ def test_lejepa_cost_model_sphere_mmd_is_quadratic_in_n_sigreg_linear():
         assert ratio == pytest.approx(2**power)
 
 
+@pytest.mark.fresh_interpreter
 def test_lejepa_views_below_two_are_refused(tmp_path):
     from helpers.processes import run_python
 

@@ -9,6 +9,8 @@ from helpers.processes import run_python
 
 from sfrik_plugin.bench import legendre
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
+
 # --quick is n in {256, 512}, L = 3: 15-25 s per suite on 2 quiet CPU cores, most of it
 # torch.compile, and several times that when the cores are shared (120 s was exceeded then). The
 # timeout turns a hang into a failure instead of a stuck test run; it is not a timing.

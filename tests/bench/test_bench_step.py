@@ -80,6 +80,7 @@ def test_overheads_are_differences_to_the_step_without_a_loss():
     assert "overhead_ms" not in simclr
 
 
+@pytest.mark.fresh_interpreter
 def test_bandwidth_ops_and_the_passes_they_make():
     g = torch.rand(8, 8) * 2 - 1
     calls = bandwidth.operator_calls(g, 64)

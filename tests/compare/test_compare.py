@@ -310,6 +310,7 @@ def test_linear_probe_without_a_held_out_folder_is_refused_before_any_run(checko
 # Running, with a stand-in for the probe
 
 
+@pytest.mark.fresh_interpreter
 def test_run_step_failures_name_the_method_and_log(tmp_path):
     step = Step("vicreg", "pretrain", "vicreg_cpu", tmp_path / "vicreg" / "pretrain")
     failing = [sys.executable, "-c", "print('boom: bad config'); raise SystemExit(3)"]
@@ -355,6 +356,7 @@ def fake_probe(checkout, monkeypatch):
     monkeypatch.setattr(cmp, "PROBE", "fake_probe")
 
 
+@pytest.mark.fresh_interpreter
 def test_compare_runs_pretrain_then_linear_on_its_checkpoint(checkout, fake_probe, tmp_path, capsys):
     out = tmp_path / "out"
     compare(checkout, out, ["sfrik", "barlow_twins"], overrides=["data.train_path=/data/tiny", "data.val_path=/v"])
@@ -385,6 +387,7 @@ def test_compare_runs_pretrain_then_linear_on_its_checkpoint(checkout, fake_prob
         ]
 
 
+@pytest.mark.fresh_interpreter
 def test_compare_stops_at_a_failure_and_keeps_earlier_rows(checkout, fake_probe, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(
@@ -398,6 +401,7 @@ def test_compare_stops_at_a_failure_and_keeps_earlier_rows(checkout, fake_probe,
     assert not (out / "auh").exists()
 
 
+@pytest.mark.fresh_interpreter
 def test_an_interrupted_run_stops_the_comparison_with_its_status_and_records_it_nowhere(checkout, fake_probe, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
@@ -408,6 +412,7 @@ def test_an_interrupted_run_stops_the_comparison_with_its_status_and_records_it_
     assert not (out / "auh").exists() and not (out / "vicreg" / "pretrain" / "report.json").exists()
 
 
+@pytest.mark.fresh_interpreter
 def test_compare_never_replaces_its_tables_without_overwrite(checkout, fake_probe, tmp_path):
     out = tmp_path / "out"
     compare(checkout, out, ["sfrik"], overrides=["data.val_path=/v"])

@@ -80,6 +80,7 @@ def test_an_unwritable_out_is_refused_at_start(tmp_path, folder):
     assert proc.returncode != 0 and "--out" in proc.stderr and "not a folder this process can write to" in proc.stderr
 
 
+@pytest.mark.fresh_interpreter
 def test_an_out_that_is_a_file_is_refused_at_start(tmp_path, folder):
     # (root can write anywhere: a path under a file is unwritable for everyone)
     blocker = tmp_path / "a-file"
@@ -129,6 +130,7 @@ def tiny_trainer(tmp_path, callbacks=(), precision="32-true"):
     )
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_a_loss_that_diverges_at_the_profiled_step_leaves_no_profiler_running(tmp_path):
     calls = []
 
@@ -144,6 +146,7 @@ def test_a_loss_that_diverges_at_the_profiled_step_leaves_no_profiler_running(tm
     assert not torch.autograd.profiler._is_profiler_enabled  # a profiler left on crashes the interpreter at exit
 
 
+@pytest.mark.fresh_interpreter
 def test_a_process_whose_run_diverges_at_the_profiled_step_exits_cleanly():
     code = """
         import math
@@ -175,6 +178,7 @@ def test_a_process_whose_run_diverges_at_the_profiled_step_exits_cleanly():
     assert "diverged: the loss is nan at step 1" in proc.stdout
 
 
+@pytest.mark.fresh_interpreter
 def test_float16_autocast_is_refused_on_the_cpu_before_any_work(tmp_path, folder):
     for value in ("16-mixed", "16"):
         proc = run_python("-m", "sfrik_plugin.demo", *demo_args(folder, tmp_path / value, precision=value), check=False)
@@ -183,6 +187,7 @@ def test_float16_autocast_is_refused_on_the_cpu_before_any_work(tmp_path, folder
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16"])
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_every_precision_offered_on_the_cpu_trains_there(tmp_path, precision):
     module = tiny_module(lambda z1, z2: (z1 - z2).pow(2).sum())
     trainer = tiny_trainer(tmp_path, precision=precision)

@@ -82,3 +82,9 @@ class _Watcher:
     def pytest_runtest_teardown(self, item):
         with watching(item):
             yield
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As a plugin of its own (pytest -p helpers.fast_loop), outside this suite's conftest: how
+    tests/test_fast_loop.py checks the guard on a test file of its own."""
+    install(config)

@@ -67,6 +67,7 @@ def test_lightly_losses_follow_lightlys_conventions():
         SFRIKLoss(mmd_loss_weight=-1.0)
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_lightly_loss_equals_the_solo_learn_methods_on_the_same_batch(tmp_path):
     from helpers.solo import cpu_cfg, fake_batch, require_solo_learn, run_training_step
 

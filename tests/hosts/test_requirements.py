@@ -59,6 +59,7 @@ def test_tested_versions_pass_and_bounds_are_release_numbers(monkeypatch):
         require_host("vissl")
 
 
+@pytest.mark.fresh_interpreter
 def test_importing_the_lightly_adapter_without_lightly_names_the_fix():
     # lightly reported missing to the version check of a fresh interpreter
     code = """

@@ -8,6 +8,8 @@ import torch
 import torch.multiprocessing as mp
 from helpers import dist_sphere_mmd
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
+
 
 def test_two_gloo_processes_see_the_global_batch():
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():

@@ -373,6 +373,7 @@ def test_without_process_group_nothing_is_gathered(device):
     assert torch.equal(mmd_uniform(z1, (1.0,), gather_distributed=True), mmd_uniform(z1, (1.0,)))
 
 
+@pytest.mark.fresh_interpreter
 def test_two_process_gloo_matches_single_process_global_batch():
     # Each rank: half of a fixed global batch through a shared layer, loss with the all-gather,
     # backward, gradients averaged over ranks as DDP does; compared (float64, in the workers)

@@ -34,6 +34,7 @@ def views(n: int, q: int, device: str = "cpu", seed: int = 0) -> tuple[torch.Ten
 
 
 @pytest.mark.parametrize("name", OPTIONS)
+@pytest.mark.fresh_interpreter
 def test_the_loss_compiles_as_one_graph_forward_and_backward(name):
     loss_fn = SFRIKLoss(gather_distributed=False, **OPTIONS[name])
     torch._dynamo.reset()

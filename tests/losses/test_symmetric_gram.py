@@ -103,6 +103,7 @@ def test_symmetrize_refuses_bad_input_with_a_clear_message():
 
 
 @pytest.mark.parametrize("add", [False, True])
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_symmetrize_gradients_and_registrations(add):
     g = torch.randn(9, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: torch.ops.sfrik.symmetrize(t, add), (g,))
@@ -172,6 +173,7 @@ def test_the_fused_function_in_blocks_gradcheck_and_double_backward(device, bloc
     assert torch.autograd.gradgradcheck(reduced, (z1, z2))
 
 
+@pytest.mark.fresh_interpreter
 def test_the_loss_in_blocks_compiles_as_one_graph(blocks):
     loss_fn = SFRIKLoss(gather_distributed=False, mmd_impl="dense")
     torch._dynamo.reset()

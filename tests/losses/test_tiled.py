@@ -151,6 +151,7 @@ def test_gradient_outputs_are_not_differentiable(device):
         gx.sum().backward()
 
 
+@pytest.mark.fresh_interpreter
 def test_python_tiles_equal_the_compiled_operator(device):
     for y in (None, unit_rows(50, 8, seed=9, device=device)):
         x = unit_rows(70, 8, seed=10, device=device)
@@ -158,6 +159,7 @@ def test_python_tiles_equal_the_compiled_operator(device):
         torch.testing.assert_close(_gram_series_sum_python(x, y, COEFFS, 8, 16), expected, rtol=1e-12, atol=0)
 
 
+@pytest.mark.fresh_interpreter
 def test_fallback_without_the_operator_equals_dense(device, monkeypatch):
     import sfrik_plugin.tiled as tiled
 
@@ -187,6 +189,7 @@ def test_sfrik_and_multicrop_losses_tiled_equal_dense(device):
                 torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_peak_memory_is_tiles_not_the_n_by_n_matrix():
     # On the CPU (the profiler's record of the CPU allocator; the bound is the CPU driver's tiles).
     n, q, tile = 4096, 16, 256

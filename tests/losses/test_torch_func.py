@@ -182,6 +182,7 @@ def test_the_multi_process_paths_refuse_torch_func(monkeypatch):
             torch.func.grad(lambda u, p=path: p(u).sum())(z)
 
 
+@pytest.mark.fresh_interpreter
 def test_the_losses_still_compile_and_backward_as_before():
     # the setup_context form changes nothing outside torch.func: torch.compile(fullgraph=True) and
     # double backward through the fused function

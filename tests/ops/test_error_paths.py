@@ -19,6 +19,8 @@ import pytest
 from helpers.cuda import requires_extension
 from helpers.processes import failure, run_code, run_python
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process (with an LD_PRELOAD guard)
+
 GUARD_SOURCE = Path(__file__).resolve().parents[1] / "helpers" / "iostream_guard.c"
 
 # (device-independent call with x a float32 (10, 5) tensor and t a float32 (5,) tensor on the device,

@@ -26,6 +26,7 @@ def _run(prelude: str, require: bool) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("fault", sorted(PRELUDES))
+@pytest.mark.fresh_interpreter
 def test_fault_falls_back_with_one_warning(fault):
     proc = _run(PRELUDES[fault], require=False)
     assert proc.returncode == 0, proc.stderr
@@ -37,6 +38,7 @@ def test_fault_falls_back_with_one_warning(fault):
 
 
 @pytest.mark.parametrize("fault", sorted(PRELUDES))
+@pytest.mark.fresh_interpreter
 def test_fault_is_an_error_when_the_extension_is_required(fault):
     proc = _run(PRELUDES[fault], require=True)
     assert proc.returncode != 0
@@ -52,6 +54,7 @@ def test_required_extension_is_loaded_here():
     assert info["loaded"] and info["error"] is None and info["torch_version_built"] == info["torch_version"]
 
 
+@pytest.mark.fresh_interpreter
 def test_device_without_kernels_falls_back_once(monkeypatch):
     # What a CUDA tensor meets in a CPU-only build, simulated on the CPU: the reference runs,
     # with one warning per device type; with the extension required it is an error.

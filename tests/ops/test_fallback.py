@@ -37,6 +37,7 @@ def test_series_tables_are_the_derivative_identity():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("order", [0, 1, 2])
+@pytest.mark.fresh_interpreter
 def test_the_compiled_fallback_equals_the_operator(device, dtype, order):
     t = grid(device, dtype)
     upstream = grid(device, dtype).flip(0)
@@ -63,6 +64,7 @@ def test_the_compiled_fallback_equals_the_operator(device, dtype, order):
         )
 
 
+@pytest.mark.fresh_interpreter
 def test_the_fallback_is_differentiable_to_any_order(device):
     t = grid(device, torch.float64, (6, 5)).requires_grad_()
     upstream = grid(device, torch.float64, (6, 5)).requires_grad_()
@@ -84,6 +86,7 @@ def test_the_fallback_is_differentiable_to_any_order(device):
     torch.testing.assert_close(second, want_second, rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.fresh_interpreter
 def test_the_row_sums_fallback_equals_the_operator(device):
     x, y = grid(device, torch.float32, (20, 33)), grid(device, torch.float32, (20, 33)).flip(1)
     with _extension.reference_only():
@@ -99,6 +102,7 @@ def test_the_row_sums_fallback_equals_the_operator(device):
 
 
 @pytest.mark.parametrize("mmd_impl", ["dense", "tiled"])
+@pytest.mark.fresh_interpreter
 def test_the_loss_on_the_fallback_paths_equals_the_compiled_loss(device, mmd_impl):
     generator = torch.Generator().manual_seed(4)
     z1 = torch.randn(40, 24, generator=generator).to(device).requires_grad_()
@@ -114,6 +118,7 @@ def test_the_loss_on_the_fallback_paths_equals_the_compiled_loss(device, mmd_imp
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
+@pytest.mark.fresh_interpreter
 def test_a_compile_failure_is_warned_once_and_computed_eagerly(monkeypatch):
     t = grid("cpu")
 
@@ -135,6 +140,7 @@ def test_a_compile_failure_is_warned_once_and_computed_eagerly(monkeypatch):
     torch.testing.assert_close(first, torch.ops.sfrik.legendre_series(t, COEFFS, Q), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.fresh_interpreter
 def test_the_tables_are_made_once_per_series():
     t = grid("cpu")
     fallback.series_times(t, None, COEFFS, Q)
@@ -143,6 +149,7 @@ def test_the_tables_are_made_once_per_series():
     assert len(fallback._TABLES) == size  # no copy from the host at each call (a GPU would wait for it)
 
 
+@pytest.mark.fresh_interpreter
 def test_the_fallback_works_inside_torch_func():
     t = grid("cpu", torch.float64, (5, 4))
     with _extension.reference_only():

@@ -7,6 +7,8 @@ import pytest
 from helpers.cuda import requires_extension
 from helpers.processes import run_code
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
+
 TIMEOUT_S = 300
 
 

@@ -17,6 +17,8 @@ from helpers.processes import run_code
 
 import sfrik_plugin
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(sfrik_plugin.__file__).resolve().parent
 TIMEOUT_S = 180

@@ -56,6 +56,7 @@ def _fused_mean(g):
 
 
 @pytest.mark.parametrize("fn", (_sfrik_regulariser, _elementwise_then_mean, _fused_mean))
+@pytest.mark.fresh_interpreter
 def test_compile_fullgraph_matches_eager(device, fn):
     torch._dynamo.reset()
     x = torch.randn(64, 256, generator=torch.Generator().manual_seed(10))
@@ -74,6 +75,7 @@ def test_compile_fullgraph_matches_eager(device, fn):
         assert torch.equal(compiled, eager)
 
 
+@pytest.mark.fresh_interpreter
 def test_compiled_graph_calls_the_custom_ops(device):
     # Dynamo must keep the ops whole (not fall back to Python or decompose them).
     torch._dynamo.reset()
@@ -114,6 +116,7 @@ def test_autocast_backward_gradient_dtype():
 
 
 @pytest.mark.parametrize("dtype", (torch.float64, torch.float32, torch.bfloat16))
+@pytest.mark.fresh_interpreter
 def test_fallback_under_autocast_gives_the_compiled_dtype_and_values(monkeypatch, dtype):
     # The pure-PyTorch fallback keeps the compiled ops' autocast contract: float32 out, except
     # float64, which autocast's float32 rule leaves alone; the tiled sum's GEMMs stay out of autocast.

@@ -160,6 +160,7 @@ def _tiny_wheel(tmp_path: Path) -> Path:
     return wheels
 
 
+@pytest.mark.fresh_interpreter
 def test_wheels_are_installed_where_the_later_commands_find_them(tmp_path):
     wheels = _tiny_wheel(tmp_path)
     out = tmp_path / "out"
@@ -172,6 +173,7 @@ def test_wheels_are_installed_where_the_later_commands_find_them(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "report.md"]
 
 
+@pytest.mark.fresh_interpreter
 def test_a_folder_without_wheels_skips_the_stage_and_a_missing_folder_is_refused(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -183,6 +185,7 @@ def test_a_folder_without_wheels_skips_the_stage_and_a_missing_folder_is_refused
     assert proc.returncode == 2 and "argument --stages: unknown stage letters ['z']" in proc.stderr
 
 
+@pytest.mark.fresh_interpreter
 def test_without_a_gpu_every_stage_is_skipped_saying_why(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -212,6 +215,7 @@ def inherited_sigint(request):
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.fresh_interpreter
 def test_a_command_past_its_limit_gets_sigint_then_is_ended(tmp_path, monkeypatch, inherited_sigint):
     module = gpu_check_module()
     monkeypatch.setattr(module.core, "INTERRUPT_GRACE_S", 2)

@@ -5,8 +5,11 @@ requires_cuda) and the "cuda" case of a test that takes the `device` fixture."""
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers.cuda import CUDA_OK, REQUIRE_CUDA_ENV
 from helpers.processes import run_python
+
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA_TESTS = (

@@ -58,6 +58,7 @@ def test_old_args_json_passes_the_config_checks_without_warnings(method, tmp_pat
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_old_checkpoint_loads_as_main_knn_loads_it_and_trains(method, tmp_path):
     ckpt, args = unpack(method, tmp_path)
     cfg = omegaconf.OmegaConf.create(args)

@@ -70,6 +70,7 @@ def check_folder(folder: Path, images: np.ndarray, labels: np.ndarray, source: s
     return {int(p.stem.split("_")[1]) for p in folder.glob("*/*.png")}
 
 
+@pytest.mark.fresh_interpreter
 def test_the_documented_lines_make_the_image_folders(tmp_path):
     commands = doc_commands()
     assert commands[0].startswith("sudo apt-get install dataset-fashion-mnist")  # Debian's files (not run here)
@@ -103,6 +104,7 @@ def test_the_documented_lines_make_the_image_folders(tmp_path):
     assert folders["val"].targets == [label for label in range(10) for _ in range(20)]
 
 
+@pytest.mark.fresh_interpreter
 def test_the_command_refuses_what_it_cannot_do_before_writing(tmp_path):
     tiny_fashion_mnist(tmp_path / "data", train_per_class=12, test_per_class=3)
     base = ["-m", "sfrik_plugin.engine.image_folder", "--data-dir", tmp_path / "data", "--no-download"]

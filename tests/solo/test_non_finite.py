@@ -72,6 +72,7 @@ def test_config_key_default_and_check(image_folder, name):
     "term, value",
     [("invariance", math.nan), ("regulariser", math.inf), ("regulariser", math.nan), ("invariance", -math.inf)],
 )
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_non_finite_term_stops_with_step_and_term(image_folder, monkeypatch, name, term, value):
     cls, reg = METHODS[name]
     model = at_step(cls(cpu_cfg(name, image_folder, IMMEDIATE)), global_step=41, epoch=3)
@@ -90,6 +91,7 @@ def test_non_finite_term_stops_with_step_and_term(image_folder, monkeypatch, nam
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_nan_parameters_stop_training(image_folder, name):
     # A genuine NaN (no monkeypatching): a NaN weight in the projector's last layer.
     cls = METHODS[name][0]
@@ -101,6 +103,7 @@ def test_nan_parameters_stop_training(image_folder, name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_opt_out_warns_once_and_goes_on(image_folder, monkeypatch, name):
     cls, reg = METHODS[name]
     model = at_step(cls(cpu_cfg(name, image_folder, "method_kwargs.stop_on_non_finite=false", IMMEDIATE)), 5, 0)
@@ -152,6 +155,7 @@ def fit_with_nan_from_step_2(cfg, batches: int = 4):
     return model, trainer, loader
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
     # Read every step: the error leaves fit() at step 2, before any NaN update.
     model, trainer, loader = fit_with_nan_from_step_2(cpu_cfg("sfrik_cpu", image_folder, IMMEDIATE))
@@ -161,6 +165,7 @@ def test_trainer_stops_at_the_step_where_the_loss_went_nan(image_folder):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_the_default_interval_reads_once_per_epoch_here_and_makes_no_update_from_the_nan_steps(image_folder):
     # The default interval (50) is longer than this epoch of 5 steps: the host reads the record at
     # the last batch; the error names step 2, and steps 2-4 made no NaN update.

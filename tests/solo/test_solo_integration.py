@@ -80,6 +80,7 @@ def test_method_builds_from_config_and_forward_shapes(image_folder, name, cls):
         ("auh_cpu", "train_auh_loss", auh_loss_terms, dict(sim_loss_weight=3000.0, unif_loss_weight=1.0, t=2.5)),
     ],
 )
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_name, terms_fn, loss_kwargs):
     cfg = cpu_cfg(name, image_folder)
     model = register_methods()[cfg.method](cfg)
@@ -108,6 +109,7 @@ def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_nam
 
 
 @pytest.mark.parametrize("reg_small", [False, True])
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
     cfg = cpu_cfg("sfrik_cpu", image_folder, f"method_kwargs.reg_small={reg_small}")
     cfg.data.num_small_crops = 2  # as parse_cfg sets it for 2 large + 2 small crops
@@ -132,6 +134,7 @@ def test_sfrik_multicrop_training_step(image_folder, monkeypatch, reg_small):
     )
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_mmd_switches_reach_the_loss(image_folder, monkeypatch):
     cfg = cpu_cfg(
         "sfrik_cpu",
@@ -272,6 +275,7 @@ def test_registration_never_replaces_another_method():
     assert table["sfrik"] is other and table["auh"] is AUH
 
 
+@pytest.mark.fresh_interpreter
 def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
     # from a folder outside the repository: the installed package, not the source tree
     proc = run_code(
@@ -296,6 +300,7 @@ def test_hydra_plugin_import_and_discovery_are_cheap(tmp_path):
     assert proc.stdout.strip() == "ok"
 
 
+@pytest.mark.fresh_interpreter
 def test_sfrik_plugin_solo_import_does_not_need_solo(tmp_path):
     run_code(
         """
@@ -327,6 +332,7 @@ def test_plugin_registration_is_lazy_and_never_fatal(monkeypatch):
         plugin.register_solo_methods()
 
 
+@pytest.mark.fresh_interpreter
 def test_plugin_appends_packaged_configs_and_registers(tmp_path):
     # a fresh process: composing "sfrik" without any config path goes through the plugin (the
     # import hook, which would register at `import solo.methods` already, switched off)
@@ -365,6 +371,7 @@ def test_knn_finds_checkout(tmp_path, monkeypatch):
     assert (opts.solo_learn_dir, opts.cpu, opts.umap, rest) == ("x", True, True, ["--k", "10", "20"])
 
 
+@pytest.mark.fresh_interpreter
 def test_knn_command_registers_then_runs_main_knn(tmp_path):
     # a stand-in main_knn.py (the real one needs CUDA) that reports what it would look up
     checkout = tmp_path / "checkout"

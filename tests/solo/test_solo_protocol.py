@@ -229,6 +229,7 @@ def official_lr(step, epochs, steps_per_epoch, peak):
 
 
 @pytest.mark.parametrize("name, steps_per_epoch", [("sfrik", 126), ("sfrik_in100", 625)])
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_solos_schedule_replayed_against_the_official_formula(name, steps_per_epoch, image_folder):
     # solo's own path: the method's configure_optimizers builds LARS and the scheduler from the
     # parsed config; stepping it as Lightning does (once per optimiser step) gives the lr of each step
@@ -360,6 +361,7 @@ def fresh(code: str, env_update=None, cwd=None) -> subprocess.CompletedProcess:
     return run_code(code, cwd=cwd, unset_env=["SFRIK_PLUGIN_SOLO_HOOK"], set_env=env_update)
 
 
+@pytest.mark.fresh_interpreter
 def test_hook_registers_the_methods_in_a_fresh_interpreter(tmp_path):
     proc = fresh(
         """
@@ -372,6 +374,7 @@ def test_hook_registers_the_methods_in_a_fresh_interpreter(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "sfrik_plugin.solo.sfrik"
 
 
+@pytest.mark.fresh_interpreter
 def test_hook_is_switched_off_by_the_environment(tmp_path):
     fresh(
         """
@@ -385,6 +388,7 @@ def test_hook_is_switched_off_by_the_environment(tmp_path):
     )
 
 
+@pytest.mark.fresh_interpreter
 def test_hook_costs_nothing_at_start_up(tmp_path):
     code = """
         import json, sys
@@ -406,6 +410,7 @@ def test_hook_costs_nothing_at_start_up(tmp_path):
     )
 
 
+@pytest.mark.fresh_interpreter
 def test_hook_keeps_the_loader_and_never_breaks_solo(tmp_path):
     fresh(
         """
@@ -425,6 +430,7 @@ def test_hook_keeps_the_loader_and_never_breaks_solo(tmp_path):
     )
 
 
+@pytest.mark.fresh_interpreter
 def test_hook_when_a_plugin_method_module_is_imported_first(tmp_path):
     # importing sfrik_plugin.solo.sfrik imports solo.methods on the way: the hook leaves out the
     # half-imported module quietly, and register_methods() completes the table

@@ -23,6 +23,8 @@ import torch
 from helpers.images import make_image_folder
 from helpers.solo import run_script, solo_learn_checkout
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
+
 TIMEOUT_S = 600
 
 

@@ -14,6 +14,8 @@ from helpers.records import rows_of
 
 from sfrik_plugin.utils.arguments import command_line
 
+pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
+
 pytest.importorskip("lightly", reason="the CI study uses lightly's baselines")
 TIMEOUT_S = 900
 

@@ -84,6 +84,7 @@ def weights(trained) -> dict[str, torch.Tensor]:
     return state | {f"projector.{k}": v for k, v in trained.projector.state_dict().items()}
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_the_curve_measures_at_its_epochs_and_its_last_point_is_the_trained_encoders_measurement():
     data, preset = toy_data(), toy_preset(epochs=3, curve=(1, 3))
     measure = measure_of(data, preset)
@@ -98,6 +99,7 @@ def test_the_curve_measures_at_its_epochs_and_its_last_point_is_the_trained_enco
     assert curve.row() == {f"ep{p['epoch']}_{k}": p[k] for p in curve.points for k in CURVE_MEASURES}
 
 
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_the_curve_leaves_the_training_as_it_was():
     """The same seed gives the same trained weights (batch-norm statistics included) with and
     without the curve; a callback that seeds torch at an epoch's end, as the probe does, changes
@@ -139,6 +141,7 @@ def test_random_states_are_kept_whatever_the_block_draws():
     assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
 
 
+@pytest.mark.fresh_interpreter
 def test_a_run_records_its_curve_in_its_row_and_the_random_encoders_curve_is_flat():
     data, preset = toy_data(), toy_preset(epochs=2, curve=(1, 2))
     runner = Runner(preset, data, library="lightly")
@@ -303,6 +306,7 @@ def test_the_short_budget_references_are_the_v2_records():
 
 
 # -- the report ----------------------------------------------------------------------------------------
+@pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
 def test_the_report_reads_partial_results_and_says_whether_the_short_budget_ranking_holds(tmp_path):
     pytest.importorskip("matplotlib")
     preset = long.LONG_PRESETS["long"]

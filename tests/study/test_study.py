@@ -189,6 +189,7 @@ def test_label_free_measures_match_direct_formulas():
     assert quality.alignment(u, v) == pytest.approx((u - v).square().sum(1).mean().item())
 
 
+@pytest.mark.fresh_interpreter
 def test_tuning_runs_without_the_test_split(tmp_path):
     """The runner of a tuning run is given no test split at all: it cannot read it."""
     from sfrik_plugin.engine import data as datasets
