@@ -167,7 +167,7 @@ class Baseline:
 
 
 # lightly's SIGReg defaults: the random directions it projects on and the knots of its test
-SIGREG_DIRECTIONS, SIGREG_KNOTS = 1024, 17
+SIGREG_DIRECTIONS, SIGREG_KNOTS = 1024, 17  # the registry entry's num_vectors default and its cost model read them
 
 
 BASELINES_REGISTRY: dict[str, Baseline] = {
@@ -204,7 +204,7 @@ BASELINES_REGISTRY: dict[str, Baseline] = {
     ),
     "sigreg": Baseline(
         "LeJEPA (SIGReg)",
-        {"lambda_param": 0.05, "num_vectors": 1024.0},  # lightly's LeJEPALoss defaults
+        {"lambda_param": 0.05, "num_vectors": float(SIGREG_DIRECTIONS)},  # lightly's LeJEPALoss defaults
         "lambda_param",
         (0.05, 2.0),
         {"lightly": _lightly_sigreg},
