@@ -81,7 +81,7 @@ format: build
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_ARGS ?=
 demo: build fashion-mnist
-	$(PY) -m sfrik_plugin.demo --out demo_out $(DEMO_ARGS)
+	$(PY) -m sfrik_experiments.demo --out demo_out $(DEMO_ARGS)
 
 # How the quick demo's epochs and pretraining subset size were chosen: SFRIK on the validation split
 # for a few (epochs, images) candidates and 5 seeds, against the floor of 20 random-encoder inits
@@ -89,7 +89,7 @@ demo: build fashion-mnist
 BUDGET_OUT ?= budget_out
 .PHONY: demo-budget
 demo-budget: build fashion-mnist
-	$(PY) -m sfrik_plugin.demo.budget --out $(BUDGET_OUT) --study-results docs/study_fashion_mnist.csv
+	$(PY) -m sfrik_experiments.demo.budget --out $(BUDGET_OUT) --study-results docs/study_fashion_mnist.csv
 
 .PHONY: fashion-mnist study study-record
 fashion-mnist:
@@ -106,7 +106,7 @@ study: build fashion-mnist
 	@mkdir -p $(STUDY_OUT)
 	@if [ ! -f $(STUDY_OUT)/results.csv ] && [ -f $(STUDY_RECORD).csv ]; then \
 		cp $(STUDY_RECORD).csv $(STUDY_OUT)/results.csv && echo "resuming from $(STUDY_RECORD).csv"; fi
-	$(PY) -m sfrik_plugin.study --preset full --library lightly --out $(STUDY_OUT) $(STUDY_ARGS)
+	$(PY) -m sfrik_experiments.study --preset full --library lightly --out $(STUDY_OUT) $(STUDY_ARGS)
 
 study-record:
 	cp $(STUDY_OUT)/results.csv $(STUDY_RECORD).csv
@@ -117,7 +117,7 @@ study-record:
 
 bench: build
 	mkdir -p bench_out
-	$(PY) -m sfrik_plugin.bench legendre --csv bench_out/legendre.csv --plot bench_out/legendre.png --overwrite $(BENCH_ARGS)
+	$(PY) -m sfrik_experiments.bench legendre --csv bench_out/legendre.csv --plot bench_out/legendre.png --overwrite $(BENCH_ARGS)
 
 # Compiles the CUDA kernels (no GPU needed) into a scratch folder and loads the result.
 cuda-check: $(VENV)/.torch-installed

@@ -284,7 +284,7 @@ if __name__ == "__main__":
         # Hydra plugin hydra_plugins.sfrik_plugin. hydra_plugins is a namespace package (no __init__.py):
         # listed by hand, itself included, so that an editable install maps its folder and Hydra's
         # plugin discovery (pkgutil.walk_packages over hydra_plugins.__path__) sees the plugin.
-        packages=find_packages(include=["sfrik_plugin", "sfrik_plugin.*"])
+        packages=find_packages(include=["sfrik_plugin", "sfrik_plugin.*", "sfrik_experiments", "sfrik_experiments.*"])
         + ["sfrik_plugin_configs", "hydra_plugins", "hydra_plugins.sfrik_plugin"],
         package_dir={"sfrik_plugin_configs": "configs"},
         ext_modules=get_extensions(),

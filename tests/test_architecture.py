@@ -1,14 +1,20 @@
 """The import rules of docs/architecture.md, checked on the source: which module of the
-package may import which, that the core never imports the applications, that the neutral helpers
-(utils) import nothing of the package, and that only the solo-learn integration imports solo-learn.
-A new import that breaks a rule fails here; a rule that changes is changed here and in docs/architecture.md."""
+library (sfrik_plugin) may import which, that the library never imports the experiments
+(sfrik_experiments) nor their dependencies, that the neutral helpers (utils) import nothing of the
+package, that the experiments' parts never import each other, and that only the solo-learn
+integration imports solo-learn. A new import that breaks a rule fails here; a rule that changes is
+changed here and in docs/architecture.md."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "sfrik_plugin"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "sfrik_plugin"
+EXPERIMENTS = ROOT / "sfrik_experiments"
 
 # core module -> the package modules it may import (anywhere in the file, lazily included)
 CORE = {
@@ -43,22 +49,26 @@ CORE = {
     "baselines": set(),
     "solo_hook": {"solo"},
 }
-APPLICATIONS = {"bench", "demo", "study", "compare", "solo"}
+# The experiments (sfrik_experiments): the engine the demo and the study share, the commands on it,
+# and their helpers (output, machine, memory, processes, arguments).
+EXPERIMENT_APPS = {"bench", "demo", "study", "compare"}
+EXPERIMENT_PARTS = EXPERIMENT_APPS | {"engine", "utils"}
+# What the experiments need and the library does not (the bench and demo extras): the library's
+# core imports none of them, so that `pip install sfrik-plugin` without extras imports it.
+EXPERIMENT_DEPENDENCIES = ("matplotlib", "scipy", "lightning", "pytorch_lightning", "lightly", "pandas")
 # The other hosts' adapters (lightly, stable-pretraining): part of the library, on the core only;
 # the applications may use them (the benchmarks time the LeJEPA drop-in as users call it).
 HOSTS = "hosts"
-# The training engine (data, augmentations, networks, pretraining, evaluation, one run) that the
-# demo and the study share: it imports the core and utils, never an application.
-ENGINE = "engine"
 SOLO_LEARN_IMPORTERS = {"solo", "baselines.py"}  # sub-package / module names under sfrik_plugin
 STABLE_PRETRAINING_IMPORTERS = {"hosts"}
 
 
-def parse_imports(path: Path) -> tuple[list[tuple[list[str], list[str]]], set[str]]:
-    """path's imports, parsed once for every rule: each import of the package as (the imported
-    module's parts under sfrik_plugin, the names taken from it: none for a plain `import`), relative,
-    absolute and lazy ones alike; and the other top-level packages it imports."""
-    here = path.relative_to(PACKAGE).parts[:-1]  # sub-package of path
+def parse_imports(path: Path, package: Path | None = None) -> tuple[list[tuple[list[str], list[str]]], set[str]]:
+    """path's imports, parsed once for every rule: each import of package (sfrik_plugin by default)
+    as (the imported module's parts under it, the names taken from it: none for a plain `import`),
+    relative, absolute and lazy ones alike; and the other top-level packages it imports."""
+    package = package or PACKAGE
+    here = path.relative_to(package).parts[:-1]  # sub-package of path
     ours: list[tuple[list[str], list[str]]] = []
     others: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -66,7 +76,7 @@ def parse_imports(path: Path) -> tuple[list[tuple[list[str], list[str]]], set[st
             module = node.module.split(".") if node.module else []
             if node.level:
                 parts = list(here[: len(here) - node.level + 1]) + module
-            elif module[0] == "sfrik_plugin":
+            elif module[0] == package.name:
                 parts = module[1:]
             else:
                 others.add(module[0])
@@ -75,24 +85,25 @@ def parse_imports(path: Path) -> tuple[list[tuple[list[str], list[str]]], set[st
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if parts[0] == "sfrik_plugin":
+                if parts[0] == package.name:
                     ours.append((parts[1:], []))
                 else:
                     others.add(parts[0])
     return ours, others
 
 
-def imported_modules(path: Path) -> tuple[set[str], set[str]]:
-    """(sfrik_plugin modules, other top-level packages) that path imports, first component only:
+def imported_modules(path: Path, package: Path | None = None) -> tuple[set[str], set[str]]:
+    """(package modules, other top-level packages) that path imports, first component only:
     `from sfrik_plugin import x` (or `from .. import x` at the top) counts x when x is a module or
     sub-package, the package's __init__ otherwise."""
-    imports, others = parse_imports(path)
+    package = package or PACKAGE
+    imports, others = parse_imports(path, package)
     ours = set()
     for parts, names in imports:
         if parts:
             ours.add(parts[0])
         for name in names if not parts else ():
-            is_module = (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name / "__init__.py").is_file()
+            is_module = (package / f"{name}.py").is_file() or (package / name / "__init__.py").is_file()
             ours.add(name if is_module else "__init__")
         if not parts and not names:
             ours.add("__init__")  # import sfrik_plugin
@@ -144,27 +155,116 @@ def test_the_host_adapters_import_only_the_core():
         assert ours - {HOSTS} <= set(CORE), f"hosts/{path.name} imports {sorted(ours - set(CORE) - {HOSTS})}"
 
 
-def test_the_engine_imports_no_application():
-    for path in (PACKAGE / ENGINE).glob("*.py"):
-        ours, _ = imported_modules(path)
-        assert not ours & APPLICATIONS, f"engine/{path.name} imports {sorted(ours & APPLICATIONS)}"
+def test_the_library_never_imports_the_experiments():
+    library = [(PACKAGE, p) for p in sources()] + [(ROOT, p) for p in (ROOT / "hydra_plugins").rglob("*.py")]
+    for root, path in library:
+        _, others = imported_modules(path, root)
+        assert "sfrik_experiments" not in others, f"{path.relative_to(ROOT)} imports sfrik_experiments"
 
 
-@pytest.mark.parametrize("app", sorted(APPLICATIONS))
-def test_applications_never_import_each_other(app):
-    for path in (PACKAGE / app).rglob("*.py"):
-        ours, _ = imported_modules(path)
-        others = ours & (APPLICATIONS - {app})
-        assert not others, f"{app}/{path.name} imports the application(s) {sorted(others)}"
+def test_the_experiments_are_only_their_parts():
+    parts = {p.name for p in EXPERIMENTS.iterdir() if (p / "__init__.py").is_file()}
+    assert parts == EXPERIMENT_PARTS, f"sfrik_experiments holds {sorted(parts)}: give a new part its rule here"
+    assert {p.stem for p in EXPERIMENTS.glob("*.py")} == {"__init__"}
 
 
-def module_graph() -> dict[str, set[str]]:
-    """module (dotted, under sfrik_plugin) -> the package modules it imports, resolved to modules."""
-    names = {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in sources()}
+def test_the_core_imports_none_of_the_experiments_dependencies():
+    for module in sorted(CORE):
+        _, others = imported_modules(PACKAGE / f"{module}.py")
+        needed = others & set(EXPERIMENT_DEPENDENCIES)
+        # baselines builds the baselines' losses from the library a user chose (lazily, named)
+        assert not needed or module == "baselines", f"{module} imports {sorted(needed)}"
+    for path in (PACKAGE / "utils").glob("*.py"):
+        _, others = imported_modules(path)
+        assert not others & set(EXPERIMENT_DEPENDENCIES), f"utils/{path.name} imports {sorted(others)}"
+
+
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is an experiments' dependency")
+sys.meta_path.insert(0, Blocker())
+import importlib
+for module in {modules!r}:
+    importlib.import_module(module)
+import sfrik_plugin, torch
+x = torch.nn.functional.normalize(torch.randn(16, 8, dtype=torch.float64), dim=1)
+print("loss", float(sfrik_plugin.SFRIKLoss()(x, x.flip(0))))
+"""
+
+
+@pytest.mark.fresh_interpreter
+def test_the_library_runs_without_the_experiments_dependencies():
+    # what a user without the extras imports: the core, its helpers and the SFRIK loss (solo-learn's
+    # integration and the hosts' adapters need their hosts, which bring Lightning)
+    modules = [f"sfrik_plugin.{m}" if m != "__init__" else "sfrik_plugin" for m in sorted(CORE)]
+    modules += [f"sfrik_plugin.utils.{p.stem}" for p in sorted((PACKAGE / "utils").glob("*.py"))]
+    code = BLOCKER.format(blocked=set(EXPERIMENT_DEPENDENCIES), modules=modules)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("loss ")
+    blocked = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER.format(blocked={"matplotlib"}, modules=["sfrik_experiments.utils.output"]).replace(
+                "import sfrik_plugin, torch", "import matplotlib"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )  # the blocker blocks: the experiments' plots need matplotlib
+    assert blocked.returncode != 0 and "experiments' dependency" in blocked.stderr
+
+
+def experiment_sources(part: str):
+    return sorted((EXPERIMENTS / part).rglob("*.py"))
+
+
+def test_the_engine_imports_no_experiment_command():
+    for path in experiment_sources("engine"):
+        ours, _ = imported_modules(path, EXPERIMENTS)
+        assert not ours & EXPERIMENT_APPS, f"engine/{path.name} imports {sorted(ours & EXPERIMENT_APPS)}"
+
+
+def test_the_experiments_helpers_import_only_helpers():
+    for path in experiment_sources("utils"):
+        ours, _ = imported_modules(path, EXPERIMENTS)
+        assert ours <= {"utils"}, f"sfrik_experiments/utils/{path.name} imports {sorted(ours)}"
+        library = {
+            node.module
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sfrik_plugin"
+        }  # of the library, only its neutral helpers (where results go, a run cut short)
+        assert all(m.startswith("sfrik_plugin.utils") for m in library), f"utils/{path.name} imports {sorted(library)}"
+
+
+@pytest.mark.parametrize("app", sorted(EXPERIMENT_APPS))
+def test_experiment_commands_never_import_each_other(app):
+    for path in experiment_sources(app):
+        ours, _ = imported_modules(path, EXPERIMENTS)
+        others = ours & (EXPERIMENT_APPS - {app})
+        assert not others, f"{app}/{path.name} imports the command(s) {sorted(others)}"
+
+
+def test_the_solo_integration_imports_no_experiment():
+    for path in (PACKAGE / "solo").rglob("*.py"):
+        _, others = imported_modules(path)
+        assert "sfrik_experiments" not in others, f"solo/{path.name} imports sfrik_experiments"
+
+
+def module_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """module (dotted, under package) -> the package modules it imports, resolved to modules."""
+    names = {".".join(p.relative_to(package).with_suffix("").parts): p for p in sorted(package.rglob("*.py"))}
     graph: dict[str, set[str]] = {}
     for name, path in names.items():
         targets = set()
-        for parts, imported in parse_imports(path)[0]:
+        for parts, imported in parse_imports(path, package)[0]:
             if not imported:  # import sfrik_plugin.a.b
                 if ".".join(parts) in names:
                     targets.add(".".join(parts))
@@ -204,8 +304,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_no_import_cycle_between_modules():
-    cycle = find_cycle(module_graph())
+@pytest.mark.parametrize("package", [PACKAGE, EXPERIMENTS], ids=lambda p: p.name)
+def test_no_import_cycle_between_modules(package):
+    cycle = find_cycle(module_graph(package))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds one
 
@@ -221,5 +322,7 @@ def test_the_rules_can_fail(tmp_path):
     saved, PACKAGE = PACKAGE, tmp_path / "sfrik_plugin"
     try:
         assert imported_modules(f)[0] == {"demo", "losses", "study"}
+        f.write_text("def g():\n    from sfrik_experiments.engine import data\n")
+        assert imported_modules(f)[1] == {"sfrik_experiments"}  # what the library-side rule looks for
     finally:
         PACKAGE = saved

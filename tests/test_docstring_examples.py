@@ -11,7 +11,7 @@ MODULES = [
     "sfrik_plugin.regulariser",
     "sfrik_plugin.losses",
     "sfrik_plugin.kernels",
-    "sfrik_plugin.utils.arguments",
+    "sfrik_experiments.utils.arguments",
 ]
 
 

@@ -13,7 +13,7 @@ from helpers.records import recorded as rows
 
 pytest.importorskip("scipy", reason="the intervals need scipy")
 
-from sfrik_plugin.study import stats
+from sfrik_experiments.study import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

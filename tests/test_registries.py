@@ -18,7 +18,7 @@ KERNEL_NAMES = list(KERNELS)
 
 
 def _suite_help(suite: str) -> str:
-    from sfrik_plugin.bench.cli import build_parser
+    from sfrik_experiments.bench.cli import build_parser
 
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "suite")
@@ -27,8 +27,8 @@ def _suite_help(suite: str) -> str:
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_a_baseline_reaches_the_objectives_and_the_benchmarks(name):
-    from sfrik_plugin.bench import losses, step
-    from sfrik_plugin.engine.objectives import ALL_METHODS
+    from sfrik_experiments.bench import losses, step
+    from sfrik_experiments.engine.objectives import ALL_METHODS
 
     entry = BASELINES_REGISTRY[name]
     assert name in ALL_METHODS
@@ -53,7 +53,7 @@ def test_a_baseline_reaches_the_gpu_check(name):
 def test_a_kernel_reaches_the_objectives(name):
     import torch
 
-    from sfrik_plugin.engine.objectives import ALL_METHODS, build_objective
+    from sfrik_experiments.engine.objectives import ALL_METHODS, build_objective
 
     entry = KERNELS[name]
     assert f"mmd_{name}" in ALL_METHODS
@@ -72,7 +72,7 @@ def smoke_report(tmp_path_factory):
     pytest.importorskip("scipy", reason="the study's intervals need scipy")
     from helpers.study import fake_row, run_plan
 
-    from sfrik_plugin.study import plan, report
+    from sfrik_experiments.study import plan, report
 
     preset = plan.PRESETS["smoke"]
     rows = run_plan(
@@ -88,7 +88,7 @@ def smoke_report(tmp_path_factory):
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_a_baseline_reaches_the_study(name, smoke_report):
-    from sfrik_plugin.study import plan
+    from sfrik_experiments.study import plan
 
     preset, rows, text = smoke_report
     entry = BASELINES_REGISTRY[name]
@@ -99,7 +99,7 @@ def test_a_baseline_reaches_the_study(name, smoke_report):
 
 @pytest.mark.parametrize("name", KERNEL_NAMES)
 def test_a_kernel_reaches_the_study(name, smoke_report):
-    from sfrik_plugin.study import plan
+    from sfrik_experiments.study import plan
 
     preset, rows, text = smoke_report
     entry = KERNELS[name]
@@ -112,7 +112,7 @@ def test_a_kernel_reaches_the_study(name, smoke_report):
 def test_the_recorded_presets_keep_the_methods_they_ran():
     """The recorded study's presets list their baselines and kernels (a later entry would change the
     runs its record regenerates from); each is still read from its registry entry."""
-    from sfrik_plugin.study import plan
+    from sfrik_experiments.study import plan
 
     for name in ("full", "v3"):
         preset = plan.PRESETS[name]

@@ -6,7 +6,7 @@
 # This example requires lightly, timm and the plugin:
 #   pip install --no-build-isolation -e ".[lightly]" timm     (in the sfrik-plugin checkout)
 # and an image folder, for example Fashion-MNIST written by
-#   python -m sfrik_plugin.engine.image_folder --out fmnist
+#   python -m sfrik_experiments.engine.image_folder --out fmnist
 # Then:
 #   python examples/lightly/lejepa_sphere_mmd.py --data fmnist/train
 #

@@ -3,7 +3,7 @@
 # This example requires lightly and the plugin:
 #   pip install --no-build-isolation -e ".[lightly]"     (in the sfrik-plugin checkout)
 # and an image folder (one sub-folder per class), for example Fashion-MNIST, written offline by
-#   python -m sfrik_plugin.engine.image_folder --out fmnist
+#   python -m sfrik_experiments.engine.image_folder --out fmnist
 # Then:
 #   python examples/lightly/sfrik.py --data fmnist/train
 #

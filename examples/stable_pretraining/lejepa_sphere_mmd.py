@@ -2,7 +2,7 @@
 stable-pretraining's LeJEPA (in the shape of its benchmarks/imagenet10/lejepa-vit-small.py), on
 Fashion-MNIST image folders, offline and on the CPU:
 
-    python -m sfrik_plugin.engine.image_folder --out ~/data/fmnist
+    python -m sfrik_experiments.engine.image_folder --out ~/data/fmnist
     python examples/stable_pretraining/lejepa_sphere_mmd.py --data ~/data/fmnist --max-steps 100
 
 LeJEPA's own loss code runs unchanged: model.sigreg is a SphereMMD, which takes SIGReg's call on

@@ -1,7 +1,7 @@
 """SFRIK (or AUH) pretraining of a ResNet-18 with stable-pretraining, in the shape of its
 benchmarks/cifar10/vicreg-resnet18.py, on Fashion-MNIST image folders, offline and on the CPU:
 
-    python -m sfrik_plugin.engine.image_folder --out ~/data/fmnist
+    python -m sfrik_experiments.engine.image_folder --out ~/data/fmnist
     python examples/stable_pretraining/sfrik_resnet18.py --data ~/data/fmnist --max-steps 100
 
 --data holds train/ and val/ in torchvision's ImageFolder layout (the command above writes them).

@@ -8,7 +8,7 @@ group of stages (stage_install: a, b; stage_tests: c-e; stage_bench: f-i; stage_
 programs it runs in a new interpreter (programs/), cli.py (the stages' table, the driver, the
 report). It runs with the interpreter that runs it (on the lent GPU machine: the preinstalled python3, no
 venv) and imports nothing but the standard library: every stage runs commands (pip, pytest,
-compute-sanitizer, `python -m sfrik_plugin.bench SUITE`, sfrik-demo, solo-learn's scripts), each in
+compute-sanitizer, `python -m sfrik_experiments.bench SUITE`, sfrik-demo, solo-learn's scripts), each in
 its own process group under the stage's time limit (SIGINT at the limit, so that pytest still
 writes what ran, then SIGKILL), and reads what they write. The whole run stays within --budget
 seconds (570 by default): a stage that would start with less than 10 s left is skipped and says

@@ -57,7 +57,7 @@ def _package_module(relative: str):
     return module
 
 
-command_line = _package_module("sfrik_plugin/utils/arguments.py").command_line
+command_line = _package_module("sfrik_experiments/utils/arguments.py").command_line
 
 
 @dataclass
@@ -226,10 +226,10 @@ def make_image_folder(ctx: Context, name: str, classes: int, per_class: int, siz
 def bench(
     ctx: Context, name: str, suite_args: list[str], csv_path: Path, what: str, partial: bool = False
 ) -> tuple[Run, list[dict]]:
-    """`python -m sfrik_plugin.bench SUITE_ARGS --csv csv_path`, which must succeed: (run, CSV rows).
+    """`python -m sfrik_experiments.bench SUITE_ARGS --csv csv_path`, which must succeed: (run, CSV rows).
     With partial, a run stopped at its limit after some cells (the long suites rewrite their CSV
     after each) gives those rows, and run.rc is None."""
-    cmd = [ctx.python, "-m", "sfrik_plugin.bench", *suite_args, "--csv", str(csv_path), "--overwrite"]
+    cmd = [ctx.python, "-m", "sfrik_experiments.bench", *suite_args, "--csv", str(csv_path), "--overwrite"]
     run = run_logged(ctx, name, cmd, env={"SFRIK_REQUIRE_EXTENSION": "1"})
     if partial and run.rc is None and csv_path.exists():
         rows = read_csv(csv_path)

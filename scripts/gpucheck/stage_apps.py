@@ -44,7 +44,7 @@ def stage_demo(ctx: Context) -> Outcome:
             options = {"dataset": "folder", "data_dir": folder}
             data = f"a generated 10-class image folder ({FASHION_MNIST_DIR} absent, no download)"
         options |= {"epochs": 1, "accelerator": "gpu", **demo_methods(ctx)}
-    cmd = [ctx.python, "-m", "sfrik_plugin.demo", *command_line({**options, "out": demo_out})]
+    cmd = [ctx.python, "-m", "sfrik_experiments.demo", *command_line({**options, "out": demo_out})]
     run = run_checked(ctx, "demo", cmd, "sfrik-demo")
     if not (demo_out / "results.csv").exists():
         return Outcome(FAILED, "sfrik-demo wrote no results.csv", tail(run.text))

@@ -1,3 +1,2 @@
-"""Helpers shared by the commands, benchmarks and tests that are not part of the method:
-output tables, CSVs and plots (output), the machine a figure comes from (machine), CPU memory
-measurement (memory), and worker processes (processes)."""
+"""Helpers of the library's commands that are not part of the method: where results go (files),
+a run cut short (interrupt), and solo-learn's checkout (solo_learn)."""

@@ -7,7 +7,7 @@ import csv
 import pytest
 from helpers.processes import run_python
 
-from sfrik_plugin.bench import gram
+from sfrik_experiments.bench import gram
 
 pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
 
@@ -15,7 +15,16 @@ pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process o
 def test_quick_gram_bench_writes_every_block_count(tmp_path):
     out = tmp_path / "gram.csv"
     proc = run_python(
-        "-m", "sfrik_plugin.bench", "gram", "--quick", "--precisions", "float32", "bf16", "--csv", str(out), timeout=600
+        "-m",
+        "sfrik_experiments.bench",
+        "gram",
+        "--quick",
+        "--precisions",
+        "float32",
+        "bf16",
+        "--csv",
+        str(out),
+        timeout=600,
     )
     assert "block counts (fastest / default" in proc.stdout
     with open(out, newline="") as f:

@@ -6,7 +6,7 @@ import csv
 import pytest
 import torch
 
-from sfrik_plugin.bench import losses
+from sfrik_experiments.bench import losses
 
 
 def _args(**kw):
@@ -97,7 +97,7 @@ def test_slow_methods_get_their_own_fewer_runs(monkeypatch):
 
 
 def test_lejepa_rows_time_both_regularisers_on_the_same_views():
-    from sfrik_plugin.bench import lejepa
+    from sfrik_experiments.bench import lejepa
     from sfrik_plugin.hosts.lightly import SphereMMDLeJEPALoss
 
     built = lejepa.build_losses()
@@ -118,7 +118,7 @@ def test_lejepa_rows_time_both_regularisers_on_the_same_views():
 
 
 def test_lejepa_cost_model_sphere_mmd_is_quadratic_in_n_sigreg_linear():
-    from sfrik_plugin.bench import lejepa
+    from sfrik_experiments.bench import lejepa
 
     for method, power in (("lejepa_sphere_mmd", 2), ("lejepa_sigreg", 1)):
         ratio = lejepa.predicted_flops(method, 8, 2048, 1024) / lejepa.predicted_flops(method, 8, 1024, 1024)
@@ -129,5 +129,5 @@ def test_lejepa_cost_model_sphere_mmd_is_quadratic_in_n_sigreg_linear():
 def test_lejepa_views_below_two_are_refused(tmp_path):
     from helpers.processes import run_python
 
-    proc = run_python("-m", "sfrik_plugin.bench", "losses", "--quick", "--lejepa-views", "1", check=False)
+    proc = run_python("-m", "sfrik_experiments.bench", "losses", "--quick", "--lejepa-views", "1", check=False)
     assert proc.returncode != 0 and "--lejepa-views takes numbers of views >= 2" in proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sfrik_plugin.bench import cli
+from sfrik_experiments.bench import cli
 
 SUITE = ["legendre", "--device", "cpu", "--sizes", "64", "--degrees", "3", "--dim", "8"]
 

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark command line: `python -m sfrik_plugin.bench legendre --quick`
+"""Smoke test of the benchmark command line: `python -m sfrik_experiments.bench legendre --quick`
 runs end to end and writes one finite, positive row per method. Timings are not judged."""
 
 import csv
@@ -7,7 +7,7 @@ import math
 import pytest
 from helpers.processes import run_python
 
-from sfrik_plugin.bench import legendre
+from sfrik_experiments.bench import legendre
 
 pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
 
@@ -18,8 +18,8 @@ TIMEOUT_S = 600
 
 
 def run_suite(out, *args: str) -> tuple[str, list[dict]]:
-    """`python -m sfrik_plugin.bench ARGS --csv out`, which must succeed: its stdout and the CSV rows."""
-    proc = run_python("-m", "sfrik_plugin.bench", *args, "--csv", out, timeout=TIMEOUT_S)
+    """`python -m sfrik_experiments.bench ARGS --csv out`, which must succeed: its stdout and the CSV rows."""
+    proc = run_python("-m", "sfrik_experiments.bench", *args, "--csv", out, timeout=TIMEOUT_S)
     with open(out, newline="") as f:
         return proc.stdout, list(csv.DictReader(f))
 
@@ -43,8 +43,8 @@ def test_quick_legendre_bench_writes_csv(tmp_path):
 
 @pytest.mark.slow
 def test_quick_losses_bench_writes_csv(tmp_path):
+    from sfrik_experiments.bench import lejepa, losses
     from sfrik_plugin.baselines import baseline_losses
-    from sfrik_plugin.bench import lejepa, losses
 
     stdout, rows = run_suite(tmp_path / "losses.csv", "losses", "--quick")
     assert "SFRIK loss / its floor" in stdout
@@ -75,7 +75,7 @@ def test_quick_losses_bench_writes_csv(tmp_path):
 
 @pytest.mark.slow
 def test_quick_tiled_bench_writes_csv(tmp_path):
-    from sfrik_plugin.bench import tiled
+    from sfrik_experiments.bench import tiled
 
     stdout, rows = run_suite(tmp_path / "tiled.csv", "tiled", "--quick", "--loss", "--tiles", "64")
     assert "tiled fwd+bwd ran in" in stdout
@@ -91,7 +91,7 @@ def test_quick_tiled_bench_writes_csv(tmp_path):
 
 @pytest.mark.slow
 def test_quick_sharded_bench_writes_csv(tmp_path):
-    from sfrik_plugin.bench import sharded
+    from sfrik_experiments.bench import sharded
 
     _, rows = run_suite(tmp_path / "sharded.csv", "sharded", "--quick", "--device", "cpu", "--threads", "1")
     assert [r["variant"] for r in rows] == list(sharded.VARIANTS)
@@ -102,7 +102,7 @@ def test_quick_sharded_bench_writes_csv(tmp_path):
 
 @pytest.mark.slow
 def test_quick_precision_bench_writes_csv(tmp_path):
-    from sfrik_plugin.bench import precision
+    from sfrik_experiments.bench import precision
 
     _, rows = run_suite(tmp_path / "precision.csv", "precision", "--quick")
     assert len(rows) == len(precision.QUICK_DIMS) * len(precision.EMBEDDINGS) * len(precision.PRECISIONS)
@@ -119,8 +119,8 @@ STEP_TOY += ("--hidden", "64", "--steps", "3", "--warmup", "1")
 
 
 def test_step_bench_times_every_method_against_the_step_without_a_loss(tmp_path):
+    from sfrik_experiments.bench import step
     from sfrik_plugin.baselines import baseline_losses
-    from sfrik_plugin.bench import step
 
     stdout, rows = run_suite(tmp_path / "step.csv", "step", *STEP_TOY)
     assert "loss overhead, ms a step over 'none'" in stdout
@@ -144,7 +144,7 @@ def test_step_bench_times_every_method_against_the_step_without_a_loss(tmp_path)
 
 
 def test_bandwidth_bench_measures_every_op_beside_a_copy(tmp_path):
-    from sfrik_plugin.bench import bandwidth
+    from sfrik_experiments.bench import bandwidth
 
     n = 256
     stdout, rows = run_suite(tmp_path / "bw.csv", "bandwidth", "--device", "cpu", "--n", str(n), "--repeats", "2")

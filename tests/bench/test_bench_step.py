@@ -6,8 +6,8 @@ import argparse
 import pytest
 import torch
 
-from sfrik_plugin.bench import bandwidth, step, tiled
-from sfrik_plugin.bench.cli import main
+from sfrik_experiments.bench import bandwidth, step, tiled
+from sfrik_experiments.bench.cli import main
 from sfrik_plugin.tiled import DEFAULT_TILE_SIZE
 
 

@@ -15,8 +15,8 @@ from helpers.interrupts import start_paused
 from helpers.processes import run_python
 from helpers.solo import require_solo_learn, solo_learn_checkout
 
-import sfrik_plugin.compare.cli as cmp
-from sfrik_plugin.compare.cli import RunFailed, Step
+import sfrik_experiments.compare.cli as cmp
+from sfrik_experiments.compare.cli import RunFailed, Step
 
 CPU_METHODS = {
     "sfrik": "sfrik_cpu",
@@ -149,7 +149,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(checkout, tmp_path, capsys
     ]
     for argv, (label, stage, script, config) in zip(commands, expected):
         run_dir = out / label / stage
-        assert argv[:3] == [sys.executable, "-m", "sfrik_plugin.compare.probe"]
+        assert argv[:3] == [sys.executable, "-m", "sfrik_experiments.compare.probe"]
         assert argv[3:5] == ["--report", str(run_dir / "report.json")]
         assert argv[5:8] == [script, "--config-name", config]
         ours = [f"checkpoint.dir={out / label / 'checkpoints'}", f"++default_root_dir={run_dir}"]
@@ -295,7 +295,7 @@ def test_linear_probe_without_a_held_out_folder_is_refused_before_any_run(checko
         with pytest.raises(
             SystemExit,
             match=r"^sfrik-compare: the linear probe needs data.val_path, the held-out image folder its linear "
-            r"top-1 is measured on .*--linear-override data.val_path=<folder>.*sfrik_plugin.engine.image_folder",
+            r"top-1 is measured on .*--linear-override data.val_path=<folder>.*sfrik_experiments.engine.image_folder",
         ):
             compare(checkout, out, ["sfrik"], overrides=overrides)
         assert not out.exists() and capsys.readouterr().out == ""
@@ -332,7 +332,7 @@ FAKE_PROBE = """
 import json, sys
 from pathlib import Path
 
-# sfrik_plugin.compare.probe's command line: --report FILE SCRIPT ARGS...
+# sfrik_experiments.compare.probe's command line: --report FILE SCRIPT ARGS...
 report, script, args = Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
 config = args[args.index("--config-name") + 1]
 overrides = dict(a.split("=", 1) for a in args if "=" in a)
@@ -461,7 +461,7 @@ def test_probe_reports_epoch_times_without_validation_and_the_metrics(tmp_path):
     pytest.importorskip("lightning", reason="lightning is not installed (it comes with solo-learn)")
     val_sleep_s = 0.5
     (tmp_path / "script.py").write_text(PROBED_SCRIPT.replace("VAL_SLEEP_S", str(val_sleep_s)))
-    probe = ["-m", "sfrik_plugin.compare.probe", "--report", "r.json"]
+    probe = ["-m", "sfrik_experiments.compare.probe", "--report", "r.json"]
     proc = run_python(*probe, "script.py", "a=1", "--flag", cwd=tmp_path)
     assert "argv ['a=1', '--flag']" in proc.stdout
     report = json.loads((tmp_path / "r.json").read_text())
@@ -478,7 +478,7 @@ def test_a_probed_run_cut_short_writes_no_report_and_exits_with_the_signal(tmp_p
     pytest.importorskip("lightning", reason="lightning is not installed (it comes with solo-learn)")
     (tmp_path / "script.py").write_text(PROBED_SCRIPT.replace("VAL_SLEEP_S", "0"))
     child = start_paused(
-        "sfrik_plugin.compare.probe", "--report", "r.json", "script.py", workdir=tmp_path / "child", cwd=tmp_path
+        "sfrik_experiments.compare.probe", "--report", "r.json", "script.py", workdir=tmp_path / "child", cwd=tmp_path
     )
     assert child.interrupt(signal.SIGINT) == 130, child.output()
     assert "the run was interrupted by SIGINT" in child.output()
@@ -501,7 +501,7 @@ def test_compare_two_methods_on_the_cpu_protocol(tmp_path):
     overrides = [f"data.train_path={images}", "++limit_train_batches=1"]
     probe = ["--linear-override", f"data.val_path={held_out}"]
     args = ["--protocol", "cpu", "--methods", "sfrik", "vicreg", "--out", out, *probe, "--", *overrides]
-    proc = run_python("-m", "sfrik_plugin.compare", *args, cwd=tmp_path)  # finds $SOLO_LEARN_DIR
+    proc = run_python("-m", "sfrik_experiments.compare", *args, cwd=tmp_path)  # finds $SOLO_LEARN_DIR
     assert "[1/4] sfrik: pretrain (sfrik_cpu)" in proc.stdout and "[4/4] vicreg: linear (linear_cpu)" in proc.stdout
 
     with open(out / "compare.csv", newline="") as f:

@@ -12,8 +12,8 @@ from helpers.images import make_folder
 from helpers.interrupts import start_paused
 from helpers.processes import run_python
 
-from sfrik_plugin.demo import budget
-from sfrik_plugin.demo.cli import Setting
+from sfrik_experiments.demo import budget
+from sfrik_experiments.demo.cli import Setting
 
 
 def row(method, seed, linear, wall, status="ok"):
@@ -168,8 +168,8 @@ def test_the_predicted_demo_time_scales_each_method_by_its_study_cost():
 
 TINY_SWEEP = """
 import sys
-from sfrik_plugin.demo import budget
-from sfrik_plugin.demo.cli import Setting
+from sfrik_experiments.demo import budget
+from sfrik_experiments.demo.cli import Setting
 
 budget.SETTINGS["quick"] = Setting(
     arch="resnet10", width=4, epochs=2, train_size=0, probe_size=0, batch_size=16, proj_dim=32, knn_k=5

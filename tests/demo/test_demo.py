@@ -14,12 +14,12 @@ from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
 from helpers.records import DOCS, METHOD_LABELS, recorded
 
-from sfrik_plugin.demo import cli as demo
-from sfrik_plugin.engine import data as datasets
-from sfrik_plugin.engine.augment import BatchAugment
-from sfrik_plugin.engine.evaluate import knn_top1, linear_probe_top1
-from sfrik_plugin.engine.model import build_backbone
-from sfrik_plugin.utils.arguments import command_line
+from sfrik_experiments.demo import cli as demo
+from sfrik_experiments.engine import data as datasets
+from sfrik_experiments.engine.augment import BatchAugment
+from sfrik_experiments.engine.evaluate import knn_top1, linear_probe_top1
+from sfrik_experiments.engine.model import build_backbone
+from sfrik_experiments.utils.arguments import command_line
 
 TIMEOUT_S = 600
 
@@ -187,8 +187,8 @@ def test_devices_other_than_one_are_refused_at_start(capsys):
 
 
 def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
+    from sfrik_experiments.engine.objectives import METHODS, build_objective
     from sfrik_plugin import baselines
-    from sfrik_plugin.engine.objectives import METHODS, build_objective
 
     z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
     for name in METHODS:
@@ -208,7 +208,7 @@ def test_objectives_resolve_and_say_what_is_missing(monkeypatch):
 def test_training_stops_on_a_non_finite_loss(tmp_path):
     import lightning as L
 
-    from sfrik_plugin.engine.pretrain import SelfSupervised
+    from sfrik_experiments.engine.pretrain import SelfSupervised
     from sfrik_plugin.projector import build_projector
 
     backbone = build_backbone("resnet10", 2, 1)
@@ -257,7 +257,7 @@ def test_demo_end_to_end_on_an_image_folder(tmp_path):
         "random_inits": 2,
         "seed": 3,
     }
-    proc = run_python("-m", "sfrik_plugin.demo", *command_line(options), timeout=TIMEOUT_S)
+    proc = run_python("-m", "sfrik_experiments.demo", *command_line(options), timeout=TIMEOUT_S)
     assert "linear top-1 %" in proc.stdout
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -299,8 +299,8 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     # --quick runs the study's final protocol, each method at the setting the study chose on its
     # validation split, for the epochs and images the budget sweep chose on the validation split:
     # since the v3 sweep, the study's own 3 x 15,000.
-    from sfrik_plugin.engine.runs import format_setting
-    from sfrik_plugin.study.plan import PRESETS
+    from sfrik_experiments.engine.runs import format_setting
+    from sfrik_experiments.study.plan import PRESETS
 
     study = PRESETS["full"]
     args = demo.parse_args([])
@@ -347,7 +347,7 @@ def test_the_comparison_pages_per_seed_demo_table_is_the_studys_final_rows():
 
 
 def format_choice(method):
-    from sfrik_plugin.engine.runs import format_setting
+    from sfrik_experiments.engine.runs import format_setting
 
     return format_setting(demo.STUDY_CHOICES[method]) if method in demo.STUDY_CHOICES else "-"
 
@@ -368,7 +368,7 @@ def test_under_the_floor_rule_no_recorded_budget_candidate_keeps_the_promise():
     # margin) predates the floor rule. Read again under that rule (the floor: the mean of its 3
     # random-encoder inits), none of its candidates keeps the floor: within the budget, a new seed
     # falls under +5 with a 23-34 % chance. So that record's --quick setting did not keep its promise.
-    from sfrik_plugin.demo import budget
+    from sfrik_experiments.demo import budget
 
     runs = recorded("demo_budget_validation_runs.csv")
     assert {r["split"] for r in runs} == {"validation"} and {r["phase"] for r in runs} == {"budget"}
@@ -386,7 +386,7 @@ def test_under_the_floor_rule_no_recorded_budget_candidate_keeps_the_promise():
 def test_the_recorded_v3_sweep_follows_from_its_runs_and_chose_the_quick_setting():
     # docs/demo_budget_v3*: SFRIK's 5 seeds per candidate against the floor of 20 random-encoder
     # inits; the summary, its choice and the quick setting all follow from the recorded runs.
-    from sfrik_plugin.demo import budget
+    from sfrik_experiments.demo import budget
 
     runs = recorded("demo_budget_v3_runs.csv")
     assert {r["split"] for r in runs} == {"validation"} and {r["phase"] for r in runs} == {"budget"}
@@ -420,7 +420,7 @@ def test_the_recorded_v3_sweep_follows_from_its_runs_and_chose_the_quick_setting
 
 def test_a_baseline_library_that_does_not_import_stops_the_demo_and_the_study_at_start(monkeypatch, tmp_path):
     import sfrik_plugin.baselines as baselines
-    from sfrik_plugin.study import cli as study_cli
+    from sfrik_experiments.study import cli as study_cli
 
     monkeypatch.setitem(baselines._MODULES, "lightly", "no_such_module_for_this_test")
     with pytest.raises(RuntimeError, match="'lightly', which does not import here .*pip install lightly"):

@@ -5,8 +5,8 @@ import pytest
 
 pytest.importorskip("lightning", reason="the demo needs Lightning (the package's [demo] extra)")
 
-from sfrik_plugin.demo import cli as demo
-from sfrik_plugin.engine import data as datasets
+from sfrik_experiments.demo import cli as demo
+from sfrik_experiments.engine import data as datasets
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,12 @@ from helpers.images import folder_dataset, make_folder
 from helpers.interrupts import start_paused
 from helpers.processes import failure, run_python
 
-from sfrik_plugin.demo import cli as demo
-from sfrik_plugin.engine.augment import BatchAugment
-from sfrik_plugin.engine.model import build_backbone
-from sfrik_plugin.engine.pretrain import SelfSupervised, StepCost
+from sfrik_experiments.demo import cli as demo
+from sfrik_experiments.engine.augment import BatchAugment
+from sfrik_experiments.engine.model import build_backbone
+from sfrik_experiments.engine.pretrain import SelfSupervised, StepCost
+from sfrik_experiments.utils.arguments import command_line
 from sfrik_plugin.projector import build_projector
-from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 600
 TINY = {"epochs": 3, "train_size": 0, "probe_size": 0, "batch_size": 32, "width": 4, "proj_dim": 16, "knn_k": 5}
@@ -49,7 +49,7 @@ def demo_args(folder, out, **extra) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_demo_records_nothing_and_exits_with_the_signal(tmp_path, folder, sig):
     out = tmp_path / "out"
-    child = start_paused("sfrik_plugin.demo", *demo_args(folder, out), workdir=tmp_path / "child", at_step=2)
+    child = start_paused("sfrik_experiments.demo", *demo_args(folder, out), workdir=tmp_path / "child", at_step=2)
     status = child.interrupt(sig)
     log = child.output()
     assert status == 128 + sig, log
@@ -63,11 +63,11 @@ def test_the_demo_never_replaces_results_without_overwrite(tmp_path, folder):
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.csv").write_text("earlier results\n")
-    refused = run_python("-m", "sfrik_plugin.demo", *demo_args(folder, out), check=False, timeout=TIMEOUT_S)
+    refused = run_python("-m", "sfrik_experiments.demo", *demo_args(folder, out), check=False, timeout=TIMEOUT_S)
     assert refused.returncode != 0 and "already hold(s) results; pass --overwrite" in refused.stderr, failure(refused)
     assert "Epoch" not in refused.stderr  # refused before any training
     assert (out / "results.csv").read_text() == "earlier results\n"
-    run_python("-m", "sfrik_plugin.demo", *demo_args(folder, out, epochs=1), "--overwrite", timeout=TIMEOUT_S)
+    run_python("-m", "sfrik_experiments.demo", *demo_args(folder, out, epochs=1), "--overwrite", timeout=TIMEOUT_S)
     assert (out / "results.csv").read_text().startswith(",".join(demo.RESULT_FIELDS))
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
@@ -76,7 +76,9 @@ def test_the_demo_never_replaces_results_without_overwrite(tmp_path, folder):
 def test_an_unwritable_out_is_refused_at_start(tmp_path, folder):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    proc = run_python("-m", "sfrik_plugin.demo", *demo_args(folder, locked / "out"), check=False, timeout=TIMEOUT_S)
+    proc = run_python(
+        "-m", "sfrik_experiments.demo", *demo_args(folder, locked / "out"), check=False, timeout=TIMEOUT_S
+    )
     assert proc.returncode != 0 and "--out" in proc.stderr and "not a folder this process can write to" in proc.stderr
 
 
@@ -85,7 +87,9 @@ def test_an_out_that_is_a_file_is_refused_at_start(tmp_path, folder):
     # (root can write anywhere: a path under a file is unwritable for everyone)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    proc = run_python("-m", "sfrik_plugin.demo", *demo_args(folder, blocker / "out"), check=False, timeout=TIMEOUT_S)
+    proc = run_python(
+        "-m", "sfrik_experiments.demo", *demo_args(folder, blocker / "out"), check=False, timeout=TIMEOUT_S
+    )
     assert proc.returncode != 0, failure(proc)
     assert "--out" in proc.stderr and "not a folder this process can write to" in proc.stderr
     assert "Epoch" not in proc.stderr and "random encoder" not in proc.stdout  # before any work
@@ -151,9 +155,9 @@ def test_a_process_whose_run_diverges_at_the_profiled_step_exits_cleanly():
     code = """
         import math
         import lightning as L, torch
-        from sfrik_plugin.engine.augment import BatchAugment
-        from sfrik_plugin.engine.model import build_backbone
-        from sfrik_plugin.engine.pretrain import SelfSupervised, StepCost
+        from sfrik_experiments.engine.augment import BatchAugment
+        from sfrik_experiments.engine.model import build_backbone
+        from sfrik_experiments.engine.pretrain import SelfSupervised, StepCost
         from sfrik_plugin.projector import build_projector
         calls = []
         def nan_at_step_1(z1, z2):
@@ -181,7 +185,9 @@ def test_a_process_whose_run_diverges_at_the_profiled_step_exits_cleanly():
 @pytest.mark.fresh_interpreter
 def test_float16_autocast_is_refused_on_the_cpu_before_any_work(tmp_path, folder):
     for value in ("16-mixed", "16"):
-        proc = run_python("-m", "sfrik_plugin.demo", *demo_args(folder, tmp_path / value, precision=value), check=False)
+        proc = run_python(
+            "-m", "sfrik_experiments.demo", *demo_args(folder, tmp_path / value, precision=value), check=False
+        )
         assert proc.returncode != 0 and f"--precision {value}: float16 autocast runs on a GPU only" in proc.stderr
         assert "Epoch" not in proc.stderr
 

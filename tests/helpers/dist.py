@@ -15,10 +15,10 @@ import datetime
 import torch
 import torch.distributed as dist
 
+from sfrik_experiments.utils.processes import exit_without_teardown, free_port  # noqa: F401  (free_port: the test's)
 from sfrik_plugin.distributed import gather_rows
 from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms, sfrik_multicrop_loss_terms
 from sfrik_plugin.regulariser import mmd_uniform
-from sfrik_plugin.utils.processes import exit_without_teardown, free_port  # noqa: F401  (free_port: the test's)
 
 GLOBAL_BATCH, IN_FEATURES, OUT_FEATURES = 8, 6, 16
 

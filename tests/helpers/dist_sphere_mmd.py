@@ -12,8 +12,8 @@ import datetime
 import torch
 import torch.distributed as dist
 
+from sfrik_experiments.utils.processes import exit_without_teardown, free_port  # noqa: F401  (free_port: the test's)
 from sfrik_plugin import SphereMMD
-from sfrik_plugin.utils.processes import exit_without_teardown, free_port  # noqa: F401  (free_port: the test's)
 
 VIEWS, BATCH, IN_FEATURES, K = 4, 8, 5, 6
 

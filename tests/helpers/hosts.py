@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from sfrik_plugin.engine.data import DEBIAN_FASHION_MNIST
+from sfrik_experiments.engine.data import DEBIAN_FASHION_MNIST
 from sfrik_plugin.hosts.requirements import HostError
 
 from .processes import run_python
@@ -46,7 +46,7 @@ def fashion_mnist_folders(out: Path, train_per_class: int, val_per_class: int) -
     if not DEBIAN_FASHION_MNIST.is_dir():
         skip_or_fail(f"no Fashion-MNIST at {DEBIAN_FASHION_MNIST}: apt-get install dataset-fashion-mnist")
     run_python(
-        "-m", "sfrik_plugin.engine.image_folder", "--out", out, "--no-download", "--tuning-per-class", "0",
+        "-m", "sfrik_experiments.engine.image_folder", "--out", out, "--no-download", "--tuning-per-class", "0",
         "--train-per-class", train_per_class, "--val-per-class", val_per_class,
     )  # fmt: skip
     return out

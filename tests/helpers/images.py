@@ -51,9 +51,9 @@ def make_image_folder(
 
 def fashion_mnist_folders(root: Path, train_per_class: int = 4, val_per_class: int = 2) -> Path:
     """Real Fashion-MNIST images as class folders root/train and root/val (10 classes, 28x28
-    grey PNGs), written as the README tells users to (python -m sfrik_plugin.engine.image_folder):
+    grey PNGs), written as the README tells users to (python -m sfrik_experiments.engine.image_folder):
     from Debian's dataset-fashion-mnist files here, from torchvision's download elsewhere."""
-    from sfrik_plugin.engine.image_folder import main
+    from sfrik_experiments.engine.image_folder import main
 
     args = ["--out", str(root), "--train-per-class", str(train_per_class)]
     args += ["--tuning-per-class", "0", "--val-per-class", str(val_per_class)]

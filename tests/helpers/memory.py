@@ -9,7 +9,7 @@ def cpu_allocations(fn) -> list[int]:
     out), from the package's reading of the profiler's raw event tree."""
     from torch.profiler import ProfilerActivity, profile
 
-    from sfrik_plugin.utils.memory import cpu_allocation_events
+    from sfrik_experiments.utils.memory import cpu_allocation_events
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()

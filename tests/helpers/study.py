@@ -4,8 +4,8 @@ can be checked on)."""
 
 from collections.abc import Callable, Sequence
 
-from sfrik_plugin.engine.results import FIELDS
-from sfrik_plugin.study import plan
+from sfrik_experiments.engine.results import FIELDS
+from sfrik_experiments.study import plan
 
 
 def fake_row(spec, linear, status="ok", **fields) -> dict[str, str]:

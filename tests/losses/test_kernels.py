@@ -134,7 +134,7 @@ def test_the_kernels_stay_plain_named_tuples():
 
 
 def test_the_registry_is_what_the_demo_and_the_study_take_kernels_from():
-    from sfrik_plugin.engine.objectives import KERNEL_METHODS, build_objective
+    from sfrik_experiments.engine.objectives import KERNEL_METHODS, build_objective
     from sfrik_plugin.kernels import KERNELS, check_kernel
 
     assert KERNEL_METHODS == tuple(f"mmd_{name}" for name in KERNELS)

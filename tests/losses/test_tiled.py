@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from helpers.cuda import requires_extension
 from helpers.references import scipy_series
 
+from sfrik_experiments.utils.memory import profile_cpu_peak_bytes
 from sfrik_plugin.losses import sfrik_loss_terms, sfrik_multicrop_loss_terms
 from sfrik_plugin.reference import legendre_series_reference
 from sfrik_plugin.regulariser import mmd_uniform
 from sfrik_plugin.tiled import AUTO_TILED_ROWS, _gram_series_sum_python, use_tiled
-from sfrik_plugin.utils.memory import profile_cpu_peak_bytes
 
 pytestmark = requires_extension
 

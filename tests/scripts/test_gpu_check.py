@@ -37,11 +37,11 @@ COMMANDS = {
     "build": ("build-load", "programs/load_probe.py"),
     "cuda-tests": ("cuda-tests", "-m pytest"),
     "tests": ("tests", "-m pytest"),
-    "bandwidth": ("bandwidth", "-m sfrik_plugin.bench bandwidth"),
-    "losses": ("losses-bf16", "-m sfrik_plugin.bench losses"),
-    "step": ("step", "-m sfrik_plugin.bench step"),
-    "tiles": ("tiles", "-m sfrik_plugin.bench tiled --sweep-only"),
-    "demo": ("demo", "-m sfrik_plugin.demo"),
+    "bandwidth": ("bandwidth", "-m sfrik_experiments.bench bandwidth"),
+    "losses": ("losses-bf16", "-m sfrik_experiments.bench losses"),
+    "step": ("step", "-m sfrik_experiments.bench step"),
+    "tiles": ("tiles", "-m sfrik_experiments.bench tiled --sweep-only"),
+    "demo": ("demo", "-m sfrik_experiments.demo"),
 }
 
 pytestmark = pytest.mark.skipif(not SCRIPT.is_file(), reason="not run from a checkout")
@@ -288,9 +288,9 @@ def test_the_report_lists_every_stage_once(tmp_path):
 def test_the_gpu_runs_commands_are_ones_their_tools_accept(tmp_path, monkeypatch):
     """The GPU-only command lines (the dry run never starts them): each stage's commands recorded
     with a stand-in for run_logged, the benchmark suites' and the demo's parsed by their own parsers."""
-    from sfrik_plugin.bench.cli import build_parser
+    from sfrik_experiments.bench.cli import build_parser
 
-    demo_cli = pytest.importorskip("sfrik_plugin.demo.cli", reason="the demo needs Lightning")
+    demo_cli = pytest.importorskip("sfrik_experiments.demo.cli", reason="the demo needs Lightning")
     module = gpu_check_module()
     ctx = _context(module, tmp_path)
     ctx.info = {"capability": "9.0", "modules": {"pip": True, "setuptools": True, "lightly": True}}
@@ -311,7 +311,7 @@ def test_the_gpu_runs_commands_are_ones_their_tools_accept(tmp_path, monkeypatch
     assert env["FORCE_CUDA"] == "1" and env["TORCH_CUDA_ARCH_LIST"] == "9.0"
     for name in ("bandwidth", "losses-none", "step", "tiles"):
         cmd, _ = by_name[name]
-        assert cmd[1:3] == ["-m", "sfrik_plugin.bench"], cmd
+        assert cmd[1:3] == ["-m", "sfrik_experiments.bench"], cmd
         args = build_parser().parse_args(cmd[3:])
         assert args.device == "cuda" and args.csv, (name, args)
     step = build_parser().parse_args(by_name["step"][0][3:])
@@ -333,14 +333,14 @@ def test_the_gpu_runs_commands_are_ones_their_tools_accept(tmp_path, monkeypatch
     tiles = build_parser().parse_args(by_name["tiles"][0][3:])
     assert tiles.sweep_only and tiles.sweep_cell == [[16384, 4096], [32768, 1024]]
     demo = by_name["demo"][0]
-    assert demo[1:3] == ["-m", "sfrik_plugin.demo"]
+    assert demo[1:3] == ["-m", "sfrik_experiments.demo"]
     monkeypatch.setattr(demo_cli.torch.cuda, "is_available", lambda: True)  # as on the GPU machine
     options = demo_cli.parse_args(demo[3:])
     assert (options.epochs, options.accelerator) == (1, "gpu")
 
 
 def test_the_demo_stage_asks_only_for_baselines_the_machines_libraries_have(tmp_path):
-    demo_cli = pytest.importorskip("sfrik_plugin.demo.cli", reason="the demo needs Lightning")
+    demo_cli = pytest.importorskip("sfrik_experiments.demo.cli", reason="the demo needs Lightning")
     from sfrik_plugin.baselines import BASELINES_REGISTRY
 
     module = gpu_check_module()

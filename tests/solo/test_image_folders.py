@@ -17,7 +17,7 @@ from helpers.processes import run_python
 
 pytest.importorskip("torchvision", reason="the dataset loaders need torchvision")
 
-from sfrik_plugin.engine import image_folder
+from sfrik_experiments.engine import image_folder
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "solo-learn.md"
 CLASSES = [
@@ -75,7 +75,7 @@ def test_the_documented_lines_make_the_image_folders(tmp_path):
     commands = doc_commands()
     assert commands[0].startswith("sudo apt-get install dataset-fashion-mnist")  # Debian's files (not run here)
     (command,) = [c for c in commands if c.startswith("python ")]
-    assert command.startswith("python -m sfrik_plugin.engine.image_folder ")
+    assert command.startswith("python -m sfrik_experiments.engine.image_folder ")
     arrays = tiny_fashion_mnist(tmp_path / "data")
     home = tmp_path / "home"
     home.mkdir()
@@ -107,7 +107,7 @@ def test_the_documented_lines_make_the_image_folders(tmp_path):
 @pytest.mark.fresh_interpreter
 def test_the_command_refuses_what_it_cannot_do_before_writing(tmp_path):
     tiny_fashion_mnist(tmp_path / "data", train_per_class=12, test_per_class=3)
-    base = ["-m", "sfrik_plugin.engine.image_folder", "--data-dir", tmp_path / "data", "--no-download"]
+    base = ["-m", "sfrik_experiments.engine.image_folder", "--data-dir", tmp_path / "data", "--no-download"]
     out = tmp_path / "out"
 
     small = run_python(*base, "--out", out, "--train-per-class", "10", "--val-per-class", "3", check=False)

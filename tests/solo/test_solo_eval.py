@@ -27,6 +27,7 @@ from helpers.interrupts import start_paused
 from helpers.solo import SCRIPT_ENV, run_script, solo_learn_checkout
 from omegaconf import OmegaConf
 
+from sfrik_experiments.utils.arguments import command_line
 from sfrik_plugin.projector import build_projector
 from sfrik_plugin.solo import register_methods
 from sfrik_plugin.solo.checkpoints import (
@@ -40,7 +41,6 @@ from sfrik_plugin.solo.convert import convert
 from sfrik_plugin.solo.convert import main as convert_main
 from sfrik_plugin.solo.linear_eval import init_head
 from sfrik_plugin.solo.semisup import labelled_samples, read_split_file
-from sfrik_plugin.utils.arguments import command_line
 
 TIMEOUT_S = 600
 PROJ = (64, 32)  # hidden, output widths of the synthetic projector

@@ -12,7 +12,7 @@ from helpers.interrupts import start_paused
 from helpers.processes import failure, run_python
 from helpers.records import rows_of
 
-from sfrik_plugin.utils.arguments import command_line
+from sfrik_experiments.utils.arguments import command_line
 
 pytestmark = pytest.mark.fresh_interpreter  # every test here starts a process or compiles
 
@@ -37,7 +37,7 @@ def test_an_interrupted_run_is_not_recorded_and_the_resumed_study_runs_it(tmp_pa
     phases = ("--phases", "tune")
     # fit 2 is the second trained run; it pauses after its first of two steps
     child = start_paused(
-        "sfrik_plugin.study", *study_args(folder, out, *phases), workdir=tmp_path / "child", at_step=1, in_fit=2
+        "sfrik_experiments.study", *study_args(folder, out, *phases), workdir=tmp_path / "child", at_step=1, in_fit=2
     )
     status = child.interrupt(sig)
     log = child.output()
@@ -50,7 +50,7 @@ def test_an_interrupted_run_is_not_recorded_and_the_resumed_study_runs_it(tmp_pa
     if sig == signal.SIGTERM:
         return  # the resume is the same after either signal: once is enough (SIGINT)
     # the resumed study runs the interrupted run (and the rest), keeping the finished rows as they were
-    done = run_python("-m", "sfrik_plugin.study", *study_args(folder, out, *phases), timeout=TIMEOUT_S)
+    done = run_python("-m", "sfrik_experiments.study", *study_args(folder, out, *phases), timeout=TIMEOUT_S)
     assert f"{len(before)} already in" in done.stdout
     after = rows_of(out / "results.csv")
     assert after[: len(before)] == before
@@ -64,19 +64,25 @@ def test_an_interrupted_run_is_not_recorded_and_the_resumed_study_runs_it(tmp_pa
 def test_a_second_study_on_the_same_out_is_refused_naming_the_holder(tmp_path, folder):
     out = tmp_path / "out"
     child = start_paused(
-        "sfrik_plugin.study", *study_args(folder, out, "--phases", "tune"), workdir=tmp_path / "child", in_fit=1
+        "sfrik_experiments.study", *study_args(folder, out, "--phases", "tune"), workdir=tmp_path / "child", in_fit=1
     )
     try:
         child.wait_for_pause()
         before = rows_of(out / "results.csv")  # the holder's finished runs (a random encoder)
         second = run_python(
-            "-m", "sfrik_plugin.study", *study_args(folder, out, "--phases", "tune"), check=False, timeout=TIMEOUT_S
+            "-m",
+            "sfrik_experiments.study",
+            *study_args(folder, out, "--phases", "tune"),
+            check=False,
+            timeout=TIMEOUT_S,
         )
         assert second.returncode != 0, failure(second)
         assert f"is in use by pid {child.proc.pid}" in second.stderr and "use another --out" in second.stderr
         assert rows_of(out / "results.csv") == before  # the second process ran nothing
         # --report-only only reads the rows: it runs beside the holder
-        report = run_python("-m", "sfrik_plugin.study", *study_args(folder, out, "--report-only"), timeout=TIMEOUT_S)
+        report = run_python(
+            "-m", "sfrik_experiments.study", *study_args(folder, out, "--report-only"), timeout=TIMEOUT_S
+        )
         assert (out / "summary.md").exists() and "## Tuning" in report.stdout
     finally:
         child.proc.kill()
@@ -86,15 +92,15 @@ def test_a_second_study_on_the_same_out_is_refused_naming_the_holder(tmp_path, f
 @pytest.mark.slow
 def test_only_keeps_the_old_row_until_the_new_run_ends_and_runs_nothing_else(tmp_path, folder):
     out = tmp_path / "out"
-    run_python("-m", "sfrik_plugin.study", *study_args(folder, out, "--phases", "tune"), timeout=TIMEOUT_S)
+    run_python("-m", "sfrik_experiments.study", *study_args(folder, out, "--phases", "tune"), timeout=TIMEOUT_S)
     rows = rows_of(out / "results.csv")
     again = next(r["run_id"] for r in rows if r["method"] == "sfrik")
     child = start_paused(
-        "sfrik_plugin.study", *study_args(folder, out, "--only", again), workdir=tmp_path / "child", in_fit=1
+        "sfrik_experiments.study", *study_args(folder, out, "--only", again), workdir=tmp_path / "child", in_fit=1
     )
     assert child.interrupt(signal.SIGINT) == 130, child.output()
     assert rows_of(out / "results.csv") == rows  # the recorded row is still there, untouched
-    done = run_python("-m", "sfrik_plugin.study", *study_args(folder, out, "--only", again), timeout=TIMEOUT_S)
+    done = run_python("-m", "sfrik_experiments.study", *study_args(folder, out, "--only", again), timeout=TIMEOUT_S)
     assert "timing q=" not in done.stdout and not (out / "timing.csv").exists()  # no timing pass after --only
     rerun = rows_of(out / "results.csv")
     assert [r["run_id"] for r in rerun] == [r["run_id"] for r in rows]

@@ -21,16 +21,16 @@ from helpers.interrupts import start_paused
 from helpers.processes import run_python
 from helpers.records import recorded, rows_of
 
-from sfrik_plugin.engine import data as datasets
-from sfrik_plugin.engine.curve import LearningCurve, random_states_kept
-from sfrik_plugin.engine.experiment import evaluate, pretrain
-from sfrik_plugin.engine.quality import encoder_quality
-from sfrik_plugin.engine.results import ResultsFile
-from sfrik_plugin.engine.runner import Runner
-from sfrik_plugin.engine.runs import CURVE_MEASURES, RunSpec, check_curve_epochs, curve_fields, format_setting
-from sfrik_plugin.study import long_plan as long
-from sfrik_plugin.study import long_report
-from sfrik_plugin.utils.arguments import command_line
+from sfrik_experiments.engine import data as datasets
+from sfrik_experiments.engine.curve import LearningCurve, random_states_kept
+from sfrik_experiments.engine.experiment import evaluate, pretrain
+from sfrik_experiments.engine.quality import encoder_quality
+from sfrik_experiments.engine.results import ResultsFile
+from sfrik_experiments.engine.runner import Runner
+from sfrik_experiments.engine.runs import CURVE_MEASURES, RunSpec, check_curve_epochs, curve_fields, format_setting
+from sfrik_experiments.study import long_plan as long
+from sfrik_experiments.study import long_report
+from sfrik_experiments.utils.arguments import command_line
 
 TIMEOUT_S = 900
 MEASURES = ("linear_top1", "knn_top1", "rankme", "alignment", "uniformity", "mmd_l3")
@@ -56,7 +56,7 @@ def toy_preset(epochs: int = 3, curve: tuple[int, ...] = (1, 3)) -> long.LongPre
 
 def measure_of(data: datasets.ImageData, preset: long.LongPreset):
     """What the study measures of an encoder (linear, kNN, label-free), on the toy data."""
-    from sfrik_plugin.engine.augment import BatchAugment
+    from sfrik_experiments.engine.augment import BatchAugment
 
     mean, std = data.channel_stats
 
@@ -281,7 +281,7 @@ def test_the_short_budget_references_are_the_v2_records():
     recomputed here with scipy from the record's rows."""
     from scipy import stats as sp
 
-    from sfrik_plugin.demo.cli import STUDY_CHOICES
+    from sfrik_experiments.demo.cli import STUDY_CHOICES
 
     rows = [r for r in recorded("study_fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
     values = {}
@@ -370,11 +370,11 @@ def test_holds_means_the_same_order_and_the_same_verdicts():
 # -- the command ---------------------------------------------------------------------------------------
 def long_args(folder, out, *extra) -> list[str]:
     options = {"preset": "long-smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
-    return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
+    return ["-m", "sfrik_experiments.study", *command_line(options), *extra]
 
 
 def test_the_long_presets_refuse_the_other_phases_and_only(tmp_path, capsys):
-    from sfrik_plugin.study import cli
+    from sfrik_experiments.study import cli
 
     with pytest.raises(SystemExit, match="has the phases tune, final, not timing"):
         cli.main(["--preset", "long", "--out", str(tmp_path / "a"), "--phases", "tune", "timing"])
@@ -421,7 +421,10 @@ def test_a_long_run_interrupted_after_a_curve_point_is_not_recorded(tmp_path, fo
     # fit 1 is the first trained run (the random encoders come first and train nothing); it
     # pauses at the first step of its second epoch, after the curve's first point
     child = start_paused(
-        "sfrik_plugin.study", *long_args(folder, out, "--phases", "tune")[2:], workdir=tmp_path / "child", at_epoch=1
+        "sfrik_experiments.study",
+        *long_args(folder, out, "--phases", "tune")[2:],
+        workdir=tmp_path / "child",
+        at_epoch=1,
     )
     assert child.interrupt(signal.SIGINT) == 130, child.output()
     log = child.output()

@@ -10,9 +10,9 @@ from helpers.records import DOCS
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
-from sfrik_plugin.engine.results import ResultsFile
-from sfrik_plugin.study import report
-from sfrik_plugin.study.plan import PRESETS
+from sfrik_experiments.engine.results import ResultsFile
+from sfrik_experiments.study import report
+from sfrik_experiments.study.plan import PRESETS
 
 RECORD = DOCS / "study_fashion_mnist"
 

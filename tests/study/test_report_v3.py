@@ -17,7 +17,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 from helpers.records import DOCS
 from helpers.study import fake_row, run_plan
 
-from sfrik_plugin.study import plan, report, stats
+from sfrik_experiments.study import plan, report, stats
 
 V3 = plan.PRESETS["v3"]
 MEANS = {"sfrik": 83.0, "auh": 82.5, "vicreg": 82.0, "barlow_twins": 81.0, "simclr": 83.2, "sigreg": 81.5}

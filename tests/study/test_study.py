@@ -21,10 +21,10 @@ from helpers.processes import run_python
 from helpers.records import rows_of
 from helpers.study import fake_row, run_plan
 
-from sfrik_plugin.engine import quality
-from sfrik_plugin.engine.results import ResultsFile
-from sfrik_plugin.study import plan, stats
-from sfrik_plugin.utils.arguments import command_line
+from sfrik_experiments.engine import quality
+from sfrik_experiments.engine.results import ResultsFile
+from sfrik_experiments.study import plan, stats
+from sfrik_experiments.utils.arguments import command_line
 
 TIMEOUT_S = 900
 
@@ -147,7 +147,7 @@ def test_a_diverged_run_ranks_last_ties_go_to_the_first_and_incomplete_tuning_ch
 
 
 def test_the_accelerator_is_checked_before_any_work(capsys, monkeypatch):
-    from sfrik_plugin.study import cli
+    from sfrik_experiments.study import cli
 
     with pytest.raises(SystemExit):
         cli.parse_args(["--out", "x", "--accelerator", "tpu"])
@@ -192,8 +192,8 @@ def test_label_free_measures_match_direct_formulas():
 @pytest.mark.fresh_interpreter
 def test_tuning_runs_without_the_test_split(tmp_path):
     """The runner of a tuning run is given no test split at all: it cannot read it."""
-    from sfrik_plugin.engine import data as datasets
-    from sfrik_plugin.engine.runner import Runner
+    from sfrik_experiments.engine import data as datasets
+    from sfrik_experiments.engine.runner import Runner
 
     g = torch.Generator().manual_seed(0)
     data = datasets.ImageData(
@@ -215,7 +215,7 @@ def test_tuning_runs_without_the_test_split(tmp_path):
 def test_the_runner_trains_in_one_process():
     # devices other than 1 would make Lightning start a process per device, each pretraining on
     # its own batch with the lr and loss of one process: refused before any data are read
-    from sfrik_plugin.engine.runner import Runner
+    from sfrik_experiments.engine.runner import Runner
 
     for devices in ("2", 2, "0,1", "auto"):
         with pytest.raises(ValueError, match=r"devices must be 1 \(the engine trains in one process"):
@@ -223,9 +223,9 @@ def test_the_runner_trains_in_one_process():
 
 
 def study_args(folder, out, *extra) -> list[str]:
-    """`-m sfrik_plugin.study` on the smoke preset and a tiny image folder."""
+    """`-m sfrik_experiments.study` on the smoke preset and a tiny image folder."""
     options = {"preset": "smoke", **folder_dataset(folder), "out": out, "library": "lightly"}
-    return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
+    return ["-m", "sfrik_experiments.study", *command_line(options), *extra]
 
 
 @pytest.mark.slow
@@ -281,7 +281,7 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
 
 
 def test_the_report_reads_the_comparisons_in_plain_words():
-    from sfrik_plugin.study import report
+    from sfrik_experiments.study import report
 
     ahead = stats.paired_difference([80.0, 80.1, 79.9, 80.2, 80.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     tie = stats.paired_difference([81.0, 82.5, 80.9, 83.1, 82.0], [82.0, 82.2, 81.9, 82.1, 82.0])

@@ -21,9 +21,9 @@ from helpers.processes import run_python
 from helpers.records import DOCS
 from helpers.study import fake_row, run_plan
 
-from sfrik_plugin.engine.results import ResultsFile
-from sfrik_plugin.study import plan
-from sfrik_plugin.utils.arguments import command_line
+from sfrik_experiments.engine.results import ResultsFile
+from sfrik_experiments.study import plan
+from sfrik_experiments.utils.arguments import command_line
 
 V2, V3 = plan.PRESETS["full"], plan.PRESETS["v3"]
 
@@ -342,7 +342,7 @@ def test_the_v2_record_under_v3_if_no_choice_changes_needs_136_more_runs():
 
 def study_args(folder, out, *extra) -> list[str]:
     options = {"preset": "smoke-v3", **folder_dataset(folder), "out": out, "library": "lightly"}
-    return ["-m", "sfrik_plugin.study", *command_line(options), *extra]
+    return ["-m", "sfrik_experiments.study", *command_line(options), *extra]
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 
-from sfrik_plugin.study import report
-from sfrik_plugin.study.plan import PRESETS
-from sfrik_plugin.study.timing import run_timing
+from sfrik_experiments.study import report
+from sfrik_experiments.study.plan import PRESETS
+from sfrik_experiments.study.timing import run_timing
 
 
 def timing_row(method, q, step, network, loss, share):

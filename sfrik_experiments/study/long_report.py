@@ -1,0 +1,488 @@
+"""summary.md and the plots of the long-budget study (study/long.py, study/long_plan.py), from its results rows. Every
+part reads whatever rows there are: a method whose tuning has not ended, or a seed not yet run, is
+shown as such, so the report of the first finished runs is already useful."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sfrik_experiments.engine.runs import format_setting
+from sfrik_plugin.utils.files import atomic_write
+
+from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, count, tuning
+from .report import Comparison, comparison_table, plain_reading
+from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
+
+Rows = Sequence[Mapping[str, str]]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def _number(cell: str | None) -> float | None:
+    try:
+        value = float(cell) if cell else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def point_value(row: Mapping[str, str], epoch: int, measure: str) -> float | None:
+    """A curve point's measure (ep<E>_<measure>) as a number; None where it is empty."""
+    return _number(row.get(f"ep{epoch}_{measure}"))
+
+
+def final_rows(preset: LongPreset, rows: Rows, tuned: Tuned, method: str) -> dict[int, Mapping[str, str]]:
+    """seed -> the finished (ok) final row of a method at its chosen setting (the random encoder: its
+    rows)."""
+    if method == "random":
+        setting = ""
+    else:
+        best = chosen(tuned).get(method)
+        if best is None:
+            return {}
+        setting = format_setting(best)
+    return {
+        int(r["seed"]): r
+        for r in rows
+        if r["phase"] == "final" and r["method"] == method and r["setting"] == setting and r["status"] == "ok"
+    }
+
+
+def curve_values(
+    preset: LongPreset, rows: Rows, tuned: Tuned, method: str, epoch: int, measure: str
+) -> dict[int, float]:
+    """seed -> a method's final-run value of `measure` after `epoch`."""
+    out = {}
+    for seed, row in final_rows(preset, rows, tuned, method).items():
+        value = point_value(row, epoch, measure)
+        if value is not None:
+            out[seed] = value
+    return out
+
+
+def comparisons_at(preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int, measure: str) -> list[Comparison]:
+    """Each baseline against SFRIK after `epoch` over their common seeds (baseline - SFRIK), the
+    two-sided paired t p value, Holm's adjustment over the baselines that have a final run, and the
+    smallest difference detectable with 80 % power at Holm's strictest level: study.report's
+    comparison, on one point of the curves."""
+    sfrik = curve_values(preset, rows, tuned, "sfrik", epoch, measure)
+    if not sfrik:
+        return []
+    tests = []
+    for method in preset.methods:
+        if method == "sfrik":
+            continue
+        other = curve_values(preset, rows, tuned, method, epoch, measure)
+        seeds = sorted(set(other) & set(sfrik))
+        if not seeds:
+            continue
+        diff = paired_difference([other[s] for s in seeds], [sfrik[s] for s in seeds])
+        tests.append((method, diff, paired_t_p_value(diff)))
+    level = 0.05 / max(1, len(tests))
+    return [
+        Comparison(method, diff, p, p_holm, detectable_difference(diff.std, diff.n, level))
+        for (method, diff, p), p_holm in zip(tests, holm([p for _, _, p in tests]))
+    ]
+
+
+def ranking(
+    preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int, measure: str = "linear_top1"
+) -> list[tuple[str, Summary]]:
+    """[(method, summary over seeds)] of the methods with a final run, best mean first."""
+    items = []
+    for method in preset.methods:
+        s = summarise(list(curve_values(preset, rows, tuned, method, epoch, measure).values()))
+        if s.n:
+            items.append((method, s))
+    return sorted(items, key=lambda item: -item[1].mean)
+
+
+def kendall_tau(order_a: Sequence[str], order_b: Sequence[str]) -> float:
+    """Kendall's tau between two orders of the same items (nan below two items)."""
+    common = [m for m in order_a if m in order_b]
+    if len(common) < 2:
+        return math.nan
+    position = {m: i for i, m in enumerate(order_b)}
+    concordant = discordant = 0
+    for i in range(len(common)):
+        for j in range(i + 1, len(common)):
+            if position[common[i]] < position[common[j]]:
+                concordant += 1
+            else:
+                discordant += 1
+    return (concordant - discordant) / (concordant + discordant)
+
+
+def steps_at(preset: LongPreset, rows: Rows, epoch: int, split: str = "test") -> int | None:
+    """The optimiser steps of the finished runs of a split at `epoch` (one value: every run of a
+    split has the same steps per epoch)."""
+    steps = {point_value(r, epoch, "step") for r in rows if r["split"] == split and r["method"] != "random"}
+    steps.discard(None)
+    return int(steps.pop()) if len(steps) == 1 else None  # type: ignore[arg-type]
+
+
+def write(out: Path, preset: LongPreset, rows: Rows) -> str:
+    """Writes summary.md and the plots (curves.png, tuning_curves.png) into out; returns the text."""
+    tuned = tuning(preset, rows)
+    text = summary(preset, rows, tuned)
+    with atomic_write(out / "summary.md") as f:
+        f.write(text)
+    try:
+        plots(out, preset, rows, tuned)
+    except ImportError:
+        pass  # matplotlib missing: the tables are still written
+    return text
+
+
+def summary(preset: LongPreset, rows: Rows, tuned: Tuned | None = None) -> str:
+    tuned = tuning(preset, rows) if tuned is None else tuned
+    at_least, at_most = count(preset)
+    t = preset.train
+    parts = [
+        f"# sfrik-study, long budget ({preset.name})",
+        "",
+        f"Protocol: {preset.protocol()}.",
+        "",
+        f"{len(rows)} runs done of {at_least} to {at_most} (a learning-rate ladder that grows adds runs). "
+        f"Every run trains {t.epochs} epochs and measures its frozen encoder on its own split after epochs "
+        f"{', '.join(map(str, preset.curve_epochs))} (linear probe, kNN, the label-free measures); the last "
+        "point is the trained encoder.",
+    ]
+    parts += ["", *tuning_section(preset, rows, tuned)]
+    parts += ["", *curves_section(preset, rows, tuned)]
+    parts += ["", *verdict_section(preset, rows, tuned)]
+    parts += ["", *provenance_section(preset, rows)]
+    return "\n".join(parts) + "\n"
+
+
+def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
+    last = preset.curve_epochs[-1]
+    lines = [
+        f"## Tuning at the long budget (validation split, seed {preset.tune_seed}, which no final run uses)",
+        "",
+        "The same rule for every method: the learning rate on a factor-"
+        f"{preset.lr_factor:g} ladder centred on the method's short-budget (v2) choice, starting with the "
+        f"rungs {preset.lr_span[0]:+d} to {preset.lr_span[1]:+d}; while the best validation linear top-1 after "
+        f"epoch {last} sits at an edge, the ladder gains the next rung beyond it, up to {preset.lr_max_rungs} "
+        "rungs (the cap). The other hyper-parameters keep their v2 choice. The test split is not read.",
+        "",
+    ]
+    by_id = {r["run_id"]: r for r in rows}
+    table, detail = [], []
+    for method, (_, state) in tuned.items():
+        lrs = sorted({float(s.params["lr"]) for s in state.runs})  # type: ignore[arg-type]
+        done = sum(s.run_id in by_id for s in state.runs)
+        best_row = by_id.get(state.best_run.run_id) if state.best_run is not None else None
+        if state.best is None:
+            verdict = f"running ({done}/{len(state.runs)})" if done else "not started"
+        elif state.at_cap:
+            verdict = "**at an edge at the cap**"
+        else:
+            verdict = "interior"
+        table.append(
+            [
+                method,
+                format_setting(preset.start[method]),
+                ", ".join(f"{v:g}" for v in lrs),
+                f"lr={float(state.best['lr']):g}" if state.best else "…",  # type: ignore[arg-type]
+                best_row["linear_top1"] if best_row else "…",
+                verdict,
+            ]
+        )
+        for spec in state.runs:
+            row = by_id.get(spec.run_id)
+            cells: list[object]
+            if row is None:
+                cells = ["…"] * (len(preset.curve_epochs) + 1)
+            else:
+                cells = [_cell(point_value(row, e, "linear_top1")) for e in preset.curve_epochs]
+                cells.append(_cell(_number(row["knn_top1"])) if row["status"] == "ok" else row["status"].split(":")[0])
+            mark = "**chosen**" if spec == state.best_run else ""
+            detail.append([method, f"{float(spec.params['lr']):g}", *cells, mark])  # type: ignore[arg-type]
+    random_row = next((r for r in rows if r["phase"] == "tune" and r["method"] == "random"), None)
+    lines.append(
+        _table(["method", "v2 choice", "lr grid", "choice", f"val linear % (epoch {last})", "in the grid"], table)
+    )
+    if random_row is not None:
+        lines += [
+            "",
+            f"Random encoder (seed {random_row['seed']}): validation linear top-1 {random_row['linear_top1']} %.",
+        ]
+    lines += ["", *early_ranking(preset, rows, tuned)]
+    header = ["method", "lr", *(f"val linear % ep {e}" for e in preset.curve_epochs), f"val kNN % ep {last}", ""]
+    lines += ["", "<details><summary>Every tuning run (its validation curve)</summary>", ""]
+    lines += [_table(header, detail), "", "</details>"]
+    return lines
+
+
+def early_ranking(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
+    """The first reading the study gives: each method's tuning run at its short-budget learning
+    rate (the first runs of the study), ranked by validation linear top-1 at each point (one seed)."""
+    by_id = {r["run_id"]: r for r in rows}
+    at_v2: dict[str, Mapping[str, str]] = {}
+    for method, (search, state) in tuned.items():
+        centre = search.axes[0].ladder.centre
+        spec = next((s for s in state.runs if float(s.params["lr"]) == centre), None)  # type: ignore[arg-type]
+        if spec is not None and spec.run_id in by_id and by_id[spec.run_id]["status"] == "ok":
+            at_v2[method] = by_id[spec.run_id]
+    if not at_v2:
+        return []
+    table = []
+    for e in preset.curve_epochs:
+        values = {m: v for m, r in at_v2.items() if (v := point_value(r, e, "linear_top1")) is not None}
+        order = sorted(values, key=lambda m: -values[m])
+        table.append([e, " > ".join(f"{m} ({values[m]:.2f})" for m in order)])
+    return [
+        f"Each method at its short-budget learning rate ({len(at_v2)} of {len(preset.methods)} methods so far; "
+        f"validation, one seed), ranked by linear top-1 at each point:",
+        "",
+        _table(["epoch", "order"], table),
+    ]
+
+
+def _cell(value: float | None) -> str:
+    return "…" if value is None else f"{value:.2f}"
+
+
+def curves_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
+    seeds = list(preset.final_seeds)
+    lines = [
+        f"## Learning curves (test split, seeds {seeds}, each method at its long-budget choice)",
+        "",
+        "Mean ± sample std [95 % Student-t interval] over the seeds finished so far; the step is the "
+        "optimiser step at the end of the epoch. The random encoder is the untrained network of the same "
+        "seeds (every method starts from it).",
+        "",
+    ]
+    methods = ["random", *preset.methods]
+    for measure, label in (("linear_top1", "Linear top-1 %"), ("knn_top1", "kNN top-1 %")):
+        header = ["method", "setting"]
+        for e in preset.curve_epochs:
+            step = steps_at(preset, rows, e)
+            header.append(f"epoch {e}" + (f" (step {step})" if step is not None else ""))
+        table = []
+        for method in methods:
+            if method != "random" and method not in chosen(tuned):
+                continue
+            cells = [
+                summarise(list(curve_values(preset, rows, tuned, method, e, measure).values())).text()
+                for e in preset.curve_epochs
+            ]
+            setting = "-" if method == "random" else format_setting(chosen(tuned)[method])
+            table.append(["random encoder" if method == "random" else method, setting, *cells])
+        lines += [f"{label}:", "", _table(header, table), ""]
+    lines += ["Ranking by mean test linear top-1 at each point (ties not separated; see the paired tests):", ""]
+    order_rows = []
+    for e in preset.curve_epochs:
+        ranked = ranking(preset, rows, tuned, e)
+        order_rows.append([e, " > ".join(f"{m} ({s.mean:.2f})" for m, s in ranked) or "…"])
+    lines += [_table(["epoch", "order"], order_rows), ""]
+    for e in preset.curve_epochs:
+        for measure, label in (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1")):
+            items = comparisons_at(preset, rows, tuned, e, measure)
+            if not items:
+                continue
+            lines += [
+                f"After epoch {e}, {label}: baseline − SFRIK over the same seeds (negative: SFRIK ahead); p: "
+                f"two-sided paired t test; Holm p over the {len(items)} baselines; detectable Δ at 80 % power.",
+                "",
+                comparison_table(items),
+                "",
+                plain_reading(items, f"{label} after epoch {e}"),
+                "",
+            ]
+    return lines
+
+
+def _verdicts(items: Sequence[Comparison]) -> dict[str, str]:
+    return {c.method: c.verdict for c in items}
+
+
+def holds_sentence(preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int | None = None) -> str:
+    """Whether the short-budget (v2) ranking holds at a point of the curves (default: the last), in
+    one plain sentence: the order by mean linear top-1 against v2's (Kendall's tau over the methods
+    both have), and SFRIK's paired verdicts after Holm's correction against v2's. "Holds" means the
+    same order and the same verdicts; "holds in its verdicts" the same verdicts in another order."""
+    epoch = preset.curve_epochs[-1] if epoch is None else epoch
+    ranked = ranking(preset, rows, tuned, epoch)
+    if not ranked:
+        return f"Not known yet: no final run has measured epoch {epoch}."
+    seeds = max(s.n for _, s in ranked)
+    order = [m for m, _ in ranked]
+    v2_order = sorted(V2_LINEAR_TOP1, key=lambda m: -V2_LINEAR_TOP1[m])
+    v2_common = [m for m in v2_order if m in order]
+    tau = kendall_tau(order, v2_common)
+    verdicts = _verdicts(comparisons_at(preset, rows, tuned, epoch, "linear_top1"))
+    changed = [
+        f"{m} ({V2_VERDICTS[m]} at the short budget, {v} here)"
+        for m, v in verdicts.items()
+        if m in V2_VERDICTS and v not in ("-", V2_VERDICTS[m])
+    ]
+    partial = len(order) < len(preset.methods) or seeds < len(preset.final_seeds)
+    scope = (
+        f"on partial results ({len(order)} of {len(preset.methods)} methods, at most {seeds} of "
+        f"{len(preset.final_seeds)} seeds)"
+        if partial
+        else f"over {len(order)} methods and {seeds} seeds"
+    )
+    same_order = order == v2_common
+    tested = [m for m, v in verdicts.items() if v != "-"]
+    if not tested:
+        judgement = "The paired verdicts cannot be read yet (fewer than two common seeds)."
+        holds = "holds in its order" if same_order else "does not hold in its order"
+    elif changed:
+        judgement = "SFRIK's paired verdicts change: " + "; ".join(changed) + "."
+        holds = "does not hold"
+    else:
+        judgement = f"SFRIK's paired verdicts after Holm's correction are the short budget's for {', '.join(tested)}."
+        holds = "holds" if same_order else "holds in its verdicts but not in its order"
+    tau_text = "-" if math.isnan(tau) else f"{tau:.2f}"
+    return (
+        f"After epoch {epoch}, {scope}, the short-budget ranking {holds}: the order by mean test linear top-1 "
+        f"is {' > '.join(order)}, against {' > '.join(v2_common)} at the short budget (Kendall's tau "
+        f"{tau_text}). {judgement}"
+    )
+
+
+def verdict_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
+    lines = [
+        "## Does the short-budget ranking hold?",
+        "",
+        "The short budget is the v2 study's (3 epochs of 15,000 images, 5 seeds at q = 1024: "
+        + " > ".join(f"{m} {v:.2f}" for m, v in sorted(V2_LINEAR_TOP1.items(), key=lambda kv: -kv[1]))
+        + "; SFRIK ahead of "
+        + ", ".join(m for m, v in V2_VERDICTS.items() if v == "SFRIK ahead")
+        + " after Holm's correction, no significant difference from the others).",
+        "",
+    ]
+    lines.append(holds_sentence(preset, rows, tuned))
+    for e in preset.curve_epochs[:-1]:
+        lines += ["", holds_sentence(preset, rows, tuned, e)]
+    return lines
+
+
+LAST_POINT_MEASURES = ("linear_top1", "knn_top1", "rankme", "alignment", "uniformity", "mmd_l3")
+
+
+def last_point_mismatches(preset: LongPreset, rows: Rows) -> list[str]:
+    """The run ids of the finished trained runs whose curve's last point differs from the
+    measurement of the trained encoder after training (the two are the same measurement of the
+    same weights: a difference would be a fault of the curve)."""
+    last = preset.curve_epochs[-1]
+    return [
+        r["run_id"]
+        for r in rows
+        if r["status"] == "ok"
+        and r["method"] != "random"
+        and any(_number(r[m]) != point_value(r, last, m) for m in LAST_POINT_MEASURES)
+    ]
+
+
+def provenance_section(preset: LongPreset, rows: Rows) -> list[str]:
+    if not rows:
+        return []
+    hours = sum(float(r["wall_s"]) for r in rows) / 3600
+    trained = [r for r in rows if r["status"] == "ok" and r["method"] != "random"]
+    wrong = last_point_mismatches(preset, rows)
+    check = (
+        f"In {len(trained) - len(wrong)} of the {len(trained)} finished trained runs the curve's last point "
+        "equals the measurement after training" + (f"; it differs in {', '.join(wrong)}" if wrong else "") + "."
+    )
+    return [
+        "## Provenance",
+        "",
+        check,
+        "",
+        f"Wall time of the runs: {hours:.2f} h. Baselines from {', '.join(sorted({r['library'] for r in rows}))}. "
+        f"Versions: {'; '.join(sorted({r['versions'] for r in rows}))}. "
+        f"Commit(s): {', '.join(sorted({r['commit'] for r in rows}))}.",
+    ]
+
+
+def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned) -> None:
+    """curves.png: test linear and kNN top-1 against steps (mean over seeds, the band the seeds'
+    min to max, each seed's point), and linear top-1 against training minutes (the mean, and each
+    seed's point: the equal-wall-time reading, on a machine whose load varies); tuning_curves.png:
+    every tuning run's validation linear top-1 against steps, one panel per method."""
+    from sfrik_experiments.utils.output import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    panels = (("linear_top1", "step", axes[0]), ("knn_top1", "step", axes[1]), ("linear_top1", "train_s", axes[2]))
+    for measure, x_name, ax in panels:
+        for i, method in enumerate(preset.methods):
+            colour = f"C{i}"
+            runs = final_rows(preset, rows, tuned, method)
+            xs, means, lows, highs = [], [], [], []
+            for e in preset.curve_epochs:
+                points = [
+                    (point_value(r, e, x_name), point_value(r, e, measure))
+                    for r in runs.values()
+                    if point_value(r, e, measure) is not None and point_value(r, e, x_name) is not None
+                ]
+                if not points:
+                    continue
+                x = [p[0] / (60 if x_name == "train_s" else 1) for p in points]  # type: ignore[operator]
+                y = [p[1] for p in points]
+                ax.scatter(x, y, s=8, color=colour, alpha=0.5)
+                xs.append(sum(x) / len(x))
+                means.append(sum(y) / len(y))  # type: ignore[arg-type]
+                lows.append(min(y))  # type: ignore[type-var]
+                highs.append(max(y))  # type: ignore[type-var]
+            if xs:
+                ax.plot(xs, means, marker="o", color=colour, label=method)
+                if x_name == "step":  # every seed has the same steps; its training minutes vary
+                    ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
+        floor = [
+            v for r in final_rows(preset, rows, tuned, "random").values() if (v := _number(r[measure])) is not None
+        ]
+        if floor:
+            ax.axhline(sum(floor) / len(floor), ls="--", lw=1, color="gray", label="random encoder")
+        ax.set_xlabel("optimiser steps" if x_name == "step" else "training minutes (this machine, load varies)")
+        ax.set_ylabel(f"test {'linear' if measure == 'linear_top1' else 'kNN'} top-1 (%)")
+        ax.grid(alpha=0.3)
+    if axes[0].lines:
+        axes[2].legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(
+        f"{preset.dataset}: learning curves at q = {preset.q} (mean over seeds; band: min to max; dots: seeds)"
+    )
+    save_figure(fig, out / "curves.png")
+
+    methods = list(preset.methods)
+    cols = min(4, max(1, len(methods)))
+    nrows = math.ceil(len(methods) / cols)
+    fig, grid = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
+    by_id = {r["run_id"]: r for r in rows}
+    for k, method in enumerate(methods):
+        ax = grid[k // cols][k % cols]
+        search, state = tuned[method]
+        for spec in state.runs:
+            row = by_id.get(spec.run_id)
+            if row is None:
+                continue
+            pts = [(point_value(row, e, "step"), point_value(row, e, "linear_top1")) for e in preset.curve_epochs]
+            pts = [p for p in pts if p[0] is not None and p[1] is not None]
+            if pts:
+                best = spec == state.best_run
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    marker="o",
+                    lw=2.5 if best else 1,
+                    label=f"lr {float(spec.params['lr']):g}" + (" (chosen)" if best else ""),  # type: ignore[arg-type]
+                )
+        ax.set_title(method)
+        ax.set_xlabel("optimiser steps")
+        ax.set_ylabel("val linear top-1 (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    for k in range(len(methods), nrows * cols):
+        grid[k // cols][k % cols].axis("off")
+    fig.suptitle(f"{preset.dataset}: tuning runs at the long budget (validation, seed {preset.tune_seed})")
+    save_figure(fig, out / "tuning_curves.png")

@@ -1,5 +1,0 @@
-"""Benchmarks of sfrik_plugin: `python -m sfrik_plugin.bench SUITE [options]`.
-
-Suites: legendre (the Legendre-series operators against eager and torch.compile baselines).
-Shared timing and peak-memory helpers live in bench.common.
-"""
