@@ -8,9 +8,12 @@ u = z / ||z|| row-wise; R, U and R_k are the regularisers of sfrik_plugin.regula
 invariance (mse) uses the local batch; the regularisers the global batch when torch.distributed
 runs with more than one process (gather_distributed, default True).
 
-Each loss's options are defined once, by its module (SFRIKLoss, AUHLoss, KernelMMDLoss), which
-checks them at construction; the functions *_terms and *_func take the same keyword arguments and
-build the module.
+Each loss is one class and one function: the class (SFRIKLoss, AUHLoss, KernelMMDLoss, as lightly
+writes losses) defines and checks its options at construction, and its `terms` method gives the
+loss with its unweighted terms (SFRIKLoss.multicrop_terms the multi-crop one); the function
+(sfrik_loss_func, auh_loss_func, kernel_mmd_loss_func, as solo-learn writes them) takes the same
+keyword arguments and returns the loss. The earlier *_terms and multi-crop functions still work
+for one release, with a DeprecationWarning naming the method that replaces them.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .validation import (
     check_multicrop_views,
     check_same_views,
     check_weight,
+    deprecated_function,
     renamed_kwargs,
 )
 
@@ -50,15 +54,11 @@ if TYPE_CHECKING:
 __all__ = [
     "LossTerms",
     "SFRIKLoss",
-    "sfrik_loss_terms",
     "sfrik_loss_func",
-    "sfrik_multicrop_loss_terms",
-    "sfrik_multicrop_loss_func",
     "AUHLoss",
-    "auh_loss_terms",
     "auh_loss_func",
     "KernelMMDLoss",
-    "kernel_mmd_loss_terms",
+    "kernel_mmd_loss_func",
 ]
 
 _RENAMED = dict(tile_size="mmd_tile_size", shard="shard_mmd")  # old keyword -> new, for one release
@@ -244,66 +244,45 @@ class SFRIKLoss(_TwoViewLoss):
 
 
 @renamed_kwargs(**_RENAMED)
-def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> LossTerms:
-    """SFRIK loss of two views z1, z2 (n, q), not yet normalised, and its unweighted terms.
+def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> torch.Tensor:
+    """SFRIK loss (a 0-dim tensor) of two views z1, z2 (n, q), not yet normalised.
 
     Args:
         z1, z2: The two views' embeddings, same shape, dtype and device.
         **options: The options of SFRIKLoss (sim_loss_weight, mmd_loss_weight, kernel_weights,
             gather_distributed, mmd_impl, mmd_tile_size, shard_mmd, gram_precision).
 
-    Returns:
-        LossTerms(loss, invariance, regulariser).
-
     Raises:
         TypeError, ValueError: a view or an option of the wrong type or value.
 
     Example:
-        >>> terms = sfrik_loss_terms(torch.randn(64, 128), torch.randn(64, 128), sim_loss_weight=4000.0)
-    """
-    return SFRIKLoss(**options).terms(z1, z2)
-
-
-@renamed_kwargs(**_RENAMED)
-def sfrik_loss_func(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> torch.Tensor:
-    """SFRIK loss (a 0-dim tensor) of two views; arguments as sfrik_loss_terms.
-
-    Example:
-        >>> loss = sfrik_loss_func(torch.randn(64, 128), torch.randn(64, 128))
+        >>> loss = sfrik_loss_func(torch.randn(64, 128), torch.randn(64, 128), sim_loss_weight=4000.0)
     """
     return SFRIKLoss(**options).terms(z1, z2).loss
 
 
+@deprecated_function("SFRIKLoss(**options).terms(z1, z2)")
+@renamed_kwargs(**_RENAMED)
+def sfrik_loss_terms(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> LossTerms:
+    """Deprecated: SFRIKLoss(**options).terms(z1, z2)."""
+    return SFRIKLoss(**options).terms(z1, z2)
+
+
+@deprecated_function("SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small)")
 @renamed_kwargs(**_RENAMED)
 def sfrik_multicrop_loss_terms(
     views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False, **options: Any
 ) -> LossTerms:
-    """SwAV-style multi-crop SFRIK loss and its terms (see SFRIKLoss.multicrop_terms).
-
-    Args:
-        views: At least 2 embeddings (n, q) of the same images, alike in shape, dtype and device.
-        num_large_crops: How many of the first views come from large crops, 1 <= it <= len(views).
-        reg_small: Also regularise the small crops' embeddings.
-        **options: The options of SFRIKLoss.
-
-    Returns:
-        LossTerms(loss, invariance, regulariser).
-
-    Raises:
-        TypeError, ValueError: a view, num_large_crops or an option of the wrong type or value.
-
-    Example:
-        >>> views = [torch.randn(32, 64) for _ in range(4)]
-        >>> terms = sfrik_multicrop_loss_terms(views, num_large_crops=2)
-    """
+    """Deprecated: SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small)."""
     return SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small)
 
 
+@deprecated_function("SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small).loss")
 @renamed_kwargs(**_RENAMED)
 def sfrik_multicrop_loss_func(
     views: Sequence[torch.Tensor], num_large_crops: int, *, reg_small: bool = False, **options: Any
 ) -> torch.Tensor:
-    """Multi-crop SFRIK loss (a 0-dim tensor); arguments as sfrik_multicrop_loss_terms."""
+    """Deprecated: SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small).loss."""
     return SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small).loss
 
 
@@ -357,18 +336,19 @@ class AUHLoss(_TwoViewLoss):
         )
 
 
-def auh_loss_terms(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> LossTerms:
-    """AUH loss of two views and its unweighted terms; options: those of AUHLoss.
+def auh_loss_func(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> torch.Tensor:
+    """AUH loss (a 0-dim tensor) of two views; options: those of AUHLoss.
 
     Example:
-        >>> terms = auh_loss_terms(torch.randn(64, 128), torch.randn(64, 128), t=2.5)
+        >>> loss = auh_loss_func(torch.randn(64, 128), torch.randn(64, 128), t=2.5)
     """
-    return AUHLoss(**options).terms(z1, z2)
-
-
-def auh_loss_func(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> torch.Tensor:
-    """AUH loss (a 0-dim tensor); arguments as auh_loss_terms."""
     return AUHLoss(**options).terms(z1, z2).loss
+
+
+@deprecated_function("AUHLoss(**options).terms(z1, z2)")
+def auh_loss_terms(z1: torch.Tensor, z2: torch.Tensor, **options: Any) -> LossTerms:
+    """Deprecated: AUHLoss(**options).terms(z1, z2)."""
+    return AUHLoss(**options).terms(z1, z2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,13 +402,19 @@ class KernelMMDLoss(_TwoViewLoss):
         )
 
 
-def kernel_mmd_loss_terms(z1: torch.Tensor, z2: torch.Tensor, kernel: Kernel, **options: Any) -> LossTerms:
-    """The kernel-MMD loss of two views and its terms; options: those of KernelMMDLoss.
+def kernel_mmd_loss_func(z1: torch.Tensor, z2: torch.Tensor, kernel: Kernel, **options: Any) -> torch.Tensor:
+    """The kernel-MMD loss (a 0-dim tensor) of two views; options: those of KernelMMDLoss.
 
     Example:
         >>> from sfrik_plugin.kernels import GaussianKernel
-        >>> terms = kernel_mmd_loss_terms(torch.randn(64, 128), torch.randn(64, 128), GaussianKernel())
+        >>> loss = kernel_mmd_loss_func(torch.randn(64, 128), torch.randn(64, 128), GaussianKernel())
     """
+    return KernelMMDLoss(kernel, **options).terms(z1, z2).loss
+
+
+@deprecated_function("KernelMMDLoss(kernel, **options).terms(z1, z2)")
+def kernel_mmd_loss_terms(z1: torch.Tensor, z2: torch.Tensor, kernel: Kernel, **options: Any) -> LossTerms:
+    """Deprecated: KernelMMDLoss(kernel, **options).terms(z1, z2)."""
     return KernelMMDLoss(kernel, **options).terms(z1, z2)
 
 

@@ -213,6 +213,26 @@ def check_gram_precision(gram_precision: object) -> str:
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
 
+def deprecated_function(replacement: str) -> Callable[[_Fn], _Fn]:
+    """Decorator: calling the function warns (DeprecationWarning) that it will be removed in the
+    next release and names its replacement; it still computes what it did."""
+
+    def decorate(fn: _Fn) -> _Fn:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            warnings.warn(
+                f"{fn.__module__}.{fn.__qualname__} is deprecated and will be removed in the next release; "
+                f"use {replacement}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 def renamed_kwargs(**renames: str) -> Callable[[_Fn], _Fn]:
     """Decorator: the keyword arguments named by the keys (old names) are passed on under the
     values (new names), with a DeprecationWarning; both at once is a TypeError."""

@@ -68,9 +68,9 @@ def test_the_public_names_tables_are_each_modules_all():
 
 
 def test_every_module_with_all_in_the_library_has_a_table():
-    """A module that declares __all__ is public and documented (the harness packages excepted:
-    their commands are documented by their --help and README)."""
-    harness = ("bench", "study", "engine", "demo", "compare", "utils")
+    """A module of the library that declares __all__ is public and documented (its neutral helpers
+    excepted; the experiments, sfrik_experiments, are documented by their commands' --help and README)."""
+    harness = ("utils",)
     declared = set()
     for path in (ROOT / "sfrik_plugin").rglob("*.py"):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")

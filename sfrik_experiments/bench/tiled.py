@@ -14,7 +14,7 @@ of the tiled path within WITHIN_TARGET of dense at WITHIN_BATCHES; the symmetric
 SYMMETRY_TARGET faster than dense at SYMMETRY_CELL; the LARGE_N x LARGE_Q cell, whose dense n x n
 matrix does not fit, runs tiled. The large cell runs only the tiled variant when the dense one's
 predicted memory does not fit; the skip is printed. --loss adds the two-view SFRIK loss
-(sfrik_loss_terms) dense against tiled, the evidence behind mmd_impl="auto".
+(SFRIKLoss) dense against tiled, the evidence behind mmd_impl="auto".
 
 The tile sweep: --tiles T.. times the tiled regulariser (forward, forward + backward, memory) at each
 tile size, at the symmetry cell or at every --sweep-cell N Q, and names the best tile: the lowest sum
@@ -33,7 +33,7 @@ import torch
 
 from sfrik_experiments.utils import machine, output
 from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.losses import sfrik_loss_terms
+from sfrik_plugin.losses import SFRIKLoss
 from sfrik_plugin.regulariser import mmd_uniform
 from sfrik_plugin.sphere_autograd import to_sphere
 from sfrik_plugin.tiled import DEFAULT_TILE_SIZE, default_tile_size, gram_series_sum
@@ -196,7 +196,7 @@ def loss_cell(n: int, q: int, args, device, dtype, tile: int) -> list[dict]:
     leaf.requires_grad_()
 
     def loss(impl: str) -> common.Step:
-        return lambda z: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, mmd_tile_size=tile, gather_distributed=False).loss
+        return lambda z: SFRIKLoss(mmd_impl=impl, mmd_tile_size=tile, gather_distributed=False)(z[0], z[1])
 
     steps = {impl: loss(impl) for impl in ("dense", "tiled")}
     results = measure(steps, leaf, args.repeats or 3)

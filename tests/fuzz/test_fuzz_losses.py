@@ -150,21 +150,19 @@ def test_losses_match_float64_oracle(zs, kernel_weights, sim, reg, loss, t, impl
             return
         if loss == "auh" and n < 2:
             with pytest.raises(ValueError, match="AUH needs at least 2 embeddings"):
-                sfrik_plugin.auh_loss_terms(z1, z2, t=t)
+                sfrik_plugin.AUHLoss(t=t).terms(z1, z2)
             return
         if loss == "sfrik":
-            terms = sfrik_plugin.sfrik_loss_terms(
-                z1,
-                z2,
+            terms = sfrik_plugin.SFRIKLoss(
                 sim_loss_weight=sim,
                 mmd_loss_weight=reg,
                 kernel_weights=kernel_weights,
                 mmd_impl=impl,
                 mmd_tile_size=tile,
-            )
+            ).terms(z1, z2)
             regs = [bounds.mmd(u, kernel_weights) for u in (u1, u2)]
         else:
-            terms = sfrik_plugin.auh_loss_terms(z1, z2, sim_loss_weight=sim, unif_loss_weight=reg, t=t)
+            terms = sfrik_plugin.AUHLoss(sim_loss_weight=sim, unif_loss_weight=reg, t=t).terms(z1, z2)
             regs = [bounds.uniformity(u, t) for u in (u1, u2)]
     inv, tol_inv = bounds.invariance(u1, u2)
     r = (regs[0][0] + regs[1][0]) / 2
@@ -193,19 +191,12 @@ def test_multicrop_loss_matches_float64_oracle(zs, kernel_weights, num_views, nu
     views = zs[:num_views]
     if num_large > num_views:
         with pytest.raises(ValueError, match="num_large_crops must be between 1 and len"):
-            sfrik_plugin.sfrik_multicrop_loss_terms(views, num_large)
+            sfrik_plugin.SFRIKLoss().multicrop_terms(views, num_large)
         return
     with watchdog():
-        terms = sfrik_plugin.sfrik_multicrop_loss_terms(
-            views,
-            num_large,
-            reg_small=reg_small,
-            sim_loss_weight=10.0,
-            mmd_loss_weight=2.0,
-            kernel_weights=kernel_weights,
-            mmd_impl=impl,
-            mmd_tile_size=tile,
-        )
+        terms = sfrik_plugin.SFRIKLoss(
+            sim_loss_weight=10.0, mmd_loss_weight=2.0, kernel_weights=kernel_weights, mmd_impl=impl, mmd_tile_size=tile
+        ).multicrop_terms(views, num_large, reg_small)
     bounds = LossBounds(views[0].shape[1], views[0].dtype)
     units = [np_sphere(z.double().numpy()) for z in views]
     pairs = [[bounds.invariance(units[v], units[w]) for w in range(num_views) if w != v] for v in range(num_large)]
@@ -268,11 +259,9 @@ def test_loss_gradients_match_plain_autograd(zs, kernel_weights, loss, t, w, imp
     a, b = (x.detach().clone().requires_grad_() for x in (z1, z2))
     with watchdog():
         if loss == "sfrik":
-            terms = sfrik_plugin.sfrik_loss_terms(
-                a, b, kernel_weights=kernel_weights, mmd_impl=impl, mmd_tile_size=tile
-            )
+            terms = sfrik_plugin.SFRIKLoss(kernel_weights=kernel_weights, mmd_impl=impl, mmd_tile_size=tile).terms(a, b)
         else:
-            terms = sfrik_plugin.auh_loss_terms(a, b, t=t)
+            terms = sfrik_plugin.AUHLoss(t=t).terms(a, b)
         got = torch.autograd.grad(w[0] * terms.invariance + w[1] * terms.regulariser, (a, b))
     c, d = (x.detach().clone().requires_grad_() for x in (z1, z2))
     inv, reg = plain_terms(c, d, loss, kernel_weights, t)
@@ -330,7 +319,7 @@ def test_loss_bad_arguments_raise_clear_errors(data):
             args[p] = data.draw(st.sampled_from(BAD_WEIGHTS + [0.0, -2.5])) if p in bad else 2.5
         else:
             args[p] = data.draw(st.sampled_from(BAD_WEIGHTS)) if p in bad else 1.0
-    fn = {"sfrik": sfrik_plugin.sfrik_loss_terms, "auh": sfrik_plugin.auh_loss_terms, "mmd": sfrik_plugin.mmd_uniform}[
+    fn = {"sfrik": sfrik_plugin.sfrik_loss_func, "auh": sfrik_plugin.auh_loss_func, "mmd": sfrik_plugin.mmd_uniform}[
         loss
     ]
     positional = [args.pop(p) for p in params if p in ("z", "z1", "z2")]

@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from sfrik_experiments.utils.processes import exit_without_teardown, free_port  # noqa: F401  (free_port: the test's)
 from sfrik_plugin.distributed import gather_rows
-from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms, sfrik_multicrop_loss_terms
+from sfrik_plugin.losses import AUHLoss, SFRIKLoss
 from sfrik_plugin.regulariser import mmd_uniform
 
 GLOBAL_BATCH, IN_FEATURES, OUT_FEATURES = 8, 6, 16
@@ -47,17 +47,17 @@ VARIANTS = {
 CASES = {
     "sfrik": (
         2,
-        lambda zs, gather, **kw: sfrik_loss_terms(
-            zs[0], zs[1], kernel_weights=(1.0, 40.0, 40.0), gather_distributed=gather, **kw
+        lambda zs, gather, **kw: SFRIKLoss(kernel_weights=(1.0, 40.0, 40.0), gather_distributed=gather, **kw).terms(
+            zs[0], zs[1]
         ),
         VARIANTS,
     ),
-    "auh": (2, lambda zs, gather, **kw: auh_loss_terms(zs[0], zs[1], gather_distributed=gather), {"gathered": {}}),
+    "auh": (2, lambda zs, gather, **kw: AUHLoss(gather_distributed=gather).terms(zs[0], zs[1]), {"gathered": {}}),
     "multicrop": (
         4,
-        lambda zs, gather, **kw: sfrik_multicrop_loss_terms(
-            zs, 2, reg_small=True, kernel_weights=(1.0, 5.0, 2.0, 1.0), gather_distributed=gather, **kw
-        ),
+        lambda zs, gather, **kw: SFRIKLoss(
+            kernel_weights=(1.0, 5.0, 2.0, 1.0), gather_distributed=gather, **kw
+        ).multicrop_terms(zs, 2, True),
         VARIANTS,
     ),
 }

@@ -37,8 +37,8 @@ T = torch.linspace(-1, 1, 7, dtype=torch.float64)
             "shard",
         ),
         (
-            lambda: sfrik_plugin.sfrik_loss_terms(Z1, Z2, mmd_impl="tiled", tile_size=7).loss,
-            lambda: sfrik_plugin.sfrik_loss_terms(Z1, Z2, mmd_impl="tiled", mmd_tile_size=7).loss,
+            lambda: sfrik_plugin.sfrik_loss_func(Z1, Z2, mmd_impl="tiled", tile_size=7),
+            lambda: sfrik_plugin.sfrik_loss_func(Z1, Z2, mmd_impl="tiled", mmd_tile_size=7),
             "tile_size",
         ),
         (
@@ -47,8 +47,8 @@ T = torch.linspace(-1, 1, 7, dtype=torch.float64)
             "shard",
         ),
         (
-            lambda: sfrik_plugin.sfrik_multicrop_loss_func([Z1, Z2, Z1], 2, mmd_impl="tiled", tile_size=4),
-            lambda: sfrik_plugin.sfrik_multicrop_loss_func([Z1, Z2, Z1], 2, mmd_impl="tiled", mmd_tile_size=4),
+            lambda: sfrik_plugin.SFRIKLoss(mmd_impl="tiled", tile_size=4).multicrop_terms([Z1, Z2, Z1], 2).loss,
+            lambda: sfrik_plugin.SFRIKLoss(mmd_impl="tiled", mmd_tile_size=4).multicrop_terms([Z1, Z2, Z1], 2).loss,
             "tile_size",
         ),
         (
@@ -89,10 +89,64 @@ def test_errors_name_the_argument_the_caller_passed(passed):
     for call in (
         lambda: sfrik_plugin.mmd_uniform(Z1, [1.0], **{passed: bad}),
         lambda: sfrik_plugin.SFRIKLoss(**{passed: bad}),
-        lambda: sfrik_plugin.sfrik_loss_terms(Z1, Z2, **{passed: bad}),
+        lambda: sfrik_plugin.sfrik_loss_func(Z1, Z2, **{passed: bad}),
     ):
         with pytest.raises((TypeError, ValueError), match=rf"^{passed} must"):
             call()
+
+
+KERNEL = sfrik_plugin.GaussianKernel()
+
+
+@pytest.mark.parametrize(
+    "old_call, new_call, replacement",
+    [
+        (
+            lambda: sfrik_plugin.sfrik_loss_terms(Z1, Z2, kernel_weights=[1.0, 4.0]),
+            lambda: sfrik_plugin.SFRIKLoss(kernel_weights=[1.0, 4.0]).terms(Z1, Z2),
+            "SFRIKLoss(**options).terms(z1, z2)",
+        ),
+        (
+            lambda: sfrik_plugin.sfrik_multicrop_loss_terms([Z1, Z2, Z1], 2, reg_small=True),
+            lambda: sfrik_plugin.SFRIKLoss().multicrop_terms([Z1, Z2, Z1], 2, True),
+            "SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small)",
+        ),
+        (
+            lambda: sfrik_plugin.sfrik_multicrop_loss_func([Z1, Z2, Z1], 1),
+            lambda: sfrik_plugin.SFRIKLoss().multicrop_terms([Z1, Z2, Z1], 1).loss,
+            "SFRIKLoss(**options).multicrop_terms(views, num_large_crops, reg_small).loss",
+        ),
+        (
+            lambda: sfrik_plugin.auh_loss_terms(Z1, Z2, t=1.5),
+            lambda: sfrik_plugin.AUHLoss(t=1.5).terms(Z1, Z2),
+            "AUHLoss(**options).terms(z1, z2)",
+        ),
+        (
+            lambda: sfrik_plugin.kernel_mmd_loss_terms(Z1, Z2, KERNEL, mmd_loss_weight=2.0),
+            lambda: sfrik_plugin.KernelMMDLoss(KERNEL, mmd_loss_weight=2.0).terms(Z1, Z2),
+            "KernelMMDLoss(kernel, **options).terms(z1, z2)",
+        ),
+    ],
+)
+def test_deprecated_loss_functions_warn_and_give_the_same_result(old_call, new_call, replacement):
+    # each loss is one class (its terms a method) and one function; the other spellings last a release
+    with pytest.warns(DeprecationWarning, match="is deprecated and will be removed in the next release") as record:
+        got = old_call()
+    assert [w.filename for w in record] == [__file__]  # points at the caller's line
+    assert str(record[0].message).endswith(f"use {replacement}")
+    torch.testing.assert_close(tuple(got) if isinstance(got, tuple) else got, new_call(), rtol=0, atol=0)
+
+
+def test_each_loss_is_one_class_and_one_function():
+    assert [n for n in losses.__all__ if n.endswith(("_terms", "_func"))] == [
+        "sfrik_loss_func",
+        "auh_loss_func",
+        "kernel_mmd_loss_func",
+    ]
+    assert not {"sfrik_loss_terms", "auh_loss_terms", "kernel_mmd_loss_terms"} & set(sfrik_plugin.__all__)
+    torch.testing.assert_close(
+        sfrik_plugin.kernel_mmd_loss_func(Z1, Z2, KERNEL), sfrik_plugin.KernelMMDLoss(KERNEL)(Z1, Z2), rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize("name, home", [("mmd_uniform", "regulariser"), ("gather_rows", "distributed")])

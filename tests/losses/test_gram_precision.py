@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from helpers.cuda import requires_extension
 
-from sfrik_plugin.losses import SFRIKLoss, sfrik_loss_terms
+from sfrik_plugin.losses import SFRIKLoss
 from sfrik_plugin.precision import GRAM_PRECISIONS, round_rows, round_to_tf32
 from sfrik_plugin.reference import legendre_series_reference
 from sfrik_plugin.regulariser import mmd_uniform
@@ -121,10 +121,10 @@ def test_fp16_backward_gemm_keeps_the_gradient_normal():
 
 def test_losses_take_the_option_and_float32_is_the_default(device):
     z1, z2 = (torch.randn(64, 48, generator=torch.Generator().manual_seed(s)).to(device) for s in (3, 4))
-    default = sfrik_loss_terms(z1, z2, gather_distributed=False)
-    same = sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="float32")
+    default = SFRIKLoss(gather_distributed=False).terms(z1, z2)
+    same = SFRIKLoss(gather_distributed=False, gram_precision="float32").terms(z1, z2)
     assert torch.equal(default.loss, same.loss)
-    low = sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="bf16")
+    low = SFRIKLoss(gather_distributed=False, gram_precision="bf16").terms(z1, z2)
     # Only the regulariser's Gram changes: both paths compute the invariance from the same double row
     # sums (sphere_autograd), rounded once to float32; one ulp of slack for the two code paths' sums.
     torch.testing.assert_close(low.invariance, default.invariance, rtol=torch.finfo(torch.float32).eps, atol=0)
@@ -133,7 +133,7 @@ def test_losses_take_the_option_and_float32_is_the_default(device):
     module = SFRIKLoss(gather_distributed=False, gram_precision="fp16")
     assert "gram_precision='fp16'" in repr(module)
     torch.testing.assert_close(
-        module(z1, z2), sfrik_loss_terms(z1, z2, gather_distributed=False, gram_precision="fp16").loss
+        module(z1, z2), SFRIKLoss(gather_distributed=False, gram_precision="fp16").terms(z1, z2).loss
     )
 
 
@@ -153,4 +153,4 @@ def test_bad_precision_names_the_argument(bad):
     with pytest.raises(ValueError, match="gram_precision must be one of"):
         SFRIKLoss(gram_precision=bad)
     with pytest.raises(ValueError, match="gram_precision must be one of"):
-        sfrik_loss_terms(z, z, gram_precision=bad)
+        SFRIKLoss(gram_precision=bad).terms(z, z)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sfrik_plugin import DistanceKernel, GaussianKernel, KernelMMDLoss, kernel_mmd_loss_terms, kernel_mmd_uniform
+from sfrik_plugin import DistanceKernel, GaussianKernel, KernelMMDLoss, kernel_mmd_uniform
 from sfrik_plugin.kernels import KERNELS as REGISTRY
 from sfrik_plugin.kernels import parse_kernel
 
@@ -78,7 +78,7 @@ def test_loss_terms_are_the_formula(device):
     z = torch.randn(2, 32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     z1, z2 = z.to(device).unbind(0)
     kernel = GaussianKernel(1.5)
-    terms = kernel_mmd_loss_terms(z1, z2, kernel, sim_loss_weight=10.0, mmd_loss_weight=3.0)
+    terms = KernelMMDLoss(kernel, sim_loss_weight=10.0, mmd_loss_weight=3.0).terms(z1, z2)
     u1, u2 = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
     invariance = torch.nn.functional.mse_loss(u1, u2)
     regulariser = (kernel_mmd_uniform(z1, kernel) + kernel_mmd_uniform(z2, kernel)) / 2

@@ -27,11 +27,7 @@ from sfrik_plugin.losses import (
     LossTerms,
     SFRIKLoss,
     auh_loss_func,
-    auh_loss_terms,
     sfrik_loss_func,
-    sfrik_loss_terms,
-    sfrik_multicrop_loss_func,
-    sfrik_multicrop_loss_terms,
 )
 from sfrik_plugin.reference import official_psi
 from sfrik_plugin.regulariser import mmd_uniform
@@ -150,7 +146,7 @@ def test_sfrik_matches_official_formula_and_gradient_float64(device, kernel):
 
 def test_sfrik_terms_module_and_function_agree(device):
     z1, z2 = randn(12, 32, seed=5, device=device), randn(12, 32, seed=6, device=device)
-    terms = sfrik_loss_terms(z1, z2, sim_loss_weight=10.0, mmd_loss_weight=3.0, kernel_weights=(1.0, 2.0))
+    terms = SFRIKLoss(sim_loss_weight=10.0, mmd_loss_weight=3.0, kernel_weights=(1.0, 2.0)).terms(z1, z2)
     assert isinstance(terms, LossTerms)
     torch.testing.assert_close(terms.loss, 10.0 * terms.invariance + 3.0 * terms.regulariser)
     torch.testing.assert_close(terms.invariance, F.mse_loss(F.normalize(z1), F.normalize(z2)))
@@ -244,7 +240,7 @@ def test_auh_is_stable_where_the_mean_of_exponentials_underflows(device):
 
 def test_auh_terms_module_and_function_agree(device):
     z1, z2 = randn(12, 32, seed=64, device=device), randn(12, 32, seed=65, device=device)
-    terms = auh_loss_terms(z1, z2, sim_loss_weight=7.0, unif_loss_weight=2.0, t=1.0)
+    terms = AUHLoss(sim_loss_weight=7.0, unif_loss_weight=2.0, t=1.0).terms(z1, z2)
     torch.testing.assert_close(terms.loss, 7.0 * terms.invariance + 2.0 * terms.regulariser)
     assert torch.equal(auh_loss_func(z1, z2, sim_loss_weight=7.0, unif_loss_weight=2.0, t=1.0), terms.loss)
     assert torch.equal(AUHLoss(sim_loss_weight=7.0, unif_loss_weight=2.0, t=1.0)(z1, z2), terms.loss)
@@ -263,14 +259,14 @@ def test_multicrop_matches_official_swav_formula(device, num_large, reg_small):
         (base + 0.4 * randn(16, 128, seed=71 + i, dtype=torch.float64, device=device)).requires_grad_()
         for i in range(6)
     ]
-    loss = sfrik_multicrop_loss_func(views, num_large, reg_small=reg_small, kernel_weights=b)
+    loss = SFRIKLoss(kernel_weights=b).multicrop_terms(views, num_large, reg_small).loss
     expected = official_swav_multicrop(views, num_large, reg_small, b)
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     for g, e in zip(torch.autograd.grad(loss, views), torch.autograd.grad(expected, views)):
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
     f32 = [v.detach().float() for v in views]
     torch.testing.assert_close(
-        sfrik_multicrop_loss_func(f32, num_large, reg_small=reg_small, kernel_weights=b),
+        SFRIKLoss(kernel_weights=b).multicrop_terms(f32, num_large, reg_small).loss,
         official_swav_multicrop(f32, num_large, reg_small, b),
         rtol=2e-6 * SLACK[device],
         atol=1e-6 * SLACK[device],
@@ -279,8 +275,8 @@ def test_multicrop_matches_official_swav_formula(device, num_large, reg_small):
 
 def test_multicrop_with_two_large_views_is_the_two_view_loss(device):
     z1, z2 = randn(12, 32, seed=80, device=device), randn(12, 32, seed=81, device=device)
-    two_view = sfrik_loss_terms(z1, z2)
-    multicrop = sfrik_multicrop_loss_terms([z1, z2], 2)
+    two_view = SFRIKLoss().terms(z1, z2)
+    multicrop = SFRIKLoss().multicrop_terms([z1, z2], 2)
     for a, e in zip(multicrop, two_view):
         torch.testing.assert_close(a, e, rtol=1e-6, atol=0.0)
 
@@ -294,7 +290,7 @@ def test_bfloat16_autocast_computes_in_float32(device, name):
     losses = {
         "sfrik": lambda zs: sfrik_loss_func(zs[0], zs[1]),
         "auh": lambda zs: auh_loss_func(zs[0], zs[1]),
-        "multicrop": lambda zs: sfrik_multicrop_loss_func(zs, 1, reg_small=True),
+        "multicrop": lambda zs: SFRIKLoss().multicrop_terms(zs, 1, True).loss,
         "mmd": lambda zs: mmd_uniform(zs[0], (1.0, 40.0, 40.0)),
     }
     layer = torch.nn.Linear(32, 256).to(device)
@@ -342,13 +338,13 @@ BAD_CALLS = [
     (lambda: auh_loss_func(Z, Z, unif_loss_weight=-1.0), ValueError, "unif_loss_weight"),
     (lambda: auh_loss_func(Z[:1], Z[:1]), ValueError, "at least 2 embeddings"),
     (lambda: AUHLoss(t=float("nan")), ValueError, "t must be"),
-    (lambda: sfrik_multicrop_loss_func([Z, Z, Z], 0), ValueError, "num_large_crops"),
-    (lambda: sfrik_multicrop_loss_func([Z, Z, Z], 4), ValueError, "num_large_crops"),
-    (lambda: sfrik_multicrop_loss_func([Z, Z, Z], 1.0), TypeError, "num_large_crops"),
-    (lambda: sfrik_multicrop_loss_func([Z, Z, Z], True), TypeError, "num_large_crops"),
-    (lambda: sfrik_multicrop_loss_func([Z], 1), ValueError, "at least 2 views"),
-    (lambda: sfrik_multicrop_loss_func(Z, 1), TypeError, "views must be a list"),
-    (lambda: sfrik_multicrop_loss_func([Z, Z, Z[:, :4]], 1), ValueError, r"views\[2\] must have the shape"),
+    (lambda: SFRIKLoss().multicrop_terms([Z, Z, Z], 0).loss, ValueError, "num_large_crops"),
+    (lambda: SFRIKLoss().multicrop_terms([Z, Z, Z], 4).loss, ValueError, "num_large_crops"),
+    (lambda: SFRIKLoss().multicrop_terms([Z, Z, Z], 1.0).loss, TypeError, "num_large_crops"),
+    (lambda: SFRIKLoss().multicrop_terms([Z, Z, Z], True).loss, TypeError, "num_large_crops"),
+    (lambda: SFRIKLoss().multicrop_terms([Z], 1).loss, ValueError, "at least 2 views"),
+    (lambda: SFRIKLoss().multicrop_terms(Z, 1).loss, TypeError, "views must be a list"),
+    (lambda: SFRIKLoss().multicrop_terms([Z, Z, Z[:, :4]], 1).loss, ValueError, r"views\[2\] must have the shape"),
 ]
 
 
@@ -446,8 +442,8 @@ def test_float8_embeddings_rejected_by_name(fn):
     z = torch.randn(4, 3).to(torch.float8_e4m3fn)
     call = {
         "mmd": lambda: sfrik_plugin.mmd_uniform(z, [1.0]),
-        "sfrik": lambda: sfrik_plugin.sfrik_loss_terms(z, z),
-        "auh": lambda: sfrik_plugin.auh_loss_terms(z, z),
+        "sfrik": lambda: sfrik_plugin.SFRIKLoss().terms(z, z),
+        "auh": lambda: sfrik_plugin.AUHLoss().terms(z, z),
     }[fn]
     with pytest.raises(TypeError, match=r"^z1? must be a floating-point tensor \(float16, bfloat16"):
         call()

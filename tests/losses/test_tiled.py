@@ -15,7 +15,7 @@ from helpers.cuda import requires_extension
 from helpers.references import scipy_series
 
 from sfrik_experiments.utils.memory import profile_cpu_peak_bytes
-from sfrik_plugin.losses import sfrik_loss_terms, sfrik_multicrop_loss_terms
+from sfrik_plugin.losses import SFRIKLoss
 from sfrik_plugin.reference import legendre_series_reference
 from sfrik_plugin.regulariser import mmd_uniform
 from sfrik_plugin.tiled import AUTO_TILED_ROWS, _gram_series_sum_python, use_tiled
@@ -176,8 +176,8 @@ def test_fallback_without_the_operator_equals_dense(device, monkeypatch):
 def test_sfrik_and_multicrop_losses_tiled_equal_dense(device):
     z = [randn(70, 12, seed=s, dtype=torch.float64, device=device).requires_grad_() for s in range(4)]
     for fn in (
-        lambda impl: sfrik_loss_terms(z[0], z[1], mmd_impl=impl, mmd_tile_size=32),
-        lambda impl: sfrik_multicrop_loss_terms(z, 2, reg_small=True, mmd_impl=impl, mmd_tile_size=32),
+        lambda impl: SFRIKLoss(mmd_impl=impl, mmd_tile_size=32).terms(z[0], z[1]),
+        lambda impl: SFRIKLoss(mmd_impl=impl, mmd_tile_size=32).multicrop_terms(z, 2, True),
     ):
         dense, tiled = fn("dense"), fn("tiled")
         for a, b in zip(dense, tiled):
@@ -255,7 +255,7 @@ def test_opcheck(device):
         (lambda x: mmd_uniform(x, WEIGHTS, mmd_tile_size=0), ValueError, "mmd_tile_size must be an integer >= 1"),
         (lambda x: mmd_uniform(x, WEIGHTS, mmd_tile_size=2.5), TypeError, "mmd_tile_size must be an integer"),
         (lambda x: mmd_uniform(x, WEIGHTS, shard_mmd="yes"), TypeError, "shard_mmd must be a bool"),
-        (lambda x: sfrik_loss_terms(x, x, mmd_impl="fast"), ValueError, "impl must be one of"),
+        (lambda x: SFRIKLoss(mmd_impl="fast").terms(x, x), ValueError, "impl must be one of"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(device, call, error, match):

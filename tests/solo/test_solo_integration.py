@@ -28,7 +28,7 @@ from helpers.solo import (
     solo_learn_checkout,
 )
 
-from sfrik_plugin.losses import auh_loss_terms, sfrik_loss_terms
+from sfrik_plugin.losses import AUHLoss, SFRIKLoss
 from sfrik_plugin.regulariser import MMDOptions
 from sfrik_plugin.solo import AUH, SFRIK, register_methods
 from sfrik_plugin.solo.knn import find_solo_learn_dir, split_args
@@ -69,19 +69,19 @@ def test_method_builds_from_config_and_forward_shapes(image_folder, name, cls):
 
 
 @pytest.mark.parametrize(
-    "name, loss_name, terms_fn, loss_kwargs",
+    "name, loss_name, loss_class, loss_kwargs",
     [
         (
             "sfrik_cpu",
             "train_sfrik_loss",
-            sfrik_loss_terms,
+            SFRIKLoss,
             dict(sim_loss_weight=4000.0, mmd_loss_weight=1.0, kernel_weights=[1.0, 40.0, 40.0]),
         ),
-        ("auh_cpu", "train_auh_loss", auh_loss_terms, dict(sim_loss_weight=3000.0, unif_loss_weight=1.0, t=2.5)),
+        ("auh_cpu", "train_auh_loss", AUHLoss, dict(sim_loss_weight=3000.0, unif_loss_weight=1.0, t=2.5)),
     ],
 )
 @pytest.mark.slow  # trains a model in-process: seconds (make test-fast leaves it out)
-def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_name, terms_fn, loss_kwargs):
+def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_name, loss_class, loss_kwargs):
     cfg = cpu_cfg(name, image_folder)
     model = register_methods()[cfg.method](cfg)
     batch = fake_batch()
@@ -95,7 +95,7 @@ def test_training_step_finite_loss_and_logged_terms(image_folder, name, loss_nam
     # the logged terms are the loss module's, on the projector outputs of the two views
     with torch.no_grad():
         z1, z2 = (model(x)["z"] for x in batch[1])
-    expected = terms_fn(z1, z2, **loss_kwargs)
+    expected = loss_class(**loss_kwargs).terms(z1, z2)
     assert logged[loss_name] == pytest.approx(float(expected.loss), rel=1e-4)
     assert logged["train_invariance"] == pytest.approx(float(expected.invariance), rel=1e-4)
     assert logged["train_regulariser"] == pytest.approx(float(expected.regulariser), rel=1e-4, abs=1e-6)
