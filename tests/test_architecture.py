@@ -6,6 +6,7 @@ integration imports solo-learn. A new import that breaks a rule fails here; a ru
 changed here and in docs/architecture.md."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +327,18 @@ def test_the_rules_can_fail(tmp_path):
         assert imported_modules(f)[1] == {"sfrik_experiments"}  # what the library-side rule looks for
     finally:
         PACKAGE = saved
+
+
+def test_the_experiments_dependencies_are_the_extras_readme_names():
+    """README: the experiments need `pip install ".[demo,bench]"`; every experiments' dependency
+    they import is in one of those two extras of pyproject.toml."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = {re.split(r"[<>=\[ ]", spec)[0].replace("-", "_") for spec in extras["demo"] + extras["bench"]}
+    imported = set()
+    for path in EXPERIMENTS.rglob("*.py"):
+        imported |= imported_modules(path, EXPERIMENTS)[1] & set(EXPERIMENT_DEPENDENCIES)
+    assert {"matplotlib", "lightning", "scipy"} <= imported
+    assert imported - {"pytorch_lightning"} <= named, sorted(imported - named)  # lightly brings pytorch_lightning
+    assert '".[demo,bench]"' in (ROOT / "README.md").read_text().replace("\n", " ")
