@@ -85,11 +85,11 @@ demo: build fashion-mnist
 
 # How the quick demo's epochs and pretraining subset size were chosen: SFRIK on the validation split
 # for a few (epochs, images) candidates and 5 seeds, against the floor of 20 random-encoder inits
-# (about 45 min on 2 CPU cores; resumable). Its record: docs/demo_budget_v3.*.
+# (about 45 min on 2 CPU cores; resumable). Its record: docs/records/budget/v3.*.
 BUDGET_OUT ?= budget_out
 .PHONY: demo-budget
 demo-budget: build fashion-mnist
-	$(PY) -m sfrik_experiments.demo.budget --out $(BUDGET_OUT) --study-results docs/study_fashion_mnist.csv
+	$(PY) -m sfrik_experiments.demo.budget --out $(BUDGET_OUT) --study-results docs/records/study/fashion_mnist.csv
 
 .PHONY: fashion-mnist study study-record
 fashion-mnist:
@@ -97,11 +97,11 @@ fashion-mnist:
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
 
 # The recorded study (sfrik-study --preset full, hours on 2 CPU cores). It resumes from the rows
-# already recorded in docs/ (a fresh machine starts where the last recording stopped), then
-# `make study-record` copies the results, summary and plots back into docs/.
+# already recorded in docs/records/study/ (a fresh machine starts where the last recording stopped), then
+# `make study-record` copies the results, summary and plots back there.
 STUDY_OUT ?= study_out
 STUDY_ARGS ?=
-STUDY_RECORD := docs/study_fashion_mnist
+STUDY_RECORD := docs/records/study/fashion_mnist
 study: build fashion-mnist
 	@mkdir -p $(STUDY_OUT)
 	@if [ ! -f $(STUDY_OUT)/results.csv ] && [ -f $(STUDY_RECORD).csv ]; then \
@@ -112,7 +112,7 @@ study-record:
 	cp $(STUDY_OUT)/results.csv $(STUDY_RECORD).csv
 	cp $(STUDY_OUT)/summary.md $(STUDY_RECORD).md
 	for f in accuracy accuracy_vs_q ablation; do \
-		if [ -f $(STUDY_OUT)/$$f.png ]; then cp $(STUDY_OUT)/$$f.png docs/img/study_$$f.png; fi; done
+		if [ -f $(STUDY_OUT)/$$f.png ]; then cp $(STUDY_OUT)/$$f.png $(STUDY_RECORD)_$$f.png; fi; done
 	if [ -f $(STUDY_OUT)/timing.csv ]; then cp $(STUDY_OUT)/timing.csv $(STUDY_RECORD)_timing.csv; fi
 
 bench: build

@@ -1,13 +1,13 @@
 """The README's figures recompute from the records they cite: the study's tables, paired tests and
-statements (docs/study_fashion_mnist.{csv,md}), the quick demo's margins (the study's final rows,
-docs/demo_budget_v3.csv), the loss cost (docs/bench_losses_cpu_after.csv) and the GPU line
-(docs/gpu_h200/). A record that changes without its README line fails here."""
+statements (docs/records/study/fashion_mnist.{csv,md}), the quick demo's margins (the study's final rows,
+docs/records/budget/v3.csv), the loss cost (docs/records/bench/losses_cpu_n2048.csv) and the GPU line
+(docs/records/gpu/). A record that changes without its README line fails here."""
 
 import re
 from pathlib import Path
 
 import pytest
-from helpers.records import DOCS
+from helpers.records import DOCS, RECORDS
 from helpers.records import METHOD_LABELS as NAMES
 from helpers.records import recorded as rows
 
@@ -23,7 +23,7 @@ BASELINES = ("auh", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
 def final(metric, method, q):
     return {
         int(r["seed"]): float(r[metric])
-        for r in rows("study_fashion_mnist.csv")
+        for r in rows("study/fashion_mnist.csv")
         if r["phase"] == "final" and r["method"] == method and r["q"] == str(q) and r["status"] == "ok"
     }
 
@@ -73,7 +73,7 @@ def verdict(d, p_holm: float) -> str:
 def tuning_states() -> dict[tuple[str, int], str]:
     """(method, q) -> "interior" or what the record says of an edge, from the study record's table
     of tuning choices."""
-    record = (DOCS / "study_fashion_mnist.md").read_text()
+    record = (RECORDS / "study" / "fashion_mnist.md").read_text()
     choices = record[record.index("| method | q | grid | choice |") : record.index("<details>")].splitlines()
     cells = [line.split("|") for line in choices if line.startswith("| ") and not line.startswith("| method")]
     return {(c[1].strip(), int(c[2])): c[-2].strip() for c in cells if len(c) == 8}
@@ -176,19 +176,19 @@ def test_the_quick_demos_test_margins_are_the_studys_final_rows():
 
 def test_the_quick_demos_floor_statement_is_the_recorded_v3_sweep():
     text = " ".join(README.split())
-    (chosen,) = [r for r in rows("demo_budget_v3.csv") if r["chosen"] == "True"]
+    (chosen,) = [r for r in rows("budget/v3.csv") if r["chosen"] == "True"]
     assert (chosen["epochs"], chosen["train_size"]) == ("3", "15000") and "chose 3 x 15,000" in text
     margins = ", ".join(chosen["margins"].split())
     assert f"(20 inits, {float(chosen['floor']):.2f} %) = {margins} points" in text
     assert f"with a predicted {100 * float(chosen['below_floor_chance']):.1f} % chance" in text
-    randoms = [float(r["linear_top1"]) for r in rows("demo_budget_v2_runs.csv") if r["method"] == "random"]
+    randoms = [float(r["linear_top1"]) for r in rows("budget/v3_runs.csv") if r["method"] == "random"]
     assert f"spans {min(randoms):.1f}-{max(randoms):.1f} % on the validation split" in text
 
 
 def test_the_loss_cost_line_is_the_recorded_benchmark():
     cells = {
         (r["method"], r["q"]): r
-        for r in rows("bench_losses_cpu_after.csv")
+        for r in rows("bench/losses_cpu_n2048.csv")
         if r["n"] == "2048" and r["device"] == "cpu"
     }
     sfrik, vicreg = cells["sfrik", "8192"], cells["vicreg", "8192"]
@@ -201,12 +201,20 @@ def test_the_loss_cost_line_is_the_recorded_benchmark():
     big = cells["sfrik", "32768"]
     line = f"SFRIK takes {float(big['ms_median']) / 1e3:.1f} s and {float(big['peak_extra_mib']) / 1024:.1f} GiB"
     assert line in " ".join(README.split()), line
+    # the paragraph names the record its numbers come from, and the plot under it says which record it shows
+    paragraph = README[README.index("**Cost**") : README.index("**On a GPU**")]
+    assert "record: docs/records/bench/losses_cpu_n2048.csv" in paragraph
+    (plot,) = re.findall(r"!\[[^]]*\]\((docs/records/[^)]+)\.png\)", paragraph)
+    assert plot.endswith("losses_cpu_n2048") or f"({plot}.csv)" in paragraph, plot
+    grid = {(r["method"], r["n"], r["q"]): r for r in rows(f"{plot.removeprefix('docs/records/')}.csv")}
+    slower = float(grid["sfrik", "2048", "8192"]["ms_median"]) / 1e3
+    assert f"its SFRIK curve is the slower code ({slower:.1f} s at n = 2048, q = 8192)" in " ".join(paragraph.split())
 
 
 def log_table(name: str, header: str) -> dict[str, list[str]]:
     """The rows (first cell -> cells) of the first table after the line starting with header in a
-    recorded benchmark log (docs/gpu_h200/), as the suite printed it."""
-    lines = (DOCS / "gpu_h200" / name).read_text().splitlines()
+    recorded benchmark log (docs/records/gpu/), as the suite printed it."""
+    lines = (RECORDS / "gpu" / name).read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
     start = next(i for i in range(start, len(lines)) if lines[i].startswith("---"))  # the rule under the header
     table = {}
@@ -220,7 +228,7 @@ def log_table(name: str, header: str) -> dict[str, list[str]]:
 
 def test_the_gpu_line_is_the_recorded_h200_run():
     text = " ".join(README.split())
-    report = (DOCS / "gpu_h200" / "report_2026-12-04.md").read_text()
+    report = (RECORDS / "gpu" / "report_2026-12-04.md").read_text()
     assert "every requires_cuda test, SFRIK_REQUIRE_CUDA=1: 295 passed, 0 failed" in report
     assert "all 295 CUDA tests pass" in text and "memcheck: no error (0 errors); racecheck: no error" in report
     losses = log_table("losses-none_2026-12-04.log", "n = 2048, q = 16384")
@@ -238,7 +246,7 @@ def test_the_ablations_reading_recomputes_with_paired_tests():
     from scipy import stats as sp
 
     text = " ".join((DOCS / "comparison.md").read_text().split())
-    ablation = [r for r in rows("study_fashion_mnist.csv") if r["phase"] == "ablation" and r["status"] == "ok"]
+    ablation = [r for r in rows("study/fashion_mnist.csv") if r["phase"] == "ablation" and r["status"] == "ok"]
     gauss = {int(r["seed"]): float(r["linear_top1"]) for r in ablation if r["method"] == "mmd_gaussian"}
     l1 = {
         int(r["seed"]): float(r["linear_top1"])

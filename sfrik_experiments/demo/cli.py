@@ -9,7 +9,7 @@ linear probe and weighted kNN on the test split), one shared protocol and seed f
 and probe subsets, the whole test split) with each method at the setting the study chose on its
 validation split (STUDY_CHOICES), for its 3 epochs of 15,000 images: the epochs and pretraining
 images that `python -m sfrik_experiments.demo.budget` chose on the validation split within the time
-budget (docs/demo_budget_v3.md). The floor is the random encoder's mean over --random-inits inits
+budget (docs/records/budget/v3.md). The floor is the random encoder's mean over --random-inits inits
 (3; seeds 0, 1, 2), and the demo prints SFRIK's margin over it. Other settings, or overriding lr or
 the SFRIK sim weight, use one learning rate for every method and SFRIK's sim weight (lr and
 sfrik_sim_weight).
@@ -47,10 +47,10 @@ RESULT_FIELDS = ("method", "seed", "status", "linear_top1", "knn_top1", "rankme"
 # demo's floor is the mean of a few inits, the same ones (seeds 0, 1, ...) whatever --seed, as the
 # budget sweep's rule has it.
 RANDOM_INITS = 3
-STUDY_RECORD = "docs/study_fashion_mnist.md"  # the full comparison, in the repository
+STUDY_RECORD = "docs/records/study/fashion_mnist.md"  # the full comparison, in the repository
 STUDY_LIBRARY = "lightly"  # where the recorded study's baselines come from
 # Each method's setting as the recorded study chose it by validation linear top-1 (its tuning
-# rows are docs/study_fashion_mnist.csv; a test checks that these are the choices made there).
+# rows are docs/records/study/fashion_mnist.csv; a test checks that these are the choices made there).
 STUDY_CHOICES: dict[str, dict[str, object]] = {
     "sfrik": {"lr": 0.01, "kernel_weights": (1.0, 40.0, 40.0), "sim_loss_weight": 4000.0},
     "vicreg": {"lr": 0.0025, "sim_loss_weight": 20.0},
@@ -80,7 +80,7 @@ class Setting:
 
 SETTINGS = {
     # The study's protocol (study.plan.PRESETS["full"]), its 3 epochs of 15,000 images included:
-    # the budget sweep's choice on the validation split (demo.budget; docs/demo_budget_v3.csv), the
+    # the budget sweep's choice on the validation split (demo.budget; docs/records/budget/v3.csv), the
     # candidate least likely to put a new seed under the floor: the seven methods + 3 random-encoder
     # inits in under 10 minutes on 2 CPU cores.
     "quick": Setting(arch="resnet10", width=16, epochs=3, train_size=15000, probe_size=10000),

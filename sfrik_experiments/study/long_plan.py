@@ -14,7 +14,7 @@ alignment, uniformity, MMD), after the columns every study row has; the row's ow
 are the measures of the trained encoder after training, which the curve's last point repeats.
 
 The tuning rule (fixed before the runs, the same for every method): the learning rate on a factor-2
-ladder centred on the method's v2 choice (V2_CHOICES: the record docs/study_fashion_mnist.csv),
+ladder centred on the method's v2 choice (V2_CHOICES: the record docs/records/study/fashion_mnist.csv),
 starting with the rungs -1, 0, +1; while the best validation linear top-1 at the end of training
 (epoch 10) sits at an edge, the ladder gains the next rung beyond it, up to 4 rungs (the cap; a
 choice still at an edge then is reported "at the cap"). The tuning seed is 10, which no final run
@@ -42,7 +42,7 @@ from .plan import Axis, Ladder, Search, SearchState, search_state
 
 LONG_PHASES = ("tune", "final")
 
-# The short-budget choices of the v2 study at q = 1024 (docs/study_fashion_mnist.csv, the setting
+# The short-budget choices of the v2 study at q = 1024 (docs/records/study/fashion_mnist.csv, the setting
 # of its final runs), the centre of each method's learning-rate ladder; the other keys are kept.
 # tests/study/test_long.py checks them against the record.
 V2_CHOICES: dict[str, dict[str, object]] = {
@@ -55,7 +55,7 @@ V2_CHOICES: dict[str, dict[str, object]] = {
     "mmcr": {"lr": 0.01, "lmda": 0.005},
 }
 # The v2 study's final runs at q = 1024 (5 seeds): mean test linear top-1, and each baseline's
-# paired comparison with SFRIK after Holm's correction (docs/study_fashion_mnist.md; checked
+# paired comparison with SFRIK after Holm's correction (docs/records/study/fashion_mnist.md; checked
 # against the record's rows by tests/study/test_long.py). The short-budget ranking the long
 # budget is read against.
 V2_LINEAR_TOP1 = {

@@ -292,7 +292,7 @@ def test_validation_split_holds_out_part_of_the_training_split():
 
 def study_finals() -> list[dict]:
     """The recorded study's final rows at q = 1024 (seeds 0-4, the test split)."""
-    return [r for r in recorded("study_fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
+    return [r for r in recorded("study/fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
 
 
 def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
@@ -305,10 +305,10 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     study = PRESETS["full"]
     args = demo.parse_args([])
     quick = demo.resolve_setting(args)
-    (choice,) = [r for r in recorded("demo_budget_v3.csv") if r["chosen"] == "True"]
+    (choice,) = [r for r in recorded("budget/v3.csv") if r["chosen"] == "True"]
     assert (quick.epochs, quick.train_size) == (int(choice["epochs"]), int(choice["train_size"]))
     assert demo.run_protocol(quick).protocol() == study.protocol()
-    chosen = best_validation_settings(recorded("study_fashion_mnist.csv"), study.main_q)
+    chosen = best_validation_settings(recorded("study/fashion_mnist.csv"), study.main_q)
     assert {m: chosen[m] for m in demo.STUDY_CHOICES} == {m: format_setting(s) for m, s in demo.STUDY_CHOICES.items()}
     assert args.methods == list(demo.STUDY_CHOICES)
     for method in demo.METHODS:
@@ -317,11 +317,11 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
 
 
 def test_the_quick_demos_recorded_run_is_the_studys_final_runs_of_its_seed():
-    # docs/demo_quick_v4_seed0.csv (sfrik-demo --seed 0 at the v2 study's choices): every method's
+    # docs/records/demo/quick_seed0.csv (sfrik-demo --seed 0 at the v2 study's choices): every method's
     # row, and the floor's three inits, are the study's final test-split rows of the same seeds to
     # the last digit; so the study's final rows are what the demo gives for seeds 0-4.
     study = study_finals()
-    demo_rows = recorded("demo_quick_v4_seed0.csv")
+    demo_rows = recorded("demo/quick_seed0.csv")
     assert [r["method"] for r in demo_rows] == ["random"] * demo.RANDOM_INITS + list(demo.STUDY_CHOICES)
     for row in demo_rows:
         (match,) = [r for r in study if r["method"] == row["method"] and r["seed"] == row["seed"]]
@@ -364,13 +364,13 @@ def best_validation_settings(rows, q):
 
 
 def test_under_the_floor_rule_no_recorded_budget_candidate_keeps_the_promise():
-    # The recorded sweep (docs/demo_budget_validation*.csv: seeds 0-2, chosen by the largest smallest
+    # The recorded v1 sweep (docs/records/budget/superseded/v1*.csv: seeds 0-2, chosen by the largest smallest
     # margin) predates the floor rule. Read again under that rule (the floor: the mean of its 3
     # random-encoder inits), none of its candidates keeps the floor: within the budget, a new seed
     # falls under +5 with a 23-34 % chance. So that record's --quick setting did not keep its promise.
     from sfrik_experiments.demo import budget
 
-    runs = recorded("demo_budget_validation_runs.csv")
+    runs = recorded("budget/superseded/v1_runs.csv")
     assert {r["split"] for r in runs} == {"validation"} and {r["phase"] for r in runs} == {"budget"}
     candidates = [budget.Candidate(*c) for c in budget.CANDIDATES]
     by_candidate = {
@@ -384,18 +384,18 @@ def test_under_the_floor_rule_no_recorded_budget_candidate_keeps_the_promise():
 
 
 def test_the_recorded_v3_sweep_follows_from_its_runs_and_chose_the_quick_setting():
-    # docs/demo_budget_v3*: SFRIK's 5 seeds per candidate against the floor of 20 random-encoder
+    # docs/records/budget/v3*: SFRIK's 5 seeds per candidate against the floor of 20 random-encoder
     # inits; the summary, its choice and the quick setting all follow from the recorded runs.
     from sfrik_experiments.demo import budget
 
-    runs = recorded("demo_budget_v3_runs.csv")
+    runs = recorded("budget/v3_runs.csv")
     assert {r["split"] for r in runs} == {"validation"} and {r["phase"] for r in runs} == {"budget"}
     floor = budget.RandomFloor.from_rows([r for r in runs if r["method"] == "random"])
     assert sorted(floor.accuracy) == list(range(budget.FLOOR_INITS))
     # the demo's fixed inits (0, 1, 2) estimate the same floor closely (docs/comparison.md)
     demo_floor = sum(floor.accuracy[s] for s in range(demo.RANDOM_INITS)) / demo.RANDOM_INITS
     assert round(demo_floor, 2) == 77.39 and abs(demo_floor - floor.mean) < 0.075
-    summary = recorded("demo_budget_v3.csv")
+    summary = recorded("budget/v3.csv")
     candidates = [budget.Candidate(int(r["epochs"]), int(r["train_size"])) for r in summary]
     by_candidate = {
         c: [
@@ -407,7 +407,7 @@ def test_the_recorded_v3_sweep_follows_from_its_runs_and_chose_the_quick_setting
         ]
         for c in candidates
     }
-    ratios = budget.cost_ratios(recorded("study_fashion_mnist.csv"), list(demo.STUDY_CHOICES), 1024)
+    ratios = budget.cost_ratios(recorded("study/fashion_mnist.csv"), list(demo.STUDY_CHOICES), 1024)
     outcomes = budget.summarise(candidates, by_candidate, 256, budget.BUDGET_S, ratios, floor)
     for outcome, line in zip(outcomes, summary):
         assert {k: str(v) for k, v in outcome.csv_row().items()} == line

@@ -13,5 +13,5 @@ another test module or conftest.
     fuzz        hypothesis settings, the watchdog and the float64 oracle of the fuzz tests
     memory      allocations seen by the profiler or the CUDA caching allocator
     processes   fresh Python processes: run_python, run_code and their failure message
-    records     the recorded results in docs/ and the methods' printed names
+    records     the recorded results in docs/records/ and the methods' printed names
 """

@@ -1,11 +1,12 @@
-"""The recorded results in docs/ (the study, the demo, the budget sweep, the benchmarks), read as
-the README and docs/comparison.md cite them."""
+"""The recorded results in docs/records/ (the study, the demo, the budget sweep, the benchmarks, the
+GPU check; its README is the index), read as the README and docs/comparison.md cite them."""
 
 import csv
 import functools
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+RECORDS = DOCS / "records"  # one folder per suite: bench, budget, demo, gpu, study
 
 # The methods' names as the README and docs/comparison.md print them -> the records' method keys.
 METHOD_LABELS = {"random": "random", "SFRIK": "sfrik", "AUH": "auh", "VICReg": "vicreg", "SimCLR": "simclr"}
@@ -14,12 +15,12 @@ METHOD_LABELS |= {"Barlow Twins": "barlow_twins", "SIGReg": "sigreg", "MMCR": "m
 
 @functools.cache
 def _rows(name: str) -> tuple[dict, ...]:
-    with open(DOCS / name, newline="") as f:
+    with open(RECORDS / name, newline="") as f:
         return tuple(csv.DictReader(f))
 
 
 def recorded(name: str) -> list[dict]:
-    """The rows of docs/<name> (a CSV), read from disk once per test session."""
+    """The rows of docs/records/<name> (a CSV, e.g. "study/fashion_mnist.csv"), read from disk once per test session."""
     return [dict(r) for r in _rows(name)]  # copies: a test may not change another's rows
 
 

@@ -56,9 +56,10 @@ def test_the_lejepa_benchmark_table_is_the_recorded_csv():
 
     text = (ROOT / "BENCHMARKS.md").read_text()
     start = text.index("## LeJEPA with SphereMMD in SIGReg's place")
-    section = text[start : text.index("\n## ", start + 1)]
+    end = text.find("\n## ", start + 1)  # the next topic, or the end of the file
+    section = text[start : end if end > 0 else None]
     lines = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
-    rows = list(csv.DictReader((ROOT / "docs" / "bench_lejepa_cpu.csv").open()))
+    rows = list(csv.DictReader((ROOT / "docs" / "records" / "bench" / "lejepa_cpu.csv").open()))
     by = {(r["n"], r["q"], r["views"], r["method"]): r for r in rows if r["method"].startswith("lejepa_")}
     assert len(lines) == len(by) // 2 == 12
     for line in lines:

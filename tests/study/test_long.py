@@ -283,7 +283,7 @@ def test_the_short_budget_references_are_the_v2_records():
 
     from sfrik_experiments.demo.cli import STUDY_CHOICES
 
-    rows = [r for r in recorded("study_fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
+    rows = [r for r in recorded("study/fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
     values = {}
     for method, setting in long.V2_CHOICES.items():
         mine = [r for r in rows if r["method"] == method]
