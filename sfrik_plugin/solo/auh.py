@@ -10,6 +10,7 @@ from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin import defaults
 from sfrik_plugin.losses import AUHLoss
+from sfrik_plugin.solo import registration
 from sfrik_plugin.solo.projected import (
     ProjectedMethod,
     build_loss,
@@ -94,3 +95,6 @@ class AUH(ProjectedMethod):
         terms = self.criterion.terms(z1, z2)
 
         return self.log_and_check_terms(batch_idx, "auh", "unif", terms, class_loss)
+
+
+registration.register_pending()  # the import hook may have run while this module was half-imported

@@ -18,6 +18,7 @@ from solo.methods.base import BaseMethod
 from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin.projector import build_projector
+from sfrik_plugin.solo import registration
 from sfrik_plugin.solo.non_finite import NonFiniteLossError, NonFiniteMonitor
 from sfrik_plugin.solo.processes import check_trainer_processes, scale_lr_to_processes
 
@@ -261,3 +262,6 @@ class ProjectedMethod(BaseMethod):
         out = super().multicrop_forward(X)
         out["z"] = self.projector(out["feats"])
         return out
+
+
+registration.register_pending()  # the import hook may have run while this module was half-imported

@@ -52,14 +52,17 @@ def _register(methods, plugin_methods) -> dict:
 def register_methods_from_hook(methods) -> dict:
     """register_methods(methods) for the import hook (sfrik_plugin/solo_hook.py), which runs
     right after solo.methods is imported, wherever that import comes from. When it comes from one
-    of the plugin's own method modules (``import sfrik_plugin.solo.sfrik`` first imports
-    solo.methods.base, so solo.methods), that module is not finished yet: its method is left
-    out here, and whoever imported it registers with register_methods()."""
+    of the plugin's own modules (``import sfrik_plugin.solo.sfrik`` or ``.projected`` first
+    imports solo.methods on the way), that module is not finished yet: what needs it is left out
+    here, and the module's last line (register_pending) registers it once it is complete."""
     import sys
 
     from hydra_plugins.sfrik_plugin.resolvers import register_resolvers
 
     register_resolvers()
+    base = sys.modules.get("sfrik_plugin.solo.projected")
+    if base is not None and not hasattr(base, "ProjectedMethod"):
+        return methods  # the methods' base class is half-imported: its last line registers them
     ready = {}
     for name, (module_name, class_name) in PLUGIN_METHODS.items():
         module = sys.modules.get(module_name)
@@ -67,3 +70,19 @@ def register_methods_from_hook(methods) -> dict:
             continue  # being imported right now (see above)
         ready[name] = (module_name, class_name)
     return _register(methods, ready)
+
+
+def register_pending() -> None:
+    """The last line of the plugin's solo modules (projected and each method's): when the import
+    hook ran while the module was half-imported (it imports solo.methods on its way), the hook
+    left out what needed it; the module is complete now, so the hook's registration runs again.
+    Does nothing before solo.methods is imported (the hook will run then) or with the hook off
+    (SFRIK_PLUGIN_SOLO_HOOK=0: registering is the user's register_methods() call)."""
+    import sys
+
+    solo_methods = sys.modules.get("solo.methods")
+    if solo_methods is None or not hasattr(solo_methods, "METHODS"):
+        return
+    if not any(getattr(finder, "sfrik_plugin_hook", False) for finder in sys.meta_path):
+        return
+    register_methods_from_hook(solo_methods.METHODS)

@@ -12,6 +12,7 @@ from solo.utils.misc import omegaconf_select
 
 from sfrik_plugin import defaults
 from sfrik_plugin.losses import SFRIKLoss
+from sfrik_plugin.solo import registration
 from sfrik_plugin.solo.projected import (
     ProjectedMethod,
     build_loss,
@@ -122,3 +123,6 @@ class SFRIK(ProjectedMethod):
             terms = self.criterion.terms(z1, z2)
 
         return self.log_and_check_terms(batch_idx, "sfrik", "mmd", terms, class_loss)
+
+
+registration.register_pending()  # the import hook may have run while this module was half-imported

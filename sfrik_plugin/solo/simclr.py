@@ -16,6 +16,7 @@ import omegaconf
 import torch
 from solo.losses.simclr import simclr_loss_func
 
+from sfrik_plugin.solo import registration
 from sfrik_plugin.solo.projected import ProjectedMethod
 
 
@@ -71,3 +72,6 @@ class SimCLRShared(ProjectedMethod):
         self.check_finite(batch_idx, [("nce loss", nce_loss), ("online classifier loss", class_loss)])
 
         return nce_loss + class_loss
+
+
+registration.register_pending()  # the import hook may have run while this module was half-imported

@@ -431,20 +431,35 @@ def test_hook_keeps_the_loader_and_never_breaks_solo(tmp_path):
 
 
 @pytest.mark.fresh_interpreter
-def test_hook_when_a_plugin_method_module_is_imported_first(tmp_path):
-    # importing sfrik_plugin.solo.sfrik imports solo.methods on the way: the hook leaves out the
-    # half-imported module quietly, and register_methods() completes the table
+@pytest.mark.parametrize("first", ["projected", "sfrik", "auh", "simclr"])
+def test_hook_when_a_plugin_module_is_imported_first(tmp_path, first):
+    # importing one of the plugin's solo modules imports solo.methods on the way, so the hook runs
+    # while that module is half-imported: it leaves out what needs it, quietly, and the module's
+    # last line registers it (before the fix, `import sfrik_plugin.solo.projected` first warned
+    # and registered nothing; `.sfrik` first left SFRIK out until register_methods())
     fresh(
-        """
+        f"""
         import warnings
         warnings.simplefilter('error', RuntimeWarning)
-        import sfrik_plugin.solo.sfrik
+        import sfrik_plugin.solo.{first}
         from solo.methods import METHODS
-        assert 'auh' in METHODS and 'sfrik' not in METHODS
-        from sfrik_plugin.solo import register_methods
-        register_methods()
-        assert 'sfrik' in METHODS
+        assert {{'sfrik', 'auh', 'simclr_shared'}} <= set(METHODS), sorted(METHODS)
+        from sfrik_plugin.solo import AUH, SFRIK, SimCLRShared
+        assert (METHODS['sfrik'], METHODS['auh'], METHODS['simclr_shared']) == (SFRIK, AUH, SimCLRShared)
     """,
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.fresh_interpreter
+def test_with_the_hook_off_importing_a_plugin_module_registers_nothing(tmp_path):
+    fresh(
+        """
+        import sfrik_plugin.solo.projected, sfrik_plugin.solo.sfrik
+        from solo.methods import METHODS
+        assert 'sfrik' not in METHODS and 'auh' not in METHODS
+    """,
+        {"SFRIK_PLUGIN_SOLO_HOOK": "0"},
         cwd=tmp_path,
     )
 
