@@ -281,15 +281,15 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
 
 
 def test_the_report_reads_the_comparisons_in_plain_words():
-    from sfrik_experiments.study import report
+    from sfrik_experiments.study import report_paired
 
     ahead = stats.paired_difference([80.0, 80.1, 79.9, 80.2, 80.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     tie = stats.paired_difference([81.0, 82.5, 80.9, 83.1, 82.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     items = [
-        report.Comparison("vicreg", ahead, p=0.0005, p_holm=0.001, mdd=0.3),  # verdict: SFRIK ahead
-        report.Comparison("simclr", tie, p=0.7, p_holm=0.9, mdd=1.7),  # verdict: no significant difference
+        report_paired.Comparison("vicreg", ahead, p=0.0005, p_holm=0.001, mdd=0.3),  # verdict: SFRIK ahead
+        report_paired.Comparison("simclr", tie, p=0.7, p_holm=0.9, mdd=1.7),  # verdict: no significant difference
     ]
-    text = report.plain_reading(items, "linear top-1")
+    text = report_paired.plain_reading(items, "linear top-1")
     assert "SFRIK is ahead of vicreg (+2.00 for SFRIK, Holm p 0.0010)." in text
     assert "SFRIK is behind none." in text
     assert "No significant difference from simclr; this design finds a true difference of 1.70-1.70" in text
