@@ -1,6 +1,6 @@
 """summary.md and the plots of a study, from its results rows (and timing.csv when present).
 
-A preset of version 3 (study.plan: "v3", "smoke-v3") gets the v3 report: the tuning tables with the
+A preset of version 3 (study.presets: "v3", "smoke-v3") gets the v3 report: the tuning tables with the
 confirmation seeds and the cap rule, kNN paired tests at every q, each method's training time
 beside its accuracy (the equal-wall-time reading), the ablation variants on the same seeds with
 paired tests against L = 3, and plots with each seed's point and the paired differences with their
@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .plan import Planner, Preset, choices
+from .plan import Planner, choices
+from .presets import Preset
 from .report_plots import plots, plots_v3
 from .report_results import ablation_section, ablation_section_v3, final_section, table_section
 from .report_rows import Rows

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .plan import Choices, Preset
+from .plan import Choices
+from .presets import Preset
 from .report_paired import Comparison, ablation_comparisons, comparisons
 from .report_rows import (
     METRICS,

@@ -7,7 +7,8 @@ from __future__ import annotations
 from sfrik_experiments.engine.runs import format_setting
 from sfrik_plugin.kernels import KERNELS
 
-from .plan import Choices, Preset
+from .plan import Choices
+from .presets import Preset
 from .report_paired import ablation_comparisons, ablation_reading, comparison_table, comparisons, plain_reading
 from .report_rows import (
     PROBES,

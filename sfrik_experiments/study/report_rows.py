@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from sfrik_experiments.engine.runs import format_setting
 from sfrik_plugin.kernels import KERNELS
 
-from .plan import Choices, Planner, Preset
+from .plan import Choices, Planner
+from .presets import Preset
 from .stats import Summary, summarise
 
 Rows = Sequence[Mapping[str, str]]

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .plan import Choices, Preset
+from .plan import Choices
+from .presets import Preset
 from .report_rows import Rows, final_match, finite_number, markdown_table, measured_value, summary_of
 from .stats import Summary, summarise
 

@@ -10,7 +10,8 @@ from dataclasses import replace
 
 from sfrik_experiments.engine.runs import format_setting
 
-from .plan import Choices, Preset, Search, SearchState, mean_score
+from .plan import Choices, Search, SearchState, mean_score
+from .presets import Preset
 from .report_rows import Rows, markdown_table
 
 

@@ -17,9 +17,9 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 from helpers.records import DOCS
 from helpers.study import fake_row, run_plan
 
-from sfrik_experiments.study import plan, report, report_paired, stats
+from sfrik_experiments.study import presets, report, report_paired, stats
 
-V3 = plan.PRESETS["v3"]
+V3 = presets.PRESETS["v3"]
 MEANS = {"sfrik": 83.0, "auh": 82.5, "vicreg": 82.0, "barlow_twins": 81.0, "simclr": 83.2, "sigreg": 81.5}
 MEANS |= {"mmcr": 82.2, "random": 77.5}
 MINUTES = {"sfrik": 1.0, "auh": 1.0, "vicreg": 1.2, "barlow_twins": 1.0, "simclr": 1.1, "sigreg": 1.3, "mmcr": 1.1}

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 
 from sfrik_experiments.study import report_time
-from sfrik_experiments.study.plan import PRESETS
+from sfrik_experiments.study.presets import PRESETS
 from sfrik_experiments.study.timing import run_timing
 
 
