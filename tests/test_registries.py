@@ -27,15 +27,15 @@ def _suite_help(suite: str) -> str:
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_a_baseline_reaches_the_objectives_and_the_benchmarks(name):
-    from sfrik_experiments.bench import losses, step
+    from sfrik_experiments.bench import capacity, losses, step
     from sfrik_experiments.engine.objectives import ALL_METHODS
 
     entry = BASELINES_REGISTRY[name]
     assert name in ALL_METHODS
     assert name in losses.METHODS and name in step.METHODS
     for n, q in ((256, 1024), (2048, 32768)):
-        assert losses.predicted_flops(name, n, q) == entry.cost.flops(n, q) > 0
-        assert losses.predicted_bytes(name, n, q, 4) == entry.cost.bytes(n, q, 4) > 0
+        assert capacity.predicted_flops(name, n, q) == entry.cost.flops(n, q) > 0
+        assert capacity.predicted_bytes(name, n, q, 4) == entry.cost.bytes(n, q, 4) > 0
     for suite in ("losses", "step"):
         text = " ".join(_suite_help(suite).split())
         assert f"{name} {entry.title} ({entry.reference})" in text, suite
