@@ -27,15 +27,15 @@ def _suite_help(suite: str) -> str:
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_a_baseline_reaches_the_objectives_and_the_benchmarks(name):
-    from sfrik_experiments.bench import losses, step
+    from sfrik_experiments.bench import capacity, losses, step
     from sfrik_experiments.engine.objectives import ALL_METHODS
 
     entry = BASELINES_REGISTRY[name]
     assert name in ALL_METHODS
     assert name in losses.METHODS and name in step.METHODS
     for n, q in ((256, 1024), (2048, 32768)):
-        assert losses.predicted_flops(name, n, q) == entry.cost.flops(n, q) > 0
-        assert losses.predicted_bytes(name, n, q, 4) == entry.cost.bytes(n, q, 4) > 0
+        assert capacity.predicted_flops(name, n, q) == entry.cost.flops(n, q) > 0
+        assert capacity.predicted_bytes(name, n, q, 4) == entry.cost.bytes(n, q, 4) > 0
     for suite in ("losses", "step"):
         text = " ".join(_suite_help(suite).split())
         assert f"{name} {entry.title} ({entry.reference})" in text, suite
@@ -72,9 +72,9 @@ def smoke_report(tmp_path_factory):
     pytest.importorskip("scipy", reason="the study's intervals need scipy")
     from helpers.study import fake_row, run_plan
 
-    from sfrik_experiments.study import plan, report
+    from sfrik_experiments.study import presets, report
 
-    preset = plan.PRESETS["smoke"]
+    preset = presets.PRESETS["smoke"]
     rows = run_plan(
         preset,
         lambda spec: 80.0 + (spec.seed % 3) + 0.1 * len(spec.method),
@@ -88,22 +88,22 @@ def smoke_report(tmp_path_factory):
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_a_baseline_reaches_the_study(name, smoke_report):
-    from sfrik_experiments.study import plan
+    from sfrik_experiments.study import presets
 
     preset, rows, text = smoke_report
     entry = BASELINES_REGISTRY[name]
-    assert preset.grids[name] == plan.Grid(entry.tuned, plan.Ladder(*entry.ladder))
+    assert preset.grids[name] == presets.Grid(entry.tuned, presets.Ladder(*entry.ladder))
     assert {r["phase"] for r in rows if r["method"] == name} >= {"tune", "final"}
     assert f"| {name} |" in text or f"| {name} " in text
 
 
 @pytest.mark.parametrize("name", KERNEL_NAMES)
 def test_a_kernel_reaches_the_study(name, smoke_report):
-    from sfrik_experiments.study import plan
+    from sfrik_experiments.study import presets
 
     preset, rows, text = smoke_report
     entry = KERNELS[name]
-    expected = plan.Grid("mmd_loss_weight", plan.Ladder(*entry.ladder), ((entry.parameter, entry.default),))
+    expected = presets.Grid("mmd_loss_weight", presets.Ladder(*entry.ladder), ((entry.parameter, entry.default),))
     assert preset.ablation_grids[f"mmd_{name}"] == expected
     assert any(r["method"] == f"mmd_{name}" and r["phase"] == "ablation" for r in rows)
     assert entry.label in text and entry.title in text
@@ -112,12 +112,12 @@ def test_a_kernel_reaches_the_study(name, smoke_report):
 def test_the_recorded_presets_keep_the_methods_they_ran():
     """The recorded study's presets list their baselines and kernels (a later entry would change the
     runs its record regenerates from); each is still read from its registry entry."""
-    from sfrik_experiments.study import plan
+    from sfrik_experiments.study import presets
 
     for name in ("full", "v3"):
-        preset = plan.PRESETS[name]
-        assert tuple(preset.grids) == ("sfrik", "auh", *plan.RECORDED_BASELINES)
-        assert tuple(preset.ablation_grids) == tuple(f"mmd_{k}" for k in plan.RECORDED_KERNELS)
-        for baseline in plan.RECORDED_BASELINES:
+        preset = presets.PRESETS[name]
+        assert tuple(preset.grids) == ("sfrik", "auh", *presets.RECORDED_BASELINES)
+        assert tuple(preset.ablation_grids) == tuple(f"mmd_{k}" for k in presets.RECORDED_KERNELS)
+        for baseline in presets.RECORDED_BASELINES:
             entry = BASELINES_REGISTRY[baseline]
-            assert preset.grids[baseline] == plan.Grid(entry.tuned, plan.Ladder(*entry.ladder))
+            assert preset.grids[baseline] == presets.Grid(entry.tuned, presets.Ladder(*entry.ladder))

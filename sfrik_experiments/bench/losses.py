@@ -45,23 +45,17 @@ autograd's plain matmul rule (two GEMMs backward) is printed beside it.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from typing import cast
 
 import torch
 
-import sfrik_plugin
 from sfrik_experiments.utils import machine, output
 from sfrik_experiments.utils.arguments import positive_int
-from sfrik_plugin import baselines
-from sfrik_plugin._extension import reference_only
-from sfrik_plugin.baselines import BASELINES, baseline_losses
-from sfrik_plugin.defaults import KERNEL_WEIGHTS
-from sfrik_plugin.reference import legendre_series_reference
+from sfrik_plugin.baselines import BASELINES
 from sfrik_plugin.tiled import default_tile_size, use_tiled
 
 from . import common, lejepa
+from .capacity import lejepa_skip, matmul_flops_per_second, skip_reason
+from .loss_methods import as_step, build_methods, floor_step, plain_floor_step
 
 HELP = "SFRIK loss against the registered baselines and AUH: time and memory"
 
@@ -141,150 +135,6 @@ def add_arguments(parser) -> None:
         f"(default {' '.join(map(str, lejepa.DEFAULT_VIEWS))}; none: no LeJEPA rows)",
     )
     common.add_common_arguments(parser)
-
-
-# ---------------------------------------------------------------------------------------------
-# The methods
-
-
-def _sfrik_reference_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """sfrik_loss_func's formula with psi through the eager pure-PyTorch recurrence."""
-    u1, u2 = (torch.nn.functional.normalize(z, dim=1) for z in (z1, z2))
-    coeffs, q = [0.0, *KERNEL_WEIGHTS], z1.shape[1]
-    mmd = [legendre_series_reference(u @ u.T, coeffs, q).mean() for u in (u1, u2)]
-    return 4000.0 * torch.nn.functional.mse_loss(u1, u2) + (mmd[0] + mmd[1]) / 2
-
-
-def _sfrik_fallback_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """sfrik_loss_func on the paths a device without the extension's kernels takes."""
-    with reference_only():
-        return sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)
-
-
-def build_methods() -> dict[str, tuple]:
-    """name -> (source, loss(z1, z2)); baselines that no installed library provides are missing."""
-    methods: dict[str, tuple] = {
-        "sfrik": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False)),
-        **{
-            f"sfrik_gram_{p}": (
-                "sfrik_plugin",
-                lambda z1, z2, p=p: sfrik_plugin.sfrik_loss_func(z1, z2, gather_distributed=False, gram_precision=p),
-            )
-            for p in ("tf32", "bf16")
-        },
-        "sfrik_reference": ("sfrik_plugin.reference", _sfrik_reference_loss),
-        "sfrik_fallback": ("sfrik_plugin.fallback", _sfrik_fallback_loss),
-        "auh": ("sfrik_plugin", lambda z1, z2: sfrik_plugin.auh_loss_func(z1, z2, gather_distributed=False)),
-    }
-    methods.update(baseline_losses())
-    return methods
-
-
-def as_step(loss: Callable, autocast: str = "none") -> common.Step:
-    """A step on the packed leaf Z = (2, n, q) (the benchmark helpers take one leaf), its forward
-    under bfloat16 autocast with autocast="bf16"."""
-    if autocast == "none":
-        return lambda z: loss(z[0], z[1])
-
-    def step(z):
-        with torch.autocast(z.device.type, dtype=torch.bfloat16):
-            return loss(z[0], z[1])
-
-    return step
-
-
-class _FullGram(torch.autograd.Function):
-    """v v^T as one full GEMM forward and one backward ((S + S^T) v): the floor's definition since
-    issue 19, kept when the loss's own Gram product went down to its upper triangle (issue 32), so
-    that "time / Gram floor" stays comparable with the earlier figures."""
-
-    @staticmethod
-    def forward(ctx, v):
-        ctx.save_for_backward(v)
-        return v @ v.T
-
-    @staticmethod
-    def backward(ctx, grad):
-        (v,) = ctx.saved_tensors
-        return (grad + grad.T) @ v
-
-
-def floor_step(z: torch.Tensor) -> torch.Tensor:
-    """SFRIK's floor: two full Gram-matrix products, one GEMM forward and one backward each
-    (_FullGram), summed so backward runs through both."""
-    return cast(torch.Tensor, sum(_FullGram.apply(v).sum() for v in (z[0], z[1])))  # two terms: never the start 0
-
-
-def plain_floor_step(z: torch.Tensor) -> torch.Tensor:
-    """The same products through autograd's matmul rule (two GEMMs backward), for reference."""
-    return cast(torch.Tensor, sum((v @ v.T).sum() for v in (z[0], z[1])))  # two terms: never the start 0
-
-
-# ---------------------------------------------------------------------------------------------
-# What fits: predicted FLOPs and bytes of one forward + backward
-
-
-# The plugin's own methods; a baseline's cost model is its registry entry's (sfrik_plugin.baselines).
-_PLUGIN_MATRICES = {"sfrik_reference": 12, "auh": 8}  # n x n matrices alive at the peak (default 4)
-
-
-def predicted_flops(method: str, n: int, q: int) -> float:
-    """Matmul FLOPs of forward + backward (about 3x the forward's), both branches."""
-    if method in baselines.BASELINES_REGISTRY:
-        return baselines.BASELINES_REGISTRY[method].cost.flops(n, q)
-    return 3 * 2 * (2 * n * n * q)  # the plugin's losses: a Gram matrix per view
-
-
-def predicted_bytes(method: str, n: int, q: int, element: int) -> float:
-    """Rough peak of forward + backward: the q x q or n x n matrices each method keeps alive."""
-    if method in baselines.BASELINES_REGISTRY:
-        return baselines.BASELINES_REGISTRY[method].cost.bytes(n, q, element)
-    return element * (_PLUGIN_MATRICES.get(method, 4) * n * n + 8 * n * q)
-
-
-def available_bytes(device: torch.device) -> float:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return float(free)
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
-    return math.inf
-
-
-def matmul_flops_per_second(device: torch.device, dtype: torch.dtype) -> float:
-    """The machine's matmul rate, measured on a 2048^3 product (for the time predictions)."""
-    a = torch.randn(2048, 2048, device=device, dtype=dtype)
-    (a @ a).sum().item()
-    common.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(3):
-        a @ a
-    common.synchronize(device)
-    return 3 * 2 * 2048**3 / (time.perf_counter() - start)
-
-
-def skip_reason(method: str, n: int, q: int, args, device, dtype, rate: float) -> str | None:
-    need = predicted_bytes(method, n, q, torch.finfo(dtype).bits // 8)
-    return predicted_skip(need, predicted_flops(method, n, q), args, device, rate)
-
-
-def lejepa_skip(method: str, views: int, n: int, q: int, args, device, dtype, rate: float) -> str | None:
-    """skip_reason for a LeJEPA row (V views)."""
-    need = lejepa.predicted_bytes(method, views, n, q, torch.finfo(dtype).bits // 8)
-    return predicted_skip(need, lejepa.predicted_flops(method, views, n, q), args, device, rate)
-
-
-def predicted_skip(need: float, flops: float, args, device, rate: float) -> str | None:
-    """Why a run predicted to need `need` bytes and `flops` FLOPs is skipped (None: it runs)."""
-    have = available_bytes(device)
-    if need > args.memory_fraction * have:
-        return f"does not fit: needs ~{need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available"
-    seconds = flops / rate
-    if seconds > args.max_seconds:
-        return f"too slow here: ~{seconds:.0f} s per run > --max-seconds {args.max_seconds:g}"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

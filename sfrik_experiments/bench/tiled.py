@@ -39,7 +39,7 @@ from sfrik_plugin.sphere_autograd import to_sphere
 from sfrik_plugin.tiled import DEFAULT_TILE_SIZE, default_tile_size, gram_series_sum
 
 from . import common
-from .losses import available_bytes
+from .capacity import available_bytes
 
 HELP = "tiled (memory-free, symmetric) MMD against the dense n x n path: time and memory"
 DEFAULT_BATCHES, DEFAULT_DIMS = (2048, 4096, 8192), (256, 8192)

@@ -79,7 +79,7 @@ class Setting:
 
 
 SETTINGS = {
-    # The study's protocol (study.plan.PRESETS["full"]), its 3 epochs of 15,000 images included:
+    # The study's protocol (study.presets.PRESETS["full"]), its 3 epochs of 15,000 images included:
     # the budget sweep's choice on the validation split (demo.budget; docs/records/budget/v3.csv), the
     # candidate least likely to put a new seed under the floor: the seven methods + 3 random-encoder
     # inits in under 10 minutes on 2 CPU cores.

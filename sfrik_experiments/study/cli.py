@@ -34,7 +34,8 @@ from sfrik_plugin.utils.files import FolderLock, writable_dir
 from sfrik_plugin.utils.interrupt import exits_on_interrupt
 
 from .long_plan import LONG_PHASES, LONG_PRESETS
-from .plan import PHASES, PRESETS, Planner, study_runs
+from .plan import PHASES, Planner, study_runs
+from .presets import PRESETS
 
 ALL_PHASES = (*PHASES, "timing")
 

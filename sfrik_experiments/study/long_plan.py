@@ -38,7 +38,8 @@ from sfrik_experiments.engine.experiment import TrainConfig
 from sfrik_experiments.engine.results import FIELDS
 from sfrik_experiments.engine.runs import Protocol, RunSpec, check_curve_epochs, curve_fields
 
-from .plan import Axis, Ladder, Search, SearchState, search_state
+from .plan import Axis, Search, SearchState, search_state
+from .presets import Ladder
 
 LONG_PHASES = ("tune", "final")
 

@@ -12,15 +12,11 @@ from sfrik_experiments.engine.runs import format_setting
 from sfrik_plugin.utils.files import atomic_write
 
 from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, count, tuning
-from .report import Comparison, comparison_table, plain_reading
+from .report_paired import Comparison, comparison_table, plain_reading
+from .report_rows import markdown_table
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
 
 Rows = Sequence[Mapping[str, str]]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
 def _number(cell: str | None) -> float | None:
@@ -68,7 +64,7 @@ def curve_values(
 def comparisons_at(preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int, measure: str) -> list[Comparison]:
     """Each baseline against SFRIK after `epoch` over their common seeds (baseline - SFRIK), the
     two-sided paired t p value, Holm's adjustment over the baselines that have a final run, and the
-    smallest difference detectable with 80 % power at Holm's strictest level: study.report's
+    smallest difference detectable with 80 % power at Holm's strictest level: study.report_paired's
     comparison, on one point of the curves."""
     sfrik = curve_values(preset, rows, tuned, "sfrik", epoch, measure)
     if not sfrik:
@@ -206,7 +202,9 @@ def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
             detail.append([method, f"{float(spec.params['lr']):g}", *cells, mark])  # type: ignore[arg-type]
     random_row = next((r for r in rows if r["phase"] == "tune" and r["method"] == "random"), None)
     lines.append(
-        _table(["method", "v2 choice", "lr grid", "choice", f"val linear % (epoch {last})", "in the grid"], table)
+        markdown_table(
+            ["method", "v2 choice", "lr grid", "choice", f"val linear % (epoch {last})", "in the grid"], table
+        )
     )
     if random_row is not None:
         lines += [
@@ -216,7 +214,7 @@ def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
     lines += ["", *early_ranking(preset, rows, tuned)]
     header = ["method", "lr", *(f"val linear % ep {e}" for e in preset.curve_epochs), f"val kNN % ep {last}", ""]
     lines += ["", "<details><summary>Every tuning run (its validation curve)</summary>", ""]
-    lines += [_table(header, detail), "", "</details>"]
+    lines += [markdown_table(header, detail), "", "</details>"]
     return lines
 
 
@@ -241,7 +239,7 @@ def early_ranking(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
         f"Each method at its short-budget learning rate ({len(at_v2)} of {len(preset.methods)} methods so far; "
         f"validation, one seed), ranked by linear top-1 at each point:",
         "",
-        _table(["epoch", "order"], table),
+        markdown_table(["epoch", "order"], table),
     ]
 
 
@@ -275,13 +273,13 @@ def curves_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
             ]
             setting = "-" if method == "random" else format_setting(chosen(tuned)[method])
             table.append(["random encoder" if method == "random" else method, setting, *cells])
-        lines += [f"{label}:", "", _table(header, table), ""]
+        lines += [f"{label}:", "", markdown_table(header, table), ""]
     lines += ["Ranking by mean test linear top-1 at each point (ties not separated; see the paired tests):", ""]
     order_rows = []
     for e in preset.curve_epochs:
         ranked = ranking(preset, rows, tuned, e)
         order_rows.append([e, " > ".join(f"{m} ({s.mean:.2f})" for m, s in ranked) or "…"])
-    lines += [_table(["epoch", "order"], order_rows), ""]
+    lines += [markdown_table(["epoch", "order"], order_rows), ""]
     for e in preset.curve_epochs:
         for measure, label in (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1")):
             items = comparisons_at(preset, rows, tuned, e, measure)

@@ -21,7 +21,8 @@ from sfrik_experiments.engine.augment import BatchAugment
 from sfrik_experiments.engine.experiment import build_networks, subset
 from sfrik_experiments.engine.objectives import build_objective
 
-from .plan import Preset, chosen_settings
+from .plan import chosen_settings
+from .presets import Preset
 
 FIELDS = ("method", "q", "step_ms", "step_iqr_ms", "network_ms", "loss_ms", "network_share", "rounds", "machine")
 

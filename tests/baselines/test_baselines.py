@@ -93,11 +93,11 @@ def test_a_baseline_only_lightly_has_comes_from_lightly_and_a_missing_library_is
 def test_a_registered_baseline_reaches_the_demo_study_and_benchmarks(monkeypatch):
     from sfrik_experiments.bench import losses, step
     from sfrik_experiments.engine import objectives
-    from sfrik_experiments.study import plan
+    from sfrik_experiments.study import presets
 
     for name in baselines.BASELINES:
         assert name in objectives.METHODS and name in step.METHODS and name in losses.METHODS
-        assert plan.PRESETS["smoke"].grids[name].parameter == baselines.BASELINES_REGISTRY[name].tuned
+        assert presets.PRESETS["smoke"].grids[name].parameter == baselines.BASELINES_REGISTRY[name].tuned
     assert set(baselines.baseline_losses("lightly")) == set(baselines.BASELINES)
 
 

@@ -6,7 +6,7 @@ import argparse
 import pytest
 import torch
 
-from sfrik_experiments.bench import bandwidth, step, tiled
+from sfrik_experiments.bench import bandwidth, step, step_timing, tiled
 from sfrik_experiments.bench.cli import main
 from sfrik_plugin.tiled import DEFAULT_TILE_SIZE
 
@@ -49,7 +49,7 @@ def test_methods_take_turns_and_only_the_rounds_after_the_warm_up_are_timed():
         return run
 
     steps = {name: make(name) for name in ("a", "b", "c")}
-    records = step.run_rounds(steps, lambda: None, torch.device("cpu"), warmup=2, count=3, label="test")
+    records = step_timing.run_rounds(steps, lambda: None, torch.device("cpu"), warmup=2, count=3, label="test")
     assert calls == ["a", "b", "c"] * 5
     assert all(len(r.times) == 3 and r.failure is None for r in records.values())
 
@@ -59,19 +59,20 @@ def test_a_method_out_of_memory_is_dropped_and_the_others_go_on():
         raise torch.cuda.OutOfMemoryError("simulated")
 
     steps = {"none": lambda: torch.zeros(()), "big": oom}
-    records = step.run_rounds(steps, lambda: None, torch.device("cpu"), warmup=1, count=2, label="test")
+    records = step_timing.run_rounds(steps, lambda: None, torch.device("cpu"), warmup=1, count=2, label="test")
     assert records["big"].failure == "out of memory (round 1)" and not records["big"].times
     assert len(records["none"].times) == 2
 
 
 def test_overheads_are_differences_to_the_step_without_a_loss():
-    records = {"none": step.Record(times=[10.0, 12.0, 11.0]), "sfrik": step.Record(times=[13.0, 12.5, 16.0])}
+    Record = step_timing.Record
+    records = {"none": Record(times=[10.0, 12.0, 11.0]), "sfrik": Record(times=[13.0, 12.5, 16.0])}
     rows = [
-        {"method": m, "status": "ok", "ms_median": step.common.median(r.times), "peak_extra_mib": mib}
+        {"method": m, "status": "ok", "ms_median": step_timing.common.median(r.times), "peak_extra_mib": mib}
         for (m, r), mib in zip(records.items(), (100.0, 130.0))
     ]
     rows.append({"method": "simclr", "status": "skipped: neither solo-learn nor lightly is installed"})
-    step.add_overheads(rows, records)
+    step_timing.add_overheads(rows, records)
     none, sfrik, simclr = rows
     assert none["overhead_ms"] == 0 and none["memory_overhead_mib"] == 0
     assert sfrik["overhead_ms"] == 13.0 - 11.0 and sfrik["step_vs_none"] == 13.0 / 11.0

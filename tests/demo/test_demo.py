@@ -300,7 +300,7 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     # validation split, for the epochs and images the budget sweep chose on the validation split:
     # since the v3 sweep, the study's own 3 x 15,000.
     from sfrik_experiments.engine.runs import format_setting
-    from sfrik_experiments.study.plan import PRESETS
+    from sfrik_experiments.study.presets import PRESETS
 
     study = PRESETS["full"]
     args = demo.parse_args([])

@@ -1,6 +1,7 @@
 """Property-based fuzzing (hypothesis) of the losses (sfrik_plugin.losses: SFRIK two-view and
 multi-crop, AUH, mmd_uniform, dense and tiled) on the CPU, against a float64 numpy oracle with
-rounding bounds; test_fuzz_ops.py does the operators (helpers.fuzz has the shared oracle).
+rounding bounds; test_fuzz_ops.py and test_fuzz_op_errors.py do the operators (helpers.fuzz has the
+shared oracle).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Shared by the fuzz tests (tests/fuzz): hypothesis settings, the per-example watchdog, the
-float dtypes, and the float64 numpy oracle of the Legendre series with its rounding bound.
+float dtypes, the float64 numpy oracle of the Legendre series with its rounding bound, and an
+operator's output held against it (expected_elementwise, assert_matches).
 
 Example counts: the suite runs a bounded, derandomised number per property (CI stays fast and
 reproducible); SFRIK_FUZZ_EXAMPLES=N runs N per property with fresh randomness, which is what
@@ -118,3 +119,61 @@ def tolerance(ref, scale, dtype, degree: int, t, grad=1.0):
         + (degree + 2) * comp.smallest_normal * np.fmax(1.0, scale) * np.fmax(grad, 1.0)
         + out.smallest_normal * out.eps
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# An operator's output held against the oracle
+
+OTHER_DTYPES = (  # what t may not be: the operators take floating-point tensors only
+    torch.int8,
+    torch.int32,
+    torch.int64,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+    torch.float8_e4m3fn,
+    torch.float8_e5m2,
+)
+
+
+def assert_matches(got: torch.Tensor, ref, tol, overflow, finite_input, dtype, what: str):
+    """got (the kernel) against ref (float64 oracle), elementwise:
+      - within tol, or
+      - +-inf where a value within tol of the exact one overflows the output dtype that way, or
+      - NaN where the input was NaN and the oracle is NaN, or
+      - any non-finite value where the oracle's intermediates overflow the compute type or the
+        input was +-inf (then the exact polynomial value is out of reach of the recurrence).
+    A finite wrong number is never accepted."""
+    g = got.detach().double().numpy().reshape(np.shape(ref))
+    ref, tol = np.asarray(ref, dtype=np.float64), np.asarray(tol, dtype=np.float64)
+    big = torch.finfo(dtype).max
+    with np.errstate(all="ignore"):
+        ok = np.abs(g - ref) <= tol
+        ok |= np.isinf(g) & (np.where(g > 0, ref + tol, -(ref - tol)) >= big)  # reachable overflow
+        ok |= np.isnan(g) & np.isnan(ref) & ~finite_input
+        ok |= ~np.isfinite(g) & (overflow | (~finite_input & ~np.isnan(ref) & ~np.isfinite(ref)))
+        ok |= ~np.isfinite(g) & ~finite_input & np.isnan(ref)
+    if not ok.all():
+        i = np.flatnonzero(~ok.ravel())[:5]
+        raise AssertionError(
+            f"{what}: {int((~ok).sum())} of {ok.size} values wrong; first: got "
+            f"{g.ravel()[i]}, float64 oracle {ref.ravel()[i]}, tolerance {tol.ravel()[i]}"
+        )
+
+
+def overflows(scale, peak, dtype, grad=1.0):
+    limit = torch.finfo(compute_dtype(dtype)).max / 16
+    with np.errstate(all="ignore"):
+        size = np.fmax(np.fmax(scale, peak), scale * np.abs(grad))
+        return ~(size < limit)  # NaN counts
+
+
+def expected_elementwise(t: torch.Tensor, coeffs, dim, order=0, grad=None):
+    """(oracle value, tolerance, overflow mask, finite-input mask) for each element of t."""
+    x = t.detach().double().numpy()
+    value, scale, peak = oracle(x, coeffs, dim, order)
+    g = 1.0 if grad is None else grad
+    degree = len(coeffs) - 1
+    with np.errstate(all="ignore"):
+        ref = value * g
+    return ref, tolerance(ref, scale, t.dtype, degree, x, g), overflows(scale, peak, t.dtype, g), np.isfinite(x)

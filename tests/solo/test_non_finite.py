@@ -18,7 +18,6 @@ from helpers.solo import require_solo_learn
 require_solo_learn()
 
 import torch
-from helpers.images import make_image_folder
 from helpers.solo import cpu_cfg, fake_batch, run_script, run_training_step, solo_learn_checkout
 
 from sfrik_plugin.losses import LossTerms
@@ -30,11 +29,6 @@ METHODS = {
     "sfrik_cpu": (SFRIK, "mmd"),
     "auh_cpu": (AUH, "unif"),
 }
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    return make_image_folder(tmp_path_factory.mktemp("images") / "train")
 
 
 def at_step(model, global_step: int, epoch: int):

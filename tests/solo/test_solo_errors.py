@@ -25,7 +25,6 @@ require_solo_learn()
 
 import torch
 import torchvision
-from helpers.images import make_image_folder
 from helpers.solo import cpu_cfg, run_script, solo_learn_checkout
 
 from sfrik_plugin.solo import AUH, SFRIK
@@ -36,11 +35,6 @@ from sfrik_plugin.solo.convert import main as convert_main
 from sfrik_plugin.solo.simclr import SimCLRShared
 
 TIMEOUT_S = 600
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("images") / "train")
 
 
 def resnet_state(arch: str) -> dict:

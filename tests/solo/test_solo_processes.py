@@ -67,11 +67,6 @@ SPELLINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("images") / "train")
-
-
 @pytest.fixture
 def eight_gpus(monkeypatch):
     """Lightning sees 8 CUDA GPUs (its device count only; nothing runs on them)."""

@@ -12,7 +12,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
 from sfrik_experiments.engine.results import ResultsFile
 from sfrik_experiments.study import report
-from sfrik_experiments.study.plan import PRESETS
+from sfrik_experiments.study.presets import PRESETS
 
 RECORD = RECORDS / "study" / "fashion_mnist"
 

@@ -17,9 +17,9 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 from helpers.records import RECORDS
 from helpers.study import fake_row, run_plan
 
-from sfrik_experiments.study import plan, report, stats
+from sfrik_experiments.study import presets, report, report_paired, stats
 
-V3 = plan.PRESETS["v3"]
+V3 = presets.PRESETS["v3"]
 MEANS = {"sfrik": 83.0, "auh": 82.5, "vicreg": 82.0, "barlow_twins": 81.0, "simclr": 83.2, "sigreg": 81.5}
 MEANS |= {"mmcr": 82.2, "random": 77.5}
 MINUTES = {"sfrik": 1.0, "auh": 1.0, "vicreg": 1.2, "barlow_twins": 1.0, "simclr": 1.1, "sigreg": 1.3, "mmcr": 1.1}
@@ -165,7 +165,7 @@ def test_the_ablation_variants_share_their_seeds_and_are_tested_against_l3_with_
 
 
 def test_the_gaussian_sentence_follows_the_test():
-    ahead = report.Comparison(
+    ahead = report_paired.Comparison(
         "Gaussian exp(-2s(1-t))",
         stats.paired_difference([80.0, 80.1, 79.9], [82.0, 82.2, 81.9]),
         p=0.001,
@@ -174,7 +174,7 @@ def test_the_gaussian_sentence_follows_the_test():
         reference="L = 3",
     )
     assert ahead.verdict == "L = 3 ahead"
-    text = report.ablation_reading([ahead], "linear top-1")
+    text = report_paired.ablation_reading([ahead], "linear top-1")
     assert "As in the paper, the Legendre kernel (L = 3) is ahead of the Gaussian one." in text
     assert "does not reproduce" not in text
 

@@ -23,7 +23,7 @@ from helpers.study import fake_row, run_plan
 
 from sfrik_experiments.engine import quality
 from sfrik_experiments.engine.results import ResultsFile
-from sfrik_experiments.study import plan, stats
+from sfrik_experiments.study import plan, presets, stats
 from sfrik_experiments.utils.arguments import command_line
 
 TIMEOUT_S = 900
@@ -68,8 +68,9 @@ def test_detectable_difference_has_the_stated_power_by_simulation():
 
 
 def test_full_preset_tunes_every_method_alike_with_a_tuning_seed_no_final_run_uses():
-    preset = plan.PRESETS["full"]
-    assert set(preset.grids) == {"sfrik", "auh", *plan.RECORDED_BASELINES} and {"sigreg", "mmcr"} <= set(preset.grids)
+    preset = presets.PRESETS["full"]
+    assert set(preset.grids) == {"sfrik", "auh", *presets.RECORDED_BASELINES}
+    assert {"sigreg", "mmcr"} <= set(preset.grids)
     searches = plan.Planner(preset).tune_searches()
     shapes = {(tuple(a.span for a in s.axes), tuple(a.max_rungs for a in s.axes)) for s in searches}
     assert len(shapes) == 1  # the same starting grid and cap for every method
@@ -81,13 +82,13 @@ def test_full_preset_tunes_every_method_alike_with_a_tuning_seed_no_final_run_us
 
 def peak(spec, centre, lr_centre=5e-3):
     """A smooth score with its maximum at (lr_centre, centre) in log space."""
-    grid = plan.PRESETS["full"].grids[spec.method]
+    grid = presets.PRESETS["full"].grids[spec.method]
     value = float(spec.params[grid.parameter])
     return 80.0 - math.log2(value / centre) ** 2 - math.log2(float(spec.params["lr"]) / lr_centre) ** 2
 
 
 def test_a_grid_grows_along_its_ladder_until_the_best_is_interior():
-    preset = plan.PRESETS["full"]
+    preset = presets.PRESETS["full"]
     # SFRIK's optimum 4 rungs above its ladder's centre and the lr 1 rung below: the grid must grow
     # up to the optimum's neighbour; vicreg's optimum is the centre: 3 x 3, nothing more.
     optimum = {"sfrik": 4000.0 * 8, "vicreg": 10.0}
@@ -108,7 +109,7 @@ def test_a_grid_grows_along_its_ladder_until_the_best_is_interior():
 
 
 def test_choice_is_the_best_validation_score_and_later_phases_read_the_test_split_only():
-    preset = plan.PRESETS["full"]
+    preset = presets.PRESETS["full"]
     rows = run_plan(
         preset, lambda s: peak(s, preset.grids[s.method].ladder.centre) if s.method in preset.grids else 70.0
     )
@@ -131,7 +132,7 @@ def test_choice_is_the_best_validation_score_and_later_phases_read_the_test_spli
 
 
 def test_a_diverged_run_ranks_last_ties_go_to_the_first_and_incomplete_tuning_chooses_nothing():
-    preset = plan.PRESETS["full"]
+    preset = presets.PRESETS["full"]
     search = next(s for s in plan.Planner(preset).tune_searches() if s.method == "simclr")
     points = [spec for _, spec in search.runs([a.span for a in search.axes])]
     by_id = {s.run_id: fake_row(s, 70.0) for s in points}
@@ -203,7 +204,7 @@ def test_tuning_runs_without_the_test_split(tmp_path):
         torch.zeros(0, 1, 8, 8, dtype=torch.uint8),
         torch.zeros(0, dtype=torch.long),
     )
-    preset = plan.PRESETS["smoke"]
+    preset = presets.PRESETS["smoke"]
     runner = Runner(preset, data, library="lightly")
     del runner.splits["test"]
     spec = plan.study_runs(preset, [])[1]
@@ -219,7 +220,7 @@ def test_the_runner_trains_in_one_process():
 
     for devices in ("2", 2, "0,1", "auto"):
         with pytest.raises(ValueError, match=r"devices must be 1 \(the engine trains in one process"):
-            Runner(plan.PRESETS["smoke"], None, library="lightly", devices=devices)
+            Runner(presets.PRESETS["smoke"], None, library="lightly", devices=devices)
 
 
 def study_args(folder, out, *extra) -> list[str]:
@@ -246,8 +247,8 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # mid-study, most likely mid-run
     proc.wait()
     before = rows_of(results)
-    assert 4 <= len(before) < plan.Planner(plan.PRESETS["smoke"]).count()
-    expected = len(run_plan(plan.PRESETS["smoke"], lambda s: 50.0))  # every search grows once
+    assert 4 <= len(before) < plan.Planner(presets.PRESETS["smoke"]).count()
+    expected = len(run_plan(presets.PRESETS["smoke"], lambda s: 50.0))  # every search grows once
     done = run_python(*study_args(folder, out), timeout=TIMEOUT_S)
     assert f"{len(before)} already in" in done.stdout
     after = rows_of(results)
@@ -281,15 +282,15 @@ def test_smoke_study_end_to_end_killed_and_resumed(tmp_path):
 
 
 def test_the_report_reads_the_comparisons_in_plain_words():
-    from sfrik_experiments.study import report
+    from sfrik_experiments.study import report_paired
 
     ahead = stats.paired_difference([80.0, 80.1, 79.9, 80.2, 80.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     tie = stats.paired_difference([81.0, 82.5, 80.9, 83.1, 82.0], [82.0, 82.2, 81.9, 82.1, 82.0])
     items = [
-        report.Comparison("vicreg", ahead, p=0.0005, p_holm=0.001, mdd=0.3),  # verdict: SFRIK ahead
-        report.Comparison("simclr", tie, p=0.7, p_holm=0.9, mdd=1.7),  # verdict: no significant difference
+        report_paired.Comparison("vicreg", ahead, p=0.0005, p_holm=0.001, mdd=0.3),  # verdict: SFRIK ahead
+        report_paired.Comparison("simclr", tie, p=0.7, p_holm=0.9, mdd=1.7),  # verdict: no significant difference
     ]
-    text = report.plain_reading(items, "linear top-1")
+    text = report_paired.plain_reading(items, "linear top-1")
     assert "SFRIK is ahead of vicreg (+2.00 for SFRIK, Holm p 0.0010)." in text
     assert "SFRIK is behind none." in text
     assert "No significant difference from simclr; this design finds a true difference of 1.70-1.70" in text

@@ -22,10 +22,10 @@ from helpers.records import RECORDS
 from helpers.study import fake_row, run_plan
 
 from sfrik_experiments.engine.results import ResultsFile
-from sfrik_experiments.study import plan
+from sfrik_experiments.study import plan, presets
 from sfrik_experiments.utils.arguments import command_line
 
-V2, V3 = plan.PRESETS["full"], plan.PRESETS["v3"]
+V2, V3 = presets.PRESETS["full"], presets.PRESETS["v3"]
 
 
 def search_of(preset, method, kind="tune", chosen=None, q=None):
@@ -132,7 +132,7 @@ def test_the_cap_rule_only_extends_a_search_that_would_end_at_the_cap():
     state, _ = finish(search, weight_peak("sim_loss_weight", centre * 4))  # optimum at rung 2: inside the cap
     assert state.spans == ((-1, 1), (-1, 3)) and state.extended == () and state.at_cap == ()
     # an axis held at one value (the smoke presets' learning rate) is never extended
-    smoke = search_of(plan.PRESETS["smoke-v3"], "sfrik")
+    smoke = search_of(presets.PRESETS["smoke-v3"], "sfrik")
     state, _ = finish(smoke, lambda s: 50.0)
     assert state.spans == ((0, 0), (-2, 0)) and state.extended == ("sim_loss_weight",)
 
@@ -253,7 +253,7 @@ def test_l1_and_l2_are_retuned_on_sfriks_sim_weight_at_sfriks_lr():
         search = search_of(V3, f"sfrik_L{degree}", "ablation", {"sfrik": sfrik})
         assert search.method == "sfrik" and [a.name for a in search.axes] == ["sim_loss_weight"]
         axis = search.axes[0]
-        assert (axis.ladder, axis.span, axis.max_rungs, axis.extra_rungs) == (plan.Ladder(4000.0), (-1, 1), 5, 2)
+        assert (axis.ladder, axis.span, axis.max_rungs, axis.extra_rungs) == (presets.Ladder(4000.0), (-1, 1), 5, 2)
         centre = [s for _, s in search.runs([(0, 0)])][0]
         # the centre cell is v2's ablation setting (SFRIK's choice, truncated): where the search keeps
         # SFRIK's weight, the final runs are v2's ablation runs
@@ -348,7 +348,7 @@ def study_args(folder, out, *extra) -> list[str]:
 @pytest.mark.slow
 def test_smoke_v3_runs_end_to_end(tmp_path):
     pytest.importorskip("lightly", reason="the CI study uses lightly's baselines")
-    preset = replace(plan.PRESETS["smoke-v3"], dataset="folder")  # as the command runs it on a folder
+    preset = replace(presets.PRESETS["smoke-v3"], dataset="folder")  # as the command runs it on a folder
     folder = make_folder(tmp_path / "images", per_class=40)
     out = tmp_path / "out"
     start = time.monotonic()

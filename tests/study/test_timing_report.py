@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 
-from sfrik_experiments.study import report
-from sfrik_experiments.study.plan import PRESETS
+from sfrik_experiments.study import report_time
+from sfrik_experiments.study.presets import PRESETS
 from sfrik_experiments.study.timing import run_timing
 
 
@@ -34,7 +34,7 @@ def test_shares_above_100_and_missing_step_times_are_flagged():
         timing_row("simclr", 16, "nan", "12.4", "0.8", "nan"),
         timing_row("mmcr", 16, "", "12.4", "0.6", ""),
     ]
-    lines = report.timing_section(timing)
+    lines = report_time.timing_section(timing)
     assert table_rows(lines) == [
         "| sfrik | 16 | 13.5 | 12.4 | 0.9 | 92.0 |",
         "| auh | 16 | 11.9 | 12.4 | 0.7 | 104.2 † |",
@@ -51,7 +51,7 @@ def test_shares_above_100_and_missing_step_times_are_flagged():
 
 def test_valid_shares_print_as_before_without_notes():
     timing = [timing_row("sfrik", 256, "322.5", "320.7", "2.8", "99.4"), timing_row("x", 256, "9", "9", "0", "100.0")]
-    lines = report.timing_section(timing, [run_row("random", ""), run_row("sfrik", "0.321")])
+    lines = report_time.timing_section(timing, [run_row("random", ""), run_row("sfrik", "0.321")])
     assert table_rows(lines) == ["| sfrik | 256 | 322.5 | 320.7 | 2.8 | 99.4 |", "| x | 256 | 9 | 9 | 0 | 100.0 |"]
     assert lines[-1].splitlines()[-1].startswith("| x |")  # no note after the table
 
@@ -61,7 +61,7 @@ def test_trained_runs_without_a_step_time_are_named():
     rows = [run_row("random", ""), run_row("sfrik", "nan"), run_row("auh", "nan"), run_row("vicreg", "0.2")]
     rows.append(run_row("simclr", "", status="diverged: loss is nan"))  # not trained to its end: not counted
     for timing in ([], [timing_row("sfrik", 16, "13.5", "12.4", "0.9", "92.0")]):
-        text = "\n".join(report.timing_section(timing, rows))
+        text = "\n".join(report_time.timing_section(timing, rows))
         assert "sec_per_step in results.csv) is not measured in 2 of the 3 trained runs" in text
         assert "too short to time any" in text
 
