@@ -193,6 +193,19 @@ def quartiles(values: Sequence[float]) -> tuple[float, float]:
     return q1, q3
 
 
+def fill_measured(
+    rows: list[dict], runnable: dict[str, Step], times: dict[str, list[float]], leaf: torch.Tensor
+) -> None:
+    """The rows of the methods that ran: their times (median, min, count) and peak extra memory,
+    measured after the timing rounds (the peak run is not timed)."""
+    for row in rows:
+        if row["method"] in runnable:
+            peak = peak_extra_bytes(runnable[row["method"]], leaf)
+            leaf.grad = None
+            t = times[row["method"]]
+            row.update(ms_median=median(t), ms_min=min(t), repeats=len(t), peak_extra_mib=peak / 2**20)
+
+
 def peak_extra_bytes(step: Step, leaf: torch.Tensor) -> int:
     """Peak bytes allocated by one forward + backward beyond what was live before it.
     Leaves the step's gradient in leaf.grad."""

@@ -83,12 +83,7 @@ def run_cell(n: int, q: int, views: int, losses: dict, args, device, dtype, skip
         leaf = views_leaf(views, n, q, dtype, device)
         repeats = args.repeats or (5 if n * q <= 2048 * 8192 else 3)
         times = common.time_steps_round_robin(runnable, leaf, repeats)
-        for row in rows:
-            if row["method"] in runnable:
-                peak = common.peak_extra_bytes(runnable[row["method"]], leaf)
-                leaf.grad = None
-                t = times[row["method"]]
-                row.update(ms_median=common.median(t), ms_min=min(t), repeats=len(t), peak_extra_mib=peak / 2**20)
+        common.fill_measured(rows, runnable, times, leaf)
     sigreg = next((r for r in rows if r["method"] == "lejepa_sigreg" and r["status"] == "ok"), None)
     for row in rows:
         if sigreg is not None and row["status"] == "ok":

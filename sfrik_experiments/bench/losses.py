@@ -170,12 +170,7 @@ def run_cell(n: int, q: int, methods: dict, args, device, dtype, rate: float) ->
         repeats = args.repeats or (5 if n * q <= 2048 * 8192 else 3)
         times = time_cell({**runnable, "_floor": floor_step}, leaf, repeats, args)
         floor_ms = common.median(times.pop("_floor"))
-        for row in rows:
-            if row["method"] in runnable:
-                peak = common.peak_extra_bytes(runnable[row["method"]], leaf)
-                leaf.grad = None
-                t = times[row["method"]]
-                row.update(ms_median=common.median(t), ms_min=min(t), repeats=len(t), peak_extra_mib=peak / 2**20)
+        common.fill_measured(rows, runnable, times, leaf)
     vicreg = next((r for r in rows if r["method"] == "vicreg" and r["status"] == "ok"), None)
     for row in rows:
         row["model_time_vs_vicreg"] = n / q if row["method"].startswith("sfrik") else math.nan
