@@ -283,7 +283,10 @@ def plot(rows: list, path: str, title: str) -> None:
         ("ms_median", axes[0], "ms, forward + backward"),
         ("peak_extra_mib", axes[1], "peak extra MiB"),
     ):
-        for i, method in enumerate(METHODS):
+        # a colour per method drawn (the registry has more than matplotlib's 10 cycle colours)
+        drawn = [m for m in METHODS if any(r["method"] == m and r["status"] == "ok" for r in rows)]
+        colours = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")
+        for i, method in enumerate(drawn):
             for j, n in enumerate(batches):
                 points = sorted(
                     (r["q"], r[key]) for r in rows if r["method"] == method and r["n"] == n and r["status"] == "ok"
@@ -294,7 +297,7 @@ def plot(rows: list, path: str, title: str) -> None:
                         styles[j % len(styles)],
                         marker="o",
                         markersize=3,
-                        color=f"C{i}",
+                        color=colours(i),
                         label=f"{method}, n = {n}",
                     )
         ax.set(xscale="log", yscale="log", xlabel="q (embedding width)", ylabel=label)

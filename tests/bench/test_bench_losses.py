@@ -131,3 +131,22 @@ def test_lejepa_views_below_two_are_refused(tmp_path):
 
     proc = run_python("-m", "sfrik_experiments.bench", "losses", "--quick", "--lejepa-views", "1", check=False)
     assert proc.returncode != 0 and "--lejepa-views takes numbers of views >= 2" in proc.stderr
+
+
+def test_the_plot_draws_each_method_in_its_own_colour(monkeypatch, tmp_path):
+    # the registry holds more methods than matplotlib's 10 cycle colours: AUH once came out in
+    # SFRIK's blue (colour C10 is C0)
+    pytest.importorskip("matplotlib")
+    drawn = {}
+    monkeypatch.setattr(losses.output, "save_figure", lambda fig, path: drawn.setdefault("fig", fig))
+    rows = [
+        dict(method=m, n=2048, q=q, status="ok", ms_median=float(i + 1), peak_extra_mib=float(i + 1))
+        for i, m in enumerate(losses.METHODS)
+        for q in (1024, 8192)
+    ]
+    losses.plot(rows, str(tmp_path / "p.png"), "t")
+    lines = drawn["fig"].axes[0].get_lines()
+    assert len(lines) == len(losses.METHODS) > 10
+    from matplotlib.colors import to_rgba
+
+    assert len({to_rgba(line.get_color()) for line in lines}) == len(lines)
