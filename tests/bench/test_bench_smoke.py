@@ -5,6 +5,7 @@ import csv
 import math
 
 import pytest
+from helpers.bandwidth import PASSES
 from helpers.processes import run_python
 
 from sfrik_experiments.bench import legendre
@@ -151,15 +152,7 @@ def test_bandwidth_bench_measures_every_op_beside_a_copy(tmp_path):
     assert "applies on a GPU" in stdout
     assert [(r["dtype"], r["op"]) for r in rows] == [(d, op) for d in ("float32", "bfloat16") for op in bandwidth.OPS]
     passes = {r["op"]: int(r["passes"]) for r in rows}
-    assert passes == {
-        "forward": 1,
-        "backward": 2,
-        "forward + backward": 3,
-        "value_and_grad": 2,
-        "device copy": 2,
-        "fallback forward": 1,
-        "fallback backward": 2,
-    }
+    assert passes == PASSES
     assert not any("fallback" in line for line in stdout.splitlines() if "PASS" in line or "FAIL" in line)
     for r in rows:
         assert r["status"] == "ok", r
