@@ -5,6 +5,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from sfrik_experiments.utils.output import markdown_table as table
 from sfrik_plugin.utils.files import atomic_write
 
 COLUMNS = [
@@ -38,10 +39,8 @@ MARKDOWN = [
 
 def markdown_table(rows: Sequence[dict], notes: Sequence[str] = ()) -> str:
     """The table, then the notes (what the linear top-1 is not), one paragraph each."""
-    lines = ["| " + " | ".join(h for h, _, _ in MARKDOWN) + " |", "|" + "---|" * len(MARKDOWN)]
-    for row in rows:
-        cells = ["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in MARKDOWN]
-        lines.append("| " + " | ".join(cells) + " |")
+    cells = [["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in MARKDOWN] for row in rows]
+    lines = [table([h for h, _, _ in MARKDOWN], cells)]
     for note in notes:
         lines += ["", note]
     return "\n".join(lines) + "\n"

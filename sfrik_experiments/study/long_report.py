@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sfrik_experiments.engine.runs import format_setting
+from sfrik_experiments.utils.output import markdown_table
 from sfrik_plugin.utils.files import atomic_write
 
 from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, count, tuning
 from .report_paired import Comparison, comparison_table, plain_reading
-from .report_rows import markdown_table
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
 
 Rows = Sequence[Mapping[str, str]]

@@ -9,11 +9,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sfrik_experiments.utils.output import markdown_table
 from sfrik_plugin.kernels import KERNELS
 
 from .plan import Choices
 from .presets import Preset
-from .report_rows import Rows, ablation_variants, escape_cell, final_match, markdown_table, seed_values, values_by_seed
+from .report_rows import Rows, ablation_variants, escape_cell, final_match, seed_values, values_by_seed
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value
 
 

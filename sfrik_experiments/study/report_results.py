@@ -5,6 +5,7 @@ same seeds, with paired tests against L = 3)."""
 from __future__ import annotations
 
 from sfrik_experiments.engine.runs import format_setting
+from sfrik_experiments.utils.output import markdown_table
 from sfrik_plugin.kernels import KERNELS
 
 from .plan import Choices
@@ -16,7 +17,6 @@ from .report_rows import (
     ablation_variants,
     escape_cell,
     final_match,
-    markdown_table,
     seed_values,
     summary_of,
 )

@@ -1,6 +1,6 @@
 """What the study's report reads from its results rows: the rows of a method's final runs at a q
 (final_match) and of each ablation variant (ablation_variants), each seed's value of a metric, a
-CSV cell as a number, and the Markdown table every section is written in. The report's other
+CSV cell as a number (the sections' Markdown tables are utils.output.markdown_table). The report's other
 modules (study/report_*.py) and the long study's (study/long_report.py) build on these."""
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ from .stats import Summary, summarise
 Rows = Sequence[Mapping[str, str]]
 METRICS = ("linear_top1", "knn_top1")
 PROBES = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"))
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
 def escape_cell(text: str) -> str:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sfrik_experiments.utils.output import markdown_table
+
 from .plan import Choices
 from .presets import Preset
-from .report_rows import Rows, final_match, finite_number, markdown_table, measured_value, summary_of
+from .report_rows import Rows, final_match, finite_number, measured_value, summary_of
 from .stats import Summary, summarise
 
 OVER_100 = "†"  # marks a network share above 100 % in the timing table

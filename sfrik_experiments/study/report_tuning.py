@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from sfrik_experiments.engine.runs import format_setting
+from sfrik_experiments.utils.output import markdown_table
 
 from .plan import Choices, Search, SearchState, mean_score
 from .presets import Preset
-from .report_rows import Rows, markdown_table
+from .report_rows import Rows
 
 
 def _run_cells(row: Mapping[str, str] | None) -> list[str]:

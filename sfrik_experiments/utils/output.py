@@ -1,4 +1,4 @@
-"""Results as people read them: plain-text tables, CSV files, and matplotlib without a display."""
+"""Results as people read them: plain-text and Markdown tables, CSV files, and matplotlib without a display."""
 
 import csv
 import math
@@ -15,6 +15,12 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table (the study's and sfrik-compare's reports), each cell as str() writes it."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
 def format_value(value: object, spec: str) -> str:
