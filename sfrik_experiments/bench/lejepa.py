@@ -40,7 +40,8 @@ def build_losses() -> dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor
     sigreg, sphere = LeJEPALoss(), SphereMMDLeJEPALoss()
 
     def call(loss: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda z: loss(local_proj=z[2:] if z.shape[0] > 2 else z[:1], global_proj=z[:2])
+        # lightly's SIGReg keeps its knots in a buffer: the module must follow the views' device
+        return lambda z: loss.to(z.device)(local_proj=z[2:] if z.shape[0] > 2 else z[:1], global_proj=z[:2])
 
     return {"lejepa_sigreg": ("lightly", call(sigreg)), "lejepa_sphere_mmd": ("sfrik_plugin", call(sphere))}
 

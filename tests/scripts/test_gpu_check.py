@@ -384,6 +384,23 @@ def test_the_step_stage_stopped_at_its_limit_says_where_and_is_partial(tmp_path,
     assert outcome.summary.endswith("(stopped at its 120 s limit after q = 8192)") and "sfrik +0.98" in outcome.summary
 
 
+def test_the_step_stage_reads_a_baseline_out_of_memory_as_a_finding_and_sfrik_out_of_memory_as_a_failure(
+    tmp_path, monkeypatch
+):
+    # The H100 run of 2026-12-06: VICReg and Barlow Twins did not fit at q = 32768 and the stage failed
+    module = gpu_check_module()
+    ctx = _context(module, tmp_path)
+    cell = {"backbone": "resnet50", "n": "256", "q": "32768", "status": "ok", "ms_median": "236.9", "ms_min": "236.8"}
+    cell |= {"ms_max": "237.6", "peak_mib": "", "peak_extra_mib": "1.0"}
+    rows = [{**cell, "method": "none", "overhead_ms": "0"}, {**cell, "method": "sfrik", "overhead_ms": "1.01"}]
+    rows.append({**cell, "method": "vicreg", "status": "out of memory (round 1)"})
+    monkeypatch.setattr(module.core, "bench", lambda *a, **k: (module.Run(0, "", 70.0), rows))
+    outcome = module.stage_step(ctx)
+    assert outcome.status == module.PASSED and "out of memory: vicreg at q = 32768" in outcome.summary
+    rows[1] = {**cell, "method": "sfrik", "status": "out of memory (round 1)"}
+    assert module.stage_step(ctx).status == module.FAILED
+
+
 def test_pytest_stopped_without_its_junit_xml_is_read_from_its_progress():
     # pytest-xdist's controller, interrupted, ended before writing the XML (the H200 run's stage d)
     module = gpu_check_module()
