@@ -39,16 +39,25 @@ class GramBlocks(NamedTuple):
 # blocks, each saving less: (m + 1) / (2 m) of the work, with narrower GEMMs): 0.685 of the full
 # product at n = 2048, q = 8192. At n = 256-512 blocks of 128 rows beat the full product mirrored
 # by 4-22 % (q >= 1024); at n = 128 the full product was as fast or faster. So: 4 blocks of at least
-# 128 rows. CUDA: blocks of 1024 rows or more, 4 at most, keep each GEMM's output wide enough to
-# fill the GPU's multiprocessors (not measured yet: the GPU check's gram stage times 1-8 blocks).
-GRAM_BLOCKS = {"cpu": GramBlocks(4, 128), "cuda": GramBlocks(4, 1024)}
+# 128 rows. CUDA, float32 (one H100, 2026-12-06, docs/records/gpu/gram_h100_2026-12-06.csv): blocks
+# of 256 rows or more, 8 at most, were the fastest count in all six cells (n 1024-4096, q 8192 and
+# 32768): 0.60-0.96 of the full product; the former 4 blocks of 1024 rows took 1.08-1.37x as long.
+GRAM_BLOCKS = {"cpu": GramBlocks(4, 128), "cuda": GramBlocks(8, 256)}
+# Reduced-precision products (TF32, bf16, fp16, autocast) on CUDA: the tensor cores finish a full
+# product so fast that narrower GEMMs lose below n = 4096 (the same H100: 2 blocks 1.2-2.1x the time
+# of 1 at n = 1024-2048, q = 8192) and gain up to 25 % above. Blocks of 2048 rows or more were within
+# 11 % of the fastest count in all twelve cells (the former rule: up to 1.53x).
+REDUCED_PRECISION_GRAM_BLOCKS = {"cuda": GramBlocks(4, 2048)}
 _OTHER_DEVICES = GramBlocks(1, 1)
 ROW_ALIGNMENT = 16  # block boundaries on multiples of this: aligned rows for the GEMMs and the copies
 
 
-def default_blocks(rows: int, device: torch.device) -> int:
-    """The number of row blocks for `rows` rows on `device` (1: the full product)."""
+def default_blocks(rows: int, device: torch.device, reduced_precision: bool = False) -> int:
+    """The number of row blocks for `rows` rows on `device` (1: the full product), for float32
+    products or, with reduced_precision, TF32 / bf16 / fp16 ones."""
     setting = GRAM_BLOCKS.get(device.type, _OTHER_DEVICES)
+    if reduced_precision:
+        setting = REDUCED_PRECISION_GRAM_BLOCKS.get(device.type, setting)
     return max(1, min(setting.max_blocks, rows // setting.min_block_rows))
 
 
@@ -94,6 +103,16 @@ def symmetric_sum(g: torch.Tensor) -> torch.Tensor:
     return g + g.mT
 
 
+def reduced_precision(x: torch.Tensor, product: Product | None = None) -> bool:
+    """Whether the GEMMs of x x^T run below float32: a half type, a product of its own (the
+    precision module's), TF32 allowed for CUDA matmuls, or autocast on x's device."""
+    if x.dtype in (torch.float16, torch.bfloat16) or product is not None:
+        return True
+    if x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        return True
+    return x.device.type in ("cuda", "cpu") and torch.is_autocast_enabled(x.device.type)
+
+
 def symmetric_gram(x: torch.Tensor, product: Product | None = None, blocks: int | None = None) -> torch.Tensor:
     """x x^T (x: (n, q)) from its upper triangle, in `blocks` row blocks (None: default_blocks),
     exactly symmetric.
@@ -103,7 +122,7 @@ def symmetric_gram(x: torch.Tensor, product: Product | None = None, blocks: int 
     module passes its reduced-precision GEMM). Inside a torch.func transform the blocks' in-place
     writes are not available, so the full product is mirrored instead (same values, full cost)."""
     n = x.shape[0]
-    blocks = default_blocks(n, x.device) if blocks is None else blocks
+    blocks = default_blocks(n, x.device, reduced_precision(x, product)) if blocks is None else blocks
     bounds = block_bounds(n, blocks)
     if len(bounds) <= 2 or torch._C._are_functorch_transforms_active():
         return mirror_upper((product or _product)(x, x))
@@ -125,10 +144,12 @@ def symmetric_gram(x: torch.Tensor, product: Product | None = None, blocks: int 
 
 __all__ = [
     "GRAM_BLOCKS",
+    "REDUCED_PRECISION_GRAM_BLOCKS",
     "GramBlocks",
     "block_bounds",
     "default_blocks",
     "mirror_upper",
+    "reduced_precision",
     "symmetric_gram",
     "symmetric_sum",
 ]

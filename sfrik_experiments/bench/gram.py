@@ -74,7 +74,7 @@ def run_cell(n: int, q: int, precision: str, args, device: torch.device, dtype: 
     times = common.time_calls_round_robin(calls, device, repeats)
     full = calls["full"]()
     full_ms = common.median(times["full"])
-    chosen = default_blocks(n, device)
+    chosen = default_blocks(n, device, reduced_precision=precision != "float32")
     rows = []
     for name, call in calls.items():
         m = 0 if name == "full" else int(name[1:])

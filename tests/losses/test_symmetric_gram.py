@@ -6,7 +6,9 @@ fixture makes the CPU split from 16 rows on, so that small test batches take the
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,6 +63,51 @@ def test_the_number_of_blocks_is_bounded_whatever_the_rows():
         assert default_blocks(2 * setting.min_block_rows - 1, device) == 1  # the full product below
         assert default_blocks(10**7, device) == setting.max_blocks
     assert default_blocks(10**7, torch.device("meta")) == 1
+    reduced = gram.REDUCED_PRECISION_GRAM_BLOCKS["cuda"]
+    assert default_blocks(2 * reduced.min_block_rows - 1, torch.device("cuda"), reduced_precision=True) == 1
+    assert default_blocks(10**7, torch.device("cuda"), reduced_precision=True) == reduced.max_blocks
+    # no reduced-precision setting measured on the CPU: its float32 one
+    assert default_blocks(10**7, torch.device("cpu"), True) == gram.GRAM_BLOCKS["cpu"].max_blocks
+
+
+def test_reduced_precision_is_read_from_the_dtype_the_product_and_autocast():
+    x = torch.ones(4, 3)
+    assert not gram.reduced_precision(x)
+    assert gram.reduced_precision(x.bfloat16()) and gram.reduced_precision(x.half())
+    assert gram.reduced_precision(x, lambda a, b: a @ b.mT)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gram.reduced_precision(x)
+
+
+@pytest.mark.requires_cuda
+def test_tf32_matmuls_count_as_reduced_precision_on_cuda():
+    x = torch.ones(4, 3, device="cuda")
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        assert not gram.reduced_precision(x)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        assert gram.reduced_precision(x)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_the_cuda_settings_are_the_fastest_counts_of_the_recorded_gpu_run():
+    # GRAM_BLOCKS["cuda"] and REDUCED_PRECISION_GRAM_BLOCKS["cuda"] were chosen from this record
+    # (sfrik-bench gram on an H100): float32 picks the fastest count of every cell, TF32 and bf16 one
+    # within 11 % of it (the former single rule was up to 1.53x).
+    record = Path(__file__).parents[2] / "docs/records/gpu/gram_h100_2026-12-06.csv"
+    cells: dict[tuple[str, int, int], dict[int, float]] = {}
+    for row in csv.DictReader(record.open()):
+        if row["blocks"] != "full":
+            cells.setdefault((row["precision"], int(row["n"]), int(row["q"])), {})[int(row["blocks"])] = float(
+                row["ms_median"]
+            )
+    assert len(cells) == 18
+    for (precision, n, _), times in cells.items():
+        chosen = default_blocks(n, torch.device("cuda"), reduced_precision=precision != "float32")
+        slack = 1.0 if precision == "float32" else 1.11
+        assert times[chosen] <= slack * min(times.values()), (precision, n, chosen, times)
 
 
 def test_mirror_reads_only_the_upper_triangle(device):
