@@ -29,6 +29,7 @@ import torch
 from sfrik_experiments.engine import data as datasets
 from sfrik_experiments.engine.experiment import TrainConfig
 from sfrik_experiments.engine.objectives import METHODS
+from sfrik_experiments.engine.study_choices import V2_CHOICES
 from sfrik_experiments.utils.arguments import (
     check_accelerator,
     non_negative_int,
@@ -49,17 +50,9 @@ RESULT_FIELDS = ("method", "seed", "status", "linear_top1", "knn_top1", "rankme"
 RANDOM_INITS = 3
 STUDY_RECORD = "docs/records/study/fashion_mnist.md"  # the full comparison, in the repository
 STUDY_LIBRARY = "lightly"  # where the recorded study's baselines come from
-# Each method's setting as the recorded study chose it by validation linear top-1 (its tuning
-# rows are docs/records/study/fashion_mnist.csv; a test checks that these are the choices made there).
-STUDY_CHOICES: dict[str, dict[str, object]] = {
-    "sfrik": {"lr": 0.01, "kernel_weights": (1.0, 40.0, 40.0), "sim_loss_weight": 4000.0},
-    "vicreg": {"lr": 0.0025, "sim_loss_weight": 20.0},
-    "barlow_twins": {"lr": 0.01, "lamb": 0.001},
-    "simclr": {"lr": 0.01, "temperature": 0.025},
-    "auh": {"lr": 0.01, "sim_loss_weight": 1500.0},
-    "sigreg": {"lr": 0.0025, "lambda_param": 0.00625},
-    "mmcr": {"lr": 0.01, "lmda": 0.005},
-}
+# Each method's setting as the recorded study chose it (one table, engine.study_choices), in the
+# order the demo runs and reports them.
+STUDY_CHOICES = V2_CHOICES
 
 
 @dataclass(frozen=True)

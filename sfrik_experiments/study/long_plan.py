@@ -37,24 +37,17 @@ from dataclasses import dataclass, field
 from sfrik_experiments.engine.experiment import TrainConfig
 from sfrik_experiments.engine.results import FIELDS
 from sfrik_experiments.engine.runs import Protocol, RunSpec, check_curve_epochs, curve_fields
+from sfrik_experiments.engine.study_choices import V2_CHOICES as RECORDED_CHOICES
 
 from .plan import Axis, Search, SearchState, search_state
-from .presets import Ladder
+from .presets import RECORDED_BASELINES, Ladder
 
 LONG_PHASES = ("tune", "final")
 
-# The short-budget choices of the v2 study at q = 1024 (docs/records/study/fashion_mnist.csv, the setting
-# of its final runs), the centre of each method's learning-rate ladder; the other keys are kept.
-# tests/study/test_long.py checks them against the record.
-V2_CHOICES: dict[str, dict[str, object]] = {
-    "sfrik": {"lr": 0.01, "kernel_weights": (1.0, 40.0, 40.0), "sim_loss_weight": 4000.0},
-    "auh": {"lr": 0.01, "sim_loss_weight": 1500.0},
-    "vicreg": {"lr": 0.0025, "sim_loss_weight": 20.0},
-    "barlow_twins": {"lr": 0.01, "lamb": 0.001},
-    "simclr": {"lr": 0.01, "temperature": 0.025},
-    "sigreg": {"lr": 0.0025, "lambda_param": 0.00625},
-    "mmcr": {"lr": 0.01, "lmda": 0.005},
-}
+# The short-budget choices of the v2 study at q = 1024 (engine.study_choices: the setting of its
+# final runs, checked against the record by tests/study/test_long.py), the centre of each method's
+# learning-rate ladder; the other keys are kept. In the study's order: SFRIK, AUH, the baselines.
+V2_CHOICES = {m: RECORDED_CHOICES[m] for m in ("sfrik", "auh", *RECORDED_BASELINES)}
 # The v2 study's final runs at q = 1024 (5 seeds): mean test linear top-1, and each baseline's
 # paired comparison with SFRIK after Holm's correction (docs/records/study/fashion_mnist.md; checked
 # against the record's rows by tests/study/test_long.py). The short-budget ranking the long
