@@ -211,6 +211,17 @@ def check_gram_precision(gram_precision: object) -> str:
 # Renamed keyword arguments
 
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
+_PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/" if "/" in __file__ else ""
+
+
+def _warn_deprecated(message: str) -> None:
+    """A DeprecationWarning attributed to the first caller outside this package: a deprecated
+    function with a renamed keyword runs through two of these wrappers (and the classes' own
+    constructors), and the line to change is the user's."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and _PACKAGE_DIR and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
 
 
 def deprecated_function(replacement: str) -> Callable[[_Fn], _Fn]:
@@ -220,11 +231,9 @@ def deprecated_function(replacement: str) -> Callable[[_Fn], _Fn]:
     def decorate(fn: _Fn) -> _Fn:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            warnings.warn(
+            _warn_deprecated(
                 f"{fn.__module__}.{fn.__qualname__} is deprecated and will be removed in the next release; "
-                f"use {replacement}",
-                DeprecationWarning,
-                stacklevel=2,
+                f"use {replacement}"
             )
             return fn(*args, **kwargs)
 
@@ -245,11 +254,9 @@ def renamed_kwargs(**renames: str) -> Callable[[_Fn], _Fn]:
                 if old in kwargs:
                     if new in kwargs:
                         raise TypeError(f"{fn.__qualname__}() got both {old}= and its new name {new}=; pass {new}=")
-                    warnings.warn(
+                    _warn_deprecated(
                         f"{fn.__qualname__}(): the argument {old}= is deprecated and will be removed in the "
-                        f"next release; use {new}=",
-                        DeprecationWarning,
-                        stacklevel=2,
+                        f"next release; use {new}="
                     )
                     kwargs[new] = kwargs.pop(old)
                     passed.append((old, new))

@@ -70,6 +70,16 @@ def test_the_warning_points_at_the_caller():
     assert [w.filename for w in record] == [__file__]
 
 
+def test_a_deprecated_function_with_an_old_keyword_points_both_warnings_at_the_caller():
+    # two wrappers (the function's, the keyword's) lie between the caller and each warning;
+    # each names the caller's line, not the package's
+    with pytest.warns(DeprecationWarning) as record:
+        sfrik_plugin.sfrik_loss_terms(Z1, Z2, mmd_impl="tiled", tile_size=7)
+    assert [w.filename for w in record] == [__file__, __file__]
+    first_words = {str(w.message).split(" ")[0] for w in record}
+    assert first_words == {"sfrik_plugin.losses.sfrik_loss_terms", "sfrik_loss_terms():"}
+
+
 def test_old_and_new_name_together_is_an_error():
     with pytest.raises(TypeError, match="got both tile_size= and its new name mmd_tile_size="):
         sfrik_plugin.SFRIKLoss(tile_size=3, mmd_tile_size=4)
