@@ -42,7 +42,9 @@ naming them.
                 the fallback paths) and under bf16 autocast: SFRIK (float32, TF32 and bf16 Gram),
                 VICReg, Barlow Twins, SimCLR, SIGReg, MMCR (float32 only; it and any method whose
                 warm-up call takes over 0.25 s timed once, after the others); the summary gives
-                issue 32's targets: SFRIK / its floor <= 1.0 and below SIGReg at each q.
+                issue 32's targets: SFRIK / its floor <= 1.0 and below SIGReg at each q. Then
+                programs/loss_profile.py: SFRIK's loss under torch.profiler at n = 2048, q 8192
+                and 32768 (its kernels, their count and time a call, the top ones by time).
   h step        sfrik-bench step: ResNet-50 + projector 2048-8192-8192-q, 2 x 256 images of 224 px,
                 bf16 autocast, q in {8192, 16384, 32768}: each method's training step and its
                 overhead over the step without a loss.

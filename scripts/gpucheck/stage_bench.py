@@ -93,12 +93,25 @@ def stage_losses(ctx: Context) -> Outcome:
         writer.writeheader()
         writer.writerows(rows)
     bad = [r for r in rows if r["status"] != "ok" and not r["status"].startswith(("skipped", "does not fit"))]
-    details = [*loss_targets(rows), *(loss_line(r) for r in rows)]
+    profile = loss_profile(ctx)
+    details = [*loss_targets(rows), *profile, *(loss_line(r) for r in rows)]
     ok = sum(r["status"] == "ok" for r in rows)
     summary = f"{ok} of {len(rows)} cells ran (float32 and bf16 autocast){baselines_note(ctx)}; {CSVS['losses']}"
     if stopped:
         summary += f" ({'; '.join(stopped)})"
+    summary += "; profile: " + ("; ".join(line for line in profile if line.startswith("q = ")) or "none")
     return Outcome(FAILED if bad else PARTIAL if stopped else PASSED, summary, details)
+
+
+def loss_profile(ctx: Context) -> list[str]:
+    """programs/loss_profile.py: where SFRIK's loss time goes (kernels, their count, the device's
+    idle time), to read against its floor. Informative: a failure is reported, not fatal."""
+    size = ["--device", "cpu", "--n", "64", "--dims", "32", "--calls", "1"] if ctx.dry else []
+    cmd = [ctx.python, str(core.PROGRAMS / "loss_profile.py"), *size]
+    run = core.run_logged(ctx, "loss-profile", cmd, env={"SFRIK_REQUIRE_EXTENSION": "1"}, limit=40)
+    if not run.ok:
+        return [f"  loss profile: {'timed out' if run.rc is None else f'exit status {run.rc}'} (logs/loss-profile.log)"]
+    return [line for line in run.text.splitlines() if line.startswith(("q = ", "    "))]
 
 
 def loss_targets(rows: list[dict]) -> list[str]:

@@ -39,6 +39,7 @@ COMMANDS = {
     "tests": ("tests", "-m pytest"),
     "bandwidth": ("bandwidth", "-m sfrik_experiments.bench bandwidth"),
     "losses": ("losses-bf16", "-m sfrik_experiments.bench losses"),
+    "loss profile": ("loss-profile", "programs/loss_profile.py"),
     "step": ("step", "-m sfrik_experiments.bench step"),
     "tiles": ("tiles", "-m sfrik_experiments.bench tiled --sweep-only"),
     "demo": ("demo", "-m sfrik_experiments.demo"),
@@ -86,6 +87,9 @@ def test_dry_run_runs_every_stage_and_writes_at_most_8_files(tmp_path):
         "sigreg" not in {r["method"] for r in read_rows(out / "losses.csv") if r["status"] == "ok"}
     ), report
     assert {"sfrik_fallback"} <= {r["method"] for r in read_rows(out / "losses.csv") if r["autocast"] == "none"}
+    # the loss's profile (programs/loss_profile.py): its per-q line in the summary, its top ops below
+    assert re.search(r"profile: q = 32: [\d.]+ ms a call; ops [\d.]+ ms in \d+ ops a call", stages["losses"][1])
+    assert re.search(r"^ +[\d.]+ ms +x *[\d.]+ +(aten|sfrik)::", report, flags=re.MULTILINE), report
     assert "mmcr" not in {r["method"] for r in read_rows(out / "losses.csv") if r["autocast"] == "bf16"}
     assert {r["autocast"] for r in read_rows(out / "losses.csv")} == {"none", "bf16"}
     step = read_rows(out / "step.csv")
