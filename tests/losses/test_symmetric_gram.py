@@ -19,9 +19,10 @@ from sfrik_plugin.gram import GramBlocks, block_bounds, default_blocks, mirror_u
 
 @pytest.fixture
 def blocks(monkeypatch):
-    """Row blocks from 16 rows on, at most 4 of them, on every device."""
+    """Row blocks from 16 rows on, at most 4 of them, on every device and in every precision."""
     for device in ("cpu", "cuda"):
         monkeypatch.setitem(gram.GRAM_BLOCKS, device, GramBlocks(4, 16))
+        monkeypatch.setitem(gram.REDUCED_PRECISION_GRAM_BLOCKS, device, GramBlocks(4, 16))
 
 
 def rows(n: int, q: int, device: str, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
@@ -195,6 +196,7 @@ def test_the_loss_in_blocks_equals_the_full_products_and_float64(device, blocks,
     split = loss_and_grads(loss_fn, z1, z2)
     with monkeypatch.context() as full:
         full.setitem(gram.GRAM_BLOCKS, device, GramBlocks(1, 16))
+        full.setitem(gram.REDUCED_PRECISION_GRAM_BLOCKS, device, GramBlocks(1, 16))
         whole = loss_and_grads(loss_fn, z1, z2)
     for got, want in zip(split, whole):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
