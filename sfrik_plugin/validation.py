@@ -12,6 +12,7 @@ import functools
 import math
 import numbers
 import operator
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -211,7 +212,7 @@ def check_gram_precision(gram_precision: object) -> str:
 # Renamed keyword arguments
 
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
-_PACKAGE_DIR = __file__.rsplit("/", 1)[0] + "/" if "/" in __file__ else ""
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _warn_deprecated(message: str) -> None:
@@ -219,7 +220,7 @@ def _warn_deprecated(message: str) -> None:
     function with a renamed keyword runs through two of these wrappers (and the classes' own
     constructors), and the line to change is the user's."""
     frame, level = sys._getframe(1), 2
-    while frame.f_back is not None and _PACKAGE_DIR and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, DeprecationWarning, stacklevel=level)
 

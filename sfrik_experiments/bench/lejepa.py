@@ -29,19 +29,22 @@ SUITE_METHODS = ("lejepa_sigreg", "lejepa_sphere_mmd")
 DEFAULT_VIEWS = (2, 8)  # two global views; LeJEPA's 2 global + 6 local
 
 
-def build_losses() -> dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
-    """name -> (source, loss of all views (V, n, q)); empty where lightly is not installed."""
+def build_losses(
+    device: torch.device | str = "cpu",
+) -> dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """name -> (source, loss of all views (V, n, q) on device); empty where lightly is not installed."""
     try:
         from lightly.loss import LeJEPALoss
 
         from sfrik_plugin.hosts.lightly import SphereMMDLeJEPALoss
     except ImportError:
         return {}
-    sigreg, sphere = LeJEPALoss(), SphereMMDLeJEPALoss()
+    # lightly's SIGReg keeps its knots in a buffer: the modules go to the views' device once, here,
+    # not inside the timed calls
+    sigreg, sphere = LeJEPALoss().to(device), SphereMMDLeJEPALoss().to(device)
 
     def call(loss: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        # lightly's SIGReg keeps its knots in a buffer: the module must follow the views' device
-        return lambda z: loss.to(z.device)(local_proj=z[2:] if z.shape[0] > 2 else z[:1], global_proj=z[:2])
+        return lambda z: loss(local_proj=z[2:] if z.shape[0] > 2 else z[:1], global_proj=z[:2])
 
     return {"lejepa_sigreg": ("lightly", call(sigreg)), "lejepa_sphere_mmd": ("sfrik_plugin", call(sphere))}
 

@@ -326,7 +326,7 @@ def run(args) -> int:
     lejepa_views = args.lejepa_views if getattr(args, "autocast", "none") == "none" else []
     if args.lejepa_views and not lejepa_views:
         print("LeJEPA rows: run without --autocast (they compare the two regularisers in float32)")
-    lejepa_losses = lejepa.build_losses() if lejepa_views else {}
+    lejepa_losses = lejepa.build_losses(device) if lejepa_views else {}
     rows = []
     for n in batches:
         for q in dims:

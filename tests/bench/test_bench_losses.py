@@ -117,13 +117,13 @@ def test_lejepa_rows_time_both_regularisers_on_the_same_views():
     assert all(r["status"] == "too slow here" and "ms_median" not in r for r in skipped)
 
 
-def test_lejepa_losses_follow_the_views_device():
+def test_lejepa_losses_are_built_on_the_views_device():
     # lightly's SIGReg keeps its knots in a CPU buffer: the GPU check (H100, 2026-12-06) stopped on
     # "found at least two devices, cuda:0 and cpu". The meta device stands in for CUDA here.
     from sfrik_experiments.bench import lejepa
 
     views = torch.randn(4, 16, 8, device="meta", requires_grad=True)
-    for name, (_, loss) in lejepa.build_losses().items():
+    for name, (_, loss) in lejepa.build_losses(torch.device("meta")).items():
         assert loss(views).device.type == "meta", name
 
 

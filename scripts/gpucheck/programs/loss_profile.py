@@ -17,12 +17,8 @@ from collections import defaultdict
 import torch
 from torch.autograd import DeviceType
 
+from sfrik_experiments.bench.common import synchronize
 from sfrik_plugin import SFRIKLoss
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def device_events(prof: torch.profiler.profile, device: torch.device) -> list:
