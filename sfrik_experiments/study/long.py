@@ -8,9 +8,12 @@ budget, with a learning curve from each run.
 The protocol, the tuning rule and the order of the runs: study/long_plan.py.
 
 Each finished run is appended whole to <out>/results.csv; a run cut short is not recorded, and
-the same command resumes. A bar counts the runs; each curve point prints a line as it is measured
-(Lightning's bar of every run with --inner-bars). summary.md and the plots (study/long_report.py)
-are rewritten after a run at most once a minute, and at the end."""
+the same command resumes. The long presets have no timing phase of their own: a quiet interleaved
+pass of a preset with the same network, batch and q (`sfrik-study --phases timing`) copied to
+<out>/timing.csv gives the report's equal-wall-time reading. A bar counts the runs; each curve
+point prints a line as it is measured (Lightning's bar of every run with --inner-bars). summary.md
+and the plots (study/long_report.py) are rewritten after a run at most once a minute, and at the
+end."""
 
 from __future__ import annotations
 

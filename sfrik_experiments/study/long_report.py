@@ -13,7 +13,9 @@ from sfrik_experiments.utils.output import markdown_table
 from sfrik_plugin.utils.files import atomic_write
 
 from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, count, tuning
+from .report import read_timing
 from .report_paired import Comparison, comparison_table, plain_reading
+from .report_rows import measured_value
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
 
 Rows = Sequence[Mapping[str, str]]
@@ -122,20 +124,35 @@ def steps_at(preset: LongPreset, rows: Rows, epoch: int, split: str = "test") ->
     return int(steps.pop()) if len(steps) == 1 else None  # type: ignore[arg-type]
 
 
+def step_times(timing: Sequence[Mapping[str, str]], q: int) -> dict[str, float]:
+    """method -> its median step time (ms) at q in an interleaved timing pass (timing.csv rows:
+    study/timing.py, quiet cores, every method on the same batches); methods without a measured
+    step time are left out."""
+    return {
+        r["method"]: value
+        for r in timing
+        if r.get("q") == str(q) and (value := measured_value(r.get("step_ms"))) is not None
+    }
+
+
 def write(out: Path, preset: LongPreset, rows: Rows) -> str:
-    """Writes summary.md and the plots (curves.png, tuning_curves.png) into out; returns the text."""
+    """Writes summary.md and the plots (curves.png, tuning_curves.png) into out; returns the text.
+    A timing pass in <out>/timing.csv, when there is one, gives the equal-wall-time reading."""
     tuned = tuning(preset, rows)
-    text = summary(preset, rows, tuned)
+    timing = read_timing(out / "timing.csv")
+    text = summary(preset, rows, tuned, timing)
     with atomic_write(out / "summary.md") as f:
         f.write(text)
     try:
-        plots(out, preset, rows, tuned)
+        plots(out, preset, rows, tuned, step_times(timing, preset.q))
     except ImportError:
         pass  # matplotlib missing: the tables are still written
     return text
 
 
-def summary(preset: LongPreset, rows: Rows, tuned: Tuned | None = None) -> str:
+def summary(
+    preset: LongPreset, rows: Rows, tuned: Tuned | None = None, timing: Sequence[Mapping[str, str]] = ()
+) -> str:
     tuned = tuning(preset, rows) if tuned is None else tuned
     at_least, at_most = count(preset)
     t = preset.train
@@ -152,6 +169,7 @@ def summary(preset: LongPreset, rows: Rows, tuned: Tuned | None = None) -> str:
     parts += ["", *tuning_section(preset, rows, tuned)]
     parts += ["", *curves_section(preset, rows, tuned)]
     parts += ["", *verdict_section(preset, rows, tuned)]
+    parts += ["", *time_section(preset, rows, tuned, timing)]
     parts += ["", *provenance_section(preset, rows)]
     return "\n".join(parts) + "\n"
 
@@ -364,6 +382,85 @@ def verdict_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
     return lines
 
 
+def time_section(preset: LongPreset, rows: Rows, tuned: Tuned, timing: Sequence[Mapping[str, str]]) -> list[str]:
+    """The equal-wall-time reading of the curves: every final run takes the same steps, so a slower
+    loss gets more compute. Each method's time is its steps x its median step time in a quiet
+    interleaved timing pass (the runs' own training seconds include whatever shared the cores);
+    beside it, the last point of its curve that fits in SFRIK's time for the whole run, and which
+    methods are at most as slow and more accurate after the last epoch (a reading of means)."""
+    last = preset.curve_epochs[-1]
+    lines = [
+        f"## Accuracy against training time (q = {preset.q}: the equal-wall-time reading)",
+        "",
+    ]
+    ms = step_times(timing, preset.q)
+    machines = sorted({r.get("machine", "") for r in timing if r.get("q") == str(preset.q)} - {""})
+    if not ms:
+        return lines + [
+            "No timing pass in this folder (timing.csv): the equal-wall-time reading needs the step times of a "
+            "quiet interleaved pass (`sfrik-study --phases timing` of a preset with the same network, batch and q)."
+        ]
+    lines += [
+        "Every final run takes the same steps, so a slower loss gets more compute. Here a method's time is its "
+        "steps × its median step time in the interleaved timing pass in timing.csv (quiet cores, every method on "
+        f"the same batches; {', '.join(machines) or 'machine not recorded'}), not the runs' own training seconds, "
+        "which include whatever shared the cores. *Within SFRIK's time*: the last point of the method's curve "
+        f"reached within SFRIK's time for its {last} epochs (a measured point, not an interpolation). *Dominated "
+        f"by*: the methods at most as slow with a higher mean linear top-1 after epoch {last} (a reading of means, "
+        "not a test).",
+        "",
+    ]
+    steps = {e: steps_at(preset, rows, e) for e in preset.curve_epochs}
+    linear = {
+        (m, e): summarise(list(curve_values(preset, rows, tuned, m, e, "linear_top1").values()))
+        for m in preset.methods
+        for e in preset.curve_epochs
+    }
+    measured = [m for m in preset.methods if linear[(m, last)].n]
+    if not measured or steps[last] is None:
+        return lines + [f"No final run has measured epoch {last} yet."]
+    sfrik_budget = steps[last] * ms["sfrik"] if "sfrik" in ms else None  # type: ignore[operator]
+    table = []
+    for m in measured:
+        if m not in ms:
+            table.append([m, "not measured", "-", "-", linear[(m, last)].text(), "-", "-"])
+            continue
+        within = "-"
+        if sfrik_budget is not None:
+            reached = [e for e in preset.curve_epochs if (n := steps[e]) is not None and n * ms[m] <= sfrik_budget]
+            if reached:
+                e = reached[-1]
+                within = f"epoch {e}: {linear[(m, e)].mean:.2f}" if linear[(m, e)].n else f"epoch {e}: -"
+            else:
+                within = f"none (epoch {preset.curve_epochs[0]} takes longer)"
+        dominated = [
+            o
+            for o in measured
+            if o != m and o in ms and ms[o] <= ms[m] and linear[(o, last)].mean > linear[(m, last)].mean
+        ]
+        table.append(
+            [
+                m,
+                f"{ms[m]:.1f}",
+                f"{ms[m] / ms['sfrik']:.2f}" if "sfrik" in ms else "-",
+                f"{steps[last] * ms[m] / 60000:.1f}",  # type: ignore[operator]
+                linear[(m, last)].text(),
+                within,
+                ", ".join(dominated) or "-",
+            ]
+        )
+    header = [
+        "method",
+        "step ms (timing pass)",
+        "time × SFRIK",
+        f"minutes for {last} epochs",
+        f"linear top-1 % after epoch {last}",
+        "within SFRIK's time",
+        "dominated by",
+    ]
+    return lines + [markdown_table(header, table)]
+
+
 LAST_POINT_MEASURES = ("linear_top1", "knn_top1", "rankme", "alignment", "uniformity", "mmd_l3")
 
 
@@ -402,46 +499,62 @@ def provenance_section(preset: LongPreset, rows: Rows) -> list[str]:
     ]
 
 
-def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned) -> None:
+def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned, step_ms: Mapping[str, float] | None = None) -> None:
     """curves.png: test linear and kNN top-1 against steps (mean over seeds, the band the seeds'
-    min to max, each seed's point), and linear top-1 against training minutes (the mean, and each
-    seed's point: the equal-wall-time reading, on a machine whose load varies); tuning_curves.png:
-    every tuning run's validation linear top-1 against steps, one panel per method."""
+    min to max, each seed's point), and linear top-1 against training minutes (the equal-wall-time
+    reading): steps x each method's step time in a quiet timing pass where `step_ms` has every
+    method, else the runs' own training minutes (mean, and each seed's point; the machine's load
+    varies); tuning_curves.png: every tuning run's validation linear top-1 against steps, one panel
+    per method."""
     from sfrik_experiments.utils.output import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    panels = (("linear_top1", "step", axes[0]), ("knn_top1", "step", axes[1]), ("linear_top1", "train_s", axes[2]))
+    # the quiet step times where the pass timed every method (one clock for all), else the runs' own
+    quiet = bool(step_ms) and all(m in step_ms for m in preset.methods)  # type: ignore[operator]
+    time_axis = "quiet" if quiet else "train_s"
+    panels = (("linear_top1", "step", axes[0]), ("knn_top1", "step", axes[1]), ("linear_top1", time_axis, axes[2]))
+
+    def x_value(row: Mapping[str, str], epoch: int, x_name: str, method: str) -> float | None:
+        if x_name == "quiet":
+            step = point_value(row, epoch, "step")
+            return None if step is None else step * step_ms[method] / 60000  # type: ignore[index]
+        value = point_value(row, epoch, x_name)
+        return value / 60 if value is not None and x_name == "train_s" else value
+
     for measure, x_name, ax in panels:
         for i, method in enumerate(preset.methods):
             colour = f"C{i}"
             runs = final_rows(preset, rows, tuned, method)
             xs, means, lows, highs = [], [], [], []
             for e in preset.curve_epochs:
-                points = [
-                    (point_value(r, e, x_name), point_value(r, e, measure))
-                    for r in runs.values()
-                    if point_value(r, e, measure) is not None and point_value(r, e, x_name) is not None
-                ]
+                pairs = [(x_value(r, e, x_name, method), point_value(r, e, measure)) for r in runs.values()]
+                points = [(x, y) for x, y in pairs if x is not None and y is not None]
                 if not points:
                     continue
-                x = [p[0] / (60 if x_name == "train_s" else 1) for p in points]  # type: ignore[operator]
+                x = [p[0] for p in points]
                 y = [p[1] for p in points]
                 ax.scatter(x, y, s=8, color=colour, alpha=0.5)
                 xs.append(sum(x) / len(x))
-                means.append(sum(y) / len(y))  # type: ignore[arg-type]
-                lows.append(min(y))  # type: ignore[type-var]
-                highs.append(max(y))  # type: ignore[type-var]
+                means.append(sum(y) / len(y))
+                lows.append(min(y))
+                highs.append(max(y))
             if xs:
                 ax.plot(xs, means, marker="o", color=colour, label=method)
-                if x_name == "step":  # every seed has the same steps; its training minutes vary
+                if x_name != "train_s":  # every seed has the same steps; its own training minutes vary
                     ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
         floor = [
             v for r in final_rows(preset, rows, tuned, "random").values() if (v := _number(r[measure])) is not None
         ]
         if floor:
             ax.axhline(sum(floor) / len(floor), ls="--", lw=1, color="gray", label="random encoder")
-        ax.set_xlabel("optimiser steps" if x_name == "step" else "training minutes (this machine, load varies)")
+        ax.set_xlabel(
+            {
+                "step": "optimiser steps",
+                "quiet": "training minutes (steps x the quiet timing pass's step time)",
+                "train_s": "training minutes (the runs' own; this machine, load varies)",
+            }[x_name]
+        )
         ax.set_ylabel(f"test {'linear' if measure == 'linear_top1' else 'kNN'} top-1 (%)")
         ax.grid(alpha=0.3)
     if axes[0].lines:

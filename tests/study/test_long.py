@@ -326,7 +326,11 @@ def test_the_report_reads_partial_results_and_says_whether_the_short_budget_rank
     assert f"| 10 | {expected} > sfrik (77.00) |" in first_seven
     assert "**at an edge at the cap**" in text and "**chosen**" in text
     # every method ties at 85 + 0.1 seed at the last epoch: the order is the preset's, ...
+    (tmp_path / "timing.csv").write_text(
+        "method,q,step_ms,machine\n" + "".join(f"{m},1024,{100 + i},cpu\n" for i, m in enumerate(preset.methods))
+    )
     text = long_report.write(tmp_path, preset, full)
+    assert "| sigreg | 105.0 | 1.05 | 4.1 |" in text  # the timing pass read from the folder
     assert "over 7 methods and 3 seeds" in text
     assert "(step 2340)" in text and "(step 234)" in text
     assert "In 45 of the 45 finished trained runs the curve's last point equals the measurement after training." in text
@@ -365,6 +369,40 @@ def test_holds_means_the_same_order_and_the_same_verdicts():
     rows = run_plan(preset, score(swapped))
     sentence = long_report.holds_sentence(preset, rows, long.tuning(preset, rows))
     assert "holds in its verdicts but not in its order" in sentence, sentence
+
+
+def test_the_equal_wall_time_reading_uses_the_quiet_pass_step_times():
+    preset = long.LONG_PRESETS["long"]
+    level = {"sfrik": 86.0, "auh": 86.5, "vicreg": 87.0, "sigreg": 85.0}
+
+    def curve(spec):
+        if spec.method == "random":
+            return dict.fromkeys((1, 2, 5, 10), 77.0)
+        value = level.get(spec.method, 84.0) - abs(rung(spec)) + (0.1 * spec.seed if spec.phase == "final" else 0)
+        return {1: value - 3, 2: value - 2, 5: value - 1, 10: value}
+
+    rows = run_plan(preset, curve)
+    tuned = long.tuning(preset, rows)
+    assert "No timing pass in this folder" in "\n".join(long_report.time_section(preset, rows, tuned, []))
+    # barlow_twins, simclr and mmcr have no step time: "not measured"; another q's row is not read
+    timing = [
+        {"method": m, "q": "1024", "step_ms": ms, "machine": "cpu x2"}
+        for m, ms in (("sfrik", "100"), ("auh", "100"), ("sigreg", "130"), ("vicreg", "250"), ("mmcr", "nan"))
+    ] + [{"method": "simclr", "q": "256", "step_ms": "90", "machine": "cpu x2"}]
+    text = "\n".join(long_report.time_section(preset, rows, tuned, timing))
+    assert "cpu x2" in text
+    # 10 epochs of 234 steps: 2340 x 100 ms = 3.9 min; SIGReg reaches epoch 5 (not 7.7) in SFRIK's
+    # time, VICReg epoch 2 (not 4); SFRIK is dominated by AUH (as fast, more accurate)
+    assert "| sfrik | 100.0 | 1.00 | 3.9 | 86.10 ± 0.10 [85.85, 86.35] | epoch 10: 86.10 | auh |" in text
+    assert "| sigreg | 130.0 | 1.30 | 5.1 | 85.10 ± 0.10 [84.85, 85.35] | epoch 5: 84.10 | sfrik, auh |" in text
+    assert "| vicreg | 250.0 | 2.50 | 9.8 | 87.10 ± 0.10 [86.85, 87.35] | epoch 2: 85.10 | - |" in text
+    for method in ("barlow_twins", "simclr", "mmcr"):
+        assert f"| {method} | not measured | - | - | 84.10 ± 0.10" in text, method
+    # before a final run of a method has finished
+    tuning_only = [r for r in rows if r["phase"] == "tune" or r["method"] == "random"]
+    assert "No final run has measured epoch 10 yet." in "\n".join(
+        long_report.time_section(preset, tuning_only, long.tuning(preset, tuning_only), timing)
+    )
 
 
 # -- the command ---------------------------------------------------------------------------------------
