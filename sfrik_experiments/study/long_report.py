@@ -333,12 +333,21 @@ def holds_sentence(preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int | No
     v2_order = sorted(V2_LINEAR_TOP1, key=lambda m: -V2_LINEAR_TOP1[m])
     v2_common = [m for m in v2_order if m in order]
     tau = kendall_tau(order, v2_common)
-    verdicts = _verdicts(comparisons_at(preset, rows, tuned, epoch, "linear_top1"))
-    changed = [
-        f"{m} ({V2_VERDICTS[m]} at the short budget, {v} here)"
-        for m, v in verdicts.items()
-        if m in V2_VERDICTS and v not in ("-", V2_VERDICTS[m])
-    ]
+    tests = {c.method: c for c in comparisons_at(preset, rows, tuned, epoch, "linear_top1")}
+    verdicts = _verdicts(list(tests.values()))
+
+    def change(m: str, v: str) -> str:
+        c = tests[m]
+        # a difference no longer significant may be the smaller design's: give its power
+        detail = (
+            f": Δ {c.diff.mean:+.2f} [{c.diff.low:+.2f}, {c.diff.high:+.2f}] over {c.diff.n} seeds, "
+            f"detectable Δ {c.mdd:.2f}"
+            if v == "no significant difference" and math.isfinite(c.mdd)
+            else ""
+        )
+        return f"{m} ({V2_VERDICTS[m]} at the short budget, {v} here{detail})"
+
+    changed = [change(m, v) for m, v in verdicts.items() if m in V2_VERDICTS and v not in ("-", V2_VERDICTS[m])]
     partial = len(order) < len(preset.methods) or seeds < len(preset.final_seeds)
     scope = (
         f"on partial results ({len(order)} of {len(preset.methods)} methods, at most {seeds} of "

@@ -369,6 +369,16 @@ def test_holds_means_the_same_order_and_the_same_verdicts():
     rows = run_plan(preset, score(swapped))
     sentence = long_report.holds_sentence(preset, rows, long.tuning(preset, rows))
     assert "holds in its verdicts but not in its order" in sentence, sentence
+    # Barlow Twins no longer behind: the change gives the difference and what the design detects
+    closer = {**same, "barlow_twins": 0.3}
+    rows = run_plan(preset, score(closer))
+    sentence = long_report.holds_sentence(preset, rows, long.tuning(preset, rows))
+    assert "the short-budget ranking does not hold" in sentence, sentence
+    # Δ = -0.3 + the seeds' mean noise 0.0667; its t interval over 3 seeds (sd 0.25)
+    assert (
+        "barlow_twins (SFRIK ahead at the short budget, no significant difference here: "
+        "Δ -0.23 [-0.86, +0.39] over 3 seeds, detectable Δ 2.02)" in sentence
+    ), sentence
 
 
 def test_the_equal_wall_time_reading_uses_the_quiet_pass_step_times():
