@@ -16,6 +16,7 @@ from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, c
 from .report import read_timing
 from .report_paired import Comparison, comparison_table, plain_reading
 from .report_rows import measured_value
+from .report_time import dominated_by
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
 
 Rows = Sequence[Mapping[str, str]]
@@ -442,11 +443,9 @@ def time_section(preset: LongPreset, rows: Rows, tuned: Tuned, timing: Sequence[
                 within = f"epoch {e}: {linear[(m, e)].mean:.2f}" if linear[(m, e)].n else f"epoch {e}: -"
             else:
                 within = f"none (epoch {preset.curve_epochs[0]} takes longer)"
-        dominated = [
-            o
-            for o in measured
-            if o != m and o in ms and ms[o] <= ms[m] and linear[(o, last)].mean > linear[(m, last)].mean
-        ]
+        dominated = dominated_by(
+            m, {o: ms[o] for o in measured if o in ms}, {o: linear[(o, last)].mean for o in measured}
+        )
         table.append(
             [
                 m,
@@ -520,14 +519,15 @@ def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned, step_ms: Mapp
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     # the quiet step times where the pass timed every method (one clock for all), else the runs' own
-    quiet = bool(step_ms) and all(m in step_ms for m in preset.methods)  # type: ignore[operator]
+    clock = step_ms or {}
+    quiet = bool(clock) and all(m in clock for m in preset.methods)
     time_axis = "quiet" if quiet else "train_s"
     panels = (("linear_top1", "step", axes[0]), ("knn_top1", "step", axes[1]), ("linear_top1", time_axis, axes[2]))
 
     def x_value(row: Mapping[str, str], epoch: int, x_name: str, method: str) -> float | None:
         if x_name == "quiet":
             step = point_value(row, epoch, "step")
-            return None if step is None else step * step_ms[method] / 60000  # type: ignore[index]
+            return None if step is None else step * clock[method] / 60000
         value = point_value(row, epoch, x_name)
         return value / 60 if value is not None and x_name == "train_s" else value
 

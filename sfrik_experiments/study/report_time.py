@@ -35,6 +35,14 @@ class TrainingTime:
         return self.step_ms if self.step_ms is not None else (self.minutes.mean if self.minutes.n else None)
 
 
+def dominated_by(method: str, cost: Mapping[str, float], mean: Mapping[str, float]) -> list[str]:
+    """The methods at most as costly as `method` with a higher mean accuracy (a reading of means,
+    not a test), in the order of `cost`; only methods with both a cost and a mean take part."""
+    if method not in cost or method not in mean:
+        return []
+    return [o for o in cost if o != method and o in mean and cost[o] <= cost[method] and mean[o] > mean[method]]
+
+
 def training_times(
     preset: Preset, rows: Rows, chosen: Choices, timing: Sequence[Mapping[str, str]], q: int
 ) -> list[TrainingTime]:
@@ -86,18 +94,10 @@ def wall_time_section(
         relative = "-"
         if sfrik is not None and t.cost is not None and sfrik.cost and (t.step_ms is None) == (sfrik.step_ms is None):
             relative = f"{t.cost / sfrik.cost:.2f}" + (" *" if t.step_ms is None else "")
-        dominated = [
-            o.method
-            for o in times
-            if o is not t
-            and o.cost is not None
-            and t.cost is not None
-            and (o.step_ms is None) == (t.step_ms is None)
-            and o.cost <= t.cost
-            and o.linear.n
-            and t.linear.n
-            and o.linear.mean > t.linear.mean
-        ]
+        same_clock = {  # step times and the runs' own minutes are not compared with each other
+            o.method: o.cost for o in times if o.cost is not None and (o.step_ms is None) == (t.step_ms is None)
+        }
+        dominated = dominated_by(t.method, same_clock, {o.method: o.linear.mean for o in times if o.linear.n})
         if t.linear.n and not dominated:
             front.append(t.method)
         # minutes per run from the quiet interleaved pass where it measured the method (the runs'
