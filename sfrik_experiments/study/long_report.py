@@ -1,6 +1,7 @@
-"""summary.md and the plots of the long-budget study (study/long.py, study/long_plan.py), from its results rows. Every
-part reads whatever rows there are: a method whose tuning has not ended, or a seed not yet run, is
-shown as such, so the report of the first finished runs is already useful."""
+"""summary.md of the long-budget study (study/long.py, study/long_plan.py), from its results rows,
+and its plots (study/long_plots.py). Every part reads whatever rows there are: a method whose tuning
+has not ended, or a seed not yet run, is shown as such, so the report of the first finished runs is
+already useful."""
 
 from __future__ import annotations
 
@@ -12,128 +13,23 @@ from sfrik_experiments.engine.runs import format_setting
 from sfrik_experiments.utils.output import markdown_table
 from sfrik_plugin.utils.files import atomic_write
 
+from .long_curves import (
+    Rows,
+    comparisons_at,
+    curve_values,
+    kendall_tau,
+    number,
+    point_value,
+    ranking,
+    step_times,
+    steps_at,
+)
 from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, count, tuning
+from .long_plots import plots
 from .report import read_timing
 from .report_paired import Comparison, comparison_table, plain_reading
-from .report_rows import measured_value
 from .report_time import dominated_by
-from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
-
-Rows = Sequence[Mapping[str, str]]
-
-
-def _number(cell: str | None) -> float | None:
-    try:
-        value = float(cell) if cell else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-def point_value(row: Mapping[str, str], epoch: int, measure: str) -> float | None:
-    """A curve point's measure (ep<E>_<measure>) as a number; None where it is empty."""
-    return _number(row.get(f"ep{epoch}_{measure}"))
-
-
-def final_rows(preset: LongPreset, rows: Rows, tuned: Tuned, method: str) -> dict[int, Mapping[str, str]]:
-    """seed -> the finished (ok) final row of a method at its chosen setting (the random encoder: its
-    rows)."""
-    if method == "random":
-        setting = ""
-    else:
-        best = chosen(tuned).get(method)
-        if best is None:
-            return {}
-        setting = format_setting(best)
-    return {
-        int(r["seed"]): r
-        for r in rows
-        if r["phase"] == "final" and r["method"] == method and r["setting"] == setting and r["status"] == "ok"
-    }
-
-
-def curve_values(
-    preset: LongPreset, rows: Rows, tuned: Tuned, method: str, epoch: int, measure: str
-) -> dict[int, float]:
-    """seed -> a method's final-run value of `measure` after `epoch`."""
-    out = {}
-    for seed, row in final_rows(preset, rows, tuned, method).items():
-        value = point_value(row, epoch, measure)
-        if value is not None:
-            out[seed] = value
-    return out
-
-
-def comparisons_at(preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int, measure: str) -> list[Comparison]:
-    """Each baseline against SFRIK after `epoch` over their common seeds (baseline - SFRIK), the
-    two-sided paired t p value, Holm's adjustment over the baselines that have a final run, and the
-    smallest difference detectable with 80 % power at Holm's strictest level: study.report_paired's
-    comparison, on one point of the curves."""
-    sfrik = curve_values(preset, rows, tuned, "sfrik", epoch, measure)
-    if not sfrik:
-        return []
-    tests = []
-    for method in preset.methods:
-        if method == "sfrik":
-            continue
-        other = curve_values(preset, rows, tuned, method, epoch, measure)
-        seeds = sorted(set(other) & set(sfrik))
-        if not seeds:
-            continue
-        diff = paired_difference([other[s] for s in seeds], [sfrik[s] for s in seeds])
-        tests.append((method, diff, paired_t_p_value(diff)))
-    level = 0.05 / max(1, len(tests))
-    return [
-        Comparison(method, diff, p, p_holm, detectable_difference(diff.std, diff.n, level))
-        for (method, diff, p), p_holm in zip(tests, holm([p for _, _, p in tests]))
-    ]
-
-
-def ranking(
-    preset: LongPreset, rows: Rows, tuned: Tuned, epoch: int, measure: str = "linear_top1"
-) -> list[tuple[str, Summary]]:
-    """[(method, summary over seeds)] of the methods with a final run, best mean first."""
-    items = []
-    for method in preset.methods:
-        s = summarise(list(curve_values(preset, rows, tuned, method, epoch, measure).values()))
-        if s.n:
-            items.append((method, s))
-    return sorted(items, key=lambda item: -item[1].mean)
-
-
-def kendall_tau(order_a: Sequence[str], order_b: Sequence[str]) -> float:
-    """Kendall's tau between two orders of the same items (nan below two items)."""
-    common = [m for m in order_a if m in order_b]
-    if len(common) < 2:
-        return math.nan
-    position = {m: i for i, m in enumerate(order_b)}
-    concordant = discordant = 0
-    for i in range(len(common)):
-        for j in range(i + 1, len(common)):
-            if position[common[i]] < position[common[j]]:
-                concordant += 1
-            else:
-                discordant += 1
-    return (concordant - discordant) / (concordant + discordant)
-
-
-def steps_at(preset: LongPreset, rows: Rows, epoch: int, split: str = "test") -> int | None:
-    """The optimiser steps of the finished runs of a split at `epoch` (one value: every run of a
-    split has the same steps per epoch)."""
-    steps = {point_value(r, epoch, "step") for r in rows if r["split"] == split and r["method"] != "random"}
-    steps.discard(None)
-    return int(steps.pop()) if len(steps) == 1 else None  # type: ignore[arg-type]
-
-
-def step_times(timing: Sequence[Mapping[str, str]], q: int) -> dict[str, float]:
-    """method -> its median step time (ms) at q in an interleaved timing pass (timing.csv rows:
-    study/timing.py, quiet cores, every method on the same batches); methods without a measured
-    step time are left out."""
-    return {
-        r["method"]: value
-        for r in timing
-        if r.get("q") == str(q) and (value := measured_value(r.get("step_ms"))) is not None
-    }
+from .stats import summarise
 
 
 def write(out: Path, preset: LongPreset, rows: Rows) -> str:
@@ -216,7 +112,7 @@ def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
                 cells = ["…"] * (len(preset.curve_epochs) + 1)
             else:
                 cells = [_cell(point_value(row, e, "linear_top1")) for e in preset.curve_epochs]
-                cells.append(_cell(_number(row["knn_top1"])) if row["status"] == "ok" else row["status"].split(":")[0])
+                cells.append(_cell(number(row["knn_top1"])) if row["status"] == "ok" else row["status"].split(":")[0])
             mark = "**chosen**" if spec == state.best_run else ""
             detail.append([method, f"{float(spec.params['lr']):g}", *cells, mark])  # type: ignore[arg-type]
     random_row = next((r for r in rows if r["phase"] == "tune" and r["method"] == "random"), None)
@@ -482,7 +378,7 @@ def last_point_mismatches(preset: LongPreset, rows: Rows) -> list[str]:
         for r in rows
         if r["status"] == "ok"
         and r["method"] != "random"
-        and any(_number(r[m]) != point_value(r, last, m) for m in LAST_POINT_MEASURES)
+        and any(number(r[m]) != point_value(r, last, m) for m in LAST_POINT_MEASURES)
     ]
 
 
@@ -505,104 +401,3 @@ def provenance_section(preset: LongPreset, rows: Rows) -> list[str]:
         f"Versions: {'; '.join(sorted({r['versions'] for r in rows}))}. "
         f"Commit(s): {', '.join(sorted({r['commit'] for r in rows}))}.",
     ]
-
-
-def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned, step_ms: Mapping[str, float] | None = None) -> None:
-    """curves.png: test linear and kNN top-1 against steps (mean over seeds, the band the seeds'
-    min to max, each seed's point), and linear top-1 against training minutes (the equal-wall-time
-    reading): steps x each method's step time in a quiet timing pass where `step_ms` has every
-    method, else the runs' own training minutes (mean, and each seed's point; the machine's load
-    varies); tuning_curves.png: every tuning run's validation linear top-1 against steps, one panel
-    per method."""
-    from sfrik_experiments.utils.output import pyplot, save_figure
-
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    # the quiet step times where the pass timed every method (one clock for all), else the runs' own
-    clock = step_ms or {}
-    quiet = bool(clock) and all(m in clock for m in preset.methods)
-    time_axis = "quiet" if quiet else "train_s"
-    panels = (("linear_top1", "step", axes[0]), ("knn_top1", "step", axes[1]), ("linear_top1", time_axis, axes[2]))
-
-    def x_value(row: Mapping[str, str], epoch: int, x_name: str, method: str) -> float | None:
-        if x_name == "quiet":
-            step = point_value(row, epoch, "step")
-            return None if step is None else step * clock[method] / 60000
-        value = point_value(row, epoch, x_name)
-        return value / 60 if value is not None and x_name == "train_s" else value
-
-    for measure, x_name, ax in panels:
-        for i, method in enumerate(preset.methods):
-            colour = f"C{i}"
-            runs = final_rows(preset, rows, tuned, method)
-            xs, means, lows, highs = [], [], [], []
-            for e in preset.curve_epochs:
-                pairs = [(x_value(r, e, x_name, method), point_value(r, e, measure)) for r in runs.values()]
-                points = [(x, y) for x, y in pairs if x is not None and y is not None]
-                if not points:
-                    continue
-                x = [p[0] for p in points]
-                y = [p[1] for p in points]
-                ax.scatter(x, y, s=8, color=colour, alpha=0.5)
-                xs.append(sum(x) / len(x))
-                means.append(sum(y) / len(y))
-                lows.append(min(y))
-                highs.append(max(y))
-            if xs:
-                ax.plot(xs, means, marker="o", color=colour, label=method)
-                if x_name != "train_s":  # every seed has the same steps; its own training minutes vary
-                    ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
-        floor = [
-            v for r in final_rows(preset, rows, tuned, "random").values() if (v := _number(r[measure])) is not None
-        ]
-        if floor:
-            ax.axhline(sum(floor) / len(floor), ls="--", lw=1, color="gray", label="random encoder")
-        ax.set_xlabel(
-            {
-                "step": "optimiser steps",
-                "quiet": "training minutes (steps x the quiet timing pass's step time)",
-                "train_s": "training minutes (the runs' own; this machine, load varies)",
-            }[x_name]
-        )
-        ax.set_ylabel(f"test {'linear' if measure == 'linear_top1' else 'kNN'} top-1 (%)")
-        ax.grid(alpha=0.3)
-    if axes[0].lines:
-        axes[2].legend(loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.suptitle(
-        f"{preset.dataset}: learning curves at q = {preset.q} (mean over seeds; band: min to max; dots: seeds)"
-    )
-    save_figure(fig, out / "curves.png")
-
-    methods = list(preset.methods)
-    cols = min(4, max(1, len(methods)))
-    nrows = math.ceil(len(methods) / cols)
-    fig, grid = plt.subplots(nrows, cols, figsize=(4 * cols, 3.2 * nrows), squeeze=False)
-    by_id = {r["run_id"]: r for r in rows}
-    for k, method in enumerate(methods):
-        ax = grid[k // cols][k % cols]
-        search, state = tuned[method]
-        for spec in state.runs:
-            row = by_id.get(spec.run_id)
-            if row is None:
-                continue
-            pts = [(point_value(row, e, "step"), point_value(row, e, "linear_top1")) for e in preset.curve_epochs]
-            pts = [p for p in pts if p[0] is not None and p[1] is not None]
-            if pts:
-                best = spec == state.best_run
-                ax.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    marker="o",
-                    lw=2.5 if best else 1,
-                    label=f"lr {float(spec.params['lr']):g}" + (" (chosen)" if best else ""),  # type: ignore[arg-type]
-                )
-        ax.set_title(method)
-        ax.set_xlabel("optimiser steps")
-        ax.set_ylabel("val linear top-1 (%)")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    for k in range(len(methods), nrows * cols):
-        grid[k // cols][k % cols].axis("off")
-    fig.suptitle(f"{preset.dataset}: tuning runs at the long budget (validation, seed {preset.tune_seed})")
-    save_figure(fig, out / "tuning_curves.png")
