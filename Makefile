@@ -117,6 +117,27 @@ study-record:
 		if [ -f $(STUDY_OUT)/$$f.png ]; then cp $(STUDY_OUT)/$$f.png $(STUDY_RECORD)_$$f.png; fi; done
 	if [ -f $(STUDY_OUT)/timing.csv ]; then cp $(STUDY_OUT)/timing.csv $(STUDY_RECORD)_timing.csv; fi
 
+# The long-budget study (sfrik-study --preset long: every method at 10 epochs of 50,000 images with
+# learning curves, about 9 quiet hours on 2 CPU cores), the same way: it resumes from the recorded
+# rows, and `make study-long-record` copies the results, summary, plots and the timing pass its
+# equal-wall-time reading used back to docs/records/study/.
+LONG_OUT ?= study_long_out
+LONG_RECORD := docs/records/study/fashion_mnist_long
+.PHONY: study-long study-long-record
+study-long: build fashion-mnist
+	@mkdir -p $(LONG_OUT)
+	@if [ ! -f $(LONG_OUT)/results.csv ] && [ -f $(LONG_RECORD).csv ]; then \
+		cp $(LONG_RECORD).csv $(LONG_OUT)/results.csv && echo "resuming from $(LONG_RECORD).csv"; fi
+	@if [ ! -f $(LONG_OUT)/timing.csv ] && [ -f $(LONG_RECORD)_timing.csv ]; then \
+		cp $(LONG_RECORD)_timing.csv $(LONG_OUT)/timing.csv; fi
+	$(PY) -m sfrik_experiments.study --preset long --library lightly --out $(LONG_OUT) $(STUDY_ARGS)
+
+study-long-record:
+	cp $(LONG_OUT)/results.csv $(LONG_RECORD).csv
+	cp $(LONG_OUT)/summary.md $(LONG_RECORD).md
+	for f in curves tuning_curves; do cp $(LONG_OUT)/$$f.png $(LONG_RECORD)_$$f.png; done
+	if [ -f $(LONG_OUT)/timing.csv ]; then cp $(LONG_OUT)/timing.csv $(LONG_RECORD)_timing.csv; fi
+
 bench: build
 	mkdir -p bench_out
 	$(PY) -m sfrik_experiments.bench legendre --csv bench_out/legendre.csv --plot bench_out/legendre.png --overwrite $(BENCH_ARGS)

@@ -30,3 +30,14 @@ def rows_of(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def quoted_lines_not_in(page: str, start: str, end: str, record: Path) -> tuple[int, list[str]]:
+    """The table lines (header and body, not the separators) and the block quotes ("> " lines) of
+    page between the markers start and end: how many there are, and those that are not lines of the
+    record (a report it quotes)."""
+    section = page[page.index(start) : page.index(end)].splitlines()
+    lines = set(record.read_text().splitlines())
+    quoted = [line for line in section if line.startswith("| ") and not line.startswith("|---")]
+    quoted += [line.removeprefix("> ") for line in section if line.startswith("> ")]
+    return len(quoted), [line for line in quoted if line not in lines]
