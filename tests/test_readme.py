@@ -266,3 +266,33 @@ def test_the_ablations_reading_recomputes_with_paired_tests():
     l1_mean, random_mean = sum(l1.values()) / 3, sum(random.values()) / 5
     below = f"L = 1's mean ({l1_mean:.2f}, seeds 0-2) is below the random encoder's ({random_mean:.2f}, seeds 0-4)"
     assert below in text
+
+
+def test_the_long_study_table_and_reading_recompute(tmp_path):
+    """The README's 'Past the first epochs' paragraph against the long-budget record."""
+    from helpers.long_record import PRESET, reading_figures, record_rows
+
+    from sfrik_experiments.study.long_curves import comparisons_at, curve_values, ranking
+    from sfrik_experiments.study.long_plan import tuning
+
+    rows = record_rows(tmp_path)
+    tuned = tuning(PRESET, rows)
+    last = PRESET.curve_epochs[-1]
+    header, (cells,) = table_after("| after epoch 10 | random |")
+    labels = header[1:]
+    order = [m for m, _ in ranking(PRESET, rows, tuned, last)]
+    assert [NAMES[h] for h in labels[1:]] == order  # the columns in the record's order
+    for label, cell in zip(labels, cells[1:]):
+        s = stats.summarise(list(curve_values(PRESET, rows, tuned, NAMES[label], last, "linear_top1").values()))
+        assert s.n == 3 and cell == f"{s.mean:.2f} [{s.low:.2f}, {s.high:.2f}]", label
+    text = " ".join(README.split())
+    f = reading_figures(rows)
+    assert f"the seven methods lie within {f['spread_long']} points" in text
+    assert f"SFRIK is ahead of MMCR only (by {f['mmcr_gap']} points, Holm p {f['mmcr_holm']})" in text
+    assert f"is {f['vicreg_gap']} points behind it" in text and f"differences of {f['detectable']} points" in text
+    significant = {
+        measure: {c.method for c in comparisons_at(PRESET, rows, tuned, last, measure) if c.p_holm < 0.05}
+        for measure in ("linear_top1", "knn_top1")
+    }
+    assert significant == {"linear_top1": {"mmcr"}, "knn_top1": set()}
+    assert "On kNN no difference is significant" in text and "the short-budget ranking does not hold" in text
