@@ -152,7 +152,10 @@ def tuning_section_v3(preset: Preset, rows: Rows, chosen: Choices) -> list[str]:
             cells = []
             for seed in (cell.seed, *search.confirm_seeds):
                 row = by_id.get(replace(cell, seed=seed).run_id)
-                cells.append("…" if row is None else row["linear_top1"] if row["status"] == "ok" else "diverged")
+                # two decimals like the mean beside them (the CSV drops a trailing zero: 83.0)
+                cells.append(
+                    "…" if row is None else f"{float(row['linear_top1']):.2f}" if row["status"] == "ok" else "diverged"
+                )
             value = mean_score(by_id, cell, (cell.seed, *search.confirm_seeds))
             confirmation.append(
                 [

@@ -97,8 +97,9 @@ def test_the_v3_tuning_tables_show_the_confirmation(v3_out):
     confirmation = table_lines(text, "| search | q | cell |")
     assert len(confirmation) == 11 * 3  # three cells of each of the 11 confirmed searches (q = 1024)
     assert sum(cells[-1] == "**chosen**" for cells in confirmation) == 11
-    for cells in confirmation:  # the mean of the three seeds
+    for cells in confirmation:  # the mean of the three seeds; every score with two decimals
         assert cells[6] == f"{sum(float(c) for c in cells[3:6]) / 3:.2f}", cells
+        assert all(re.fullmatch(r"\d+\.\d\d", c) for c in cells[3:7]), cells
 
 
 def test_knn_paired_tests_at_every_q(v3_out):
