@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers.records import DOCS, RECORDS
+from helpers.records import DOCS, RECORDS, study_final
 from helpers.records import METHOD_LABELS as NAMES
 from helpers.records import recorded as rows
 
@@ -21,14 +21,6 @@ BASELINES = ("auh", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
 
 
 COST_RECORD = "docs/records/bench/losses_cpu.csv"  # the README's cost line and its plot
-
-
-def final(metric, method, q):
-    return {
-        int(r["seed"]): float(r[metric])
-        for r in rows("study/fashion_mnist.csv")
-        if r["phase"] == "final" and r["method"] == method and r["q"] == str(q) and r["status"] == "ok"
-    }
 
 
 def table_after(prefix: str) -> tuple[list[str], list[list[str]]]:
@@ -58,10 +50,10 @@ def holm_text(p: float) -> str:
 def comparisons(metric: str, q: int) -> dict[str, tuple]:
     """baseline -> (paired difference baseline − SFRIK, p, Holm p over the baselines), recomputed
     from the record's rows with the study's statistics (scipy underneath)."""
-    sfrik = final(metric, "sfrik", q)
+    sfrik = study_final(metric, "sfrik", q)
     tests = {}
     for m in BASELINES:
-        other = final(metric, m, q)
+        other = study_final(metric, m, q)
         seeds = sorted(set(other) & set(sfrik))
         d = stats.paired_difference([other[s] for s in seeds], [sfrik[s] for s in seeds])
         tests[m] = (d, stats.paired_t_p_value(d))
@@ -86,7 +78,7 @@ def test_the_study_table_recomputes_from_the_record():
     header, (cells,) = table_after("| random | SFRIK |")
     assert len(header) == len(cells) == 2 + len(BASELINES) and {NAMES[h] for h in header[2:]} == set(BASELINES)
     for label, cell in zip(header, cells):
-        s = stats.summarise(list(final("linear_top1", NAMES[label], 1024).values()))
+        s = stats.summarise(list(study_final("linear_top1", NAMES[label], 1024).values()))
         assert s.n == 5 and cell == f"{s.mean:.2f} [{s.low:.2f}, {s.high:.2f}]", label
 
 
@@ -106,10 +98,10 @@ def test_the_studys_paired_table_recomputes_with_holms_correction():
 
 def test_the_studys_plain_reading_recomputes():
     text = " ".join(README.split())
-    linear = {m: stats.summarise(list(final("linear_top1", m, 1024).values())) for m in ("sfrik", *BASELINES)}
+    linear = {m: stats.summarise(list(study_final("linear_top1", m, 1024).values())) for m in ("sfrik", *BASELINES)}
     assert max(linear, key=lambda m: linear[m].mean) == "sfrik" and min(linear, key=lambda m: linear[m].std) == "sfrik"
     assert f"at q = 1024 it is the steadiest (sd {linear['sfrik'].std:.2f} points over seeds;" in text
-    at_256 = {m: stats.summarise(list(final("linear_top1", m, 256).values())) for m in ("sfrik", *BASELINES)}
+    at_256 = {m: stats.summarise(list(study_final("linear_top1", m, 256).values())) for m in ("sfrik", *BASELINES)}
     assert max(at_256, key=lambda m: at_256[m].std) == "sfrik" and at_256["sfrik"].n == 3
     assert f"at q = 256 its sd over three seeds, {at_256['sfrik'].std:.2f}, is the largest of the seven" in text
     by_metric = [comparisons(metric, 1024) for metric in ("linear_top1", "knn_top1")]
@@ -138,7 +130,7 @@ def test_the_q_tables_reading_recomputes():
     text = " ".join(README.split())
     label = {v: k for k, v in NAMES.items()}
     means = {
-        q: {m: stats.summarise(list(final("linear_top1", m, q).values())) for m in ("sfrik", *BASELINES)}
+        q: {m: stats.summarise(list(study_final("linear_top1", m, q).values())) for m in ("sfrik", *BASELINES)}
         for q in (256, 4096)
     }
     assert all(s.n == 3 for by_method in means.values() for s in by_method.values())
@@ -165,13 +157,13 @@ def test_the_q_tables_reading_recomputes():
 
 def test_the_quick_demos_test_margins_are_the_studys_final_rows():
     text = " ".join(README.split())
-    random = final("linear_top1", "random", 1024)
+    random = study_final("linear_top1", "random", 1024)
     floor = sum(random[s] for s in range(3)) / 3  # the demo's three inits, seeds 0-2
-    sfrik = final("linear_top1", "sfrik", 1024)
+    sfrik = study_final("linear_top1", "sfrik", 1024)
     margins = ", ".join(f"+{sfrik[s] - floor:.2f}" for s in sorted(sfrik))
     assert f"SFRIK − the floor ({floor:.2f} %) = {margins} points for seeds 0-4" in text
     assert min(sfrik[s] - floor for s in sfrik) >= 5
-    ahead = {s: sorted(m for m in BASELINES if final("linear_top1", m, 1024)[s] > sfrik[s]) for s in sfrik}
+    ahead = {s: sorted(m for m in BASELINES if study_final("linear_top1", m, 1024)[s] > sfrik[s]) for s in sfrik}
     assert ahead == {0: ["auh"], 1: ["auh"], 2: ["vicreg"], 3: [], 4: []}
     claim = "SFRIK is the best method of seeds 3 and 4; AUH is ahead of it for seeds 0 and 1, and VICReg for seed 2"
     assert claim in text
@@ -253,7 +245,7 @@ def test_the_ablations_reading_recomputes_with_paired_tests():
         for r in ablation
         if r["method"] == "sfrik" and "kernel_weights=(1) " in r["setting"]
     }
-    l3, random = final("linear_top1", "sfrik", 1024), final("linear_top1", "random", 1024)
+    l3, random = study_final("linear_top1", "sfrik", 1024), study_final("linear_top1", "random", 1024)
     assert sorted(gauss) == sorted(l1) == [0, 1, 2] and len(l3) == len(random) == 5
     d = stats.paired_difference([gauss[s] for s in gauss], [l3[s] for s in gauss])
     p = sp.ttest_rel([gauss[s] for s in gauss], [l3[s] for s in gauss]).pvalue

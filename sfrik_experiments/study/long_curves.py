@@ -11,24 +11,13 @@ from sfrik_experiments.engine.runs import format_setting
 
 from .long_plan import LongPreset, Tuned, chosen
 from .report_paired import Comparison
-from .report_rows import measured_value
+from .report_rows import Rows, finite_number, measured_value
 from .stats import Summary, detectable_difference, holm, paired_difference, paired_t_p_value, summarise
-
-Rows = Sequence[Mapping[str, str]]
-
-
-def number(cell: str | None) -> float | None:
-    """A results cell as a finite number; None where it is empty, not a number or not finite."""
-    try:
-        value = float(cell) if cell else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
 
 
 def point_value(row: Mapping[str, str], epoch: int, measure: str) -> float | None:
     """A curve point's measure (ep<E>_<measure>) as a number; None where it is empty."""
-    return number(row.get(f"ep{epoch}_{measure}"))
+    return finite_number(row.get(f"ep{epoch}_{measure}"))
 
 
 def final_rows(preset: LongPreset, rows: Rows, tuned: Tuned, method: str) -> dict[int, Mapping[str, str]]:

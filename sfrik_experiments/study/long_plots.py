@@ -6,8 +6,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from .long_curves import Rows, final_rows, number, point_value
+from .long_curves import final_rows, point_value
 from .long_plan import LongPreset, Tuned
+from .report_rows import Rows, finite_number
 
 
 def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned, step_ms: Mapping[str, float] | None = None) -> None:
@@ -55,7 +56,11 @@ def plots(out: Path, preset: LongPreset, rows: Rows, tuned: Tuned, step_ms: Mapp
                 ax.plot(xs, means, marker="o", color=colour, label=method)
                 if x_name != "train_s":  # every seed has the same steps; its own training minutes vary
                     ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
-        floor = [v for r in final_rows(preset, rows, tuned, "random").values() if (v := number(r[measure])) is not None]
+        floor = [
+            v
+            for r in final_rows(preset, rows, tuned, "random").values()
+            if (v := finite_number(r[measure])) is not None
+        ]
         if floor:
             ax.axhline(sum(floor) / len(floor), ls="--", lw=1, color="gray", label="random encoder")
         ax.set_xlabel(

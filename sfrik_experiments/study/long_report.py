@@ -14,11 +14,9 @@ from sfrik_experiments.utils.output import markdown_table
 from sfrik_plugin.utils.files import atomic_write
 
 from .long_curves import (
-    Rows,
     comparisons_at,
     curve_values,
     kendall_tau,
-    number,
     point_value,
     ranking,
     step_times,
@@ -28,6 +26,7 @@ from .long_plan import V2_LINEAR_TOP1, V2_VERDICTS, LongPreset, Tuned, chosen, c
 from .long_plots import plots
 from .report import read_timing
 from .report_paired import Comparison, comparison_table, plain_reading
+from .report_rows import Rows, finite_number
 from .report_time import dominated_by
 from .stats import summarise
 
@@ -112,7 +111,9 @@ def tuning_section(preset: LongPreset, rows: Rows, tuned: Tuned) -> list[str]:
                 cells = ["…"] * (len(preset.curve_epochs) + 1)
             else:
                 cells = [_cell(point_value(row, e, "linear_top1")) for e in preset.curve_epochs]
-                cells.append(_cell(number(row["knn_top1"])) if row["status"] == "ok" else row["status"].split(":")[0])
+                cells.append(
+                    _cell(finite_number(row["knn_top1"])) if row["status"] == "ok" else row["status"].split(":")[0]
+                )
             mark = "**chosen**" if spec == state.best_run else ""
             detail.append([method, f"{float(spec.params['lr']):g}", *cells, mark])  # type: ignore[arg-type]
     random_row = next((r for r in rows if r["phase"] == "tune" and r["method"] == "random"), None)
@@ -378,7 +379,7 @@ def last_point_mismatches(preset: LongPreset, rows: Rows) -> list[str]:
         for r in rows
         if r["status"] == "ok"
         and r["method"] != "random"
-        and any(number(r[m]) != point_value(r, last, m) for m in LAST_POINT_MEASURES)
+        and any(finite_number(r[m]) != point_value(r, last, m) for m in LAST_POINT_MEASURES)
     ]
 
 

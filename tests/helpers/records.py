@@ -24,6 +24,16 @@ def recorded(name: str) -> list[dict]:
     return [dict(r) for r in _rows(name)]  # copies: a test may not change another's rows
 
 
+def study_final(metric: str, method: str, q: int) -> dict[int, float]:
+    """seed -> a method's finished final-run value of metric at q in the recorded study
+    (study/fashion_mnist.csv)."""
+    return {
+        int(r["seed"]): float(r[metric])
+        for r in _rows("study/fashion_mnist.csv")
+        if r["phase"] == "final" and r["method"] == method and r["q"] == str(q) and r["status"] == "ok"
+    }
+
+
 def rows_of(path: Path) -> list[dict]:
     """The rows of a results CSV a test's command wrote ([] while it does not exist), read afresh."""
     if not path.exists():
