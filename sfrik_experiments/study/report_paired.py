@@ -127,10 +127,10 @@ def plain_reading(items: list[Comparison], label: str) -> str:
     parts.append(f"SFRIK is ahead of {', '.join(ahead)}." if ahead else "SFRIK is ahead of none.")
     parts.append(f"SFRIK is behind {', '.join(behind)}." if behind else "SFRIK is behind none.")
     if ties:
-        detectable = [c.mdd for c in ties if not math.isnan(c.mdd)]
+        detectable = sorted({f"{c.mdd:.2f}" for c in ties if not math.isnan(c.mdd)}, key=float)
+        size = "-".join(dict.fromkeys([detectable[0], detectable[-1]])) if detectable else ""  # "2.26", not "2.26-2.26"
         power = (
-            f"; this design finds a true difference of {min(detectable):.2f}-{max(detectable):.2f} points "
-            "with 80 % power, and smaller ones may be missed"
+            f"; this design finds a true difference of {size} points with 80 % power, and smaller ones may be missed"
             if detectable
             else ""
         )

@@ -293,4 +293,10 @@ def test_the_report_reads_the_comparisons_in_plain_words():
     text = report_paired.plain_reading(items, "linear top-1")
     assert "SFRIK is ahead of vicreg (+2.00 for SFRIK, Holm p 0.0010)." in text
     assert "SFRIK is behind none." in text
-    assert "No significant difference from simclr; this design finds a true difference of 1.70-1.70" in text
+    # one detectable size is one number, not a range "1.70-1.70"
+    assert "No significant difference from simclr; this design finds a true difference of 1.70 points" in text
+    items.append(report_paired.Comparison("mmcr", tie, p=0.6, p_holm=0.9, mdd=2.1))
+    text = report_paired.plain_reading(items, "linear top-1")
+    assert "No significant difference from simclr, mmcr; this design finds a true difference of 1.70-2.10 points" in (
+        text
+    )
