@@ -91,29 +91,33 @@ demo: build fashion-mnist
 BUDGET_OUT ?= budget_out
 .PHONY: demo-budget
 demo-budget: build fashion-mnist
-	$(PY) -m sfrik_experiments.demo.budget --out $(BUDGET_OUT) --study-results docs/records/study/fashion_mnist.csv
+	$(PY) -m sfrik_experiments.demo.budget --out $(BUDGET_OUT) --study-results docs/records/study/superseded/fashion_mnist_v2.csv
 
 .PHONY: fashion-mnist study study-record
 fashion-mnist:
 	@if [ ! -d $(FASHION_MNIST_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
 
-# The recorded study (sfrik-study --preset full, hours on 2 CPU cores). It resumes from the rows
-# already recorded in docs/records/study/ (a fresh machine starts where the last recording stopped), then
-# `make study-record` copies the results, summary and plots back there.
+# The recorded study (sfrik-study --preset v3, hours on 2 CPU cores). It resumes from the rows
+# already recorded in docs/records/study/ (a fresh machine starts where the last recording stopped)
+# and keeps the record's timing pass (quiet cores; --overwrite-timing in STUDY_ARGS times again),
+# then `make study-record` copies the results, summary, plots and timing pass back there.
 STUDY_OUT ?= study_out
 STUDY_ARGS ?=
-STUDY_RECORD := docs/records/study/fashion_mnist
+STUDY_RECORD := docs/records/study/fashion_mnist_v3
+STUDY_PLOTS := accuracy accuracy_vs_q ablation accuracy_vs_time paired_differences
 study: build fashion-mnist
 	@mkdir -p $(STUDY_OUT)
 	@if [ ! -f $(STUDY_OUT)/results.csv ] && [ -f $(STUDY_RECORD).csv ]; then \
 		cp $(STUDY_RECORD).csv $(STUDY_OUT)/results.csv && echo "resuming from $(STUDY_RECORD).csv"; fi
-	$(PY) -m sfrik_experiments.study --preset full --library lightly --out $(STUDY_OUT) $(STUDY_ARGS)
+	@if [ ! -f $(STUDY_OUT)/timing.csv ] && [ -f $(STUDY_RECORD)_timing.csv ]; then \
+		cp $(STUDY_RECORD)_timing.csv $(STUDY_OUT)/timing.csv; fi
+	$(PY) -m sfrik_experiments.study --preset v3 --library lightly --out $(STUDY_OUT) $(STUDY_ARGS)
 
 study-record:
 	cp $(STUDY_OUT)/results.csv $(STUDY_RECORD).csv
 	cp $(STUDY_OUT)/summary.md $(STUDY_RECORD).md
-	for f in accuracy accuracy_vs_q ablation; do \
+	for f in $(STUDY_PLOTS); do \
 		if [ -f $(STUDY_OUT)/$$f.png ]; then cp $(STUDY_OUT)/$$f.png $(STUDY_RECORD)_$$f.png; fi; done
 	if [ -f $(STUDY_OUT)/timing.csv ]; then cp $(STUDY_OUT)/timing.csv $(STUDY_RECORD)_timing.csv; fi
 

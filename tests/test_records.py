@@ -114,7 +114,7 @@ def expand(pattern: str) -> list[str]:
 
 def exists(path: str, base: Path = ROOT) -> bool:
     """The path (braces and globs allowed) names at least one file or folder, or is the stem of one
-    (the Makefile's docs/records/study/fashion_mnist)."""
+    (the Makefile's docs/records/study/fashion_mnist_v3)."""
     return all(glob.glob(str(base / p)) or glob.glob(str(base / p) + ".*") for p in expand(path))
 
 

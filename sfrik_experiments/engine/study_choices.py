@@ -1,6 +1,6 @@
 """The recorded v2 study's choices at q = 1024: each method's setting as the study chose it by
-validation linear top-1 (its tuning rows are docs/records/study/fashion_mnist.csv; the demo's and the
-long study's tests check these against the record). The demo runs each method at its choice; the
+validation linear top-1 (its tuning rows are docs/records/study/superseded/fashion_mnist_v2.csv;
+the demo's and the long study's tests check these against that record). The demo runs each method at its choice; the
 long study centres each learning-rate ladder on it. One table, so that the two cannot drift apart."""
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """sfrik-study: SFRIK against VICReg, Barlow Twins, SimCLR, AUH, LeJEPA's SIGReg and MMCR, every method tuned
-alike on a validation split (grids grown until the choice is interior, or reported at the cap), then
-five seeds on the test split, re-tuned at each q of the table, with the paper's ablations.
+alike on a validation split (grids grown until the choice is interior, two more rungs at a cap, the best
+cells confirmed with two more seeds), then ten seeds on the test split, re-tuned at each q of the table,
+with the paper's ablations.
 
-  sfrik-study --out runs/study                       # the full study on Fashion-MNIST (hours on 2 CPU cores)
+  sfrik-study --out runs/study                       # the recorded study (v3) on Fashion-MNIST (hours on 2 CPU cores)
   sfrik-study --preset smoke --dataset folder --data-dir my_images/ --out runs/smoke   # every phase, toy sizes
   sfrik-study --dataset folder --data-dir my_images/ --out runs/mine
   sfrik-study --out runs/study --phases timing       # the interleaved timing pass (run it on a quiet machine)
   sfrik-study --out runs/study --report-only         # summary.md and the plots from the results so far
   sfrik-study --out runs/study --only 'final|sfrik|q=1024|seed=0|test|...'   # run one recorded run again
   sfrik-study --preset long --out runs/long          # the long-budget study with learning curves (study/long.py)
-  sfrik-study --preset v3 --out runs/v3              # v2's rows + the v3 rule: confirmed choices, ten seeds (plan.py)
+  sfrik-study --preset full --out runs/v2            # v2's rule: one seed per tuning cell, five final seeds (plan.py)
 
 Rerunning a command skips the runs already in <out>/results.csv; an interruption (Ctrl-C, SIGTERM)
 loses the run in progress and nothing else: it is not recorded, the command exits with 130 (143
@@ -47,9 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--preset",
         choices=sorted({*PRESETS, *LONG_PRESETS}),
-        default="full",
-        help="the study (default full); long and long-smoke: the long-budget study with learning curves "
-        "(phases tune and final)",
+        default="v3",
+        help="the study (default v3, the recorded one; full: v2's rule); long and long-smoke: the long-budget "
+        "study with learning curves (phases tune and final)",
     )
     parser.add_argument("--out", required=True, help="folder of results.csv, timing.csv, summary.md and the plots")
     datasets.add_dataset_arguments(parser, default=None)

@@ -14,10 +14,11 @@ alignment, uniformity, MMD), after the columns every study row has; the row's ow
 are the measures of the trained encoder after training, which the curve's last point repeats.
 
 The tuning rule (fixed before the runs, the same for every method): the learning rate on a factor-2
-ladder centred on the method's v2 choice (V2_CHOICES: the record docs/records/study/fashion_mnist.csv),
-starting with the rungs -1, 0, +1; while the best validation linear top-1 at the end of training
-(epoch 10) sits at an edge, the ladder gains the next rung beyond it, up to 4 rungs (the cap; a
-choice still at an edge then is reported "at the cap"). The tuning seed is 10, which no final run
+ladder centred on the method's v2 choice (V2_CHOICES: the record
+docs/records/study/superseded/fashion_mnist_v2.csv), starting with the rungs -1, 0, +1; while the
+best validation linear top-1 at the end of training (epoch 10) sits at an edge, the ladder gains
+the next rung beyond it, up to 4 rungs (the cap; a choice still at an edge then is reported "at
+the cap"). The tuning seed is 10, which no final run
 uses; the main hyper-parameter (and SFRIK's kernel weights) stay at their v2 choice. Then each
 method's chosen setting runs with seeds 0, 1 and 2 on the test split, and the random encoder with
 the same seeds (the curves' floor: every method starts from the same network at a seed).
@@ -49,8 +50,8 @@ LONG_PHASES = ("tune", "final")
 # learning-rate ladder; the other keys are kept. In the study's order: SFRIK, AUH, the baselines.
 V2_CHOICES = {m: RECORDED_CHOICES[m] for m in ("sfrik", "auh", *RECORDED_BASELINES)}
 # The v2 study's final runs at q = 1024 (5 seeds): mean test linear top-1, and each baseline's
-# paired comparison with SFRIK after Holm's correction (docs/records/study/fashion_mnist.md; checked
-# against the record's rows by tests/study/test_long.py). The short-budget ranking the long
+# paired comparison with SFRIK after Holm's correction (docs/records/study/superseded/fashion_mnist_v2.md;
+# checked against the record's rows by tests/study/test_long.py). The short-budget ranking the long
 # budget is read against.
 V2_LINEAR_TOP1 = {
     "sfrik": 83.78,

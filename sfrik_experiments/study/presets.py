@@ -90,7 +90,7 @@ class Preset(Protocol):
         return tuple(self.grids)
 
 
-# The baselines and kernels of the recorded study (docs/records/study/fashion_mnist.md, v2 and v3): its
+# The baselines and kernels of the recorded studies (docs/records/study/fashion_mnist_v3.md, v2 and v3): its
 # presets keep them, so that an entry added to a registry later does not change the runs the record
 # was made of; the smoke preset takes every registered one (tests/test_registries.py).
 RECORDED_BASELINES = ("vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")

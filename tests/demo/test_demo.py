@@ -12,7 +12,7 @@ pytest.importorskip("lightning", reason="the demo needs Lightning (the package's
 
 from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
-from helpers.records import DOCS, METHOD_LABELS, recorded
+from helpers.records import DOCS, METHOD_LABELS, STUDY_V2, recorded
 
 from sfrik_experiments.demo import cli as demo
 from sfrik_experiments.engine import data as datasets
@@ -291,8 +291,8 @@ def test_validation_split_holds_out_part_of_the_training_split():
 
 
 def study_finals() -> list[dict]:
-    """The recorded study's final rows at q = 1024 (seeds 0-4, the test split)."""
-    return [r for r in recorded("study/fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
+    """The v2 study's final rows at q = 1024 (seeds 0-4, the test split): the demo runs at its choices."""
+    return [r for r in recorded(STUDY_V2) if r["phase"] == "final" and r["q"] == "1024"]
 
 
 def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
@@ -308,7 +308,7 @@ def test_quick_is_the_studys_protocol_at_the_budget_sweeps_choice():
     (choice,) = [r for r in recorded("budget/v3.csv") if r["chosen"] == "True"]
     assert (quick.epochs, quick.train_size) == (int(choice["epochs"]), int(choice["train_size"]))
     assert demo.run_protocol(quick).protocol() == study.protocol()
-    chosen = best_validation_settings(recorded("study/fashion_mnist.csv"), study.main_q)
+    chosen = best_validation_settings(recorded(STUDY_V2), study.main_q)
     assert {m: chosen[m] for m in demo.STUDY_CHOICES} == {m: format_setting(s) for m, s in demo.STUDY_CHOICES.items()}
     assert args.methods == list(demo.STUDY_CHOICES)
     for method in demo.METHODS:
@@ -407,7 +407,7 @@ def test_the_recorded_v3_sweep_follows_from_its_runs_and_chose_the_quick_setting
         ]
         for c in candidates
     }
-    ratios = budget.cost_ratios(recorded("study/fashion_mnist.csv"), list(demo.STUDY_CHOICES), 1024)
+    ratios = budget.cost_ratios(recorded(STUDY_V2), list(demo.STUDY_CHOICES), 1024)
     outcomes = budget.summarise(candidates, by_candidate, 256, budget.BUDGET_S, ratios, floor)
     for outcome, line in zip(outcomes, summary):
         assert {k: str(v) for k, v in outcome.csv_row().items()} == line

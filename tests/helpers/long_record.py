@@ -4,7 +4,7 @@ recomputed with the study's statistics."""
 
 import shutil
 
-from helpers.records import RECORDS, study_final
+from helpers.records import RECORDS, STUDY_V2, study_final
 from sfrik_experiments.engine.results import ResultsFile
 from sfrik_experiments.study.long_curves import comparisons_at, curve_values, kendall_tau, ranking, step_times
 from sfrik_experiments.study.long_plan import LONG_PRESETS, V2_LINEAR_TOP1, tuning
@@ -35,7 +35,7 @@ def reading_figures(rows) -> dict[str, str]:
     last = PRESET.curve_epochs[-1]
     linear = dict(ranking(PRESET, rows, tuned, last))
     random_long = summarise(list(curve_values(PRESET, rows, tuned, "random", last, "linear_top1").values()))
-    v2_random = summarise(list(study_final("linear_top1", "random", PRESET.q).values()))
+    v2_random = summarise(list(study_final("linear_top1", "random", PRESET.q, STUDY_V2).values()))
     above_long = [s.mean - random_long.mean for s in linear.values()]
     above_short = [v - v2_random.mean for v in V2_LINEAR_TOP1.values()]
     tests = {c.method: c for c in comparisons_at(PRESET, rows, tuned, last, "linear_top1")}

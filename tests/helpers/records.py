@@ -12,6 +12,11 @@ RECORDS = DOCS / "records"  # one folder per suite: bench, budget, demo, gpu, st
 METHOD_LABELS = {"random": "random", "SFRIK": "sfrik", "AUH": "auh", "VICReg": "vicreg", "SimCLR": "simclr"}
 METHOD_LABELS |= {"Barlow Twins": "barlow_twins", "SIGReg": "sigreg", "MMCR": "mmcr"}
 
+# The comparison study's record (v3: ten final seeds at q = 1024) and the v2 record it superseded,
+# still read where the text speaks of v2 (the quick demo and the long study run at v2's choices).
+STUDY = "study/fashion_mnist_v3.csv"
+STUDY_V2 = "study/superseded/fashion_mnist_v2.csv"
+
 
 @functools.cache
 def _rows(name: str) -> tuple[dict, ...]:
@@ -20,17 +25,40 @@ def _rows(name: str) -> tuple[dict, ...]:
 
 
 def recorded(name: str) -> list[dict]:
-    """The rows of docs/records/<name> (a CSV, e.g. "study/fashion_mnist.csv"), read from disk once per test session."""
+    """The rows of docs/records/<name> (a CSV, e.g. STUDY), read from disk once per test session."""
     return [dict(r) for r in _rows(name)]  # copies: a test may not change another's rows
 
 
-def study_final(metric: str, method: str, q: int) -> dict[int, float]:
-    """seed -> a method's finished final-run value of metric at q in the recorded study
-    (study/fashion_mnist.csv)."""
+# each study record's preset: the rule that says which setting's final runs are its results
+STUDY_PRESETS = {STUDY: "v3", STUDY_V2: "full"}
+
+
+@functools.cache
+def study_choices(record: str = STUDY):
+    """The plan's choices (study.plan.choices) read from a recorded study's rows."""
+    from sfrik_experiments.study.plan import choices
+    from sfrik_experiments.study.presets import PRESETS
+
+    return choices(PRESETS[STUDY_PRESETS[record]], _rows(record))
+
+
+def study_final(metric: str, method: str, q: int, record: str = STUDY) -> dict[int, float]:
+    """seed -> a method's finished final-run value of metric at q in a recorded study (default:
+    the current one), at the setting the study chose at that q. A record may hold final runs of
+    another setting too (v3 holds v2's where its choice moved), so the setting is matched."""
+    setting = None
+    if method != "random":
+        from sfrik_experiments.engine.runs import format_setting
+
+        setting = format_setting(study_choices(record).by_q[q][method])
     return {
         int(r["seed"]): float(r[metric])
-        for r in _rows("study/fashion_mnist.csv")
-        if r["phase"] == "final" and r["method"] == method and r["q"] == str(q) and r["status"] == "ok"
+        for r in _rows(record)
+        if r["phase"] == "final"
+        and r["method"] == method
+        and r["q"] == str(q)
+        and r["status"] == "ok"
+        and setting in (None, r["setting"])
     }
 
 

@@ -19,7 +19,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 from helpers.images import folder_dataset, make_folder
 from helpers.interrupts import start_paused
 from helpers.processes import run_python
-from helpers.records import recorded, rows_of
+from helpers.records import STUDY_V2, recorded, rows_of
 
 from sfrik_experiments.engine import data as datasets
 from sfrik_experiments.engine.curve import LearningCurve, random_states_kept
@@ -283,7 +283,7 @@ def test_the_short_budget_references_are_the_v2_records():
 
     from sfrik_experiments.demo.cli import STUDY_CHOICES
 
-    rows = [r for r in recorded("study/fashion_mnist.csv") if r["phase"] == "final" and r["q"] == "1024"]
+    rows = [r for r in recorded(STUDY_V2) if r["phase"] == "final" and r["q"] == "1024"]
     values = {}
     for method, setting in long.V2_CHOICES.items():
         mine = [r for r in rows if r["method"] == method]

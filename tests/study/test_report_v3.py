@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
-from helpers.records import RECORDS
+from helpers.records import RECORDS, STUDY_V2
 from helpers.study import fake_row, run_plan
 
 from sfrik_experiments.study import presets, report, report_paired, stats
@@ -187,7 +187,7 @@ def test_the_v3_plots_are_written(v3_out):
 
 
 def test_the_v2_record_read_under_v3_reports_the_searches_running(tmp_path):
-    shutil.copy(RECORDS / "study" / "fashion_mnist.csv", tmp_path / "results.csv")
+    shutil.copy(RECORDS / STUDY_V2, tmp_path / "results.csv")
     with open(tmp_path / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     text = report.write(tmp_path, V3, rows)

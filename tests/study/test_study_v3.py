@@ -18,7 +18,7 @@ pytest.importorskip("scipy", reason="the study's intervals need scipy")
 
 from helpers.images import folder_dataset, make_folder
 from helpers.processes import run_python
-from helpers.records import RECORDS
+from helpers.records import RECORDS, STUDY_V2
 from helpers.study import fake_row, run_plan
 
 from sfrik_experiments.engine.results import ResultsFile
@@ -266,7 +266,7 @@ def test_l1_and_l2_are_retuned_on_sfriks_sim_weight_at_sfriks_lr():
 
 
 def v2_record():
-    with open(RECORDS / "study" / "fashion_mnist.csv", newline="") as f:
+    with open(RECORDS / STUDY_V2, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -280,7 +280,7 @@ def kind(spec) -> str:
 
 def test_the_v2_record_read_under_v3_asks_exactly_for_these_runs():
     rows = v2_record()
-    assert ResultsFile(RECORDS / "study" / "fashion_mnist.csv", V3.protocol()).rows  # the same protocol: readable
+    assert ResultsFile(RECORDS / STUDY_V2, V3.protocol()).rows  # the same protocol: readable
     done = {r["run_id"] for r in rows}
     todo = [s for s in plan.study_runs(V3, rows) if s.run_id not in done]
     # the next runs: seeds 11 and 12 on the three best cells at seed 10 of each q = 1024 search that
