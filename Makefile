@@ -98,6 +98,15 @@ fashion-mnist:
 	@if [ ! -d $(FASHION_MNIST_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
 
+# A study's out folder seeded from its record: $(1) the folder, $(2) the record's stem. Where the
+# folder holds no results yet, the record's rows and timing pass are copied in (never over results).
+define resume-from-record
+	@mkdir -p $(1)
+	@if [ ! -f $(1)/results.csv ] && [ -f $(2).csv ]; then \
+		cp $(2).csv $(1)/results.csv && echo "resuming from $(2).csv"; fi
+	@if [ ! -f $(1)/timing.csv ] && [ -f $(2)_timing.csv ]; then cp $(2)_timing.csv $(1)/timing.csv; fi
+endef
+
 # The recorded study (sfrik-study --preset v3, hours on 2 CPU cores). It resumes from the rows
 # already recorded in docs/records/study/ (a fresh machine starts where the last recording stopped)
 # and keeps the record's timing pass (quiet cores; --overwrite-timing in STUDY_ARGS times again),
@@ -107,11 +116,7 @@ STUDY_ARGS ?=
 STUDY_RECORD := docs/records/study/fashion_mnist_v3
 STUDY_PLOTS := accuracy accuracy_vs_q ablation accuracy_vs_time paired_differences
 study: build fashion-mnist
-	@mkdir -p $(STUDY_OUT)
-	@if [ ! -f $(STUDY_OUT)/results.csv ] && [ -f $(STUDY_RECORD).csv ]; then \
-		cp $(STUDY_RECORD).csv $(STUDY_OUT)/results.csv && echo "resuming from $(STUDY_RECORD).csv"; fi
-	@if [ ! -f $(STUDY_OUT)/timing.csv ] && [ -f $(STUDY_RECORD)_timing.csv ]; then \
-		cp $(STUDY_RECORD)_timing.csv $(STUDY_OUT)/timing.csv; fi
+	$(call resume-from-record,$(STUDY_OUT),$(STUDY_RECORD))
 	$(PY) -m sfrik_experiments.study --preset v3 --library lightly --out $(STUDY_OUT) $(STUDY_ARGS)
 
 study-record:
@@ -129,11 +134,7 @@ LONG_OUT ?= study_long_out
 LONG_RECORD := docs/records/study/fashion_mnist_long
 .PHONY: study-long study-long-record
 study-long: build fashion-mnist
-	@mkdir -p $(LONG_OUT)
-	@if [ ! -f $(LONG_OUT)/results.csv ] && [ -f $(LONG_RECORD).csv ]; then \
-		cp $(LONG_RECORD).csv $(LONG_OUT)/results.csv && echo "resuming from $(LONG_RECORD).csv"; fi
-	@if [ ! -f $(LONG_OUT)/timing.csv ] && [ -f $(LONG_RECORD)_timing.csv ]; then \
-		cp $(LONG_RECORD)_timing.csv $(LONG_OUT)/timing.csv; fi
+	$(call resume-from-record,$(LONG_OUT),$(LONG_RECORD))
 	$(PY) -m sfrik_experiments.study --preset long --library lightly --out $(LONG_OUT) $(STUDY_ARGS)
 
 study-long-record:
