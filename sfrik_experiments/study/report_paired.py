@@ -127,8 +127,9 @@ def plain_reading(items: list[Comparison], label: str) -> str:
     parts.append(f"SFRIK is ahead of {', '.join(ahead)}." if ahead else "SFRIK is ahead of none.")
     parts.append(f"SFRIK is behind {', '.join(behind)}." if behind else "SFRIK is behind none.")
     if ties:
-        detectable = sorted({f"{c.mdd:.2f}" for c in ties if not math.isnan(c.mdd)}, key=float)
-        size = "-".join(dict.fromkeys([detectable[0], detectable[-1]])) if detectable else ""  # "2.26", not "2.26-2.26"
+        detectable = sorted((f"{c.mdd:.2f}" for c in ties if not math.isnan(c.mdd)), key=float)
+        low, high = (detectable[0], detectable[-1]) if detectable else ("", "")
+        size = low if low == high else f"{low}-{high}"  # one size is "2.26", not "2.26-2.26"
         power = (
             f"; this design finds a true difference of {size} points with 80 % power, and smaller ones may be missed"
             if detectable
