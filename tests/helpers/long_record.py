@@ -2,9 +2,7 @@
 README's read it: its rows, and the figures the README and docs/comparison.md quote from it,
 recomputed with the study's statistics."""
 
-import shutil
-
-from helpers.records import RECORDS, STUDY_V2, study_final
+from helpers.records import RECORDS, STUDY_V2, copy_record, study_final
 from sfrik_experiments.engine.results import ResultsFile
 from sfrik_experiments.study.long_curves import comparisons_at, curve_values, kendall_tau, ranking, step_times
 from sfrik_experiments.study.long_plan import LONG_PRESETS, V2_LINEAR_TOP1, tuning
@@ -18,9 +16,7 @@ PRESET = LONG_PRESETS["long"]
 def record_rows(folder):
     """The record's rows, read from a copy of its CSV and timing pass in folder (as results.csv and
     timing.csv, where the study reads them)."""
-    shutil.copy(RECORD.with_suffix(".csv"), folder / "results.csv")
-    shutil.copy(RECORD.parent / f"{RECORD.name}_timing.csv", folder / "timing.csv")
-    return ResultsFile(folder / "results.csv", PRESET.protocol(), PRESET.fields).rows
+    return ResultsFile(copy_record(RECORD, folder), PRESET.protocol(), PRESET.fields).rows
 
 
 def step_ms() -> dict[str, float]:

@@ -3,6 +3,7 @@ GPU check; its README is the index), read as the README and docs/comparison.md c
 
 import csv
 import functools
+import shutil
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -60,6 +61,15 @@ def study_final(metric: str, method: str, q: int, record: str = STUDY) -> dict[i
         and r["status"] == "ok"
         and setting in (None, r["setting"])
     }
+
+
+def copy_record(record: Path, folder: Path) -> Path:
+    """A study record's CSV and timing pass (docs/records/study/<stem>.csv, <stem>_timing.csv)
+    copied into folder as results.csv and timing.csv, where the study reads them; returns the
+    results path."""
+    shutil.copy(record.with_suffix(".csv"), folder / "results.csv")
+    shutil.copy(record.parent / f"{record.name}_timing.csv", folder / "timing.csv")
+    return folder / "results.csv"
 
 
 def rows_of(path: Path) -> list[dict]:

@@ -5,7 +5,7 @@ seeds, Holm's correction over the baselines."""
 
 from __future__ import annotations
 
-from helpers.records import METHOD_LABELS, STUDY, STUDY_PRESETS, recorded, study_choices, study_final
+from helpers.records import METHOD_LABELS, STUDY, STUDY_PRESETS, STUDY_V2, recorded, study_choices, study_final
 from sfrik_experiments.study import stats
 
 BASELINES = ("auh", "vicreg", "barlow_twins", "simclr", "sigreg", "mmcr")
@@ -84,7 +84,7 @@ def reading_sentences() -> dict[str, str]:
             f"Its leads on the linear probe run from {low:.2f} points ({LABELS[low_m]}, Holm p "
             f"{tests[low_m][2]:.3f}) to {high:.2f} ({LABELS[high_m]})"
         )
-    v2 = verdicts("linear_top1", record="study/superseded/fashion_mnist_v2.csv")
+    v2 = verdicts("linear_top1", record=STUDY_V2)
     v2_ahead = [m for m in by_mean(BASELINES) if v2[m] == "SFRIK ahead"]
     v2_ties = [m for m in by_mean(BASELINES) if v2[m] == "tie"]
     sentences["v2"] = f"With five seeds (v2) SFRIK was ahead of {names(v2_ahead)} only, and {names(v2_ties)} were ties"
@@ -143,7 +143,7 @@ def tuning_sentences() -> dict[str, str]:
     )
     new, old = main["barlow_twins"], V2_CHOICES["barlow_twins"]
     test_new = summary("barlow_twins")
-    test_old = summary("barlow_twins", record="study/superseded/fashion_mnist_v2.csv")
+    test_old = summary("barlow_twins", record=STUDY_V2)
     sentences["barlow"] = (
         f"It moves Barlow Twins' learning rate from {old['lr']:g} to {new['lr']:g}, the top rung of its grid, on "
         f"a mean of {tune_mean('barlow_twins', new):.2f} against {tune_mean('barlow_twins', old):.2f}; on the test "
@@ -164,16 +164,16 @@ def comparison_sentences() -> dict[str, str]:
     return {**reading_sentences(), **q_sentences(), **ablation_sentences()}
 
 
-def ablation_values(record: str = STUDY) -> dict[str, dict[int, float]]:
-    """variant label -> seed -> test linear top-1 over the ablation seeds, at each variant's chosen
-    setting (L = 3: SFRIK's final runs)."""
+def ablation_values(metric: str = "linear_top1", record: str = STUDY) -> dict[str, dict[int, float]]:
+    """variant label -> seed -> test value of metric over the ablation seeds, at each variant's
+    chosen setting (L = 3: SFRIK's final runs)."""
     from sfrik_experiments.study.presets import PRESETS
     from sfrik_experiments.study.report_rows import ablation_variants, seed_values
 
     preset = PRESETS[STUDY_PRESETS[record]]
     rows = recorded(record)
     return {
-        label: seed_values(rows, "linear_top1", preset.ablation_seeds, match)
+        label: seed_values(rows, metric, preset.ablation_seeds, match)
         for label, match in ablation_variants(preset, study_choices(record))
     }
 
@@ -208,14 +208,7 @@ def ablation_verdicts(metric: str) -> dict[str, str]:
     0-4 (scipy's paired t test), Holm's correction over the variants."""
     from scipy import stats as sp
 
-    from sfrik_experiments.study.presets import PRESETS
-    from sfrik_experiments.study.report_rows import ablation_variants, seed_values
-
-    preset, rows = PRESETS["v3"], recorded(STUDY)
-    values = {
-        label: seed_values(rows, metric, preset.ablation_seeds, match)
-        for label, match in ablation_variants(preset, study_choices())
-    }
+    values = ablation_values(metric)
     l3 = values.pop("Legendre L = 3")
     tests = {}
     for label, v in values.items():

@@ -4,10 +4,8 @@ superseded v2 record's (docs/records/study/superseded/fashion_mnist_v2.*, preset
 regenerates from the recorded CSVs byte for byte; every table row and block quote of the study
 that docs/comparison.md quotes is one of the current record's lines."""
 
-import shutil
-
 import pytest
-from helpers.records import DOCS, RECORDS, STUDY, STUDY_V2, quoted_lines_not_in
+from helpers.records import DOCS, RECORDS, STUDY, STUDY_PRESETS, STUDY_V2, copy_record, quoted_lines_not_in
 
 pytest.importorskip("lightning", reason="the study needs Lightning (the package's [demo] extra)")
 pytest.importorskip("scipy", reason="the study's intervals need scipy")
@@ -17,19 +15,17 @@ from sfrik_experiments.study import plan, report
 from sfrik_experiments.study.presets import PRESETS
 
 RECORD = (RECORDS / STUDY).with_suffix("")  # docs/records/study/fashion_mnist_v3
-RECORD_V2 = (RECORDS / STUDY_V2).with_suffix("")
 
 
 def record_rows(record, preset, tmp_path) -> list[dict]:
-    shutil.copy(record.with_suffix(".csv"), tmp_path / "results.csv")
-    shutil.copy(record.parent / f"{record.name}_timing.csv", tmp_path / "timing.csv")
-    return ResultsFile(tmp_path / "results.csv", preset.protocol()).rows
+    return ResultsFile(copy_record(record, tmp_path), preset.protocol()).rows
 
 
-@pytest.mark.parametrize("record, preset", [(RECORD, "v3"), (RECORD_V2, "full")], ids=["v3", "v2"])
-def test_the_recorded_summary_regenerates_from_the_recorded_rows(tmp_path, record, preset):
-    rows = record_rows(record, PRESETS[preset], tmp_path)
-    assert report.write(tmp_path, PRESETS[preset], rows) == record.with_suffix(".md").read_text()
+@pytest.mark.parametrize("name", [STUDY, STUDY_V2], ids=["v3", "v2"])
+def test_the_recorded_summary_regenerates_from_the_recorded_rows(tmp_path, name):
+    record, preset = (RECORDS / name).with_suffix(""), PRESETS[STUDY_PRESETS[name]]
+    rows = record_rows(record, preset, tmp_path)
+    assert report.write(tmp_path, preset, rows) == record.with_suffix(".md").read_text()
 
 
 def test_the_record_is_complete(tmp_path):
@@ -38,10 +34,11 @@ def test_the_record_is_complete(tmp_path):
     preset = PRESETS["v3"]
     rows = record_rows(RECORD, preset, tmp_path)
     done = {r["run_id"] for r in rows}
-    assert [s.run_id for s in plan.study_runs(preset, rows) if s.run_id not in done] == []
+    runs = plan.study_runs(preset, rows)
+    assert [s.run_id for s in runs if s.run_id not in done] == []
     summary = RECORD.with_suffix(".md").read_text()
     assert "running (" not in summary and "not started" not in summary
-    finals = [s for s in plan.study_runs(preset, rows) if s.phase == "final" and s.q == preset.main_q]
+    finals = [s for s in runs if s.phase == "final" and s.q == preset.main_q]
     for method in ("random", *preset.methods):
         assert sorted(s.seed for s in finals if s.method == method) == list(range(10)), method
 
