@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"sfrik-demo ({args.setting}, seed {args.seed}, {split} split) on {device_name(device)}\n{title}", flush=True)
     if uses_study_choices(args):
-        print("each method at the setting the recorded study chose on its validation split", flush=True)
+        print("each method at the setting the v2 study chose on its validation split", flush=True)
 
     runner = Runner(
         run_protocol(setting),
