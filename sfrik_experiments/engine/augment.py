@@ -58,7 +58,7 @@ class BatchAugment(nn.Module):
         flip = torch.rand(n, 1, 1, 1, device=x.device) < self.flip_p
         x = torch.where(flip, x.flip(3), x)
         x = self._color_jitter(x)
-        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return (x - self.mean) / self.std  # the backbone takes it to its memory format
 
     def _color_jitter(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]

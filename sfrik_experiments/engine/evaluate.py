@@ -18,7 +18,7 @@ def extract_features(backbone: nn.Module, images: torch.Tensor, mean, std, *, de
     out = []
     for chunk in images.split(batch_size):
         x = (chunk.to(device).float().div_(255) - mean) / std
-        out.append(backbone(x.contiguous(memory_format=torch.channels_last)).float().cpu())
+        out.append(backbone(x).float().cpu())
     return torch.cat(out)
 
 

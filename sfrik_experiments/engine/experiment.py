@@ -80,12 +80,12 @@ def seeded_networks(cfg: TrainConfig, channels: int, seed: int) -> tuple[nn.Modu
 
 
 def build_networks(cfg: TrainConfig, channels: int) -> tuple[nn.Module, nn.Module]:
-    """Backbone (channels_last) and projector from the current torch random state."""
+    """Backbone (in its memory format: engine.model) and projector from the current torch random state."""
     from sfrik_plugin.projector import build_projector
 
     from .model import build_backbone
 
-    backbone = build_backbone(cfg.arch, cfg.width, channels).to(memory_format=torch.channels_last)
+    backbone = build_backbone(cfg.arch, cfg.width, channels)
     projector = build_projector(backbone.features_dim, cfg.proj_hidden_dim or cfg.proj_dim, cfg.proj_dim)
     return backbone, projector
 

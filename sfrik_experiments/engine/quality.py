@@ -55,7 +55,7 @@ def encoder_quality(
     std_t = torch.tensor(std).view(1, -1, 1, 1)
 
     def embed(x):
-        feats = torch.cat([backbone(c.contiguous(memory_format=torch.channels_last)) for c in x.split(batch_size)])
+        feats = torch.cat([backbone(c) for c in x.split(batch_size)])
         return feats.float(), F.normalize(projector(feats).float(), dim=1)
 
     clean = (images.float() / 255 - mean_t) / std_t
