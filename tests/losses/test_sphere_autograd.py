@@ -23,14 +23,18 @@ def test_gram_matrix_gradient_is_exact(device):
 def test_row_normalisation_matches_f_normalize(device):
     from sfrik_plugin.sphere_autograd import _RowNormalize
 
-    z = torch.randn(6, 4, dtype=torch.float64).to(device)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 4, dtype=torch.float64, generator=g).to(device)
     z[2] = 0.0  # a zero row: F.normalize's eps branch
     z[4] *= 1e-14  # shorter than eps
     z.requires_grad_(True)
-    upstream = torch.randn(6, 4, dtype=torch.float64).to(device)
+    upstream = torch.randn(6, 4, dtype=torch.float64, generator=g).to(device)
     mine = _RowNormalize.apply(z, 1e-12)
     ref = torch.nn.functional.normalize(z, dim=1)
-    torch.testing.assert_close(mine, ref, rtol=0, atol=0)
+    # the same formula to rounding, not to the bit: row_norms sums the squares in its own order
+    # (158 of 3000 random draws differ from torch's norm, by at most 1.7 eps; asserting equality
+    # failed whenever the unseeded draw was one of them)
+    torch.testing.assert_close(mine, ref, rtol=4 * torch.finfo(torch.float64).eps, atol=0)
     (g_mine,) = torch.autograd.grad(mine, z, upstream)
     (g_ref,) = torch.autograd.grad(ref, z, upstream)
     torch.testing.assert_close(g_mine, g_ref, rtol=1e-12, atol=1e-12)
