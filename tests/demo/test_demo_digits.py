@@ -29,6 +29,10 @@ def test_the_amd_runs_agree_within_a_commit_range_and_differ_after_it():
     assert measured["8b2bf98"] == measured["4762b5e"] == measured["6305ee5"]
     assert len(linear(runs["69ec958"], "sfrik")) == 2 and len(set(linear(runs["69ec958"], "sfrik"))) == 1
     assert linear(runs["69ec958"], "sfrik")[0] != linear(runs["6305ee5"], "sfrik")[0]
+    # the digits moved at e1969b9, 6305ee5's child, and stayed at every later commit tried
+    assert {linear(runs[c], "sfrik")[0] for c in ("e1969b9", "383beeb", "b3767b8", "69ec958")} == {
+        linear(runs["69ec958"], "sfrik")[0]
+    }
     # the random encoder is the same network at every commit: only the training's sums changed
     assert len({r["linear_top1"] for r in recorded(AMD) if r["method"] == "random"}) == 1
     intel = {r["method"]: r["linear_top1"] for r in recorded("demo/quick_seed0.csv") if r["seed"] == "0"}
