@@ -25,7 +25,7 @@ torch.set_num_threads({threads})
 bad = []
 for width in {widths}:
     x = torch.randn(32, 1, 12, 12, generator=torch.Generator().manual_seed(1))
-    x = x.contiguous(memory_format=torch.channels_last)  # as the augmentations gave it
+    x = x.contiguous(memory_format=torch.channels_last)  # any input format: the backbone converts it
     grads = []
     for _ in range(3):  # a new network each time, as each run builds one (the engine's way)
         net, projector = seeded_networks(TrainConfig(width=width, proj_dim=64), 1, seed=0)
